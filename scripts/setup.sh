@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One set-up for the Makefile, CI and the Docker images.
+#   scripts/setup.sh [--system-only | --python-only] [--cuda]
+# System packages: ffmpeg, libegl1, libgl1 (headless EGL through Mesa or the NVIDIA driver).
+# Python: a .venv (or $VENV) with the package installed editable plus dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+do_system=1 do_python=1 cuda=0
+for arg in "$@"; do
+  case "$arg" in
+    --system-only) do_python=0 ;;
+    --python-only) do_system=0 ;;
+    --cuda) cuda=1 ;;
+    *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+need_pkgs() {
+  local missing=()
+  command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+  for p in libegl1 libgl1; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  echo "${missing[@]:-}"
+}
+
+if [ "$do_system" = 1 ]; then
+  missing=$(need_pkgs)
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "setup: installing system packages: $missing"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      # shellcheck disable=SC2086
+      apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+      echo "setup: missing system packages: $missing" >&2
+      echo "run:   sudo apt-get update && sudo apt-get install -y --no-install-recommends $missing" >&2
+      exit 1
+    fi
+  fi
+fi
+
+if [ "$do_python" = 1 ]; then
+  stamp="$VENV/.synesthete-installed"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # Re-install only when the dependency list changed (keeps `make test` fast on a warm tree).
+  want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    if [ "$cuda" = 0 ]; then
+      "$VENV/bin/python" -m pip install -q -r requirements/cpu.txt
+    fi
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+  fi
+fi

@@ -1,0 +1,79 @@
+"""Argument parsing shared by the `datagen` and `trainer` commands.
+
+Every command takes ``--config FILE.yaml`` (repeatable, later files win),
+``--dry-run`` (print the resolved config and exit 0) and dotted overrides
+``section.key=value``; short flags map onto dotted keys. ``--help`` lists every
+flag with its default, and the epilog lists every config key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from shared.config import SECTIONS, Config, ConfigError, build_config, to_yaml
+
+
+@dataclass(frozen=True)
+class ShortFlag:
+    """A user-facing flag that sets one dotted config key."""
+
+    flag: str
+    key: str
+    type: Callable[[str], Any]
+    help: str
+
+
+def _default_of(key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(Config(), section), name)
+
+
+def config_keys_epilog(sections: tuple[str, ...] = SECTIONS) -> str:
+    cfg = Config()
+    lines = ["config keys (set with section.key=value; defaults shown):"]
+    for section in sections:
+        model = type(getattr(cfg, section))
+        for name, info in model.model_fields.items():
+            default = getattr(getattr(cfg, section), name)
+            desc = (info.description or "").split(". ")[0]
+            lines.append(f"  {section}.{name}={default!r}  {desc}")
+    return "\n".join(lines)
+
+
+def add_config_args(parser: argparse.ArgumentParser, short_flags: list[ShortFlag] = ()) -> None:
+    parser.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                        help="YAML config layer over the defaults (repeatable; later files win). Default: none.")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="Print the resolved config as YAML and exit 0 without doing any work.")
+    for sf in short_flags:
+        parser.add_argument(sf.flag, dest=f"flag__{sf.key}", type=sf.type, default=None, metavar=sf.key.split(".")[1].upper(),
+                            help=f"{sf.help} Sets {sf.key} (default: {_default_of(sf.key)!r}).")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="Dotted config overrides, applied last (e.g. diffusion.audio_shuffle_loss_weight=0.5).")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ((parser.epilog + "\n\n") if parser.epilog else "") + config_keys_epilog()
+
+
+def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
+    flags = {k[len("flag__"):]: v for k, v in vars(args).items() if k.startswith("flag__")}
+    return build_config(args.config, flags, args.overrides, base=base)
+
+
+def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def config_or_exit(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
+    """Resolve the config; on error print the message naming the field and exit 2; on --dry-run print and exit 0."""
+    try:
+        cfg = resolve_config(args, base=base)
+    except ConfigError as e:
+        fail(str(e))
+    if getattr(args, "dry_run", False):
+        sys.stdout.write(to_yaml(cfg))
+        raise SystemExit(0)
+    return cfg

@@ -1,0 +1,405 @@
+"""The one configuration schema for datagen and trainer (pydantic v2).
+
+Layers, lowest first: schema defaults (the production settings, spelled out in
+configs/full.yaml) < one or more ``--config FILE.yaml`` < the short flags users
+type (``--shards``, ``--silence-mix``, ``--shuffle-weight``, ...) < dotted
+overrides ``section.key=value``.
+
+Unknown keys and out-of-range values fail before any work, with a message that
+names the dotted field. Knob names from the postmortem
+(shared/seeds/000_*.txt) keep their exact names; each carries a description.
+
+Fields marked ``shape=True`` decide a model's tensor shapes: a checkpoint
+refuses a config whose shape fields differ (see :func:`model_shape`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SHAPE = {"shape": True}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DataConfig(_Section):
+    seed: int = Field(0, ge=0, description="Base seed: a sample is a pure function of (config, seed, split, shard, sample).")
+    sample_rate: int = Field(22050, ge=4000, le=96000, description="Sample rate of the synthesized audio (Hz).")
+    clip_seconds: float = Field(8.0, gt=0.5, le=600, description="Length of one generated clip in seconds.")
+    train_shards: int = Field(8, ge=1, description="Number of train shards `datagen run` writes (`--shards`).")
+    val_shards: int | None = Field(None, ge=1, description="Number of val shards; null means max(1, train_shards // 100).")
+    samples_per_shard: int = Field(64, ge=1, description="Clips per shard (`--samples-per-shard`).")
+    audio_silence_mix_prob: float = Field(
+        0.3, ge=0, le=1,
+        description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
+        "generated; in the trainer: what the loader draws (0 removes silence clips from training).",
+    )
+    audio_debug_mode: bool = Field(
+        False, description="Bootstrap mode (postmortem §3): debug clips only, a small deterministic set of strongly "
+        "reactive signals.",
+    )
+    audio_debug_mix_prob: float = Field(
+        0.05, ge=0, le=1,
+        description="Fraction of debug-variant clips. In datagen: what is generated; in the trainer: the final value of "
+        "the curriculum that lowers it from 1 (see audio_debug_mix_schedule_steps).",
+    )
+    audio_debug_mix_schedule_steps: int = Field(
+        0, ge=0,
+        description="Trainer curriculum: steps over which audio_debug_mix_prob is lowered linearly from 1 to its value "
+        "(0 = no curriculum, the value applies from step 0).",
+    )
+    reweight_variants: bool = Field(
+        False, description="Trainer: reweight loader draws by `variant` to the mix knobs above (false = draw as stored).",
+    )
+    debug_set_size: int = Field(
+        16, ge=1, description="Number of distinct deterministic debug clips; debug clips cycle through this set.",
+    )
+    store_stems: bool = Field(False, description="Also store each track's stem (stems.npz) in the shard samples.")
+    tempo_min: float = Field(70.0, ge=30, le=300, description="Lowest tempo (BPM) of procedural music.")
+    tempo_max: float = Field(170.0, ge=30, le=300, description="Highest tempo (BPM) of procedural music.")
+    gain_db_min: float = Field(-12.0, le=0, description="Lowest per-clip master gain (dB).")
+    gain_db_max: float = Field(0.0, le=6, description="Highest per-clip master gain (dB).")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "DataConfig":
+        if self.tempo_min > self.tempo_max:
+            raise ValueError("tempo_min must be <= tempo_max")
+        if self.gain_db_min > self.gain_db_max:
+            raise ValueError("gain_db_min must be <= gain_db_max")
+        return self
+
+    def resolved_val_shards(self) -> int:
+        return self.val_shards if self.val_shards is not None else max(1, self.train_shards // 100)
+
+
+# ----------------------------------------------------------------------- timeline
+
+
+class TimelineConfig(_Section):
+    n_bands: int = Field(8, ge=1, le=64, description="Number of log-spaced band-energy channels up to Nyquist.", json_schema_extra=SHAPE)
+    band_min_hz: float = Field(40.0, gt=0, description="Lower edge of the lowest band (Hz).")
+    n_fft: int = Field(2048, ge=64, description="FFT size for the band energies, flux and centroid (zero-padded frames).")
+    silence_threshold_db: float = Field(-60.0, le=0, description="RMS level (dBFS) under which a frame counts as silent.")
+    silence_smooth_frames: int = Field(3, ge=1, description="Median window (frames) smoothing the is_silent channel.")
+    beat_channels: bool = Field(True, description="Add beat_phase and downbeat channels from a tempo estimate.", json_schema_extra=SHAPE)
+
+
+# ------------------------------------------------------------------------- render
+
+
+class RenderConfig(_Section):
+    resolution: int = Field(256, ge=16, le=4096, description="Frame width and height in pixels.", json_schema_extra=SHAPE)
+    fps: float = Field(24.0, gt=0, le=240, description="Frames per second; frame t covers audio [t/fps, (t+1)/fps).", json_schema_extra=SHAPE)
+    visualizers: list[str] = Field(default_factory=lambda: ["all"], description="Primitive names to draw from, or ['all'].")
+    min_layers: int = Field(1, ge=1, le=4, description="Fewest primitives composited per clip.")
+    max_layers: int = Field(3, ge=1, le=4, description="Most primitives composited per clip.")
+    augment: bool = Field(True, description="Hue rotation, flips, zoom/rotation and feedback trails (from the seed).")
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of stored frames (4:2:0).")
+    chunk_frames: int = Field(64, ge=1, description="Frames rendered per chunk: bounds memory for audio of any length.")
+
+    @model_validator(mode="after")
+    def _layers(self) -> "RenderConfig":
+        if self.min_layers > self.max_layers:
+            raise ValueError("min_layers must be <= max_layers")
+        return self
+
+
+# ---------------------------------------------------------------------------- vae
+
+
+class VaeConfig(_Section):
+    downsample: int = Field(8, description="Spatial downsampling factor (a power of two).", json_schema_extra=SHAPE)
+    latent_channels: int = Field(4, ge=1, le=64, description="Latent channels.", json_schema_extra=SHAPE)
+    base_channels: int = Field(64, ge=4, description="Width of the first conv stage.", json_schema_extra=SHAPE)
+    max_channels: int = Field(256, ge=4, description="Cap on the width of deeper stages.", json_schema_extra=SHAPE)
+    kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term toward N(0, I).")
+    l1_weight: float = Field(1.0, ge=0, description="Weight of the L1 reconstruction term.")
+    mse_weight: float = Field(1.0, ge=0, description="Weight of the MSE reconstruction term.")
+    edge_weight: float = Field(0.5, ge=0, description="Weight of the image-gradient (edge) term.")
+    batch_size: int = Field(64, ge=1, description="Frames per step (per rank).")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
+    warmup_steps: int = Field(500, ge=0, description="Linear warmup steps.")
+    steps: int = Field(20000, ge=1, description="Total training steps (`--steps`).")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for caching latents.")
+    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+
+    @model_validator(mode="after")
+    def _pow2(self) -> "VaeConfig":
+        if self.downsample < 1 or self.downsample & (self.downsample - 1):
+            raise ValueError("downsample must be a power of two")
+        return self
+
+
+# ---------------------------------------------------------------------- diffusion
+
+
+class DiffusionConfig(_Section):
+    # --- snippet and conditioning shapes
+    snippet_frames: int = Field(8, ge=1, description="F: frames denoised jointly per snippet.", json_schema_extra=SHAPE)
+    audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
+    prev_frames: int = Field(1, ge=0, description="Clean latent frames before the snippet it is conditioned on.", json_schema_extra=SHAPE)
+    p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
+    prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")
+    # --- backbone
+    width: int = Field(384, ge=8, description="Transformer width.", json_schema_extra=SHAPE)
+    depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
+    heads: int = Field(6, ge=1, description="Attention heads.", json_schema_extra=SHAPE)
+    patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
+    style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
+    p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
+    style_kl_weight: float = Field(1e-3, ge=0, description="KL weight pulling the style posterior toward N(0, I).")
+    p_audio_drop: float = Field(
+        0.1, ge=0, le=1,
+        description="Probability of replacing the audio embedding by a learned null (trains audio classifier-free guidance).",
+    )
+    audio_feature_normalize_per_clip: bool = Field(
+        False,
+        description="Z-score the timeline per clip before the audio encoder. Off keeps absolute loudness cues, which "
+        "makes the silence probe learnable (postmortem §3).",
+    )
+    # --- objective
+    prediction: Literal["v", "eps"] = Field("v", description="Network target: v-prediction (Salimans & Ho 2022) or eps.")
+    min_snr_gamma: float = Field(5.0, ge=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023); 0 disables.")
+    audio_shuffle_loss_weight: float = Field(
+        0.5, ge=0,
+        description="Weight of the shuffle-pressure hinge weight*relu(margin + L_good - L_bad) (postmortem §2).",
+    )
+    audio_shuffle_loss_margin: float = Field(0.05, ge=0, description="Margin m demanded between L_bad and L_good.")
+    audio_shuffle_loss_prob: float = Field(1.0, ge=0, le=1, description="Probability that a step applies the shuffle penalty.")
+    audio_shuffle_negatives: Literal["derange", "hard", "timeshift"] = Field(
+        "derange", description="Wrong audio: derange (batch permutation, no fixed points), hard (most dissimilar in "
+        "batch), timeshift (same clip shifted by a non-whole number of bars).",
+    )
+    audio_shuffle_loss_space: Literal["pred", "x0"] = Field(
+        "pred", description="Where L_good/L_bad are compared: the network's prediction space (v/eps) or x0-prediction space.",
+    )
+    audio_shuffle_frame_proxy_weight: float = Field(
+        0.0, ge=0, description="Weight of a decoded-frame proxy hinge (brightness, motion, colour stats of VAE-decoded x0).",
+    )
+    silence_motion_loss_weight: float = Field(
+        0.0, ge=0, description="Auxiliary loss on predicted motion energy during silent frames (postmortem next step 5).",
+    )
+    # --- optimisation
+    batch_size: int = Field(32, ge=1, description="Snippets per step (per rank).")
+    lr: float = Field(3e-4, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(1000, ge=0, description="Linear warmup steps.")
+    steps: int = Field(50000, ge=1, description="Total training steps (`--steps`).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    ema_decay: float = Field(0.9995, ge=0, lt=1, description="EMA decay of the sampling weights.")
+    compile: bool = Field(True, description="torch.compile the denoiser on CUDA (ignored on CPU).")
+    val_every: int = Field(1000, ge=1, description="Steps between val losses with true vs shuffled audio.")
+
+
+# ---------------------------------------------------------------------- inference
+
+
+class InferenceConfig(_Section):
+    audio_guidance_scale: float = Field(2.0, ge=0, description="Audio classifier-free guidance scale (1 = conditional only).")
+    sampler: Literal["ddim", "heun"] = Field("ddim", description="Sampler.")
+    steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
+    seed: int = Field(0, ge=0, description="Noise seed.")
+    batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")
+
+
+# --------------------------------------------------------------------------- eval
+
+
+class EvalConfig(_Section):
+    n_clips: int = Field(16, ge=1, description="Val clips evaluated (`--n`).")
+    settle_delay_s: float = Field(0.5, ge=0, description="Seconds after a silence segment starts before motion is measured.")
+    av_align_tolerance_frames: int = Field(1, ge=0, description="Onset/motion-peak matching tolerance for AV-Align.")
+    n_style_samples: int = Field(4, ge=2, description="Style latents drawn per clip for the diversity metric.")
+    write_videos: bool = Field(True, description="Write side-by-side mp4s into the report.")
+
+
+# ---------------------------------------------------------------------------- run
+
+
+class RunConfig(_Section):
+    seed: int = Field(0, ge=0, description="Training seed (init, noise, loader order).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Compute device.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank.")
+    log_every: int = Field(50, ge=1, description="Steps between metrics lines.")
+    sample_every: int = Field(1000, ge=1, description="Steps between sample/reconstruction grids.")
+    checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(3, ge=1, description="Checkpoints kept (oldest removed).")
+    executor: Literal["ray", "processes", "local"] = Field("ray", description="datagen executor.")
+    workers: int | None = Field(None, ge=1, description="datagen render workers (null: one per CPU, or per GPU fraction).")
+    address: str | None = Field(None, description="Ray cluster address to join (null: embedded local cluster).")
+    max_retries: int = Field(3, ge=0, description="Retries of a failed shard before it is reported.")
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    timeline: TimelineConfig = Field(default_factory=TimelineConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    vae: VaeConfig = Field(default_factory=VaeConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+SECTIONS = tuple(Config.model_fields)
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the dotted field."""
+
+
+# ------------------------------------------------------------------ layering
+
+
+def _section_model(section: str) -> type[BaseModel]:
+    return Config.model_fields[section].annotation  # type: ignore[return-value]
+
+
+def field_names(section: str) -> list[str]:
+    return list(_section_model(section).model_fields)
+
+
+def check_dotted_key(key: str) -> tuple[str, str]:
+    """Validate ``section.key`` against the schema; unknown names fail with a suggestion."""
+    parts = key.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"config override '{key}': expected section.key (e.g. diffusion.audio_shuffle_loss_weight)")
+    section, name = parts
+    if section not in SECTIONS:
+        hint = difflib.get_close_matches(section, SECTIONS, n=1)
+        raise ConfigError(f"unknown config section '{section}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                          + f"; sections: {', '.join(SECTIONS)}")
+    names = field_names(section)
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(f"unknown config key '{section}.{name}'" + (f" (did you mean '{section}.{hint[0]}'?)" if hint else ""))
+    return section, name
+
+
+def _check_layer(layer: dict[str, Any], origin: str) -> None:
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(layer).__name__}")
+    for section, body in layer.items():
+        if section not in SECTIONS:
+            check_dotted_key(f"{section}.x")  # raises with a suggestion
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: section '{section}' must be a mapping, got {type(body).__name__}")
+        for name in body:
+            try:
+                check_dotted_key(f"{section}.{name}")
+            except ConfigError as e:
+                raise ConfigError(f"{origin}: {e}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` -> (dotted key, YAML-typed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    check_dotted_key(key)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({e})") from None
+    return key, value
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    section, name = key.split(".")
+    tree.setdefault(section, {})[name] = value
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, body in layer.items():
+        out.setdefault(section, {}).update(body or {})
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        layer = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    _check_layer(layer, str(p))
+    return layer
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc or '<root>'}: {e['msg']}{got_s}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def build_config(
+    yaml_files: list[str | Path] | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve a config from its layers: defaults < base < YAML files < short flags < dotted overrides.
+
+    ``flags`` maps dotted keys to values (the short flags, already mapped); a
+    value of None means the flag was not given. ``base`` is a config tree that
+    sits under the YAML files (e.g. the config a checkpoint was trained with).
+    """
+    tree: dict[str, Any] = {}
+    if base:
+        _check_layer(base, "base config")
+        tree = _merge(tree, base)
+    for f in yaml_files or []:
+        tree = _merge(tree, load_yaml(f))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            check_dotted_key(key)
+            _set_dotted(tree, key, value)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def model_shape(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The shape-deciding fields of the given sections: a checkpoint refuses a config that differs here."""
+    out: dict[str, Any] = {}
+    for section in sections:
+        model = _section_model(section)
+        values = getattr(cfg, section)
+        for name, info in model.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("shape"):
+                out[f"{section}.{name}"] = getattr(values, name)
+    return out
+
+
+def shape_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two :func:`model_shape` dicts."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint has {saved.get(k)!r}, config asks {current.get(k)!r}"
+            for k in keys if saved.get(k) != current.get(k)]
