@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SHAPE = {"shape": True}
 
@@ -73,9 +73,9 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _ranges(self) -> "DataConfig":
         if self.tempo_min > self.tempo_max:
-            raise ValueError("tempo_min must be <= tempo_max")
+            raise ValueError("data.tempo_min must be <= data.tempo_max")
         if self.gain_db_min > self.gain_db_max:
-            raise ValueError("gain_db_min must be <= gain_db_max")
+            raise ValueError("data.gain_db_min must be <= data.gain_db_max")
         return self
 
     def resolved_val_shards(self) -> int:
@@ -110,7 +110,7 @@ class RenderConfig(_Section):
     @model_validator(mode="after")
     def _layers(self) -> "RenderConfig":
         if self.min_layers > self.max_layers:
-            raise ValueError("min_layers must be <= max_layers")
+            raise ValueError("render.min_layers must be <= render.max_layers")
         return self
 
 
@@ -133,11 +133,12 @@ class VaeConfig(_Section):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for caching latents.")
     compile: bool = Field(False, description="Wrap the model in torch.compile.")
 
-    @model_validator(mode="after")
-    def _pow2(self) -> "VaeConfig":
-        if self.downsample < 1 or self.downsample & (self.downsample - 1):
-            raise ValueError("downsample must be a power of two")
-        return self
+    @field_validator("downsample")
+    @classmethod
+    def _pow2(cls, v: int) -> int:
+        if v < 1 or v & (v - 1):
+            raise ValueError("must be a power of two")
+        return v
 
 
 # ---------------------------------------------------------------------- diffusion

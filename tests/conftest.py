@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny configs (ARCHITECTURE.md: 32x32 frames, 8 kHz, a few frames, width 8, two steps)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.config import Config, build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = ROOT / "configs" / "tiny.yaml"
+
+# Keep BLAS/torch from oversubscribing the 2-core CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    """configs/tiny.yaml, as the demo uses it."""
+    return build_config([TINY_YAML])
+
+
+@pytest.fixture
+def micro_cfg() -> Config:
+    """Smaller than tiny: 32 px, 8 kHz, 2 s clips, for unit tests."""
+    return build_config([TINY_YAML], overrides=[
+        "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=32", "render.fps=8",
+        "data.samples_per_shard=4", "timeline.n_fft=256",
+    ])
