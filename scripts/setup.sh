@@ -53,11 +53,13 @@ if [ "$do_python" = 1 ]; then
   # Re-install only when the dependency list changed (keeps `make test` fast on a warm tree).
   want=$(cat pyproject.toml requirements/*.txt | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    echo "setup: installing Python packages into $VENV (first run: about a minute)"
+    pip_q() { "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "^  " || true; }; }
+    pip_q --upgrade pip
     if [ "$cuda" = 0 ]; then
-      "$VENV/bin/python" -m pip install -q -r requirements/cpu.txt
+      pip_q -r requirements/cpu.txt
     fi
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    pip_q -e ".[dev]"
     echo "$want" > "$stamp"
   fi
 fi
