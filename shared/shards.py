@@ -1,0 +1,325 @@
+"""The shard format: the one module that writes and reads WebDataset tar shards.
+
+Pixel shard sample (ARCHITECTURE.md, "Paths"), members in this fixed order::
+
+    {key}.audio.flac       mono FLAC, PCM_16
+    {key}.timeline.npy     float32 [T, C], raw features (np.save)
+    {key}.f0000.jpg ...    one 4:2:0 JPEG per frame, so a snippet decodes only its frames
+    {key}.meta.json        sorted-key JSON (schema version, seed, variant, segments, ...)
+
+Latent shard sample: ``latents.npy`` (fp16 [T, C, h, w]), ``latents_std.npy``,
+``timeline.npy``, ``meta.json``.
+
+Tars are byte-for-byte reproducible: every member has mtime 0, uid/gid 0,
+empty user/group names and mode 0o644, and members are written in the order
+given. A shard is written as ``<final>.partial`` and renamed on close: the final
+name is the completion marker, and a failed writer leaves no final file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+
+# Member suffixes (the part after "{key}.").
+AUDIO = "audio.flac"
+TIMELINE = "timeline.npy"
+META = "meta.json"
+STEMS = "stems.npz"
+LATENTS = "latents.npy"
+LATENTS_STD = "latents_std.npy"
+FRAME_PREFIX = "f"
+FRAME_EXT = ".jpg"
+
+
+# ------------------------------------------------------------------ names
+
+
+def sample_key(shard: int, sample: int) -> str:
+    """``__key__`` of a sample: ``{shard:06d}-{sample:05d}`` (no dots: webdataset splits keys at the first dot)."""
+    if shard < 0 or sample < 0:
+        raise ValueError(f"shard and sample indices must be >= 0 (got {shard}, {sample})")
+    return f"{shard:06d}-{sample:05d}"
+
+
+def frame_member(i: int) -> str:
+    """Suffix of frame ``i``'s JPEG member: ``f0000.jpg``."""
+    if i < 0:
+        raise ValueError(f"frame index must be >= 0 (got {i})")
+    return f"{FRAME_PREFIX}{i:04d}{FRAME_EXT}"
+
+
+def is_frame_member(suffix: str) -> bool:
+    return suffix.startswith(FRAME_PREFIX) and suffix.endswith(FRAME_EXT) and suffix[1:-len(FRAME_EXT)].isdigit()
+
+
+def frame_index(suffix: str) -> int:
+    """Inverse of :func:`frame_member`."""
+    if not is_frame_member(suffix):
+        raise ValueError(f"not a frame member: {suffix!r}")
+    return int(suffix[1:-len(FRAME_EXT)])
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index``: ``shard-000000.tar``."""
+    return f"shard-{index:06d}.tar"
+
+
+def shard_index(name: str | os.PathLike) -> int:
+    """Inverse of :func:`shard_name` (accepts a path; ignores a ``.partial`` suffix)."""
+    base = Path(name).name
+    if base.endswith(PARTIAL_SUFFIX):
+        base = base[: -len(PARTIAL_SUFFIX)]
+    if not (base.startswith("shard-") and base.endswith(".tar") and base[6:-4].isdigit()):
+        raise ValueError(f"not a shard file name: {name!s} (expected shard-NNNNNN.tar)")
+    return int(base[6:-4])
+
+
+def split_key(member_name: str) -> tuple[str, str]:
+    """``"000000-00001.f0003.jpg"`` -> ``("000000-00001", "f0003.jpg")`` (split at the first dot, as webdataset does)."""
+    dirname, base = os.path.split(member_name)
+    if "." not in base:
+        raise ValueError(f"tar member {member_name!r} has no suffix")
+    key, suffix = base.split(".", 1)
+    return (f"{dirname}/{key}" if dirname else key), suffix
+
+
+# --------------------------------------------------------------- encoding
+
+
+def encode_timeline(features: np.ndarray) -> bytes:
+    """float32 ``[T, C]`` -> ``.npy`` bytes (also used for latents: the dtype is kept as given)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(features), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_timeline(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+encode_npy = encode_timeline
+decode_npy = decode_timeline
+
+
+def quantize_pcm16(wave: np.ndarray) -> np.ndarray:
+    """What a PCM_16 FLAC round trip does to float audio: ``rint(x * 32768)`` clipped to int16, over 32768.
+
+    Compute a stored timeline from this (not from the float wave) so that the
+    timeline equals a fresh computation on the decoded audio exactly.
+    """
+    q = np.clip(np.rint(np.asarray(wave, dtype=np.float32) * np.float32(32768.0)), -32768, 32767)
+    return (q / np.float32(32768.0)).astype(np.float32)
+
+
+def encode_flac(wave: np.ndarray, sr: int) -> bytes:
+    """Mono float32 ``[N]`` -> FLAC PCM_16 bytes (deterministic for a given libsndfile)."""
+    import soundfile as sf
+
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"encode_flac expects mono audio [N], got shape {wave.shape}")
+    buf = io.BytesIO()
+    sf.write(buf, wave, int(sr), format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
+    """FLAC bytes -> (mono float32 ``[N]``, sample rate)."""
+    import soundfile as sf
+
+    wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    if wave.ndim != 1:
+        wave = wave.mean(axis=1).astype(np.float32)
+    return wave, int(sr)
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """uint8 ``[H, W, 3]`` -> 4:2:0 JPEG bytes (simplejpeg; its default would be 4:4:4)."""
+    import simplejpeg
+
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"encode_jpeg expects uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=int(quality), colorspace="RGB",
+                                  colorsubsampling="420")
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes -> uint8 ``[H, W, 3]``."""
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+
+def encode_json(obj: Any) -> bytes:
+    """Sorted-key compact UTF-8 JSON (stable bytes for equal objects)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_json(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def pixel_members(wave: np.ndarray, sr: int, timeline: np.ndarray, jpeg_frames: Iterable[bytes],
+                  meta: dict[str, Any], stems: dict[str, np.ndarray] | None = None) -> list[tuple[str, bytes]]:
+    """The members of one pixel sample, in the fixed order (frames already JPEG-encoded)."""
+    members: list[tuple[str, bytes]] = [(AUDIO, encode_flac(wave, sr)), (TIMELINE, encode_timeline(timeline))]
+    members += [(frame_member(i), jpg) for i, jpg in enumerate(jpeg_frames)]
+    if stems is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: np.asarray(v, dtype=np.float16) for k, v in sorted(stems.items())})
+        members.append((STEMS, buf.getvalue()))
+    members.append((META, encode_json(meta)))
+    return members
+
+
+def latent_members(latents: np.ndarray, latents_std: np.ndarray, timeline: np.ndarray,
+                   meta: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The members of one latent sample: fp16 ``[T, C, h, w]`` means and stds, the timeline, meta."""
+    return [
+        (LATENTS, encode_npy(np.asarray(latents, dtype=np.float16))),
+        (LATENTS_STD, encode_npy(np.asarray(latents_std, dtype=np.float16))),
+        (TIMELINE, encode_timeline(np.asarray(timeline, dtype=np.float32))),
+        (META, encode_json(meta)),
+    ]
+
+
+# ------------------------------------------------------------------ writer
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    info.type = tarfile.REGTYPE
+    return info
+
+
+class ShardWriter:
+    """Write one deterministic tar shard to ``final_path + ".partial"``; :meth:`close` renames it.
+
+    Use as a context manager: on an exception the partial file is removed and no
+    file with the final name appears.
+    """
+
+    def __init__(self, final_path: str | os.PathLike):
+        self.final_path = Path(final_path)
+        self.partial_path = Path(str(self.final_path) + PARTIAL_SUFFIX)
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.partial_path, "wb")
+        # USTAR: no pax headers (they would carry varying fields); names here are short.
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        self._keys: set[str] = set()
+        self.n_samples = 0
+        self.closed = False
+
+    def add_sample(self, key: str, members: Iterable[tuple[str, bytes]]) -> None:
+        if self.closed:
+            raise RuntimeError(f"ShardWriter for {self.final_path} is closed")
+        if not key or "." in key or "/" in key:
+            raise ValueError(f"sample key {key!r} must be non-empty and contain no '.' or '/'")
+        if key in self._keys:
+            raise ValueError(f"duplicate sample key {key!r} in {self.final_path}")
+        seen: set[str] = set()
+        for suffix, data in members:
+            if suffix in seen:
+                raise ValueError(f"duplicate member {key}.{suffix}")
+            seen.add(suffix)
+            self._tar.addfile(_tarinfo(f"{key}.{suffix}", len(data)), io.BytesIO(data))
+        self._keys.add(key)
+        self.n_samples += 1
+
+    def close(self) -> Path:
+        """Finish the tar, fsync, and rename to the final name (the completion marker)."""
+        if self.closed:
+            return self.final_path
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.partial_path, self.final_path)
+        self.closed = True
+        return self.final_path
+
+    def abort(self) -> None:
+        """Drop the partial file; no final file is written."""
+        if self.closed:
+            return
+        try:
+            self._tar.close()
+        except Exception:  # noqa: BLE001 - the file is being discarded anyway
+            pass
+        self._file.close()
+        self.partial_path.unlink(missing_ok=True)
+        self.closed = True
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ------------------------------------------------------------------ reading
+
+
+def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {suffix: bytes})`` per sample in file order (plain tarfile; for inspect and tests).
+
+    Members of one sample must be contiguous, as webdataset expects.
+    """
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    done: set[str] = set()
+    with tarfile.open(path, mode="r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            k, suffix = split_key(info.name)
+            if k != key:
+                if key is not None:
+                    yield key, members
+                    done.add(key)
+                if k in done:
+                    raise ValueError(f"{path}: members of sample {k!r} are not contiguous")
+                key, members = k, {}
+            f = tar.extractfile(info)
+            members[suffix] = f.read() if f is not None else b""
+    if key is not None:
+        yield key, members
+
+
+def frame_suffixes(members: dict[str, Any]) -> list[str]:
+    """The frame member suffixes of a sample, in frame order."""
+    return sorted((s for s in members if is_frame_member(s)), key=frame_index)
+
+
+def decode_pixel_sample(members: dict[str, bytes]) -> dict[str, Any]:
+    """Decode every member of a pixel sample: ``wave, sr, timeline, frames [T, H, W, 3], meta``."""
+    missing = [m for m in (AUDIO, TIMELINE, META) if m not in members]
+    if missing:
+        raise ValueError(f"missing members: {', '.join(missing)}")
+    wave, sr = decode_flac(members[AUDIO])
+    frames = [decode_jpeg(members[s]) for s in frame_suffixes(members)]
+    return {
+        "wave": wave,
+        "sr": sr,
+        "timeline": decode_timeline(members[TIMELINE]),
+        "frames": np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8),
+        "meta": decode_json(members[META]),
+    }
