@@ -1,0 +1,1 @@
+"""Evaluation of audio responsiveness: pure metrics, plots, the report writer and the `trainer eval` driver."""
