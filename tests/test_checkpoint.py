@@ -1,0 +1,129 @@
+"""Checkpoints: safetensors + JSON round trips, `latest` and pruning, shape refusal, no unpickling."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.config import build_config
+from trainer.checkpoint import (
+    ShapeMismatchError, check_run_config, list_checkpoints, load_checkpoint, prepare_run_dir, save_checkpoint,
+)
+from trainer.runtime import EMA, capture_rng_state, restore_rng_state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trained_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GroupNorm(2, 4), torch.nn.Linear(4, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ema = EMA(model, 0.9)
+    for _ in range(3):
+        model(torch.randn(5, 3)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        ema.update(model)
+    return model, opt, ema
+
+
+def test_round_trip_restores_model_optimizer_ema_and_rng(tmp_path):
+    model, opt, ema = _trained_model()
+    gen = torch.Generator().manual_seed(7)
+    state = {"rng": capture_rng_state({"noise": gen}), "loader": {"epoch": 2}, "ema_updates": ema.num_updates}
+    save_checkpoint(tmp_path, 3, {"model": model.state_dict(), "ema": ema.state_dict(), "optim": opt.state_dict()},
+                    state, keep=3)
+    expect_cpu, expect_gen = torch.rand(4), torch.rand(4, generator=gen)
+
+    step, tensors, loaded_state = load_checkpoint(tmp_path)
+    assert step == 3 and loaded_state["loader"] == {"epoch": 2}
+    model2, opt2, ema2 = _trained_model()
+    with torch.no_grad():
+        for p in model2.parameters():
+            p.add_(1.0)
+    model2.load_state_dict(tensors["model"])
+    opt2.load_state_dict(tensors["optim"])
+    ema2.load_state_dict(tensors["ema"])
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for k in s1["state"]:
+        for name in s1["state"][k]:
+            assert torch.equal(s1["state"][k][name], s2["state"][k][name]), (k, name)
+    for k in ema.shadow:
+        assert torch.equal(ema.shadow[k], ema2.shadow[k])
+    gen2 = torch.Generator()
+    restore_rng_state(loaded_state["rng"], {"noise": gen2})
+    assert torch.equal(torch.rand(4), expect_cpu)
+    assert torch.equal(torch.rand(4, generator=gen2), expect_gen)
+
+
+def test_latest_points_at_newest_and_only_keep_are_kept(tmp_path):
+    model, opt, _ = _trained_model()
+    for step in (10, 20, 30, 40):
+        save_checkpoint(tmp_path, step, {"model": model.state_dict(), "optim": opt.state_dict()}, {}, keep=2)
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert names == ["step-00000030", "step-00000040"]
+    assert os.readlink(tmp_path / "latest") == os.path.join("ckpt", "step-00000040")
+    assert load_checkpoint(tmp_path)[0] == 40
+    assert load_checkpoint(tmp_path / "ckpt" / "step-00000030")[0] == 30
+    assert load_checkpoint(tmp_path / "nothing-here") is None
+    # an interrupted save (temp dir left behind) is neither listed nor pointed to
+    (tmp_path / "ckpt" / ".tmp-step-00000050-1").mkdir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == names and load_checkpoint(tmp_path)[0] == 40
+    files = {p.name for p in (tmp_path / "ckpt" / "step-00000040").iterdir()}
+    assert files == {"model.safetensors", "optim.safetensors", "state.json"}
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    model, opt, ema = _trained_model()
+    save_checkpoint(tmp_path, 1, {"model": model.state_dict(), "ema": ema.state_dict(), "optim": opt.state_dict()},
+                    {"a": 1}, keep=1)
+
+    def refuse(*a, **k):
+        raise AssertionError("checkpoint loading unpickled something")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    step, tensors, _ = load_checkpoint(tmp_path)
+    assert step == 1 and set(tensors) == {"model", "ema", "optim"}
+
+
+def test_no_unsafe_torch_load_in_trainer():
+    """Every torch.load in the trainer passes weights_only=True."""
+    for path in (ROOT / "trainer").rglob("*.py"):
+        for m in re.finditer(r"torch\.load\(([^)]*)\)", path.read_text()):
+            assert "weights_only=True" in m.group(1), f"{path}: {m.group(0)}"
+
+
+def test_shape_change_is_refused_unless_forced(tmp_path, micro_cfg):
+    model, opt, _ = _trained_model()
+    prepare_run_dir(tmp_path, micro_cfg, ("vae",))
+    save_checkpoint(tmp_path, 5, {"model": model.state_dict()}, {}, keep=1)
+    same = micro_cfg.model_copy(deep=True)
+    same.vae.lr = 1e-3  # not a shape field
+    assert check_run_config(tmp_path, same, ("vae",)) == []
+    wider = build_config(overrides=[f"vae.base_channels={micro_cfg.vae.base_channels * 2}"],
+                         base=micro_cfg.model_dump(mode="json"))
+    with pytest.raises(ShapeMismatchError, match="vae.base_channels"):
+        check_run_config(tmp_path, wider, ("vae",))
+    assert load_checkpoint(tmp_path)[0] == 5  # refusing touched nothing
+    diffs = check_run_config(tmp_path, wider, ("vae",), force=True)
+    assert any("vae.base_channels" in d for d in diffs)
+    assert load_checkpoint(tmp_path) is None  # fresh start; the old ckpt dir was moved aside, not deleted
+    assert any(p.name.startswith("ckpt.replaced-") for p in tmp_path.iterdir())
+
+
+def test_unsupported_state_is_a_clear_error(tmp_path):
+    with pytest.raises(TypeError, match="unsupported type"):
+        save_checkpoint(tmp_path, 1, {"model": {"x": io.BytesIO()}}, {}, keep=1)
+    assert list((tmp_path / "ckpt").iterdir()) == []  # the temp dir was cleaned up
