@@ -1,0 +1,83 @@
+"""Evaluation plots (matplotlib, Agg backend: no display needed).
+
+* :func:`plot_clip_timeline`: audio RMS with onset markers over time, against the motion energy of
+  the generated video and of the ground truth, silence segments shaded.
+* :func:`plot_metric_bars`: each metric's generated value beside its ground-truth ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _shade(ax, spans: Sequence[tuple[int, int]], fps: float, label: bool) -> None:
+    for i, (start, end) in enumerate(spans):
+        ax.axvspan(start / fps, end / fps, color="0.85", zorder=0, label="silence" if (label and i == 0) else None)
+
+
+def plot_clip_timeline(path: str | Path, fps: float, rms: np.ndarray, onset_frames: Sequence[int],
+                       motion: Mapping[str, np.ndarray], silent_spans: Sequence[tuple[int, int]] = (),
+                       title: str = "") -> Path:
+    """Two stacked panels sharing time (s): audio RMS with onsets (top) and motion energy (mean abs
+    frame difference) of each named video, e.g. ``{"ground truth": m_gt, "generated": m_gen}`` (bottom)."""
+    path = Path(path)
+    t = np.arange(len(rms)) / fps
+    fig, (ax_a, ax_v) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)
+    _shade(ax_a, silent_spans, fps, label=True)
+    ax_a.plot(t, rms, color="tab:blue", lw=1.2, label="audio RMS")
+    onset_frames = [int(o) for o in onset_frames if 0 <= int(o) < len(rms)]
+    if onset_frames:
+        ax_a.plot(np.asarray(onset_frames) / fps, np.asarray(rms)[onset_frames], "v", color="tab:red", ms=5,
+                  label="onsets")
+    ax_a.set_ylabel("RMS")
+    ax_a.legend(loc="upper right", fontsize=8)
+    _shade(ax_v, silent_spans, fps, label=False)
+    for (name, m), color in zip(motion.items(), ("k", "tab:orange", "tab:green", "tab:purple")):
+        m = np.asarray(m)
+        ax_v.plot(np.arange(len(m)) / fps, m, color=color, lw=1.2, label=name)
+    ax_v.set_ylabel("motion energy\n(mean |frame diff|)")
+    ax_v.set_xlabel("time (s)")
+    ax_v.legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_metric_bars(path: str | Path, metrics: Mapping[str, Mapping[str, float | None]],
+                     series: Sequence[str] = ("generated", "ground_truth")) -> Path:
+    """One small bar panel per metric: the value of each series (missing / non-finite drawn as absent)."""
+    path = Path(path)
+    names = list(metrics)
+    cols = min(4, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows), squeeze=False)
+    colors = ("tab:orange", "0.4", "tab:blue", "tab:green")
+    for ax, name in zip(axes.ravel(), names):
+        vals = [metrics[name].get(s) for s in series]
+        heights = [v if (v is not None and math.isfinite(v)) else 0.0 for v in vals]
+        bars = ax.bar(range(len(series)), heights, color=colors[: len(series)])
+        for b, v in zip(bars, vals):
+            text = "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
+            ax.annotate(text, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(series)), [s.replace("_", " ") for s in series], fontsize=8)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.axhline(0, color="k", lw=0.5)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
