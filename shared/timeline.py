@@ -1,0 +1,422 @@
+"""Frame-aligned audio features: the conditioning signal of every clip.
+
+``compute_audio_timeline(wave, sr, fps, tcfg)`` turns a mono waveform into a
+float32 array ``[T, C]`` with one row per video frame:
+
+* ``T = floor(len(wave) / sr * fps)`` (see :func:`frame_count`);
+* frame ``t`` covers samples ``[floor(t*sr/fps), floor((t+1)*sr/fps))``
+  exactly (see :func:`frame_bounds`); frames are not overlapping, and when
+  ``sr/fps`` is not an integer their lengths differ by one sample.
+
+Channels, in order (:func:`channel_names`) and with their units:
+
+``log_rms``
+    dBFS of the frame RMS (full scale = amplitude 1.0), floored at -100.
+``rms``
+    Linear RMS of the frame's raw samples (amplitude units, 0..~1).
+``band_00 .. band_{n-1}``
+    Linear RMS amplitude of the frame inside each band; bands are log-spaced
+    from ``band_min_hz`` to Nyquist (:func:`band_edges`). A sine of amplitude
+    ``A`` inside a band gives about ``A/sqrt(2)`` there, like ``rms``.
+``onset``
+    Spectral flux: mean over frequency bins of the half-wave-rectified increase
+    of the log magnitude (in dB, floored at -100 dBFS) versus the previous frame
+    (the frame before frame 0 counts as silence). Units: dB, >= 0.
+``centroid``
+    Magnitude-weighted mean frequency divided by Nyquist, in [0, 1]; 0 in
+    frames quieter than the -100 dBFS floor.
+``is_silent``
+    1.0 where the median-smoothed (``silence_smooth_frames``) ``log_rms`` is
+    under ``silence_threshold_db``, else 0.0.
+``beat_phase`` (when ``beat_channels``)
+    Position inside the estimated beat at the frame's start time, in [0, 1);
+    0 on an estimated beat.
+``downbeat`` (when ``beat_channels``)
+    1.0 on the frame holding an estimated bar start (4/4 bars), else 0.0.
+
+Spectra: each frame is zero-padded to ``max(n_fft, frame length)`` samples
+(rounded up to a fast FFT size) after a Hamming window of the frame's own
+length, and all frames go through one batched real FFT. The window never
+reaches zero, so an impulse at a frame's edge still registers in its frame.
+
+Tempo: an onset envelope at ~100 Hz (independent of fps) is autocorrelated over
+60-200 BPM with a mild log-normal preference around 120 BPM (against octave
+errors); the beat phase is the offset of the pulse train that collects the most
+onset strength; the downbeat is the beat position (of 4) with the most onset
+strength. With no onsets at all it falls back to 120 BPM, phase 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.ndimage import median_filter
+
+from shared.config import TimelineConfig
+
+LOG_FLOOR_DB = -100.0
+_AMP_FLOOR = 10.0 ** (LOG_FLOOR_DB / 20.0)  # 1e-5
+PASS_THROUGH = ("is_silent", "beat_phase", "downbeat")
+TEMPO_MIN_BPM = 60.0
+TEMPO_MAX_BPM = 200.0
+_ENV_RATE_HZ = 50.0  # target rate of the onset envelope used for tempo (20 ms hops)
+
+
+# ---------------------------------------------------------------- frame layout
+
+
+def channel_names(tcfg: TimelineConfig) -> list[str]:
+    """Channel names in storage order (see the module docstring for units)."""
+    names = ["log_rms", "rms"] + [f"band_{i:02d}" for i in range(tcfg.n_bands)] + ["onset", "centroid", "is_silent"]
+    if tcfg.beat_channels:
+        names += ["beat_phase", "downbeat"]
+    return names
+
+
+def channel_index(names: list[str], name: str) -> int:
+    """Index of channel ``name`` in ``names``; a clear error when it is absent."""
+    try:
+        return list(names).index(name)
+    except ValueError:
+        raise KeyError(f"timeline channel {name!r} not in {list(names)}") from None
+
+
+def frame_count(n_samples: int, sr: float, fps: float) -> int:
+    """``T = floor(n_samples / sr * fps)``: whole frames that fit in the audio.
+
+    A tiny tolerance absorbs float error when the product is a whole number
+    (e.g. 29.97 fps), and the last frame never ends past the audio.
+    """
+    _check_rates(sr, fps)
+    t = int(math.floor(n_samples / sr * fps + 1e-9))
+    while t > 0 and math.floor(t * sr / fps) > n_samples:
+        t -= 1
+    return max(t, 0)
+
+
+def frame_bounds(n_frames: int, sr: float, fps: float) -> np.ndarray:
+    """Sample boundaries ``b`` (int64 [T+1]): frame t covers ``[b[t], b[t+1])``, ``b[t] = floor(t*sr/fps)``."""
+    t = np.arange(n_frames + 1, dtype=np.float64)
+    return np.floor(t * float(sr) / float(fps)).astype(np.int64)
+
+
+def band_edges(sr: float, tcfg: TimelineConfig) -> np.ndarray:
+    """Band edges in Hz (float64 [n_bands+1]), log-spaced from ``band_min_hz`` to Nyquist."""
+    nyquist = sr / 2.0
+    if tcfg.band_min_hz >= nyquist:
+        raise ValueError(f"timeline.band_min_hz={tcfg.band_min_hz} must be below Nyquist ({nyquist} Hz at sr={sr})")
+    return np.geomspace(tcfg.band_min_hz, nyquist, tcfg.n_bands + 1)
+
+
+def _check_rates(sr: float, fps: float) -> None:
+    if not (sr > 0 and math.isfinite(sr)):
+        raise ValueError(f"sample rate must be a positive number, got {sr!r}")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+
+
+# ------------------------------------------------------------------ the spectra
+
+
+def _hamming_table(lengths: np.ndarray, width: int) -> np.ndarray:
+    """Hamming windows of each frame's own length, zero beyond it (float64 [T, width])."""
+    out = np.zeros((len(lengths), width))
+    for length in np.unique(lengths):  # at most two distinct lengths
+        n = int(length)
+        if n <= 0:
+            continue
+        j = np.arange(n)
+        w = 0.54 - 0.46 * np.cos(2.0 * np.pi * (j + 0.5) / n)
+        out[lengths == length, :n] = w
+    return out
+
+
+def frame_matrix(wave: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gather frames into a zero-padded matrix ([T, Lmax], wave's dtype) and their lengths (int64 [T])."""
+    starts, lengths = bounds[:-1], np.diff(bounds)
+    width = int(lengths.max())
+    idx = np.minimum(starts[:, None] + np.arange(width)[None, :], len(wave) - 1)  # (T, Lmax)
+    frames = wave[idx]
+    short = np.nonzero(lengths < width)[0]
+    if len(short):  # lengths differ by at most one sample: zero what lies past each frame's end
+        frames[short] *= np.arange(width)[None, :] < lengths[short, None]
+    return frames, lengths
+
+
+def _fft_size(n_fft: int, frame_len: int) -> int:
+    return scipy.fft.next_fast_len(max(int(n_fft), int(frame_len)), real=True)
+
+
+def frame_spectra(frames: np.ndarray, lengths: np.ndarray, n_fft: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Magnitude spectra of zero-padded frames (from :func:`frame_matrix`), one batched float32 rfft.
+
+    Returns ``(amplitude float32 [T, F], power_scale float64 [T], nfft)``: ``amplitude`` is the
+    magnitude scaled so a sine of amplitude A peaks at about A; ``amplitude**2 * c_k * power_scale``
+    (``c_k`` = 1 at DC and Nyquist, else 2) sums over all bins to the windowed frame's mean square
+    (Parseval, compensated for the window's energy). See :func:`band_rms`.
+    """
+    win = _hamming_table(lengths, frames.shape[1])  # (T, Lmax), zero past each frame's end
+    nfft = _fft_size(n_fft, frames.shape[1])
+    w_sum = np.maximum(win.sum(axis=1), 1e-12)
+    w_energy = np.maximum(np.einsum("tl,tl->t", win, win), 1e-12)
+    spec = scipy.fft.rfft((frames * win).astype(np.float32), n=nfft, axis=1)  # (T, F) complex64
+    amplitude = np.abs(spec)
+    amplitude *= (2.0 / w_sum).astype(np.float32)[:, None]
+    power_scale = w_sum ** 2 / (4.0 * nfft * w_energy)
+    return amplitude, power_scale, nfft
+
+
+def band_matrix(sr: float, nfft: int, tcfg: TimelineConfig) -> np.ndarray:
+    """Matrix (float32 [F, n_bands]) mapping rfft bins to bands, holding the one-sided weight c_k
+    (1 at DC and Nyquist, else 2); bins under band_min_hz belong to no band."""
+    freqs = np.arange(nfft // 2 + 1) * sr / nfft
+    edges = band_edges(sr, tcfg)
+    band = np.searchsorted(edges, freqs, side="right") - 1  # band k holds [edges[k], edges[k+1])
+    band[freqs >= edges[-1]] = tcfg.n_bands - 1  # Nyquist bin into the top band
+    c = np.full(len(freqs), 2.0)
+    c[0] = 1.0
+    if nfft % 2 == 0:
+        c[-1] = 1.0
+    m = np.zeros((len(freqs), tcfg.n_bands), np.float32)
+    ok = np.nonzero(band >= 0)[0]
+    m[ok, band[ok]] = c[ok]
+    return m
+
+
+def band_rms(amplitude: np.ndarray, power_scale: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """Linear RMS amplitude in each band (float64 [T, n_bands]) from :func:`frame_spectra`'s output."""
+    power = (np.square(amplitude) @ bands).astype(np.float64) * power_scale[:, None]  # (T, n_bands)
+    return np.sqrt(np.maximum(power, 0.0))
+
+
+def spectral_flux(amplitude: np.ndarray) -> np.ndarray:
+    """Mean half-wave-rectified increase of the dB magnitude vs the previous row (float64 [T]).
+
+    The row before the first counts as silence (-100 dB everywhere).
+    """
+    # 20*log10 through the natural log: float32 np.log is several times faster than np.log10.
+    db = np.log(np.maximum(amplitude, np.float32(_AMP_FLOOR)))
+    db *= np.float32(20.0 / math.log(10.0))  # (T, F)
+    rise = np.empty_like(db)
+    rise[0] = db[0] - LOG_FLOOR_DB
+    np.subtract(db[1:], db[:-1], out=rise[1:])
+    np.maximum(rise, 0, out=rise)
+    return rise.mean(axis=1, dtype=np.float64)
+
+
+def spectral_centroid(amplitude: np.ndarray, sr: float, nfft: int, rms: np.ndarray) -> np.ndarray:
+    """Magnitude-weighted mean frequency / Nyquist (float64 [T]); 0 where rms is under the -100 dB floor."""
+    freqs = np.arange(amplitude.shape[1]) * sr / nfft
+    total = amplitude.sum(axis=1)
+    cen = (amplitude @ freqs.astype(amplitude.dtype)) / np.maximum(total, 1e-20) / (sr / 2.0)
+    return np.where(rms > _AMP_FLOOR, np.clip(cen, 0.0, 1.0), 0.0)
+
+
+def frame_rms(frames: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """RMS of each frame's raw samples (float64 [T]) from the zero-padded frame matrix."""
+    sq = np.einsum("tl,tl->t", frames, frames, dtype=np.float64)
+    return np.sqrt(sq / np.maximum(lengths, 1))
+
+
+def to_dbfs(rms: np.ndarray) -> np.ndarray:
+    """20*log10(rms) floored at -100 dBFS."""
+    return 20.0 * np.log10(np.maximum(rms, _AMP_FLOOR))
+
+
+def silence_mask(log_rms: np.ndarray, threshold_db: float, smooth_frames: int) -> np.ndarray:
+    """1.0 where the median-smoothed log RMS is under ``threshold_db`` (float64 [T])."""
+    smoothed = median_filter(log_rms, size=int(smooth_frames), mode="nearest") if smooth_frames > 1 else log_rms
+    return (smoothed < threshold_db).astype(np.float64)
+
+
+# ------------------------------------------------------------------------ tempo
+
+
+@dataclass(frozen=True)
+class BeatEstimate:
+    """A tempo estimate: beats at ``phase_s + n * period_s``, bars start at beats ``n = downbeat_index (mod 4)``."""
+
+    bpm: float
+    phase_s: float
+    downbeat_index: int
+
+    @property
+    def period_s(self) -> float:
+        return 60.0 / self.bpm
+
+    def beat_times(self, duration_s: float) -> np.ndarray:
+        """All beat times in [0, duration_s) (float64)."""
+        n = np.arange(int(math.ceil((duration_s - self.phase_s) / self.period_s)) + 1)
+        t = self.phase_s + n * self.period_s
+        return t[(t >= 0) & (t < duration_s)]
+
+    def downbeat_times(self, duration_s: float) -> np.ndarray:
+        """Bar starts in [0, duration_s): every 4th beat, starting at beat ``downbeat_index``."""
+        return self.beat_times(duration_s)[self.downbeat_index::4]
+
+
+def onset_envelope(wave: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
+    """Spectral-flux onset envelope at about 50 Hz, for tempo only.
+
+    Returns ``(env float64 [M], rate_hz)``: ``env[m]`` is the mean rectified dB
+    increase of hop m (``round(sr/50)`` samples, non-overlapping, Hamming window)
+    over hop m-1, minus a moving average (1 s), rectified. ``env[m]`` stands for
+    time ``m / rate``: the start of its hop.
+    """
+    hop = max(1, int(round(sr / _ENV_RATE_HZ)))
+    rate = sr / hop
+    n_env = len(wave) // hop
+    if n_env < 4:
+        return np.zeros(max(n_env, 0)), rate
+    frames = wave[: n_env * hop].astype(np.float32).reshape(n_env, hop)  # (M, hop)
+    win = _hamming_table(np.array([hop]), hop)[0].astype(np.float32)
+    spec = np.abs(scipy.fft.rfft(frames * win, n=1 << (hop - 1).bit_length(), axis=1))  # (M, F)
+    flux = spectral_flux(spec * np.float32(2.0 / win.sum()))
+    flux[0] = 0.0
+    k = max(1, int(round(rate)))
+    local = np.convolve(flux, np.ones(k) / k, mode="same")
+    return np.maximum(flux - local, 0.0), rate
+
+
+def _tempo_from_envelope(env: np.ndarray, rate: float) -> float:
+    """BPM in [60, 200] from the envelope's autocorrelation, weighted toward 120 BPM (log-normal, 1 octave)."""
+    lag_min = int(math.floor(rate * 60.0 / TEMPO_MAX_BPM))
+    lag_max = int(math.ceil(rate * 60.0 / TEMPO_MIN_BPM))
+    x = env - env.mean()
+    if len(x) <= lag_min + 2 or not np.any(x):
+        return 120.0
+    n = len(x)
+    spec = scipy.fft.rfft(x, n=scipy.fft.next_fast_len(2 * n))
+    acf = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2)[: min(lag_max + 2, n)]
+    acf = acf / np.maximum(n - np.arange(len(acf)), 1)  # unbiased: long lags are not penalised
+    lags = np.arange(max(lag_min, 1), len(acf) - 1)
+    bpm = 60.0 * rate / lags
+    ok = (bpm >= TEMPO_MIN_BPM * 0.97) & (bpm <= TEMPO_MAX_BPM * 1.03)
+    lags, bpm = lags[ok], bpm[ok]
+    if len(lags) == 0:
+        return 120.0
+    prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / 1.0) ** 2)
+    score = np.maximum(acf[lags], 0.0) * prior
+    best = int(lags[np.argmax(score)])
+    # parabolic refinement of the peak lag
+    a, b, c = acf[best - 1], acf[best], acf[best + 1]
+    denom = a - 2 * b + c
+    shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
+    lag = best + float(np.clip(shift, -0.5, 0.5))
+    return float(np.clip(60.0 * rate / lag, TEMPO_MIN_BPM, TEMPO_MAX_BPM))
+
+
+def _pulse_sums(env: np.ndarray, rate: float, period_s: float, phases_s: np.ndarray) -> np.ndarray:
+    """Onset strength collected by pulse trains ``phase + n*period`` (float64 [P, N])."""
+    duration = len(env) / rate
+    n = np.arange(int(math.ceil(duration / period_s)) + 1)
+    t = phases_s[:, None] + n[None, :] * period_s  # (P, N)
+    pos = t * rate
+    i0 = np.floor(pos).astype(np.int64)
+    frac = pos - i0
+    inside = (i0 >= 0) & (i0 + 1 < len(env))
+    i0c = np.clip(i0, 0, len(env) - 2)
+    val = env[i0c] * (1.0 - frac) + env[i0c + 1] * frac  # linear interpolation
+    return np.where(inside, val, 0.0)
+
+
+def estimate_beats(wave: np.ndarray, sr: float) -> BeatEstimate:
+    """Tempo, beat phase and downbeat position of a mono waveform (see the module docstring)."""
+    env, rate = onset_envelope(np.asarray(wave, dtype=np.float64), sr)
+    if len(env) < 4 or not np.any(env > 0):
+        return BeatEstimate(bpm=120.0, phase_s=0.0, downbeat_index=0)
+    bpm = _tempo_from_envelope(env, rate)
+    period = 60.0 / bpm
+    phases = np.arange(0.0, period, 1.0 / rate)  # one envelope step
+    sums = _pulse_sums(env, rate, period, phases)  # (P, N)
+    p = int(np.argmax(sums.sum(axis=1)))
+    per_beat = sums[p]
+    strength = np.array([per_beat[j::4].sum() for j in range(4)])
+    return BeatEstimate(bpm=bpm, phase_s=float(phases[p]), downbeat_index=int(np.argmax(strength)))
+
+
+def beat_channels(beats: BeatEstimate, n_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``beat_phase`` at each frame's start time and the ``downbeat`` indicator (float64 [T] each)."""
+    t = np.arange(n_frames) / fps
+    phase = np.mod((t - beats.phase_s) / beats.period_s, 1.0)
+    phase = np.where(phase >= 1.0, 0.0, phase)
+    down = np.zeros(n_frames)
+    frames = np.floor(beats.downbeat_times(n_frames / fps) * fps + 1e-9).astype(np.int64)
+    down[frames[(frames >= 0) & (frames < n_frames)]] = 1.0
+    return phase, down
+
+
+# --------------------------------------------------------------------- timeline
+
+
+def compute_audio_timeline(wave: np.ndarray, sr: float, fps: float, tcfg: TimelineConfig) -> tuple[np.ndarray, list[str]]:
+    """Frame-aligned features of a mono waveform: ``(float32 [T, C], names)``; see the module docstring."""
+    _check_rates(sr, fps)
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"compute_audio_timeline wants a mono 1-D waveform, got shape {wave.shape}")
+    if not np.all(np.isfinite(wave)):
+        raise ValueError("compute_audio_timeline: waveform holds NaN or inf")
+    names = channel_names(tcfg)
+    n_frames = frame_count(len(wave), sr, fps)
+    if n_frames == 0:
+        return np.zeros((0, len(names)), np.float32), names
+    x = wave.astype(np.float32, copy=False)
+    bounds = frame_bounds(n_frames, sr, fps)  # (T+1,)
+
+    frames, lengths = frame_matrix(x, bounds)  # (T, Lmax) zero-padded, (T,)
+    rms = frame_rms(frames, lengths)
+    log_rms = to_dbfs(rms)
+    amplitude, power_scale, nfft = frame_spectra(frames, lengths, tcfg.n_fft)  # (T, F), (T,)
+    bands = band_rms(amplitude, power_scale, band_matrix(sr, nfft, tcfg))  # (T, n_bands)
+    onset = spectral_flux(amplitude)
+    centroid = spectral_centroid(amplitude, sr, nfft, rms)
+    silent = silence_mask(log_rms, tcfg.silence_threshold_db, tcfg.silence_smooth_frames)
+
+    cols = [log_rms[:, None], rms[:, None], bands, onset[:, None], centroid[:, None], silent[:, None]]
+    if tcfg.beat_channels:
+        phase, down = beat_channels(estimate_beats(x, sr), n_frames, fps)
+        cols += [phase[:, None], down[:, None]]
+    features = np.concatenate(cols, axis=1).astype(np.float32)  # (T, C)
+    assert features.shape[1] == len(names)
+    return features, names
+
+
+# ----------------------------------------------------------- model-side helpers
+
+
+def context_windows(features: np.ndarray, k: int) -> np.ndarray:
+    """Windows of k frames either side of each frame, edge-padded: ``[T, C] -> [T, 2k+1, C]``.
+
+    ``out[t, j] = features[clip(t - k + j, 0, T-1)]``.
+    """
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"context_windows wants [T, C], got shape {features.shape}")
+    if k < 0:
+        raise ValueError(f"context_windows: k must be >= 0, got {k}")
+    n, c = features.shape
+    if n == 0:
+        return np.zeros((0, 2 * k + 1, c), features.dtype)
+    idx = np.clip(np.arange(n)[:, None] - k + np.arange(2 * k + 1)[None, :], 0, n - 1)  # (T, 2k+1)
+    return features[idx]
+
+
+def normalize_per_clip(features: np.ndarray, names: list[str], eps: float = 1e-6) -> np.ndarray:
+    """Z-score each channel over the clip (float32 [T, C]); ``is_silent``, ``beat_phase``, ``downbeat`` pass through.
+
+    A constant channel becomes 0.
+    """
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != len(names):
+        raise ValueError(f"normalize_per_clip: features {features.shape} do not match {len(names)} channel names")
+    x = features.astype(np.float64)
+    mean = x.mean(axis=0, keepdims=True) if len(x) else np.zeros((1, x.shape[1]))
+    std = x.std(axis=0, keepdims=True) if len(x) else np.ones((1, x.shape[1]))
+    out = (x - mean) / (std + eps)
+    keep = [i for i, n in enumerate(names) if n in PASS_THROUGH]
+    out[:, keep] = x[:, keep]
+    return out.astype(np.float32)
