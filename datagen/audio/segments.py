@@ -1,0 +1,97 @@
+"""Silence / track-dropout segments: layout, labels and the per-track gain masks that apply them.
+
+A segment silences some tracks over ``[start_s, end_s)``: the stems are exactly zero for
+every sample n with ``start_s <= n / sr < end_s``. Short fades sit *outside* the segment
+(before ``start_s`` and after ``end_s``), so there are no clicks and the inside stays
+digital zero. Frame labels use the render fps: ``start_frame = ceil(start_s * fps)``,
+``end_frame = floor(end_s * fps)`` (exclusive), so every labelled frame lies fully inside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FADE_S = 0.012  # fade length outside each segment edge
+
+
+def segment_label(kind: str, tracks: list[str], start_s: float, end_s: float, fps: float) -> dict:
+    """The metadata record of one segment (frames fully inside; end_frame exclusive)."""
+    if kind not in ("silence", "dropout"):
+        raise ValueError(f"segment kind must be 'silence' or 'dropout', got {kind!r}")
+    return {
+        "kind": kind,
+        "tracks": list(tracks),
+        "start_s": round(float(start_s), 6),
+        "end_s": round(float(end_s), 6),
+        "start_frame": int(math.ceil(start_s * fps - 1e-9)),
+        "end_frame": int(math.floor(end_s * fps + 1e-9)),
+    }
+
+
+def segment_sample_range(start_s: float, end_s: float, sr: int) -> tuple[int, int]:
+    """Samples n with start_s <= n/sr < end_s, as a half-open range [a, b)."""
+    return int(math.ceil(start_s * sr - 1e-9)), int(math.ceil(end_s * sr - 1e-9))
+
+
+def gate_mask(n: int, sr: int, spans: list[tuple[float, float]], fade_s: float = FADE_S) -> np.ndarray:
+    """Gain mask float32 [n]: 0 inside each span, raised-cosine fades just outside, 1 elsewhere."""
+    mask = np.ones(n, np.float32)
+    f = max(1, int(round(fade_s * sr)))
+    ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, f + 2)[1:-1])).astype(np.float32)  # (f,) rising, 0 < r < 1
+    for start_s, end_s in spans:
+        a, b = segment_sample_range(start_s, end_s, sr)
+        a, b = min(max(a, 0), n), min(max(b, 0), n)
+        lo = max(0, a - f)
+        mask[lo:a] = np.minimum(mask[lo:a], ramp[::-1][f - (a - lo):])  # fade out before a
+        hi = min(n, b + f)
+        mask[b:hi] = np.minimum(mask[b:hi], ramp[: hi - b])  # fade in after b
+        mask[a:b] = 0.0
+    return mask
+
+
+def plan_silence_layout(duration: float, active: list[str], rng: np.random.Generator,
+                        droppable_keep: tuple[str, ...] = ("kick", "bass", "chords")) -> list[tuple[str, list[str], float, float]]:
+    """Choose the silence-variant segments of a clip: (kind, tracks, start_s, end_s), sorted by start.
+
+    One full silence of >= 1 s with music of at least ``margin`` before and after it, then
+    up to three track dropouts (each >= 0.5 s, a non-empty proper subset of the active
+    tracks that keeps at least one of ``droppable_keep`` sounding) in the music around it.
+    Works for clips down to 3 s (the tiny config uses 4 s).
+    """
+    if duration < 3.0:
+        raise ValueError(f"the silence variant needs clips of at least 3 s (data.clip_seconds={duration})")
+    margin = max(0.5, 0.12 * duration)
+    sil_len = float(rng.uniform(1.0, max(1.0, min(3.0, 0.3 * duration))))
+    sil_start = float(rng.uniform(margin, duration - margin - sil_len))
+    segs: list[tuple[str, list[str], float, float]] = [("silence", list(active), sil_start, sil_start + sil_len)]
+
+    # Music regions around the silence; dropouts go inside them, leaving music at their edges too.
+    gap = 0.15
+    regions = [(0.0, sil_start - gap), (sil_start + sil_len + gap, duration)]
+    keepers = [t for t in droppable_keep if t in active]
+    n_drop = int(rng.integers(1, 4))
+    for _ in range(n_drop):
+        lo, hi = regions[int(rng.integers(len(regions)))]
+        if hi - lo < 0.7:
+            lo, hi = max(regions, key=lambda r: r[1] - r[0])
+        if hi - lo < 0.7:
+            break
+        length = float(rng.uniform(0.5, min(2.5, hi - lo - 0.1)))
+        start = float(rng.uniform(lo + 0.05, hi - length))
+        if any(not (start + length + gap <= s or e + gap <= start) for _, _, s, e in segs):
+            continue  # overlaps an earlier segment: skip this one
+        keep = keepers[int(rng.integers(len(keepers)))] if keepers else None
+        candidates = [t for t in active if t != keep]
+        k = int(rng.integers(1, len(candidates) + 1)) if len(active) > 1 else 0
+        if k == 0 or k >= len(active):
+            continue
+        dropped = sorted(rng.choice(candidates, size=k, replace=False).tolist(), key=active.index)
+        segs.append(("dropout", dropped, start, start + length))
+    return sorted(segs, key=lambda s: s[2])
+
+
+def track_masks(n: int, sr: int, tracks: tuple[str, ...], segs: list[tuple[str, list[str], float, float]]) -> dict[str, np.ndarray]:
+    """Per-track gain masks (float32 [n]) applying every segment that names the track."""
+    return {t: gate_mask(n, sr, [(s, e) for _, names, s, e in segs if t in names]) for t in tracks}
