@@ -1,0 +1,225 @@
+"""The shard function: one shard = one unit of work, identical under every executor.
+
+``write_shard(cfg, spec, renderer)`` is a pure function of (config, base seed,
+split, shard index) apart from its one side effect, the shard file, written
+through :class:`shared.shards.ShardWriter` (``.partial`` then renamed). The
+executors in :mod:`datagen.run` (serial, process pool, Ray actors) only decide
+*where* it runs; :class:`ShardWorker` is the long-lived worker state they all
+share: one Renderer (one GL context) created inside the worker process.
+
+Per sample ``i`` of shard ``s`` in split ``split``:
+    seed     = sample_seed(data.seed, split, s, i)      (train and val seeds are disjoint)
+    variant  = choose_variant(data, seed)               (val: fixed slots forced to silence / debug)
+    audio    = synthesize_clip(cfg, seed, variant)
+    timeline = compute_audio_timeline(PCM_16-quantised audio)   (equals a fresh compute on the stored FLAC)
+    plan     = sample_visual_plan(cfg, seed, variant)
+    frames   = renderer.render(timeline, names, plan, fps, chunk_frames) -> JPEG 4:2:0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared import shards as S
+from shared.config import Config
+from shared.seeding import sample_seed
+
+SPLITS = ("train", "val")
+VARIANTS = ("normal", "silence", "debug")
+
+# Val shards: sample slots i % VAL_CYCLE == 0 are silence clips, == 1 debug clips, the rest follow the mix knobs.
+# So every val shard with >= 2 samples holds both (the silence probe and the ceilings need them).
+VAL_CYCLE = 4
+VAL_FORCED = {0: "silence", 1: "debug"}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One unit of work: shard ``index`` of ``split``, written to ``out_dir/split/shard-NNNNNN.tar``."""
+
+    split: str
+    index: int
+    out_dir: str
+
+    @property
+    def rel_path(self) -> str:
+        return f"{self.split}/{S.shard_name(self.index)}"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir) / self.rel_path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_shards(cfg: Config, out_dir: str | os.PathLike) -> list[ShardSpec]:
+    """Every shard of the run: val first (small, and the trainer's eval needs it), then train."""
+    out = str(out_dir)
+    return ([ShardSpec("val", i, out) for i in range(cfg.data.resolved_val_shards())]
+            + [ShardSpec("train", i, out) for i in range(cfg.data.train_shards)])
+
+
+def variant_for(cfg: Config, split: str, sample: int, seed: int) -> str:
+    """The clip variant: val forces fixed slots to silence and debug, otherwise the mix knobs decide."""
+    from datagen.audio import choose_variant
+
+    if split == "val" and sample % VAL_CYCLE in VAL_FORCED:
+        return VAL_FORCED[sample % VAL_CYCLE]
+    return choose_variant(cfg.data, seed)
+
+
+def build_meta(cfg: Config, split: str, shard: int, sample: int, seed: int, audio_meta: dict[str, Any],
+               plan: dict[str, Any], channel_names: list[str], n_frames: int) -> dict[str, Any]:
+    """The ``meta.json`` object of one sample (ARCHITECTURE.md: schema, seed, indices, variant, segments, ...)."""
+    from datagen.visual.plan import visual_meta
+
+    meta = dict(audio_meta)
+    meta.update({
+        "schema_version": S.SCHEMA_VERSION,
+        "key": S.sample_key(shard, sample),
+        "split": split,
+        "shard": shard,
+        "sample": sample,
+        "seed": seed,
+        "fps": cfg.render.fps,
+        "resolution": cfg.render.resolution,
+        "sample_rate": cfg.data.sample_rate,
+        "clip_seconds": cfg.data.clip_seconds,
+        "n_frames": n_frames,
+        "timeline_channels": list(channel_names),
+        **visual_meta(plan),  # visualizers, visual_plan, style_vector
+    })
+    return meta
+
+
+def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> tuple[str, list[tuple[str, bytes]], dict]:
+    """Generate one clip: ``(key, members in shard order, meta)``."""
+    from datagen.audio import synthesize_clip
+    from datagen.visual import sample_visual_plan
+    from shared.timeline import compute_audio_timeline
+
+    seed = sample_seed(cfg.data.seed, split, shard, sample)
+    variant = variant_for(cfg, split, sample, seed)
+    clip = synthesize_clip(cfg, seed, variant)
+    # The stored audio is PCM_16: compute the timeline from exactly what a reader will decode.
+    wave = S.quantize_pcm16(clip.wave)  # (N,)
+    features, names = compute_audio_timeline(wave, clip.sr, cfg.render.fps, cfg.timeline)  # (T, C)
+    plan = sample_visual_plan(cfg, seed, variant)
+    jpegs: list[bytes] = []
+    for chunk in renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames):  # (n, H, W, 3)
+        jpegs.extend(S.encode_jpeg(frame, cfg.render.jpeg_quality) for frame in chunk)
+    if len(jpegs) != features.shape[0]:
+        raise RuntimeError(f"renderer returned {len(jpegs)} frames for a {features.shape[0]}-frame timeline")
+    meta = build_meta(cfg, split, shard, sample, seed, clip.meta, plan, names, len(jpegs))
+    if meta.get("variant") != variant:
+        raise RuntimeError(f"synthesize_clip returned variant {meta.get('variant')!r}, asked for {variant!r}")
+    stems = clip.stems if cfg.data.store_stems else None
+    members = S.pixel_members(wave, clip.sr, features, jpegs, meta, stems=stems)
+    return S.sample_key(shard, sample), members, meta
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
+    """Write one shard (``.partial``, renamed on success) and return its stats for the manifest."""
+    if spec.split not in SPLITS:
+        raise ValueError(f"unknown split {spec.split!r} (expected one of {SPLITS})")
+    t0 = time.perf_counter()
+    variants: Counter[str] = Counter()
+    n_frames = 0
+    with S.ShardWriter(spec.path) as writer:
+        for i in range(cfg.data.samples_per_shard):
+            key, members, meta = build_sample(cfg, spec.split, spec.index, i, renderer)
+            writer.add_sample(key, members)
+            variants[meta["variant"]] += 1
+            n_frames += meta["n_frames"]
+    return {
+        "split": spec.split,
+        "index": spec.index,
+        "path": spec.rel_path,
+        "samples": cfg.data.samples_per_shard,
+        "frames": n_frames,
+        "bytes": spec.path.stat().st_size,
+        "sha256": file_sha256(spec.path),
+        "seconds": round(time.perf_counter() - t0, 4),
+        "variants": {v: variants.get(v, 0) for v in VARIANTS},
+    }
+
+
+# Renderers constructed in this process (the test checks one GL context per worker, not per shard).
+_RENDERERS_CREATED = 0
+
+
+class ShardWorker:
+    """Long-lived worker state: the config and one Renderer, created here, inside the worker process.
+
+    Used as is by the ``local`` and ``processes`` executors and wrapped with
+    ``ray.remote`` as an actor by the ``ray`` executor.
+    """
+
+    def __init__(self, cfg_dict: dict[str, Any], gpu_index: int | None = None, ray_gpu: bool = False):
+        global _RENDERERS_CREATED
+        from datagen.visual import Renderer
+
+        self.cfg = Config.model_validate(cfg_dict)
+        if ray_gpu:
+            import ray
+
+            ids = ray.get_gpu_ids()
+            gpu_index = int(ids[0]) if ids else None
+        self.renderer = Renderer(self.cfg.render.resolution, gpu_index=gpu_index)
+        _RENDERERS_CREATED += 1
+        self.identity = {
+            "worker_id": uuid.uuid4().hex[:12],
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "gpu_index": gpu_index,
+            "renderer": dict(self.renderer.info),
+            "renderers_in_process": _RENDERERS_CREATED,
+        }
+        self.shards_done = 0
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.identity, shards_done=self.shards_done)
+
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        stats = write_shard(self.cfg, ShardSpec(**spec), self.renderer)
+        self.shards_done += 1
+        stats["worker"] = {"worker_id": self.identity["worker_id"], "pid": self.identity["pid"],
+                           "host": self.identity["host"]}
+        return stats
+
+
+def read_shard_stats(path: str | os.PathLike, split: str, index: int) -> dict[str, Any]:
+    """Stats of a finished shard file, read back (to rebuild a manifest that is behind)."""
+    variants: Counter[str] = Counter()
+    samples = frames = 0
+    for _key, members in S.iter_tar_samples(path):
+        meta = S.decode_json(members[S.META])
+        variants[meta["variant"]] += 1
+        frames += len(S.frame_suffixes(members))
+        samples += 1
+    p = Path(path)
+    return {
+        "split": split, "index": index, "path": f"{split}/{p.name}", "samples": samples, "frames": frames,
+        "bytes": p.stat().st_size, "sha256": file_sha256(p), "seconds": None,
+        "variants": {v: variants.get(v, 0) for v in VARIANTS}, "rebuilt": True,
+    }
+

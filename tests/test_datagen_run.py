@@ -1,0 +1,249 @@
+"""`datagen run` / `datagen inspect` without Ray: local and process-pool executors, resume, refusals, readback.
+
+Real audio synthesis, real EGL rendering (llvmpipe), real tar files read by stock webdataset.
+Micro sizes: 32x32 frames, 8 kHz, 3 s clips at 8 fps (24 frames), 2 samples per shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import shards as S
+from shared.command_line import run_cli
+from shared.config import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.yaml")
+# 3 s: the silence variant needs room for a silence segment with music around it.
+MICRO = ["data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=32", "render.fps=8",
+         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2"]
+
+
+def micro_cfg(*extra: str, **flags):
+    return build_config([TINY], flags=flags, overrides=MICRO + list(extra))
+
+
+def datagen(*argv: str) -> int:
+    return run_cli("datagen", "datagen.commands", "datagen", list(argv))
+
+
+def shard_files(out: Path) -> dict[str, bytes]:
+    return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in sorted(out.glob("*/shard-*.tar"))}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """3 train + 1 val shards written serially: the reference the other executors must reproduce."""
+    from datagen.run import run_datagen
+
+    out = tmp_path_factory.mktemp("local") / "pixels"
+    cfg = micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.executor": "local"})
+    code, summary = run_datagen(cfg, out, progress=False)
+    assert code == 0
+    return out, summary
+
+
+def test_local_run_layout_manifest_and_summary(local_run):
+    out, summary = local_run
+    files = shard_files(out)
+    assert sorted(files) == ["train/shard-000000.tar", "train/shard-000001.tar", "train/shard-000002.tar",
+                             "val/shard-000000.tar"]
+    assert not list(out.rglob("*.partial"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["data"]["samples_per_shard"] == 2 and manifest["provenance"]["packages"]["numpy"]
+    for rel, data in files.items():
+        entry = manifest["shards"][rel]
+        assert entry["bytes"] == len(data) and entry["samples"] == 2 and entry["frames"] == 48
+        import hashlib
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["shards_written"] == 4 and summary["frames_written"] == 4 * 2 * 24
+    assert summary["gl_contexts"] == 1 and summary["frames_per_s"] > 0
+    # Val always holds both a silence and a debug clip.
+    assert summary["variants"]["val"]["silence"] >= 1 and summary["variants"]["val"]["debug"] >= 1
+
+
+def test_processes_executor_byte_identical_one_context_per_worker(local_run, tmp_path):
+    from datagen.run import run_datagen
+
+    ref, _ = local_run
+    cfg = micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.executor": "processes", "run.workers": 2})
+    code, summary = run_datagen(cfg, tmp_path / "px", progress=False)
+    assert code == 0
+    assert shard_files(tmp_path / "px") == shard_files(ref)
+    # 2 workers for 4 shards: two GL contexts, one per spawned process, none in this process.
+    assert summary["gl_contexts"] == 2
+    pids = {w["pid"] for w in summary["workers"]}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert all(w["renderers_in_process"] == 1 for w in summary["workers"])
+    assert {s["worker"]["pid"] for s in json.loads((tmp_path / "px" / "manifest.json").read_text())["shards"].values()} <= pids
+
+
+def test_stock_webdataset_readback_and_timelines_recompute_exactly(local_run):
+    import webdataset as wds
+
+    from shared.timeline import compute_audio_timeline
+
+    out, _ = local_run
+    cfg = micro_cfg()
+    urls = [str(p) for p in sorted(out.glob("*/shard-*.tar"))]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("rgb8"))
+    assert len(samples) == 8
+    for s in samples:
+        wave, sr = S.decode_flac(s["audio.flac"])
+        fresh, names = compute_audio_timeline(wave, sr, cfg.render.fps, cfg.timeline)
+        np.testing.assert_array_equal(s["timeline.npy"], fresh)
+        meta = s["meta.json"]
+        assert meta["timeline_channels"] == names and meta["key"] == s["__key__"]
+        frames = [s[k] for k in sorted(k for k in s if S.is_frame_member(k))]
+        assert len(frames) == fresh.shape[0] == meta["n_frames"] == 24
+        assert frames[0].shape == (32, 32, 3) and frames[0].dtype == np.uint8
+        assert meta["variant"] in ("normal", "silence", "debug")
+        if meta["variant"] == "silence":
+            assert any(seg["kind"] == "silence" for seg in meta["segments"])
+
+
+def test_inspect_passes_then_names_corrupted_shard_and_sample(local_run, tmp_path, capsys):
+    ref, _ = local_run
+    assert datagen("inspect", str(ref)) == 0
+    printed = capsys.readouterr().out
+    assert "train: 3 shards, 6 samples" in printed and "val: 1 shards, 2 samples" in printed
+
+    bad = tmp_path / "bad"
+    shutil.copytree(ref, bad)
+    target = bad / "train" / "shard-000001.tar"
+    data = bytearray(target.read_bytes())
+    # Overwrite the middle of sample 1's first JPEG frame with garbage (the tar stays well-formed).
+    members = list(S.iter_tar_samples(target))
+    jpg = members[1][1]["f0000.jpg"]
+    at = bytes(data).index(jpg) + len(jpg) // 3
+    data[at:at + 64] = b"\xff\xd9" * 32
+    target.write_bytes(bytes(data))
+    assert datagen("inspect", str(bad)) == 1
+    err = capsys.readouterr().err
+    assert "train/shard-000001.tar" in err and "sha256" in err
+    assert "sample 000001-00001" in err and "undecodable" in err
+
+
+def test_silence_mix_fraction_within_binomial_bounds_with_labelled_segments(tmp_path):
+    """48 train clips at --silence-mix 0.3 (debug mix 0): silence count inside 4-sigma binomial bounds."""
+    from datagen.run import run_datagen
+
+    cfg = build_config([TINY], overrides=[
+        "data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=16", "render.fps=2",
+        "timeline.n_fft=256", "data.samples_per_shard=12", "data.train_shards=4", "data.val_shards=1",
+        "data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.3", "run.executor=local"])
+    code, summary = run_datagen(cfg, tmp_path / "px", progress=False)
+    assert code == 0
+    n, p = 48, 0.3
+    silence = summary["variants"]["train"]["silence"]
+    sd = (n * p * (1 - p)) ** 0.5
+    assert n * p - 4 * sd <= silence <= n * p + 4 * sd, silence
+    assert summary["variants"]["train"]["debug"] == 0
+    for path in sorted((tmp_path / "px" / "train").glob("*.tar")):
+        for _key, members in S.iter_tar_samples(path):
+            meta = S.decode_json(members["meta.json"])
+            if meta["variant"] == "silence":
+                kinds = {seg["kind"] for seg in meta["segments"]}
+                assert "silence" in kinds
+                for seg in meta["segments"]:
+                    assert 0 <= seg["start_s"] < seg["end_s"] <= 3.0 and seg["start_frame"] <= seg["end_frame"]
+
+
+def test_interrupted_driver_then_rerun_keeps_finished_shards(local_run, tmp_path):
+    """SIGKILL the driver after its first shard, re-run: finished shards untouched, no .partial, same bytes."""
+    ref, _ = local_run
+    out = tmp_path / "px"
+    argv = ["--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    proc = subprocess.Popen([sys.executable, "-m", "datagen.cli", "run", *argv], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*/shard-*.tar")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/shard-*.tar")}
+    assert 1 <= len(finished) < 4, "the driver should have been killed mid-run"
+
+    assert datagen("run", *argv) == 0
+    assert not list(out.rglob("*.partial"))
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert shard_files(out) == shard_files(ref)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards_skipped"] == len(finished) and summary["shards_written"] == 4 - len(finished)
+    assert datagen("inspect", str(out)) == 0
+
+
+def test_manifest_rebuilt_when_behind_and_partial_redone(local_run, tmp_path):
+    from datagen.run import run_datagen
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["shards"]["train/shard-000002.tar"]  # a manifest that is behind the finished files
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "train" / "shard-000001.tar").rename(out / "train" / "shard-000001.tar.partial")  # a crashed shard
+    cfg = micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.executor": "local"})
+    code, summary = run_datagen(cfg, out, progress=False)
+    assert code == 0 and summary["shards_written"] == 1 and summary["shards_skipped"] == 3
+    rebuilt = json.loads((out / "manifest.json").read_text())["shards"]["train/shard-000002.tar"]
+    assert rebuilt["rebuilt"] and rebuilt["samples"] == 2 and rebuilt["frames"] == 48
+    assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
+
+
+def test_refuses_other_config_unless_force(local_run, tmp_path, capsys):
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    before = shard_files(out)
+    base = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    with pytest.raises(SystemExit) as e:
+        datagen(*base, "data.seed=5")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "data.seed: 0 -> 5" in err and "--force" in err
+    assert shard_files(out) == before
+    # More shards with the same content config is not a different config: only the new shard is written.
+    assert datagen(*base[:6], "4", *base[7:]) == 0
+    assert json.loads((out / "summary.json").read_text())["shards_written"] == 1
+    assert datagen(*base, "data.seed=5", "--force") == 0
+    assert shard_files(out)["train/shard-000000.tar"] != before["train/shard-000000.tar"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--shards", "0"], "data.train_shards"),
+    (["--silence-mix", "1.5"], "data.audio_silence_mix_prob"),
+    (["--executor", "gpu"], "run.executor"),
+    (["--samples-per-shard", "two"], "--samples-per-shard"),
+    (["data.silence_mix=0.3"], "data.silence_mix"),
+])
+def test_invalid_flags_fail_before_work(tmp_path, capsys, args, needle):
+    out = tmp_path / "px"
+    with pytest.raises(SystemExit) as e:
+        datagen("run", "--out", str(out), "--executor", "local", *args)
+    assert e.value.code == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unwritable_out_fails_before_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SystemExit) as e:
+        datagen("run", "--out", str(blocker / "pixels"), "--executor", "local", "--config", TINY, *MICRO)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "not writable" in err and str(blocker) in err
