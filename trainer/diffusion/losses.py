@@ -1,0 +1,196 @@
+"""The full training loss: denoising + style KL + shuffle pressure (+ frame proxy, + silence motion).
+
+``diffusion_loss(model, batch, cfg, generator, decoder=None) -> (loss, metrics)``. Every random draw
+comes from ``generator`` in a fixed order, so a fixed batch and seed give a fixed loss, and changing one
+knob changes only what that knob controls.
+
+Per sample i (t_i ~ U[0, 1], eps_i ~ N(0, I), x_t = alpha x0 + sigma eps, schedule.py):
+
+- ``L_good_i``: the loss with the true audio; ``L_bad_i``: the same x_t, t, eps, style and previous
+  frames, but another clip's audio (shuffle.py). In ``pred`` space both are the min-SNR-weighted MSE of
+  the network output against its target (the training loss itself); in ``x0`` space both are the plain
+  MSE of the x0 prediction, which weighs high-noise steps most: the steps where the audio must decide
+  what the frame becomes.
+- total = mean_i L_diff_i + style_kl_weight * KL + [applied] weight * mean_keep relu(m + L_good - L_bad)
+  + [applied] proxy_weight * mean_keep relu(m + Lf_good - Lf_bad) + silence_motion_loss_weight * M.
+  The hinge is applied on a step with probability ``audio_shuffle_loss_prob``; ``keep`` leaves out
+  samples whose audio was dropped for CFG. L_bad is still computed (without gradient) on other steps so
+  that L_good, L_bad and the gap are logged every step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from shared.config import Config
+from shared.timeline import channel_index, channel_names
+from trainer.diffusion import schedule as S
+from trainer.diffusion import shuffle as Sh
+from trainer.diffusion.model import style_kl
+
+Batch = dict[str, torch.Tensor]
+
+
+def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all but the batch axis: (B, ...) -> (B,)."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def denoising_loss(pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, logsnr: torch.Tensor,
+                   prediction: str, gamma: float) -> torch.Tensor:
+    """Per-sample min-SNR-weighted MSE in the prediction space (B,) (Salimans & Ho 2022; Hang et al. 2023)."""
+    target = S.target_for(x0, eps, logsnr, prediction)
+    return S.min_snr_weight(logsnr, gamma, prediction) * per_sample_mse(pred, target)
+
+
+def comparison_loss(pred: torch.Tensor, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, logsnr: torch.Tensor,
+                    prediction: str, gamma: float, space: str) -> torch.Tensor:
+    """Per-sample loss used for L_good / L_bad: the training loss ("pred") or the plain x0-space MSE ("x0")."""
+    if space == "pred":
+        return denoising_loss(pred, x0, eps, logsnr, prediction, gamma)
+    if space == "x0":
+        x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, prediction)
+        return per_sample_mse(x0_hat, x0)
+    raise ValueError(f"diffusion.audio_shuffle_loss_space must be 'pred' or 'x0', got {space!r}")
+
+
+def _uniform(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=generator).to(device)
+
+
+def _normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def _cat_cond(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([a[k], b[k]], dim=0) for k in a}
+
+
+def silent_channel(cfg: Config) -> int:
+    """Index of the timeline's is_silent channel (shared/timeline.py channel order)."""
+    return channel_index(channel_names(cfg.timeline), "is_silent")
+
+
+def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator, *, train: bool
+          ) -> dict[str, torch.Tensor]:
+    """Draw noise/timesteps/dropouts and build the true-audio conditioning (shared by train and val)."""
+    d = cfg.diffusion
+    net = getattr(model, "module", model)  # DDP-wrapped or not
+    net = getattr(net, "_orig_mod", net)  # torch.compile-wrapped or not
+    x0 = batch["x"].float()  # (B, F, C, h, w)
+    b, dev = x0.shape[0], x0.device
+
+    t = _uniform(b, generator, dev)  # (B,)
+    eps = _normal(tuple(x0.shape), generator, dev)
+    u_audio, u_style, u_prev = (_uniform(b, generator, dev) for _ in range(3))
+    prev_noise = _normal(tuple(batch["prev"].shape), generator, dev)
+    style_noise = _normal((b, d.style_dim), generator, dev)
+
+    logsnr = S.logsnr_cosine(t)
+    x_t = S.q_sample(x0, eps, logsnr)
+
+    p_audio, p_style, p_prev, aug = (d.p_audio_drop, d.p_style_drop, d.p_prev_drop, d.prev_noise_aug) if train \
+        else (0.0, 0.0, 0.0, 0.0)
+    audio_null = u_audio < p_audio
+    style_null = u_style < p_style
+    prev_valid = batch["prev_valid"].bool() & ~(u_prev < p_prev)[:, None]
+    prev = batch["prev"].float() + aug * prev_noise
+
+    mu, logvar = net.encode_style(batch["style"].float())
+    style_z = mu + (0.5 * logvar).exp() * style_noise if train else mu
+    cond = net.make_cond(batch["audio"].float(), batch["is_silent"], batch["frame_index"], prev=prev,
+                         prev_valid=prev_valid, style_z=style_z, style_null=style_null, audio_null=audio_null)
+    return {"x0": x0, "t": t, "eps": eps, "logsnr": logsnr, "x_t": x_t, "cond": cond, "mu": mu, "logvar": logvar,
+            "audio_null": audio_null}
+
+
+def _bad_cond(core: dict, batch: Batch, cfg: Config, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The same conditioning with the wrong audio (and its is_silent) swapped in."""
+    kind = cfg.diffusion.audio_shuffle_negatives
+    chan = silent_channel(cfg) if kind == "timeshift" else None
+    neg_audio, neg_silent = Sh.negative_audio(batch, kind, generator, chan)
+    return {**core["cond"], "audio": neg_audio.float(), "is_silent": neg_silent.float()}
+
+
+def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator,
+                   decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One training loss on a snippet batch (docs/INTERFACES.md) -> (scalar loss, metrics of detached scalars)."""
+    d = cfg.diffusion
+    if d.audio_shuffle_frame_proxy_weight > 0 and decoder is None:
+        raise ValueError("diffusion.audio_shuffle_frame_proxy_weight > 0 needs a VAE decoder callable")
+    core = _core(model, batch, cfg, generator, train=True)
+    x0, eps, logsnr, x_t, t = core["x0"], core["eps"], core["logsnr"], core["x_t"], core["t"]
+    b = x0.shape[0]
+    keep = ~core["audio_null"]  # samples whose audio was dropped carry no audio to shuffle
+
+    apply = d.audio_shuffle_loss_weight > 0 and bool(_uniform(1, generator, x0.device)[0] < d.audio_shuffle_loss_prob)
+    bad_cond = _bad_cond(core, batch, cfg, generator)
+
+    if apply:  # one forward over [true audio; wrong audio] (one DDP forward per backward)
+        pred2 = model(torch.cat([x_t, x_t]), torch.cat([t, t]), _cat_cond(core["cond"], bad_cond))
+        pred, pred_bad = pred2[:b], pred2[b:]
+    else:
+        pred = model(x_t, t, core["cond"])
+        with torch.no_grad():
+            pred_bad = model(x_t, t, bad_cond)
+
+    args = (x0, eps, logsnr, d.prediction, d.min_snr_gamma)
+    l_diff = denoising_loss(pred, *args)  # (B,)
+    space = d.audio_shuffle_loss_space
+    l_good = comparison_loss(pred, x_t, x0, eps, logsnr, d.prediction, d.min_snr_gamma, space)
+    l_bad = comparison_loss(pred_bad, x_t, x0, eps, logsnr, d.prediction, d.min_snr_gamma, space)
+    penalty, active = Sh.shuffle_penalty(l_good, l_bad, keep, d.audio_shuffle_loss_weight, d.audio_shuffle_loss_margin)
+    kl = style_kl(core["mu"], core["logvar"]).mean()
+
+    loss = l_diff.mean() + d.style_kl_weight * kl
+    if apply:
+        loss = loss + penalty
+
+    x0_hat = None
+    proxy = torch.zeros((), device=x0.device)
+    if apply and d.audio_shuffle_frame_proxy_weight > 0:
+        x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, d.prediction)
+        x0_bad, _ = S.pred_to_x0_eps(pred_bad, x_t, logsnr, d.prediction)
+        lf_good, lf_bad = Sh.frame_proxy_losses(decoder, x0, x0_hat, x0_bad)
+        proxy, _ = Sh.shuffle_penalty(lf_good, lf_bad, keep, d.audio_shuffle_frame_proxy_weight,
+                                      d.audio_shuffle_loss_margin)
+        loss = loss + proxy
+
+    silence = torch.zeros((), device=x0.device)
+    if d.silence_motion_loss_weight > 0:
+        if x0_hat is None:
+            x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, d.prediction)
+        silence = Sh.silence_motion_loss(x0_hat, batch["is_silent"].float(), keep)
+        loss = loss + d.silence_motion_loss_weight * silence
+
+    kept = keep.float().sum().clamp(min=1.0)
+    g = (l_good.detach() * keep).sum() / kept
+    bd = (l_bad.detach() * keep).sum() / kept
+    metrics = {
+        "loss": loss.detach(), "L_diff": l_diff.detach().mean(), "L_good": g, "L_bad": bd, "gap": bd - g,
+        "hinge": penalty.detach(), "hinge_active_frac": active.detach(), "shuffle_applied": torch.tensor(float(apply)),
+        "style_kl": kl.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
+        "audio_drop_frac": core["audio_null"].float().mean(),
+    }
+    return loss, metrics
+
+
+@torch.no_grad()
+def val_losses(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator) -> dict[str, float]:
+    """Val loss with the true vs the shuffled audio: no dropouts, style = posterior mean, same noise for both.
+
+    Returns per-batch means of the denoising loss with true audio (``val_L_good``), with the wrong audio of
+    the configured negative kind (``val_L_bad``), and ``val_gap = val_L_bad - val_L_good``.
+    """
+    d = cfg.diffusion
+    core = _core(model, batch, cfg, generator, train=False)
+    bad_cond = _bad_cond(core, batch, cfg, generator)
+    b = core["x0"].shape[0]
+    pred2 = model(torch.cat([core["x_t"]] * 2), torch.cat([core["t"]] * 2), _cat_cond(core["cond"], bad_cond))
+    args = (core["x0"], core["eps"], core["logsnr"], d.prediction, d.min_snr_gamma)
+    good = denoising_loss(pred2[:b], *args).mean().item()
+    bad = denoising_loss(pred2[b:], *args).mean().item()
+    return {"val_L_good": good, "val_L_bad": bad, "val_gap": bad - good}
