@@ -111,11 +111,11 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return data, int(native_sr)
 
 
-def require_tool(name: str) -> str:
-    """Full path of an ffmpeg-suite tool, or a clear error telling how to install it."""
+def require_tool(name: str, error: type[Exception] = AudioLoadError) -> str:
+    """Full path of an ffmpeg-suite tool, or ``error`` telling how to install it."""
     found = shutil.which(name)
     if found is None:
-        raise AudioLoadError(f"{name} not found on PATH: install it (Debian: apt-get install ffmpeg)")
+        raise error(f"{name} not found on PATH: install it (Debian: apt-get install ffmpeg)")
     return found
 
 

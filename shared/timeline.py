@@ -198,10 +198,12 @@ def spectral_flux(amplitude: np.ndarray) -> np.ndarray:
     The row before the first counts as silence (-100 dB everywhere).
     """
     # 20*log10 through the natural log: float32 np.log is several times faster than np.log10.
-    db = np.log(np.maximum(amplitude, np.float32(_AMP_FLOOR)))
-    db *= np.float32(20.0 / math.log(10.0))  # (T, F)
+    floor = np.float32(_AMP_FLOOR)
+    scale = np.float32(20.0 / math.log(10.0))
+    db = np.log(np.maximum(amplitude, floor))
+    db *= scale  # (T, F)
     rise = np.empty_like(db)
-    rise[0] = db[0] - LOG_FLOOR_DB
+    rise[0] = db[0] - np.log(floor) * scale  # the floor in the same float32 arithmetic: silence gives exactly 0
     np.subtract(db[1:], db[:-1], out=rise[1:])
     np.maximum(rise, 0, out=rise)
     return rise.mean(axis=1, dtype=np.float64)
@@ -335,7 +337,10 @@ def estimate_beats(wave: np.ndarray, sr: float) -> BeatEstimate:
     p = int(np.argmax(sums.sum(axis=1)))
     per_beat = sums[p]
     strength = np.array([per_beat[j::4].sum() for j in range(4)])
-    return BeatEstimate(bpm=bpm, phase_s=float(phases[p]), downbeat_index=int(np.argmax(strength)))
+    # env[m] sums onsets anywhere in hop m: the hop's centre is the unbiased time of a detected onset
+    phase_s = float((phases[p] + 0.5 / rate) % period)
+    shift = 1 if phases[p] + 0.5 / rate >= period else 0  # wrapped: the old beat j is now beat j + 1
+    return BeatEstimate(bpm=bpm, phase_s=phase_s, downbeat_index=int((np.argmax(strength) + shift) % 4))
 
 
 def beat_channels(beats: BeatEstimate, n_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -405,10 +410,10 @@ def context_windows(features: np.ndarray, k: int) -> np.ndarray:
     return features[idx]
 
 
-def normalize_per_clip(features: np.ndarray, names: list[str], eps: float = 1e-6) -> np.ndarray:
+def normalize_per_clip(features: np.ndarray, names: list[str], eps: float = 1e-10) -> np.ndarray:
     """Z-score each channel over the clip (float32 [T, C]); ``is_silent``, ``beat_phase``, ``downbeat`` pass through.
 
-    A constant channel becomes 0.
+    A (numerically) constant channel, std <= eps, becomes 0.
     """
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] != len(names):
@@ -416,7 +421,7 @@ def normalize_per_clip(features: np.ndarray, names: list[str], eps: float = 1e-6
     x = features.astype(np.float64)
     mean = x.mean(axis=0, keepdims=True) if len(x) else np.zeros((1, x.shape[1]))
     std = x.std(axis=0, keepdims=True) if len(x) else np.ones((1, x.shape[1]))
-    out = (x - mean) / (std + eps)
+    out = np.where(std > eps, (x - mean) / np.maximum(std, eps), 0.0)
     keep = [i for i, n in enumerate(names) if n in PASS_THROUGH]
     out[:, keep] = x[:, keep]
     return out.astype(np.float32)

@@ -164,7 +164,7 @@ class Mp4Writer:
 
     def _command(self, audio_wav: Path | None) -> list[str]:
         w2, h2 = even_size(self.width, self.height)
-        cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y",
+        cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
                "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0"]
         if audio_wav is not None:
@@ -183,11 +183,15 @@ class Mp4Writer:
             raise VideoError(f"{self.path}: writer already open")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmpdir = tempfile.TemporaryDirectory(prefix="mp4writer-")
-        tmp = Path(self._tmpdir.name)
-        audio_wav = self._write_audio_wav(tmp) if self.audio else None
-        cmd = self._command(audio_wav)
-        self._stderr = open(tmp / "ffmpeg.stderr", "w+b")  # a file, so a chatty ffmpeg never blocks on a pipe
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        try:
+            tmp = Path(self._tmpdir.name)
+            audio_wav = self._write_audio_wav(tmp) if self.audio else None
+            cmd = self._command(audio_wav)
+            self._stderr = open(tmp / "ffmpeg.stderr", "w+b")  # a file: a chatty ffmpeg never blocks on a pipe
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        except BaseException:
+            self._cleanup()
+            raise
         return self
 
     def __enter__(self) -> "Mp4Writer":
@@ -286,7 +290,7 @@ class Mp4Writer:
 def _ffprobe_json(path: Path, extra: list[str]) -> dict:
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
-    cmd = [require_tool("ffprobe"), "-v", "error", *extra, "-of", "json", str(path)]
+    cmd = [require_tool("ffprobe", VideoError), "-v", "error", *extra, "-of", "json", str(path)]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         raise VideoError(f"{path}: ffprobe failed: {stderr_tail(proc.stderr)}")
@@ -344,7 +348,7 @@ def read_video_frames(path: str | Path, size: tuple[int, int] | None = None) -> 
     if info["video"] is None:
         raise VideoError(f"{path}: no video stream")
     width, height = size if size is not None else (info["width"], info["height"])
-    cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0"]
+    cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0"]
     if size is not None:
         cmd += ["-vf", f"scale={int(width)}:{int(height)}:flags=bicubic"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "pipe:1"]
