@@ -1,0 +1,232 @@
+"""Streaming loader: real tar shards read by webdataset, real DataLoader workers."""
+
+from __future__ import annotations
+
+import collections
+import io
+import itertools
+import math
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import shards as S
+from shared.config import build_config
+from shared.timeline import channel_names
+from trainer.data import (
+    ShardDataset, SkipCounter, frame_loader, make_loader, resolve_shards, target_variant_mix, timeshift_offset_frames,
+    VARIANT_CODE,
+)
+from trainer_shards import write_index_latent_shard, write_pixel_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pixel_dir(tmp_path_factory):
+    cfg = _micro()
+    root = tmp_path_factory.mktemp("pixels")
+    keys = write_pixel_shards(root, cfg, train_shards=4, val_shards=1, samples_per_shard=3)
+    return root, keys
+
+
+def _micro(*overrides):
+    """conftest's micro_cfg as a plain function (module-scoped fixtures need it), plus overrides."""
+    return build_config([ROOT / "configs" / "tiny.yaml"], overrides=[
+        "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=32", "render.fps=8",
+        "data.samples_per_shard=4", "timeline.n_fft=256", *overrides])
+
+
+def test_resolve_shards_forms(pixel_dir, tmp_path):
+    root, _ = pixel_dir
+    train = resolve_shards(root, "train")
+    assert [os.path.basename(u) for u in train] == [S.shard_name(i) for i in range(4)]
+    assert resolve_shards(root, "val") == [str(root / "val" / S.shard_name(0))]
+    assert resolve_shards(str(root / "train" / "shard-*.tar")) == train
+    assert resolve_shards(str(root / "train" / "shard-{000000..000003}.tar")) == train
+    assert resolve_shards("https://example.invalid/shard-{000000..000001}.tar") == [
+        "https://example.invalid/shard-000000.tar", "https://example.invalid/shard-000001.tar"]
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "shard-000000.tar.partial").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no finished shards"):
+        resolve_shards(tmp_path, "train")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        resolve_shards(str(root / "train" / "shard-{000000..000009}.tar"))
+
+
+def _keys_for_rank(urls, cfg, rank, epoch=0, workers=2):
+    ds = ShardDataset(urls, cfg, "frames", seed=3, rank=rank, world_size=2, resampled=False, frames_per_clip=1,
+                      shuffle=4)
+    ds.set_epoch(epoch)
+    loader = make_loader(ds, batch_size=1, num_workers=workers, drop_last=False)
+    return [k for batch in loader for k in batch["key"]]
+
+
+def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(pixel_dir):
+    root, keys = pixel_dir
+    cfg = _micro()
+    urls = resolve_shards(root, "train")
+    seen = _keys_for_rank(urls, cfg, 0) + _keys_for_rank(urls, cfg, 1)
+    assert sorted(seen) == sorted(keys["train"]) and len(seen) == len(set(seen)) == 12
+    # another epoch: another shard order, the same samples once each (workers=0 keeps this quick)
+    again = _keys_for_rank(urls, cfg, 0, epoch=1, workers=0) + _keys_for_rank(urls, cfg, 1, epoch=1, workers=0)
+    assert sorted(again) == sorted(keys["train"])
+
+
+def test_stream_is_deterministic_per_seed_and_rank(pixel_dir):
+    root, _ = pixel_dir
+    cfg = _micro()
+    urls = resolve_shards(root, "train")
+
+    def first(seed, rank):
+        ds = ShardDataset(urls, cfg, "frames", seed=seed, rank=rank, world_size=2, frames_per_clip=2, shuffle=8)
+        return [(s["key"], float(s["frame"].sum())) for s in itertools.islice(iter(ds), 12)]
+
+    assert first(1, 0) == first(1, 0)
+    assert first(1, 0) != first(2, 0)
+    assert first(1, 0) != first(1, 1)
+
+
+def test_frame_samples_shape_and_range(pixel_dir):
+    root, _ = pixel_dir
+    batch = next(iter(frame_loader(root, _micro(), "train", batch_size=5, seed=0)))
+    assert tuple(batch["frame"].shape) == (5, 3, 32, 32) and str(batch["frame"].dtype) == "torch.float32"
+    assert float(batch["frame"].min()) >= -1.0 and float(batch["frame"].max()) <= 1.0
+    assert len(batch["key"]) == 5
+
+
+def test_snippets_are_contiguous_and_aligned_with_timeline(tmp_path):
+    cfg = _micro("diffusion.snippet_frames=4", "diffusion.prev_frames=2", "diffusion.audio_context_frames=2",
+                 "diffusion.audio_feature_normalize_per_clip=false")
+    n_frames = 20
+    url = str(tmp_path / S.shard_name(0))
+    write_index_latent_shard(url, cfg, n_clips=3, n_frames=n_frames)
+    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=0, snippets_per_clip=8, shuffle=1,
+                      latent_scale=0.5)
+    names = channel_names(cfg.timeline)
+    rms_c, sil_c = names.index("rms"), names.index("is_silent")
+    bar = 4 * 60 * cfg.render.fps / 120.0
+    n = 0
+    for s in itertools.islice(iter(ds), 24):
+        idx = s["frame_index"]
+        assert s["x"].shape == (4, 4, 2, 2) and s["audio"].shape == (4, 5, len(names))
+        assert np.array_equal(idx, np.arange(idx[0], idx[0] + 4))  # contiguous
+        assert np.allclose(s["x"][:, 0, 0, 0], 0.5 * idx)  # latents of exactly those frames (scaled)
+        # the window centre is the frame's own timeline row; neighbours are edge-padded rows
+        assert np.allclose(s["audio"][:, 2, rms_c], idx + 1000.0 * rms_c)
+        assert np.allclose(s["audio"][:, 0, rms_c], np.clip(idx - 2, 0, None) + 1000.0 * rms_c)
+        assert np.array_equal(s["is_silent"], (idx % 2).astype(np.float32))
+        # previous frames: the two before the snippet, zero and invalid before the clip start
+        want_valid = np.arange(idx[0] - 2, idx[0]) >= 0
+        assert np.array_equal(s["prev_valid"], want_valid)
+        assert np.allclose(s["prev"][:, 0, 0, 0], np.where(want_valid, 0.5 * np.arange(idx[0] - 2, idx[0]), 0.0))
+        # time-shifted audio: the same clip's rows, circularly shifted by a non-whole number of bars
+        centre = s["audio_timeshift"][:, 2, rms_c] - 1000.0 * rms_c
+        offset = int(round(centre[0] - idx[0])) % n_frames
+        assert np.allclose(centre, (idx + offset) % n_frames)
+        assert offset != 0 and abs(offset / bar - round(offset / bar)) > 1e-6
+        assert s["style"].shape == (4, 4, 2, 2) and s["variant"] == 0
+        n += 1
+    assert n == 24
+
+
+def test_pixel_snippets_decode_the_right_frames(pixel_dir):
+    root, _ = pixel_dir
+    cfg = _micro("diffusion.snippet_frames=3", "diffusion.prev_frames=1")
+    urls = resolve_shards(root, "val")
+    ds = ShardDataset(urls, cfg, "snippets", source="pixels", seed=0, shuffle=1, resampled=False)
+    members = dict(S.iter_tar_samples(urls[0]))
+    for s in ds:
+        clip = members[s["key"]]
+        want = np.stack([S.decode_jpeg(clip[S.frame_member(int(i))]) for i in s["frame_index"]])
+        got = np.moveaxis((s["x"] + 1.0) * 127.5, 1, -1)
+        assert np.abs(got - want).max() < 0.51
+        assert s["x"].shape == (3, 3, 32, 32)
+
+
+def test_target_mix_schedule_and_modes():
+    cfg = _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0.3", "data.audio_debug_mix_prob=0.1",
+                 "data.audio_debug_mix_schedule_steps=100")
+    assert target_variant_mix(cfg.data, 0) == pytest.approx({"normal": 0.0, "silence": 0.0, "debug": 1.0})
+    mid = target_variant_mix(cfg.data, 50)
+    assert mid["debug"] == pytest.approx(0.55) and mid["silence"] == pytest.approx(0.3)
+    assert target_variant_mix(cfg.data, 1000) == pytest.approx({"normal": 0.6, "silence": 0.3, "debug": 0.1})
+    assert target_variant_mix(_micro().data, 0) is None
+    assert target_variant_mix(_micro("data.audio_debug_mode=true").data, 0)["debug"] == 1.0
+
+
+def _variant_counts(url, cfg, n, seed=0):
+    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=seed, shuffle=1, samples_per_step=8)
+    return collections.Counter(int(s["variant"]) for s in itertools.islice(iter(ds), n))
+
+
+def test_variant_reweighting_hits_the_asked_proportions(tmp_path):
+    url = str(tmp_path / S.shard_name(0))
+    cfg = _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0.25", "data.audio_debug_mix_prob=0.1",
+                 "diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    # stored: one third of each variant
+    write_index_latent_shard(url, cfg, n_clips=9, n_frames=6, variants=["normal", "silence", "debug"])
+    n = 900
+    counts = _variant_counts(url, cfg, n)
+    for variant, p in {"normal": 0.65, "silence": 0.25, "debug": 0.1}.items():
+        sigma = math.sqrt(n * p * (1 - p))
+        assert abs(counts[VARIANT_CODE[variant]] - n * p) < 4 * sigma, (variant, counts)
+    only_debug = _variant_counts(url, _micro("data.audio_debug_mode=true", "diffusion.snippet_frames=2"), 60)
+    assert set(only_debug) == {VARIANT_CODE["debug"]}
+    no_silence = _variant_counts(url, _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0",
+                                             "data.audio_debug_mix_prob=0", "diffusion.snippet_frames=2"), 60)
+    assert set(no_silence) == {VARIANT_CODE["normal"]}
+
+
+def test_timeshift_offset_is_never_whole_bars():
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        tempo, fps = rng.uniform(30, 300), rng.choice([4.0, 8.0, 12.5, 24.0, 30.0, 60.0])
+        n_frames = int(rng.integers(2, 400))
+        o = timeshift_offset_frames(tempo, fps, n_frames, rng)
+        bar = 240.0 * fps / tempo
+        assert 1 <= o < n_frames
+        assert abs(o / bar - round(o / bar)) > 1e-9, (tempo, fps, n_frames, o)
+    # exact whole-bar candidates exist and are avoided: 120 BPM at 8 fps is 16 frames a bar
+    offsets = {timeshift_offset_frames(120.0, 8.0, 64, rng) for _ in range(500)}
+    assert not offsets & {16, 32, 48}
+    assert all(min(o % 16, 16 - o % 16) >= 4 for o in offsets)  # at least a quarter bar away
+    with pytest.raises(ValueError, match=">= 2 frames"):
+        timeshift_offset_frames(120.0, 8.0, 1, rng)
+
+
+def _corrupt_one_jpeg(src, dst, key, member):
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
+        for info in tin:
+            data = tin.extractfile(info).read()
+            if info.name == f"{key}.{member}":
+                data = b"\xff\xd8 not a jpeg at all" + data[40:80]
+                info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+
+
+def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_path):
+    root, keys = pixel_dir
+    urls = resolve_shards(root, "train")
+    bad = tmp_path / "shard-000000.tar"
+    victim = keys["train"][1]
+    _corrupt_one_jpeg(urls[0], bad, victim, S.frame_member(3))
+    # a truncated shard as well: its first sample survives, the shard is counted once
+    truncated = tmp_path / "shard-000001.tar"
+    data = open(urls[1], "rb").read()
+    first_two = [k for k in keys["train"] if k.startswith("000001")][:2]
+    cut = data.find(f"{first_two[1]}.meta.json".encode())
+    truncated.write_bytes(data[: cut + 512 + 10])  # inside the last member's body
+    counter = SkipCounter()
+    ds = ShardDataset([str(bad), str(truncated), urls[2], urls[3]], _micro(), "frames", seed=0, resampled=False,
+                      frames_per_clip=64, shuffle=4, counter=counter)
+    got = collections.Counter(k for batch in make_loader(ds, 4, num_workers=2, drop_last=False) for k in batch["key"])
+    assert counter.as_dict() == {"corrupt_samples": 1, "unreadable_shards": 1}
+    n_frames = 16
+    expect = {k for k in keys["train"] if k.startswith(("000000", "000002", "000003"))} - {victim}
+    expect |= {first_two[0]}
+    assert set(got) == expect
+    assert all(v == n_frames for v in got.values())

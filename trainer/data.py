@@ -1,0 +1,613 @@
+"""Streaming shard loader: WebDataset pipelines of small generator stages.
+
+::
+
+    shard list ─► shards (resampled, or shuffled per epoch) ─► split by rank ─► split by worker
+      ─► tar members (webdataset) ─► meta ─► [reweight by variant] ─► frames | snippets ─► shuffle buffer
+
+Two sample shapes (docs/INTERFACES.md):
+
+* frames (VAE): ``{"frame": float32 (3, H, W) in [-1, 1], "key": str}``; a clip draw decodes only
+  ``frames_per_clip`` of its JPEGs.
+* snippets (diffusion; from latent shards, or from pixel shards for evaluation): ``x``, ``prev``,
+  ``prev_valid``, ``audio``, ``audio_timeshift``, ``frame_index``, ``is_silent``, ``style``,
+  ``variant``, ``key``.
+
+Every random choice draws from a generator seeded by (seed, rank, worker, stage), so a stream is a
+pure function of the seed, the worker count and the rank. Corrupt or truncated samples go to a
+handler that skips them and counts them in a counter shared with the DataLoader workers
+(:class:`SkipCounter`); the training loop reads it and writes it to the run summary.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing as mp
+import os
+import re
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shared import shards as S
+from shared.config import Config, DataConfig
+from shared.seeding import derive_seed
+
+VARIANTS = ("normal", "silence", "debug")
+VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
+MP_CONTEXT = "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+# Stage ids: each stage draws from its own generator (derive_seed wants ints).
+_STAGE_SHARDS, _STAGE_REWEIGHT, _STAGE_DRAW, _STAGE_SHUFFLE = 1, 2, 3, 4
+
+
+# ------------------------------------------------------------------ shard lists
+
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^pipe:")
+
+
+def _expand_braces(spec: str) -> list[str]:
+    import braceexpand
+
+    return list(braceexpand.braceexpand(spec))
+
+
+def _finished_tars(paths: Iterable[str]) -> list[str]:
+    """Drop in-progress ``.partial`` files: only a final name marks a complete shard."""
+    return sorted(p for p in paths if p.endswith(".tar") and not p.endswith(S.PARTIAL_SUFFIX))
+
+
+def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") -> list[str]:
+    """Shard URLs from a spec: a dir holding ``train/``/``val/`` (or tars directly), a glob, a brace
+    pattern (``shard-{000000..000009}.tar``), a URL webdataset opens, or a list of those.
+
+    A spec that resolves to nothing is an error naming the spec.
+    """
+    if isinstance(spec, (list, tuple)):
+        return [u for s in spec for u in resolve_shards(s, split)]
+    s = str(spec)
+    if _URL.match(s):
+        return _expand_braces(s) if "{" in s else [s]
+    if "{" in s and ".." in s:
+        out = _expand_braces(s)
+        missing = [p for p in out if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(f"shard pattern {s!r}: {len(missing)} of {len(out)} files missing, e.g. {missing[0]}")
+        return out
+    if any(c in s for c in "*?["):
+        out = _finished_tars(glob.glob(s))
+        if not out:
+            raise FileNotFoundError(f"shard glob {s!r} matches no finished .tar files")
+        return out
+    p = Path(s)
+    if p.is_file():
+        return [str(p)]
+    if p.is_dir():
+        sub = p / split
+        where = sub if sub.is_dir() else p
+        out = _finished_tars(str(x) for x in where.glob("shard-*.tar"))
+        if not out:
+            out = _finished_tars(str(x) for x in where.glob("*.tar"))
+        if not out:
+            raise FileNotFoundError(f"no finished shards in {where} (looked for shard-*.tar; split {split!r})")
+        return out
+    raise FileNotFoundError(f"shard spec {s!r} is not a file, directory, glob, brace pattern or URL")
+
+
+# ------------------------------------------------------------ corrupt samples
+
+
+class SkipCounter:
+    """Counts what the loader skipped, across the DataLoader's worker processes: corrupt samples
+    (undecodable or missing members) and unreadable shards (truncated or missing tars; the samples
+    before the damage still arrive).
+
+    The counts live in shared memory created before the workers start, so they travel to the
+    workers with the dataset and every worker adds to the same numbers.
+    """
+
+    def __init__(self, context: str = MP_CONTEXT):
+        self._counts = mp.get_context(context).Array("q", 2)  # [samples, shards]
+
+    def add(self, n: int = 1, kind: str = "samples") -> None:
+        i = 0 if kind == "samples" else 1
+        with self._counts.get_lock():
+            self._counts[i] += n
+
+    @property
+    def samples(self) -> int:
+        return int(self._counts[0])
+
+    @property
+    def shards(self) -> int:
+        return int(self._counts[1])
+
+    @property
+    def value(self) -> int:
+        """All skips: corrupt samples plus unreadable shards."""
+        return self.samples + self.shards
+
+    def as_dict(self) -> dict[str, int]:
+        return {"corrupt_samples": self.samples, "unreadable_shards": self.shards}
+
+
+class SkipAndCount:
+    """An error handler (webdataset style): count the exception, warn (the first few), keep going."""
+
+    def __init__(self, counter: SkipCounter, kind: str = "samples", max_warnings: int = 10):
+        self.counter = counter
+        self.kind = kind
+        self.max_warnings = max_warnings
+        self._warned = 0
+
+    def __call__(self, exn: BaseException) -> bool:
+        self.counter.add(1, self.kind)
+        if self._warned < self.max_warnings:
+            self._warned += 1
+            what = "a corrupt sample" if self.kind == "samples" else "the rest of an unreadable shard"
+            print(f"warning: skipped {what}: {type(exn).__name__}: {exn}", file=sys.stderr)
+        return True
+
+
+# -------------------------------------------------------------- pure functions
+
+
+def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | None:
+    """The fraction of draws per variant at a training step, or None to draw as stored.
+
+    ``audio_debug_mode`` -> debug only. Otherwise the debug fraction follows the curriculum: it falls
+    linearly from 1 to ``audio_debug_mix_prob`` over ``audio_debug_mix_schedule_steps`` (postmortem,
+    "curriculum back to diversity"); silence takes ``audio_silence_mix_prob`` of what debug leaves
+    (capped so fractions sum to 1); normal clips take the rest.
+    """
+    if data_cfg.audio_debug_mode:
+        return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
+    if not data_cfg.reweight_variants:
+        return None
+    final = data_cfg.audio_debug_mix_prob
+    n = data_cfg.audio_debug_mix_schedule_steps
+    debug = final if n <= 0 else 1.0 + (final - 1.0) * min(1.0, max(0, step) / n)
+    silence = min(data_cfg.audio_silence_mix_prob, 1.0 - debug)
+    return {"normal": max(0.0, 1.0 - debug - silence), "silence": silence, "debug": debug}
+
+
+def bar_frames(tempo_bpm: float, fps: float, beats_per_bar: int = 4) -> float:
+    """Frames per bar: ``beats_per_bar * 60 / tempo * fps``."""
+    if tempo_bpm <= 0 or fps <= 0:
+        raise ValueError(f"tempo ({tempo_bpm}) and fps ({fps}) must be > 0")
+    return beats_per_bar * 60.0 * fps / tempo_bpm
+
+
+def timeshift_offset_frames(tempo_bpm: float, fps: float, n_frames: int, rng: np.random.Generator) -> int:
+    """A circular shift in [1, n_frames - 1] frames that is never a whole number of bars.
+
+    A shift by whole bars would keep the music's rhythm aligned with the pictures, which is not
+    "wrong audio". Offsets at least a quarter bar (and at least one frame) from every whole bar are
+    preferred; short clips fall back to any offset not on a whole bar.
+    """
+    if n_frames < 2:
+        raise ValueError(f"a time shift needs a clip of >= 2 frames (got {n_frames})")
+    bar = bar_frames(tempo_bpm, fps)
+    offsets = np.arange(1, n_frames)
+    dist = np.abs(offsets / bar - np.round(offsets / bar)) * bar  # frames to the nearest whole bar
+    for min_gap in (max(1.0, 0.25 * bar), 1e-6):
+        ok = offsets[dist >= min_gap]
+        if len(ok):
+            return int(rng.choice(ok))
+    raise ValueError(f"no offset in 1..{n_frames - 1} frames avoids whole bars of {bar:.3f} frames")
+
+
+def snippet_indices(n_frames: int, snippet_frames: int, prev_frames: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame indices of a snippet starting at ``start``: ``(frames (F,), prev (P,), prev_valid (P,))``.
+
+    ``prev`` are the P frames just before the snippet, clamped to 0 where they fall before the clip
+    (and marked invalid there).
+    """
+    if not 0 <= start <= n_frames - snippet_frames:
+        raise ValueError(f"snippet start {start} out of range for {n_frames} frames and F={snippet_frames}")
+    frames = np.arange(start, start + snippet_frames)
+    prev = np.arange(start - prev_frames, start)
+    return frames, np.clip(prev, 0, None), prev >= 0
+
+
+def frame_to_unit(frames_uint8: np.ndarray) -> np.ndarray:
+    """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` in [-1, 1]."""
+    x = np.asarray(frames_uint8, dtype=np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def unit_to_frame(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float ``[..., 3, H, W]`` in [-1, 1] -> uint8 ``[..., H, W, 3]``."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    y = np.clip((np.asarray(x) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.moveaxis(y, -3, -1))
+
+
+def audio_windows(features: np.ndarray, names: list[str], k: int, normalize: bool) -> np.ndarray:
+    """Timeline ``[T, C]`` -> windows ``[T, 2k+1, C]`` (z-scored per clip first when asked)."""
+    from shared.timeline import context_windows, normalize_per_clip
+
+    feats = normalize_per_clip(features, names) if normalize else np.asarray(features, np.float32)
+    return context_windows(feats.astype(np.float32), k)
+
+
+# ------------------------------------------------------------------- stages
+
+
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def shard_urls(urls: list[str], rng: np.random.Generator, resampled: bool, shardshuffle: bool,
+               rank: int, world_size: int, epoch_rng: np.random.Generator) -> Iterator[dict[str, str]]:
+    """Shard stage. Resampled: an endless draw with replacement from this (rank, worker)'s own
+    generator. Otherwise one epoch: a permutation shared by all ranks (``epoch_rng``, or file order
+    when not ``shardshuffle``), split by rank then by worker, so each shard is read exactly once.
+    """
+    worker, n_workers = _worker()
+    if resampled:
+        while True:
+            yield {"url": urls[int(rng.integers(len(urls)))]}
+    order = epoch_rng.permutation(len(urls)) if shardshuffle else np.arange(len(urls))
+    mine = order[rank::world_size][worker::n_workers]  # split_by_node, then split_by_worker
+    for i in mine:
+        yield {"url": urls[int(i)]}
+
+
+def tar_samples(urls: Iterable[dict[str, str]], handler: Callable, skip_suffixes: tuple[str, ...] = ()
+                ) -> Iterator[dict]:
+    """Shard URLs -> samples ``{"__key__", "__url__", suffix: bytes}`` (webdataset's tar reader).
+
+    One shard at a time, so that a truncated or unreadable shard is reported to ``handler`` once
+    (webdataset's own handlers would see the same error at several layers); the samples read
+    before the damage have been passed on, the cut sample is dropped.
+    """
+    import webdataset as wds
+
+    def keep(name: str) -> bool:
+        return not name.endswith(skip_suffixes) if skip_suffixes else True
+
+    for src in urls:
+        try:
+            yield from wds.tarfile_to_samples(handler=wds.reraise_exception, select_files=keep)([src])
+        except Exception as exn:  # noqa: BLE001 - the handler decides
+            if not handler(RuntimeError(f"{src['url']}: {type(exn).__name__}: {exn}")):
+                raise
+
+
+def decode_meta(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
+    """Parse ``meta.json`` into ``sample["meta"]`` (needed by the reweighting and draw stages)."""
+    for sample in src:
+        try:
+            if S.META not in sample:
+                raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {S.META}")
+            sample["meta"] = S.decode_json(sample[S.META])
+            if sample["meta"].get("variant", "normal") not in VARIANT_CODE:
+                raise ValueError(f"sample {sample.get('__key__')}: unknown variant {sample['meta'].get('variant')!r}")
+        except Exception as exn:  # noqa: BLE001 - the handler decides
+            if handler(exn):
+                continue
+            raise
+        yield sample
+
+
+def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float] | None],
+                      rng: np.random.Generator, buffer_size: int = 16, patience: int = 512) -> Iterator[dict]:
+    """Draw clips so that their variants follow ``mix_at(n)`` (n = clips yielded so far).
+
+    Per-variant buffers: pick the wanted variant from the target mix, then read the stream until
+    that variant's buffer has a clip; buffers over ``buffer_size`` drop their oldest clip (which is
+    how over-represented variants are thinned). A variant not met within ``patience`` reads is
+    treated as absent from the data and its share is spread over the others.
+    """
+    buffers: dict[str, deque] = {v: deque() for v in VARIANTS}
+    absent: set[str] = set()
+    it = iter(src)
+    n = 0
+    exhausted = False
+    while True:
+        mix = mix_at(n)
+        if mix is None:  # no reweighting at this point: pass through
+            if any(buffers.values()):
+                for v in VARIANTS:
+                    while buffers[v]:
+                        yield buffers[v].popleft()
+                continue
+            try:
+                yield next(it)
+            except StopIteration:
+                return
+            n += 1
+            continue
+        names = [v for v in VARIANTS if mix.get(v, 0.0) > 0 and v not in absent]
+        if exhausted:
+            names = [v for v in names if buffers[v]]
+        if not names:
+            return
+        p = np.array([mix[v] for v in names], dtype=np.float64)
+        want = names[int(rng.choice(len(names), p=p / p.sum()))]
+        reads = 0
+        while not buffers[want] and not exhausted:
+            try:
+                sample = next(it)
+            except StopIteration:
+                exhausted = True
+                break
+            v = sample["meta"].get("variant", "normal")
+            buffers[v].append(sample)
+            if len(buffers[v]) > buffer_size:
+                buffers[v].popleft()
+            reads += 1
+            if reads >= patience:
+                print(f"warning: no '{want}' clip in {patience} reads; drawing the other variants", file=sys.stderr)
+                absent.add(want)
+                break
+        if buffers[want]:
+            j = int(rng.integers(len(buffers[want])))
+            buffers[want].rotate(-j)
+            yield buffers[want].popleft()
+            n += 1
+
+
+def shuffle_buffer(src: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Reservoir-style shuffle: fill ``size`` items, then emit a random one per item read."""
+    if size <= 1:
+        yield from src
+        return
+    buf: list[Any] = []
+    for item in src:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = int(rng.integers(size))
+        buf[j], item = item, buf[j]
+        yield item
+    order = rng.permutation(len(buf))
+    for j in order:
+        yield buf[int(j)]
+
+
+def _frame_count(sample: dict) -> int:
+    meta = sample.get("meta") or {}
+    if "n_frames" in meta:
+        return int(meta["n_frames"])
+    return len(S.frame_suffixes(sample))
+
+
+def draw_frames(src: Iterable[dict], frames_per_clip: int, rng: np.random.Generator, handler: Callable) -> Iterator[dict]:
+    """Pixel clip -> ``frames_per_clip`` random single frames; only those JPEGs are decoded."""
+    for sample in src:
+        try:
+            suffixes = S.frame_suffixes(sample)
+            if not suffixes:
+                raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no frames")
+            picks = rng.choice(len(suffixes), size=min(frames_per_clip, len(suffixes)), replace=False)
+            # uint8 (H, W, 3) until after the shuffle buffer: 4x smaller than float32
+            out = [{"frame": S.decode_jpeg(sample[suffixes[int(i)]]), "key": sample["__key__"]} for i in picks]
+        except Exception as exn:  # noqa: BLE001
+            if handler(exn):
+                continue
+            raise
+        yield from out
+
+
+class SnippetSpec:
+    """What a snippet holds: F frames, P previous frames, k audio context, S style frames."""
+
+    def __init__(self, cfg: Config, style_frames: int = 4, latent_scale: float = 1.0):
+        self.snippet_frames = cfg.diffusion.snippet_frames
+        self.prev_frames = cfg.diffusion.prev_frames
+        self.k = cfg.diffusion.audio_context_frames
+        self.normalize = cfg.diffusion.audio_feature_normalize_per_clip
+        self.style_frames = style_frames
+        self.latent_scale = float(latent_scale)
+        self.fps = cfg.render.fps
+        from shared.timeline import channel_names
+
+        self.default_channels = channel_names(cfg.timeline)  # when meta.json does not list them
+
+
+def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """``(index -> array getter, frame count)`` for a clip: latents (times ``scale``) or decoded pixel
+    frames (only those asked for are decoded)."""
+    if source == "latents":
+        if S.LATENTS not in sample:
+            raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {S.LATENTS}")
+        lat = S.decode_npy(sample[S.LATENTS])  # (T, C, h, w) fp16
+        if lat.ndim != 4:
+            raise ValueError(f"sample {sample.get('__key__')}: latents must be [T, C, h, w], got {lat.shape}")
+        return (lambda idx: lat[idx].astype(np.float32) * scale), len(lat)
+    suffixes = S.frame_suffixes(sample)
+
+    def get(idx: np.ndarray) -> np.ndarray:
+        return frame_to_unit(np.stack([S.decode_jpeg(sample[suffixes[int(i)]]) for i in idx]))
+
+    return get, len(suffixes)
+
+
+def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator, start: int | None = None) -> dict:
+    """One snippet from a decoded-meta clip (see the module docstring for the fields)."""
+    meta = sample["meta"]
+    key = sample["__key__"]
+    feats = S.decode_timeline(sample[S.TIMELINE])  # (T, Ch)
+    names = list(meta.get("timeline_channels") or spec.default_channels)
+    if feats.ndim != 2 or feats.shape[1] != len(names):
+        raise ValueError(f"sample {key}: timeline {feats.shape} does not match {len(names)} channel names")
+    get, n_available = _frames_source(sample, source, spec.latent_scale)
+    n_frames = min(len(feats), n_available)
+    F, P = spec.snippet_frames, spec.prev_frames
+    if n_frames < F or n_frames < 2:
+        raise ValueError(f"sample {key}: {n_frames} frames, fewer than a snippet of {F}")
+    if start is None:
+        start = int(rng.integers(0, n_frames - F + 1))
+    idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
+    from shared.timeline import channel_index
+
+    windows = audio_windows(feats[:n_frames], names, spec.k, spec.normalize)  # (T, 2k+1, Ch)
+    offset = timeshift_offset_frames(float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps), n_frames, rng)
+    x = get(idx)  # (F, C, h, w)
+    prev = get(prev_idx) if P else np.zeros((0,) + x.shape[1:], np.float32)  # (P, C, h, w)
+    prev[~prev_valid] = 0.0
+    style_idx = np.sort(rng.choice(n_frames, size=min(spec.style_frames, n_frames), replace=False))
+    return {
+        "x": x.astype(np.float32),
+        "prev": prev.astype(np.float32),
+        "prev_valid": prev_valid,
+        "audio": windows[idx],
+        "audio_timeshift": windows[(idx + offset) % n_frames],
+        "frame_index": idx.astype(np.int64),
+        "is_silent": feats[idx, channel_index(names, "is_silent")].astype(np.float32),
+        "style": get(style_idx).astype(np.float32),  # (S, C, h, w)
+        "variant": VARIANT_CODE[meta.get("variant", "normal")],
+        "key": key,
+    }
+
+
+def draw_snippets(src: Iterable[dict], spec: SnippetSpec, source: str, per_clip: int, rng: np.random.Generator,
+                  handler: Callable) -> Iterator[dict]:
+    for sample in src:
+        try:
+            out = [make_snippet(sample, spec, source, rng) for _ in range(per_clip)]
+        except Exception as exn:  # noqa: BLE001
+            if handler(exn):
+                continue
+            raise
+        yield from out
+
+
+# ------------------------------------------------------------------ dataset
+
+
+_PIXEL_SKIP = (S.AUDIO, S.STEMS)
+
+
+class ShardDataset(IterableDataset):
+    """The whole pipeline as one IterableDataset (picklable: the workers rebuild it from its fields).
+
+    ``kind``: ``frames`` or ``snippets``; ``source``: ``pixels`` or ``latents``. ``start_step`` and
+    ``samples_per_step`` (the per-rank batch size) let the variant schedule follow the training step
+    deterministically from the number of samples this worker produced.
+    """
+
+    def __init__(self, urls: list[str], cfg: Config, kind: str, *, source: str = "pixels", seed: int = 0,
+                 rank: int = 0, world_size: int = 1, resampled: bool = True, shardshuffle: bool = True,
+                 shuffle: int = 128, frames_per_clip: int = 4, snippets_per_clip: int = 1, style_frames: int = 4,
+                 latent_scale: float = 1.0, start_step: int = 0, samples_per_step: int = 1,
+                 counter: SkipCounter | None = None):
+        if kind not in ("frames", "snippets"):
+            raise ValueError(f"kind must be 'frames' or 'snippets' (got {kind!r})")
+        if source not in ("pixels", "latents"):
+            raise ValueError(f"source must be 'pixels' or 'latents' (got {source!r})")
+        if kind == "frames" and source != "pixels":
+            raise ValueError("frame samples come from pixel shards")
+        if not urls:
+            raise ValueError("no shard URLs given")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of {world_size}")
+        super().__init__()
+        self.urls, self.cfg, self.kind, self.source = list(urls), cfg, kind, source
+        self.seed, self.rank, self.world_size = int(seed), rank, world_size
+        self.resampled, self.shardshuffle, self.shuffle = resampled, shardshuffle, shuffle
+        self.frames_per_clip, self.snippets_per_clip = frames_per_clip, snippets_per_clip
+        self.style_frames, self.latent_scale = style_frames, latent_scale
+        self.start_step, self.samples_per_step = start_step, max(1, samples_per_step)
+        self.counter = counter if counter is not None else SkipCounter()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Non-resampled mode: the shard permutation of the next pass (same on every rank)."""
+        self.epoch = int(epoch)
+
+    def _rng(self, stage: int, worker: int) -> np.random.Generator:
+        return np.random.default_rng(derive_seed(self.seed, self.epoch, self.rank, worker, stage))
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, n_workers = _worker()
+        handler = SkipAndCount(self.counter)
+        per_clip = self.frames_per_clip if self.kind == "frames" else self.snippets_per_clip
+        skip = _PIXEL_SKIP if self.source == "pixels" else ()
+        stream: Iterable = shard_urls(self.urls, self._rng(_STAGE_SHARDS, worker), self.resampled, self.shardshuffle,
+                                      self.rank, self.world_size,
+                                      np.random.default_rng(derive_seed(self.seed, self.epoch, _STAGE_SHARDS)))
+        stream = tar_samples(stream, SkipAndCount(self.counter, "shards"), skip)
+        stream = decode_meta(stream, handler)
+        data_cfg, start, sps = self.cfg.data, self.start_step, self.samples_per_step
+
+        def mix_at(n_clips: int) -> dict[str, float] | None:
+            # This worker produced n_clips * per_clip samples; the workers take turns filling batches.
+            step = start + (n_clips * per_clip * n_workers) // sps
+            return target_variant_mix(data_cfg, step)
+
+        if data_cfg.audio_debug_mode or data_cfg.reweight_variants:
+            stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker))
+        draw_rng = self._rng(_STAGE_DRAW, worker)
+        if self.kind == "frames":
+            stream = draw_frames(stream, self.frames_per_clip, draw_rng, handler)
+        else:
+            spec = SnippetSpec(self.cfg, self.style_frames, self.latent_scale)
+            stream = draw_snippets(stream, spec, self.source, self.snippets_per_clip, draw_rng, handler)
+        stream = shuffle_buffer(stream, self.shuffle, self._rng(_STAGE_SHUFFLE, worker))
+        if self.kind == "frames":
+            stream = ({"frame": frame_to_unit(s["frame"]), "key": s["key"]} for s in stream)  # (3, H, W) in [-1, 1]
+        yield from stream
+
+
+def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
+                drop_last: bool = True) -> DataLoader:
+    """A DataLoader over a :class:`ShardDataset`; workers start by forkserver/spawn, never fork
+    (a forked GL or CUDA context hangs the children)."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        if MP_CONTEXT == "forkserver":
+            # the fork server imports this once; each loader's workers then fork from it in milliseconds
+            mp.set_forkserver_preload(["trainer.data"])
+        kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                      drop_last=drop_last, **kwargs)
+
+
+def frame_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0, resampled: bool = True, counter: SkipCounter | None = None,
+                 frames_per_clip: int = 4, shuffle: int = 128, start_step: int = 0, pin_memory: bool = False,
+                 drop_last: bool = True) -> DataLoader:
+    """Frame batches ``{"frame": (B, 3, H, W), "key": [B]}`` from pixel shards."""
+    ds = ShardDataset(resolve_shards(spec, split), cfg, "frames", source="pixels", seed=seed, rank=rank,
+                      world_size=world_size, resampled=resampled, shuffle=shuffle, frames_per_clip=frames_per_clip,
+                      start_step=start_step, samples_per_step=batch_size, counter=counter)
+    return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
+
+
+def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int,
+                   source: str = "latents", rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                   resampled: bool = True, counter: SkipCounter | None = None, latent_scale: float = 1.0,
+                   snippets_per_clip: int = 1, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
+                   pin_memory: bool = False, drop_last: bool = True) -> DataLoader:
+    """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation)."""
+    ds = ShardDataset(resolve_shards(spec, split), cfg, "snippets", source=source, seed=seed, rank=rank,
+                      world_size=world_size, resampled=resampled, shuffle=shuffle, snippets_per_clip=snippets_per_clip,
+                      style_frames=style_frames, latent_scale=latent_scale, start_step=start_step,
+                      samples_per_step=batch_size, counter=counter)
+    return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
+
+
+def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
+    """All frames of a pixel sample as float32 ``(T, 3, H, W)`` in [-1, 1], plus its meta."""
+    suffixes = S.frame_suffixes(members)
+    frames = np.stack([S.decode_jpeg(members[s]) for s in suffixes])
+    return frame_to_unit(frames), S.decode_json(members[S.META])
+
+
+__all__ = [
+    "VARIANTS", "VARIANT_CODE", "SkipCounter", "SkipAndCount", "ShardDataset", "SnippetSpec", "resolve_shards",
+    "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices", "reweight_variants",
+    "shuffle_buffer", "make_snippet", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
+    "unit_to_frame", "read_pixel_clip", "audio_windows",
+]
