@@ -141,7 +141,8 @@ def _probe_audio_stream(path: Path) -> tuple[int, int]:
         raise AudioLoadError(f"audio file {str(path)!r}: not audio (no audio stream found)")
     rate, channels = int(streams[0].get("sample_rate") or 0), int(streams[0].get("channels") or 0)
     if rate <= 0 or channels <= 0:
-        raise AudioLoadError(f"audio file {str(path)!r}: audio stream without a sample rate or channels")
+        raise AudioLoadError(f"audio file {str(path)!r}: not readable as audio "
+                             "(ffprobe found no sample rate or channel count)")
     return rate, channels
 
 
