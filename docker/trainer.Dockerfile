@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1
+# trainer: frame VAE, latent caches, audio-conditioned latent diffusion, sampling, evaluation.
+# No OpenGL: the trainer never imports datagen's renderer.
+#
+#   docker build -f docker/trainer.Dockerfile -t REGISTRY/synesthete-trainer:TAG .
+#   docker run --rm --gpus all --ipc=host -v /mnt/shared:/shared REGISTRY/synesthete-trainer:TAG \
+#       diffusion --latents /shared/latents --out /shared/runs/diffusion --shuffle-weight 0.5
+# Multi-GPU / multi-node (DDP): override the entrypoint with torchrun, which starts one
+# `trainer` process per GPU (see docs/CLUSTER.md, docker/trainer-job.yaml, docker/slurm-trainer.sbatch):
+#   docker run ... --entrypoint torchrun IMAGE --nnodes 1 --nproc-per-node 8 --no-python \
+#       trainer diffusion --latents /shared/latents --out /shared/runs/diffusion
+
+# Static ffmpeg/ffprobe (x264, AAC): the CUDA base is Ubuntu, whose ffmpeg package would pull
+# hundreds of MB of codec and X libraries. Pinned by tag; digest as recorded by a public project
+# (not resolved here, no Docker engine):
+#   mwader/static-ffmpeg:7.1.1@sha256:11a44711684c0b9f754c047dcd64235b8b52deab251bd0e0a86f22faa160749c
+FROM mwader/static-ffmpeg:7.1.1 AS ffmpeg
+
+# CUDA PyTorch base, pinned by tag; digest as recorded by several public projects (not
+# resolved here; check with `docker buildx imagetools inspect` before a release):
+#   pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime@sha256:b85566342b86d13a67712e9315d40cdc2dad7f8d86df1aff3831f80835edbcca
+FROM pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# The package goes into the base image's Python environment (/opt/conda), so that the CUDA
+# build of torch that ships with the base satisfies the torch dependency and is kept.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VENV=/opt/conda \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# Ray comes in as a package dependency (unused by training); pinned like the datagen image.
+ARG RAY_VERSION=2.60.0
+
+COPY --from=ffmpeg /ffmpeg /ffprobe /usr/local/bin/
+
+RUN groupadd --gid 10001 synesthete \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash synesthete
+
+# The same set-up script as the Makefile and CI, Python part only (the system part would add
+# the GL loaders, which the trainer does not need): --cuda skips the CPU-only torch pin.
+WORKDIR /opt/synesthete
+COPY pyproject.toml README.md ./
+COPY requirements/ requirements/
+COPY scripts/ scripts/
+COPY shared/ shared/
+COPY datagen/ datagen/
+COPY trainer/ trainer/
+COPY configs/ configs/
+RUN ffmpeg -hide_banner -encoders | grep libx264 > /dev/null \
+    && printf 'ray==%s\n' "$RAY_VERSION" > /tmp/constraints.txt \
+    && PIP_CONSTRAINT=/tmp/constraints.txt bash scripts/setup.sh --python-only --cuda \
+    && rm /tmp/constraints.txt \
+    && python -c "import torch; assert torch.version.cuda, 'the base image lost its CUDA torch'" \
+    && trainer --help > /dev/null \
+    && install -d -o synesthete -g synesthete /workspace \
+    && ln -s /opt/synesthete/configs /workspace/configs
+
+# Runs default to runs/ under the working directory, where configs/ is the
+# project's configs (so `--config configs/full.yaml` works); mount shared storage and pass --out.
+WORKDIR /workspace
+# The synesthete user, numeric so that Kubernetes runAsNonRoot can check it.
+USER 10001:10001
+ENTRYPOINT ["trainer"]
+CMD ["--help"]
