@@ -63,6 +63,7 @@ PASS_THROUGH = ("is_silent", "beat_phase", "downbeat")
 TEMPO_MIN_BPM = 60.0
 TEMPO_MAX_BPM = 200.0
 _ENV_RATE_HZ = 50.0  # target rate of the onset envelope used for tempo (20 ms hops)
+_CHUNK_SAMPLES = 1 << 20  # frames are transformed in chunks of about this many samples: bounded memory
 
 
 # ---------------------------------------------------------------- frame layout
@@ -134,10 +135,13 @@ def _hamming_table(lengths: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def frame_matrix(wave: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gather frames into a zero-padded matrix ([T, Lmax], wave's dtype) and their lengths (int64 [T])."""
+def frame_matrix(wave: np.ndarray, bounds: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Gather frames into a zero-padded matrix ([T, width], wave's dtype) and their lengths (int64 [T]).
+
+    ``width`` defaults to the longest frame; pass the clip's longest when gathering a chunk of frames.
+    """
     starts, lengths = bounds[:-1], np.diff(bounds)
-    width = int(lengths.max())
+    width = int(lengths.max()) if width is None else int(width)
     idx = np.minimum(starts[:, None] + np.arange(width)[None, :], len(wave) - 1)  # (T, Lmax)
     frames = wave[idx]
     short = np.nonzero(lengths < width)[0]
@@ -192,21 +196,24 @@ def band_rms(amplitude: np.ndarray, power_scale: np.ndarray, bands: np.ndarray) 
     return np.sqrt(np.maximum(power, 0.0))
 
 
-def spectral_flux(amplitude: np.ndarray) -> np.ndarray:
-    """Mean half-wave-rectified increase of the dB magnitude vs the previous row (float64 [T]).
+def spectral_flux(amplitude: np.ndarray, prev_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean half-wave-rectified increase of the dB magnitude vs the previous row.
 
-    The row before the first counts as silence (-100 dB everywhere).
+    Returns ``(flux float64 [T], db of the last row float32 [F])``. ``prev_db`` is the dB row before
+    the first (the previous chunk's last row); None means silence (-100 dB everywhere).
     """
     # 20*log10 through the natural log: float32 np.log is several times faster than np.log10.
     floor = np.float32(_AMP_FLOOR)
     scale = np.float32(20.0 / math.log(10.0))
-    db = np.log(np.maximum(amplitude, floor))
+    db = np.log(np.maximum(amplitude.astype(np.float32, copy=False), floor))
     db *= scale  # (T, F)
+    if prev_db is None:  # the floor in the same float32 arithmetic: silence gives exactly 0
+        prev_db = np.full(db.shape[1], np.log(floor) * scale, np.float32)
     rise = np.empty_like(db)
-    rise[0] = db[0] - np.log(floor) * scale  # the floor in the same float32 arithmetic: silence gives exactly 0
+    rise[0] = db[0] - prev_db
     np.subtract(db[1:], db[:-1], out=rise[1:])
     np.maximum(rise, 0, out=rise)
-    return rise.mean(axis=1, dtype=np.float64)
+    return rise.mean(axis=1, dtype=np.float64), db[-1].copy()
 
 
 def spectral_centroid(amplitude: np.ndarray, sr: float, nfft: int, rms: np.ndarray) -> np.ndarray:
@@ -265,18 +272,23 @@ def onset_envelope(wave: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
 
     Returns ``(env float64 [M], rate_hz)``: ``env[m]`` is the mean rectified dB
     increase of hop m (``round(sr/50)`` samples, non-overlapping, Hamming window)
-    over hop m-1, minus a moving average (1 s), rectified. ``env[m]`` stands for
-    time ``m / rate``: the start of its hop.
+    over hop m-1, minus a moving average (1 s), rectified. An onset anywhere in
+    hop m shows in ``env[m]``: the hop spans ``[m / rate, (m + 1) / rate)``.
     """
     hop = max(1, int(round(sr / _ENV_RATE_HZ)))
     rate = sr / hop
     n_env = len(wave) // hop
     if n_env < 4:
         return np.zeros(max(n_env, 0)), rate
-    frames = wave[: n_env * hop].astype(np.float32).reshape(n_env, hop)  # (M, hop)
     win = _hamming_table(np.array([hop]), hop)[0].astype(np.float32)
-    spec = np.abs(scipy.fft.rfft(frames * win, n=1 << (hop - 1).bit_length(), axis=1))  # (M, F)
-    flux = spectral_flux(spec * np.float32(2.0 / win.sum()))
+    nfft = 1 << (hop - 1).bit_length()
+    flux, prev_db = np.empty(n_env), None
+    step = max(1, _CHUNK_SAMPLES // hop)
+    for a in range(0, n_env, step):  # chunks of hops: bounded memory for long audio
+        b = min(n_env, a + step)
+        frames = wave[a * hop: b * hop].astype(np.float32).reshape(b - a, hop)  # (m, hop)
+        spec = np.abs(scipy.fft.rfft(frames * win, n=nfft, axis=1))  # (m, F)
+        flux[a:b], prev_db = spectral_flux(spec * np.float32(2.0 / win.sum()), prev_db)
     flux[0] = 0.0
     k = max(1, int(round(rate)))
     local = np.convolve(flux, np.ones(k) / k, mode="same")
@@ -371,14 +383,23 @@ def compute_audio_timeline(wave: np.ndarray, sr: float, fps: float, tcfg: Timeli
         return np.zeros((0, len(names)), np.float32), names
     x = wave.astype(np.float32, copy=False)
     bounds = frame_bounds(n_frames, sr, fps)  # (T+1,)
+    width = int(np.diff(bounds).max())  # the longest frame, Lmax
+    nfft = _fft_size(tcfg.n_fft, width)
+    to_bands = band_matrix(sr, nfft, tcfg)  # (F, n_bands)
 
-    frames, lengths = frame_matrix(x, bounds)  # (T, Lmax) zero-padded, (T,)
-    rms = frame_rms(frames, lengths)
+    rms, bands, onset, centroid = (np.empty(n_frames), np.empty((n_frames, tcfg.n_bands)),
+                                   np.empty(n_frames), np.empty(n_frames))
+    prev_db = None
+    step = max(1, _CHUNK_SAMPLES // width)
+    for a in range(0, n_frames, step):  # chunks of frames: bounded memory for long audio
+        b = min(n_frames, a + step)
+        frames, lengths = frame_matrix(x, bounds[a:b + 1], width)  # (t, Lmax) zero-padded, (t,)
+        rms[a:b] = frame_rms(frames, lengths)
+        amplitude, power_scale, _ = frame_spectra(frames, lengths, tcfg.n_fft)  # (t, F), (t,)
+        bands[a:b] = band_rms(amplitude, power_scale, to_bands)
+        onset[a:b], prev_db = spectral_flux(amplitude, prev_db)
+        centroid[a:b] = spectral_centroid(amplitude, sr, nfft, rms[a:b])
     log_rms = to_dbfs(rms)
-    amplitude, power_scale, nfft = frame_spectra(frames, lengths, tcfg.n_fft)  # (T, F), (T,)
-    bands = band_rms(amplitude, power_scale, band_matrix(sr, nfft, tcfg))  # (T, n_bands)
-    onset = spectral_flux(amplitude)
-    centroid = spectral_centroid(amplitude, sr, nfft, rms)
     silent = silence_mask(log_rms, tcfg.silence_threshold_db, tcfg.silence_smooth_frames)
 
     cols = [log_rms[:, None], rms[:, None], bands, onset[:, None], centroid[:, None], silent[:, None]]

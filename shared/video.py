@@ -17,8 +17,10 @@ black pixel column/row (``pad`` filter), so the file is ``even(width) x even(hei
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -39,6 +41,23 @@ class VideoError(RuntimeError):
 
 
 # ------------------------------------------------------------------ pure helpers
+
+
+def passthrough_flag(version_text: str) -> list[str]:
+    """ffmpeg's "keep every frame as it is" option for its version: ``-fps_mode`` from 5.1, ``-vsync`` before.
+
+    ``version_text`` is the first line of ``ffmpeg -version``; unknown (git) builds get ``-fps_mode``.
+    """
+    m = re.search(r"version n?(\d+)\.(\d+)", version_text)
+    if m and (int(m.group(1)), int(m.group(2))) < (5, 1):
+        return ["-vsync", "passthrough"]
+    return ["-fps_mode", "passthrough"]
+
+
+@functools.lru_cache(maxsize=4)
+def _ffmpeg_passthrough(ffmpeg: str) -> tuple[str, ...]:
+    proc = subprocess.run([ffmpeg, "-version"], capture_output=True, check=False)
+    return tuple(passthrough_flag(proc.stdout.decode("utf-8", "replace").splitlines()[0] if proc.stdout else ""))
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -164,7 +183,8 @@ class Mp4Writer:
 
     def _command(self, audio_wav: Path | None) -> list[str]:
         w2, h2 = even_size(self.width, self.height)
-        cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-y",
+        ffmpeg = require_tool("ffmpeg", VideoError)
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
                "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0"]
         if audio_wav is not None:
@@ -172,7 +192,7 @@ class Mp4Writer:
         if (w2, h2) != (self.width, self.height):
             cmd += ["-vf", f"pad={w2}:{h2}:0:0:black"]
         cmd += ["-map", "0:v:0", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-                "-pix_fmt", "yuv420p", "-fps_mode", "passthrough"]
+                "-pix_fmt", "yuv420p", *_ffmpeg_passthrough(ffmpeg)]
         if audio_wav is not None:
             cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", self.audio_bitrate, "-ar", str(aac_rate(self.audio[1]))]
         cmd += ["-movflags", "+faststart", "-f", "mp4", str(self._partial)]
@@ -212,8 +232,9 @@ class Mp4Writer:
         return VideoError(f"{self.path}: {what}: ffmpeg said: {tail or '(nothing)'}")
 
     def _feed(self, frames: np.ndarray) -> None:
+        buf = memoryview(frames).cast("B") if frames.flags.c_contiguous else frames.tobytes()
         try:
-            self._proc.stdin.write(frames.tobytes())
+            self._proc.stdin.write(buf)
         except (BrokenPipeError, OSError):
             self._proc.wait()
             err = self._ffmpeg_error(f"ffmpeg exited (code {self._proc.returncode}) while frames were written")
@@ -348,10 +369,11 @@ def read_video_frames(path: str | Path, size: tuple[int, int] | None = None) -> 
     if info["video"] is None:
         raise VideoError(f"{path}: no video stream")
     width, height = size if size is not None else (info["width"], info["height"])
-    cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0"]
+    ffmpeg = require_tool("ffmpeg", VideoError)
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0"]
     if size is not None:
         cmd += ["-vf", f"scale={int(width)}:{int(height)}:flags=bicubic"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "pipe:1"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", *_ffmpeg_passthrough(ffmpeg), "pipe:1"]
     frame_bytes = int(width) * int(height) * 3
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)

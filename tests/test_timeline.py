@@ -291,3 +291,14 @@ def test_fast_enough_for_datagen():
         compute_audio_timeline(wave, 22050, 24.0, cfg)
         times.append(time.perf_counter() - t0)
     assert min(times) < 0.1, times
+
+
+def test_chunked_processing_matches_one_pass(monkeypatch):
+    """Long audio is transformed in chunks of frames (bounded memory): chunk edges change nothing."""
+    import shared.timeline as timeline
+
+    wave = click_track(120.0, 3.0, 22050) + tone(300.0, 3.0, 22050, amp=0.1)
+    whole, names = compute_audio_timeline(wave, 22050, 24.0, TimelineConfig())
+    monkeypatch.setattr(timeline, "_CHUNK_SAMPLES", 5000)  # 5 frames per chunk, 110 hops per envelope chunk
+    chunked, _ = compute_audio_timeline(wave, 22050, 24.0, TimelineConfig())
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)

@@ -15,6 +15,7 @@ from shared.video import (
     even_size,
     fps_fraction,
     mp4_top_level_atoms,
+    passthrough_flag,
     probe,
     read_video_frames,
 )
@@ -174,6 +175,10 @@ def test_missing_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
 def test_small_helpers():
     assert fps_fraction(29.97) == fps_fraction(2997 / 100) and fps_fraction(24.0).denominator == 1
     assert even_size(33, 32) == (34, 32)
+    assert passthrough_flag("ffmpeg version 5.1.9-0+deb12u1 Copyright") == ["-fps_mode", "passthrough"]
+    assert passthrough_flag("ffmpeg version 4.4.2-0ubuntu0.22.04.1") == ["-vsync", "passthrough"]
+    assert passthrough_flag("ffmpeg version n7.0 Copyright") == ["-fps_mode", "passthrough"]
+    assert passthrough_flag("ffmpeg version N-112233-gabcdef") == ["-fps_mode", "passthrough"]
     assert [aac_rate(r) for r in (8000, 16000, 44100, 48000, 96000)] == [48000, 48000, 44100, 48000, 48000]
     with pytest.raises(ValueError):
         fps_fraction(0)
