@@ -211,6 +211,11 @@ class InferenceConfig(_Section):
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
     batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")
+    snippet_overlap: int = Field(
+        1, ge=0, description="Frames each snippet of a long sample shares with the previous one; the shared latents "
+        "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "
+        "conditioning only). Must be < diffusion.snippet_frames.",
+    )
 
 
 # --------------------------------------------------------------------------- eval
