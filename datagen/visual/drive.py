@@ -24,8 +24,10 @@ SHADER_BANDS = 8
 
 # dB range mapped to [0, 1]: -60 dBFS (the silence threshold's default) -> 0, 0 dBFS -> 1.
 DB_FLOOR = -60.0
-# Spectral flux (mean half-wave-rectified log-magnitude increase) that counts as a full onset.
-ONSET_FULL = 1.0
+# Spectral flux (mean half-wave-rectified dB increase per bin, shared/timeline.py) mapped to [0, 1]:
+# steady music sits around 1-3 dB, drum hits give 10-40 dB; ONSET_FLOOR -> 0, ONSET_FULL -> 1.
+ONSET_FLOOR = 3.0
+ONSET_FULL = 15.0
 # Release time constants (seconds). Short enough that everything rests within 0.5 s of silence.
 LEVEL_RELEASE_S = 0.08
 FLASH_RELEASE_S = 0.07
@@ -52,6 +54,11 @@ def amplitude_to_unit(amp: np.ndarray) -> np.ndarray:
     """Linear RMS amplitude -> dBFS -> [0, 1] with :func:`db_to_unit` (0 amplitude -> 0)."""
     db = 20.0 * np.log10(np.maximum(amp, 1e-10))
     return db_to_unit(db)
+
+
+def onset_to_unit(flux_db: np.ndarray) -> np.ndarray:
+    """Spectral flux (dB) -> [0, 1]: ``clip((flux - ONSET_FLOOR) / (ONSET_FULL - ONSET_FLOOR), 0, 1)``."""
+    return np.clip((flux_db - ONSET_FLOOR) / (ONSET_FULL - ONSET_FLOOR), 0.0, 1.0)
 
 
 def resample_bands(bands: np.ndarray, n_out: int = SHADER_BANDS) -> np.ndarray:
@@ -92,14 +99,14 @@ def normalize_features(features: np.ndarray, names: list[str]) -> dict[str, np.n
 
     Returns per-frame arrays: ``level`` [T] (loudness from log_rms, forced to 0 where ``is_silent``),
     ``bands`` [T, 8] (band amplitudes on the same dB scale, resampled to 8), ``onset`` [T]
-    (flux / ONSET_FULL, clipped), ``centroid`` [T], ``beat_phase`` [T] or None, ``downbeat`` [T] or None.
+    (:func:`onset_to_unit`), ``centroid`` [T], ``beat_phase`` [T] or None, ``downbeat`` [T] or None.
     """
     col = {n: i for i, n in enumerate(names)}
     f = features.astype(np.float64)
     gate = 1.0 - f[:, col["is_silent"]] if "is_silent" in col else np.ones(len(f))
     level = db_to_unit(f[:, col["log_rms"]]) * gate
     bands = resample_bands(amplitude_to_unit(f[:, band_columns(names)])) * gate[:, None]
-    onset = np.clip(f[:, col["onset"]] / ONSET_FULL, 0.0, 1.0) * (level > 0)
+    onset = onset_to_unit(f[:, col["onset"]]) * (level > 0)
     centroid = np.clip(f[:, col["centroid"]], 0.0, 1.0)
     beat = f[:, col["beat_phase"]] % 1.0 if "beat_phase" in col else None
     down = np.clip(f[:, col["downbeat"]], 0.0, 1.0) if "downbeat" in col else None
@@ -174,8 +181,8 @@ class DriveIntegrator:
             pulse = beat_pulse(float(nf["beat_phase"][t])) * s.level if nf["beat_phase"] is not None else s.flash
             down = float(nf["downbeat"][t]) * s.level if nf["downbeat"] is not None else 0.0
             s.downbeat = max(down, s.downbeat * self.r_down)
-            # Clocks: loudness (plus a kick from onsets) times the style speed; zero in silence.
-            drive = s.level * (1.0 + 0.5 * s.flash) * sp * dt
+            # Clocks: loudness^1.5 (plus a kick from onsets) times the style speed; zero in silence.
+            drive = 1.3 * s.level ** 1.5 * (1.0 + 0.5 * s.flash) * sp * dt
             s.phase += drive
             s.spin += drive * (0.4 + 1.2 * s.centroid)
             s.burst_age += drive

@@ -14,10 +14,10 @@ vec4 shade(vec2 p) {
         float ang = TAU * hash2(vec2(fk, floor(cyc)));
         vec2 pos = life * (0.35 + 0.8 * b) * vec2(cos(ang), sin(ang));
         float size = wpx((0.015 + 0.05 * b) * u_line_width);
-        float i1 = blob(length(p - pos), size) * (1.0 - life) * (0.3 + 1.2 * b);
+        float i1 = blob(length(p - pos), size) * (1.0 - life) * (0.1 + 1.6 * b);
         float ang2 = TAU * hash2(vec2(fk + 1000.0, u_burst_count));
         vec2 pos2 = burst_r * (0.5 + 0.5 * hash1(fk + 7.0 * u_burst_count)) * vec2(cos(ang2), sin(ang2));
-        float i2 = blob(length(p - pos2), wpx(0.035 * u_line_width)) * burst_fade;
+        float i2 = blob(length(p - pos2), wpx((0.015 + 0.04 * b) * u_line_width)) * burst_fade * (0.1 + 1.4 * b);
         col += palette(fk / 32.0 + u_centroid + u_hue) * i1 + palette(0.5 + u_centroid + u_hue) * 1.5 * i2;
         cov += i1 + i2;
     }

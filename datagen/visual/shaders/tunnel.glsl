@@ -11,7 +11,7 @@ vec4 shade(vec2 p) {
     float rings = stroke(abs(fract(u * 1.5 * u_detail) - 0.5), 0.12 * u_line_width);
     float b = bandf(clamp(1.1 - r, 0.0, 1.0));
     float fog = smoothstep(0.02, 0.3, r);
-    float i = (0.1 + 0.6 * stripes + 0.7 * rings) * (0.15 + 1.3 * b) * fog * (0.4 + 0.6 * u_level);
+    float i = (0.15 + 0.8 * stripes + 0.9 * rings) * (0.1 + 1.6 * b) * fog * (0.4 + 0.6 * u_level);
     float flash = u_flash * blob(r, 0.3);
     vec3 col = palette(0.15 * depth + 0.5 * b + u_centroid + u_hue);
     return emit(col * i + vec3(flash), i + flash);

@@ -1,0 +1,117 @@
+"""`datagen visualize`: the ground-truth visualizers for any audio file, as an mp4 with the audio muxed in.
+
+``--visualizer NAME`` renders one primitive full-frame (a debug one too). ``--visualizer all`` (the
+default) renders every primitive side by side in a grid on the same timeline, in the order of
+``datagen visualizers`` (row-major: 4 columns for the 12 primitives, each tile resolution/4 pixels).
+``--visualizer mix`` renders the seed's composite plan (layers, blend modes, augmentation) as a
+training clip would get it. The seed picks the style (palette, symmetry, line width, speed, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared.cli import ShortFlag, add_config_args, config_or_exit
+
+NAME = "visualize"
+HELP = "Render the ground-truth visualizers for an audio file (any format) to an mp4 with the audio muxed in."
+
+SHORT_FLAGS = [
+    ShortFlag("--resolution", "render.resolution", int, "Frame size in pixels (the grid's full width for 'all')."),
+    ShortFlag("--fps", "render.fps", float, "Frames per second."),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio", required=True, metavar="FILE", help="Audio file (wav/flac/ogg/mp3/m4a/...).")
+    parser.add_argument("--out", required=True, metavar="FILE.mp4", help="Output mp4.")
+    parser.add_argument("--visualizer", default="all", metavar="NAME|all|mix",
+                        help="A primitive (see `datagen visualizers`), 'all' (grid of every primitive) or "
+                             "'mix' (the seed's composite plan).")
+    parser.add_argument("--seed", type=int, default=0, help="Style seed.")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU ordinal for the EGL device (default: first visible, or Mesa).")
+    add_config_args(parser, SHORT_FLAGS)
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, cols) of a near-square grid holding n tiles."""
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def tile_grid(tiles: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
+    """``rows*cols`` (or fewer, padded black) chunks ``[n, h, w, 3]`` -> ``[n, rows*h, cols*w, 3]``."""
+    n, h, w, _ = tiles[0].shape
+    out = np.zeros((n, rows * h, cols * w, 3), np.uint8)
+    for k, t in enumerate(tiles):
+        r, c = divmod(k, cols)
+        out[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = t
+    return out
+
+
+def render_grid(renderer, features, names, plans: list[dict], fps: float, chunk: int, rows: int, cols: int):
+    """Interleave one render stream per plan (each has its own trail buffers) and tile their chunks."""
+    streams = [renderer.render(features, names, p, fps, chunk) for p in plans]
+    for tiles in zip(*streams):
+        yield tile_grid(list(tiles), rows, cols)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_or_exit(args)
+    from datagen.visual import PRIMITIVES, EGLContextError, Renderer, ShaderError, sample_visual_plan, single_plan
+    from datagen.visual.plan import DEBUG_PRIMITIVES
+    from shared.audio_io import AudioLoadError, load_audio
+    from shared.timeline import compute_audio_timeline
+    from shared.video import Mp4Writer
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    choice = args.visualizer
+    if choice not in ("all", "mix") + PRIMITIVES + DEBUG_PRIMITIVES:
+        print(f"error: unknown visualizer '{choice}'; choose all, mix or one of {', '.join(PRIMITIVES + DEBUG_PRIMITIVES)}",
+              file=sys.stderr)
+        return 2
+    try:
+        wave, sr = load_audio(args.audio)
+    except AudioLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    fps, res = cfg.render.fps, cfg.render.resolution
+    features, names = compute_audio_timeline(wave, sr, fps, cfg.timeline)  # (T, C)
+    if len(features) == 0:
+        print(f"error: {args.audio} is shorter than one frame at {fps} fps", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    try:
+        if choice == "all":
+            rows, cols = grid_shape(len(PRIMITIVES))
+            tile = max(16, res // cols // 2 * 2)
+            renderer = Renderer(tile, gpu_index=args.gpu)
+            plans = [single_plan(p, args.seed) for p in PRIMITIVES]
+            chunks = render_grid(renderer, features, names, plans, fps, cfg.render.chunk_frames, rows, cols)
+            width, height = cols * tile, rows * tile
+            print("grid (row-major): " + ", ".join(PRIMITIVES))
+        else:
+            renderer = Renderer(res, gpu_index=args.gpu)
+            plan = sample_visual_plan(cfg, args.seed, "normal") if choice == "mix" else single_plan(choice, args.seed)
+            if choice == "mix":
+                print("layers: " + ", ".join(f"{lay['visualizer']} ({lay['blend']})" for lay in plan["layers"]))
+            chunks = renderer.render(features, names, plan, fps, cfg.render.chunk_frames)
+            width, height = res, res
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Mp4Writer(out, fps, width, height, audio=(wave, sr)) as writer:
+            for chunk in chunks:  # (n, H, W, 3)
+                writer.write(chunk)
+    except (EGLContextError, ShaderError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    dt = time.time() - t0
+    print(f"wrote {out} ({len(features)} frames, {width}x{height} at {fps:g} fps, {len(features) / max(dt, 1e-9):.1f} frames/s)")
+    return 0
