@@ -18,8 +18,9 @@ from datagen.audio import voices as V
 
 TRACKS = ("kick", "snare", "hihat", "bass", "chords", "lead")
 
-# Probability that a track plays in a normal clip; kick and bass always play (tempo and key stay audible).
-TRACK_PROB = {"kick": 1.0, "snare": 0.9, "hihat": 0.85, "bass": 1.0, "chords": 0.85, "lead": 0.8}
+# Probability that a track plays in a clip: kick, bass and chords always play (tempo and key stay audible,
+# and the music never thins out to near-silence between notes).
+TRACK_PROB = {"kick": 1.0, "snare": 0.9, "hihat": 0.85, "bass": 1.0, "chords": 1.0, "lead": 0.8}
 # Nominal stem levels (peak of one hit / note at velocity 1) before the per-clip master gain.
 TRACK_LEVEL = {"kick": 0.9, "snare": 0.5, "hihat": 0.22, "bass": 0.5, "chords": 0.22, "lead": 0.28}
 
@@ -191,8 +192,8 @@ def render_song(song: dict[str, Any], duration: float, sr: int) -> tuple[dict[st
     notes = song_notes(song, n_bars, rng)
     stab = song["chord_rhythm"] >= 2
     settings = {  # timbre, (attack, decay, sustain, release), gate, swung, detune cents
-        "bass": (song["bass_timbre"], (0.004, 0.25, 0.6, 0.03), 0.85, False, 0.0),
-        "chords": (song["chord_timbre"], (0.005, 0.15, 0.45, 0.08) if stab else (0.08, 0.6, 0.75, 0.25), 0.9, False, 7.0),
+        "bass": (song["bass_timbre"], (0.004, 0.25, 0.6, 0.08), 0.85, False, 0.0),
+        "chords": (song["chord_timbre"], (0.005, 0.15, 0.45, 0.15) if stab else (0.08, 0.6, 0.75, 0.25), 0.9, False, 7.0),
         "lead": (song["lead_timbre"], (0.003, 0.12, 0.3, 0.05), 0.7, True, 0.0),
     }
     for track, (timbre, env, gate, swung, detune) in settings.items():

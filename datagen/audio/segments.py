@@ -51,26 +51,27 @@ def gate_mask(n: int, sr: int, spans: list[tuple[float, float]], fade_s: float =
     return mask
 
 
-def plan_silence_layout(duration: float, active: list[str], rng: np.random.Generator,
-                        droppable_keep: tuple[str, ...] = ("kick", "bass", "chords")) -> list[tuple[str, list[str], float, float]]:
+def plan_silence_layout(duration: float, active: list[str], keeper: str,
+                        rng: np.random.Generator) -> list[tuple[str, list[str], float, float]]:
     """Choose the silence-variant segments of a clip: (kind, tracks, start_s, end_s), sorted by start.
 
     One full silence of >= 1 s with music of at least ``margin`` before and after it, then
     up to three track dropouts (each >= 0.5 s, a non-empty proper subset of the active
-    tracks that keeps at least one of ``droppable_keep`` sounding) in the music around it.
-    Works for clips down to 3 s (the tiny config uses 4 s).
+    tracks that never includes ``keeper``, so music keeps sounding) in the music around it.
+    Times are rounded to microseconds, the precision of the labels. Works for clips down
+    to 3 s (the tiny config uses 4 s).
     """
     if duration < 3.0:
         raise ValueError(f"the silence variant needs clips of at least 3 s (data.clip_seconds={duration})")
     margin = max(0.5, 0.12 * duration)
     sil_len = float(rng.uniform(1.0, max(1.0, min(3.0, 0.3 * duration))))
     sil_start = float(rng.uniform(margin, duration - margin - sil_len))
-    segs: list[tuple[str, list[str], float, float]] = [("silence", list(active), sil_start, sil_start + sil_len)]
+    segs: list[tuple[str, list[str], float, float]] = [("silence", list(active), round(sil_start, 6),
+                                                         round(sil_start + sil_len, 6))]
 
     # Music regions around the silence; dropouts go inside them, leaving music at their edges too.
     gap = 0.15
     regions = [(0.0, sil_start - gap), (sil_start + sil_len + gap, duration)]
-    keepers = [t for t in droppable_keep if t in active]
     n_drop = int(rng.integers(1, 4))
     for _ in range(n_drop):
         lo, hi = regions[int(rng.integers(len(regions)))]
@@ -82,14 +83,25 @@ def plan_silence_layout(duration: float, active: list[str], rng: np.random.Gener
         start = float(rng.uniform(lo + 0.05, hi - length))
         if any(not (start + length + gap <= s or e + gap <= start) for _, _, s, e in segs):
             continue  # overlaps an earlier segment: skip this one
-        keep = keepers[int(rng.integers(len(keepers)))] if keepers else None
-        candidates = [t for t in active if t != keep]
+        candidates = [t for t in active if t != keeper]
         k = int(rng.integers(1, len(candidates) + 1)) if len(active) > 1 else 0
         if k == 0 or k >= len(active):
             continue
         dropped = sorted(rng.choice(candidates, size=k, replace=False).tolist(), key=active.index)
-        segs.append(("dropout", dropped, start, start + length))
+        segs.append(("dropout", dropped, round(start, 6), round(start + length, 6)))
     return sorted(segs, key=lambda s: s[2])
+
+
+def most_continuous(stems: dict[str, np.ndarray], tracks: list[str], sr: int, hop_s: float = 0.02) -> str:
+    """The track whose quietest moments are loudest (2nd percentile of its block RMS): the one to keep
+    sounding through dropouts so that a dropout never turns into silence."""
+    hop = max(1, int(hop_s * sr))
+
+    def floor_level(x: np.ndarray) -> float:
+        nb = len(x) // hop
+        return float(np.percentile(np.sqrt(np.mean(np.square(x[: nb * hop].reshape(nb, hop)), axis=1)), 2))
+
+    return max(tracks, key=lambda t: floor_level(stems[t]))
 
 
 def track_masks(n: int, sr: int, tracks: tuple[str, ...], segs: list[tuple[str, list[str], float, float]]) -> dict[str, np.ndarray]:

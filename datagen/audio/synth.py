@@ -105,7 +105,10 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
     song = sample_song(d, _rng(seed, _STREAM_SONG))
     stems, timing = render_song(song, duration, sr)
     active = [t for t, m in zip(TRACKS, song["track_mask"]) if m]
-    segs = S.plan_silence_layout(duration, active, _rng(seed, _STREAM_SEGMENTS)) if variant == "silence" else []
+    segs = []
+    if variant == "silence":
+        segs = S.plan_silence_layout(duration, active, S.most_continuous(stems, active, sr), _rng(seed, _STREAM_SEGMENTS))
+        segs = [(k, list(TRACKS) if k == "silence" else tr, a, b) for k, tr, a, b in segs]  # silence: every track
     if segs:
         masks = S.track_masks(n, sr, TRACKS, segs)
         stems = {t: stems[t] * masks[t] for t in TRACKS}
