@@ -39,8 +39,11 @@ class AudioLoadError(RuntimeError):
 def load_audio(path: str | Path, sr: int | None = None) -> tuple[np.ndarray, int]:
     """Read any audio file as mono float32 ``[N]`` at its own rate, or at ``sr`` when given."""
     path = Path(path)
-    if sr is not None and (not isinstance(sr, (int, np.integer)) or sr <= 0):
-        raise ValueError(f"load_audio: sr must be a positive integer or None, got {sr!r}")
+    if sr is not None:
+        if isinstance(sr, (float, np.floating)) and float(sr).is_integer():
+            sr = int(sr)
+        if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
+            raise ValueError(f"load_audio: sr must be a positive integer or None, got {sr!r}")
     if not path.exists():
         raise AudioLoadError(f"audio file {str(path)!r}: not found")
     if not path.is_file():

@@ -375,6 +375,8 @@ def compute_audio_timeline(wave: np.ndarray, sr: float, fps: float, tcfg: Timeli
     wave = np.asarray(wave)
     if wave.ndim != 1:
         raise ValueError(f"compute_audio_timeline wants a mono 1-D waveform, got shape {wave.shape}")
+    if not np.issubdtype(wave.dtype, np.floating):
+        raise ValueError(f"compute_audio_timeline wants float samples in [-1, 1], got dtype {wave.dtype}")
     if not np.all(np.isfinite(wave)):
         raise ValueError("compute_audio_timeline: waveform holds NaN or inf")
     names = channel_names(tcfg)

@@ -158,6 +158,9 @@ def test_missing_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
         load_audio(path)
 
 
-def test_bad_rate_argument():
-    with pytest.raises(ValueError, match="sr"):
-        load_audio("x.wav", sr=0)
+def test_rate_argument(tmp_path):
+    path, _ = make_file(tmp_path, "wav", 8000, 1)
+    assert load_audio(path, sr=16000.0)[1] == 16000  # a whole-number float is fine
+    for bad in (0, -8000, 8000.5, "8000"):
+        with pytest.raises(ValueError, match="sr"):
+            load_audio(path, sr=bad)

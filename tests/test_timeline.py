@@ -272,6 +272,8 @@ def test_deterministic_and_rejects_bad_input():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="mono"):
         compute_audio_timeline(np.zeros((100, 2), np.float32), 16000, 8.0, TimelineConfig())
+    with pytest.raises(ValueError, match="int16"):
+        compute_audio_timeline(np.zeros(16000, np.int16), 16000, 8.0, TimelineConfig())
     with pytest.raises(ValueError, match="NaN"):
         compute_audio_timeline(np.full(16000, np.nan, np.float32), 16000, 8.0, TimelineConfig())
     with pytest.raises(ValueError, match="band_min_hz"):
