@@ -1,0 +1,172 @@
+"""The diffusion training loop: run layout, metrics every step, exact resume, shape refusal, CLI on real
+latent shards (single process and `torchrun` with 2 gloo processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shared import shards as S
+from shared.config import build_config
+from shared.provenance import write_resolved_config
+from shared.seeding import derive_seed
+from shared.timeline import channel_index, channel_names
+from trainer import checkpoint as ckpt
+from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
+from trainer.diffusion.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+C, H = 2, 4
+TINY_MODEL = ["diffusion.snippet_frames=2", "diffusion.audio_context_frames=1", "diffusion.width=32",
+              "diffusion.depth=1", "diffusion.heads=2", "diffusion.style_dim=4", "diffusion.batch_size=4",
+              "diffusion.warmup_steps=2", "run.log_every=1", "run.device=cpu"]
+
+
+def _cfg(base, *overrides):
+    return build_config(base=base.model_dump(mode="json"), overrides=TINY_MODEL + list(overrides))
+
+
+def _synthetic_source(cfg):
+    """Batches as a pure function of the step: resuming at step s sees exactly the batches from s on."""
+    def make_batches(start: int):
+        step = start
+        while True:
+            yield synthetic_batch(cfg, cfg.diffusion.batch_size, C, H, torch.Generator().manual_seed(derive_seed(0, step)))
+            step += 1
+    return make_batches
+
+
+def _train(cfg, run_dir, **kw):
+    val = [synthetic_batch(cfg, 4, C, H, torch.Generator().manual_seed(99))]
+    return train(cfg, run_dir, _synthetic_source(cfg), val, latent_channels=C, latent_size=H,
+                 n_audio_channels=n_audio_channels(cfg), show_progress=False, **kw)
+
+
+def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
+    torch.set_num_threads(1)
+    full = _cfg(micro_cfg, "diffusion.steps=6", "run.checkpoint_every=3", "diffusion.val_every=3")
+    summary = _train(full, tmp_path / "a")
+    a = tmp_path / "a"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "latest", "tb"):
+        assert (a / name).exists(), name
+    lines = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [x for x in lines if "train/L_good" in x]
+    assert [x["step"] for x in train_lines] == [1, 2, 3, 4, 5, 6]  # every step
+    for key in ("train/L_good", "train/L_bad", "train/gap", "train/hinge_active_frac"):
+        assert all(key in x for x in train_lines)
+    vals = [x for x in lines if "val/val_gap" in x]
+    assert [x["step"] for x in vals] == [3, 6] and "val/val_ema_gap" in vals[0]
+    assert summary["val"]["val_gap"] == pytest.approx(vals[-1]["val/val_gap"])
+    assert json.loads((a / "summary.json").read_text())["steps"] == 6
+
+    # interrupted at step 3, then resumed to 6: identical weights, EMA and optimizer state
+    _train(_cfg(micro_cfg, "diffusion.steps=3", "run.checkpoint_every=3", "diffusion.val_every=3"), tmp_path / "b")
+    resumed = _train(full, tmp_path / "b")
+    assert resumed["resumed_from"] == 3
+    _, ta, _ = ckpt.load_checkpoint(a)
+    step_b, tb, _ = ckpt.load_checkpoint(tmp_path / "b")
+    assert step_b == 6
+    for part in ("model", "ema"):
+        for k in ta[part]:
+            torch.testing.assert_close(ta[part][k], tb[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
+    torch.testing.assert_close(ta["optim"]["state"][0]["exp_avg"], tb["optim"]["state"][0]["exp_avg"], rtol=0, atol=0)
+    b_lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in b_lines if "train/L_good" in x] == [1, 2, 3, 4, 5, 6]
+    assert [x["train/loss"] for x in b_lines if "train/loss" in x] == [x["train/loss"] for x in train_lines]
+
+
+def test_refuses_another_model_shape(micro_cfg, tmp_path):
+    _train(_cfg(micro_cfg, "diffusion.steps=1"), tmp_path / "r")
+    with pytest.raises(ckpt.ShapeMismatchError, match="diffusion.width"):
+        _train(_cfg(micro_cfg, "diffusion.steps=2", "diffusion.width=16"), tmp_path / "r")
+    summary = _train(_cfg(micro_cfg, "diffusion.steps=1", "diffusion.width=16"), tmp_path / "r", force=True)
+    assert summary["resumed_from"] is None
+
+
+# ---------------------------------------------------------------- on real latent shards, through the CLI
+
+
+def _write_latent_dataset(root: Path, cfg, vae_run: Path) -> None:
+    """Tiny latent shards (the latents a function of the timeline) and a manifest recording the VAE and scale."""
+    names = channel_names(cfg.timeline)
+    res = cfg.render.resolution // cfg.vae.downsample
+    c = cfg.vae.latent_channels
+    n_frames = int(cfg.data.clip_seconds * cfg.render.fps)
+    in_cols = [channel_index(names, "rms")] + [i for i, n in enumerate(names) if n.startswith("band_")]
+    w = audio_to_latent_map(len(in_cols), c, res)
+    g = torch.Generator().manual_seed(0)
+    for split, n_shards in (("train", 2), ("val", 2)):
+        for shard in range(n_shards):
+            with S.ShardWriter(root / split / S.shard_name(shard)) as writer:
+                for sample in range(2):
+                    feats = synthetic_timeline(n_frames, names, g)
+                    lat = torch.tanh(feats[:, in_cols] @ w.T).reshape(n_frames, c, res, res).numpy()
+                    meta = {"variant": "debug", "tempo": 120.0, "fps": cfg.render.fps, "timeline_channels": names}
+                    writer.add_sample(S.sample_key(shard, sample),
+                                      S.latent_members(lat, np.full_like(lat, 0.1), feats.numpy(), meta))
+    (root / "manifest.json").write_text(json.dumps({"latent_scale": 0.8, "vae": str(vae_run)}))
+
+
+@pytest.fixture(scope="module")
+def latent_data(tmp_path_factory):
+    from trainer.vae.model import FrameVAE
+
+    cfg = build_config([ROOT / "configs" / "tiny.yaml"], overrides=[
+        "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=16", "render.fps=8", "timeline.n_fft=256",
+        "vae.base_channels=8", "vae.max_channels=8", "vae.latent_channels=2"])
+    root = tmp_path_factory.mktemp("diffusion_cli")
+    vae_run = root / "vae_run"
+    torch.manual_seed(0)
+    sd = FrameVAE(cfg.vae).state_dict()
+    write_resolved_config(vae_run / "config.yaml", cfg)
+    ckpt.save_checkpoint(vae_run, 5, {"model": sd, "ema": sd}, {}, keep=1)
+    _write_latent_dataset(root / "latents", cfg, vae_run)
+    cfg_file = root / "cfg.yaml"
+    cfg_file.write_text(json.dumps(cfg.model_dump(mode="json")))  # JSON is YAML
+    return root, cfg_file
+
+
+CLI_ARGS = ["--steps", "2", "diffusion.val_every=2", "run.checkpoint_every=2", "run.num_workers=0",
+            "diffusion.audio_shuffle_frame_proxy_weight=0.1"] + TINY_MODEL
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def test_cli_trains_on_latent_shards_and_records_the_vae(latent_data):
+    root, cfg_file = latent_data
+    out = root / "run1"
+    cmd = [sys.executable, "-c", "from trainer.cli import main; main()", "diffusion", "--config", str(cfg_file),
+           "--latents", str(root / "latents"), "--out", str(out), "--shuffle-weight", "0.5"] + CLI_ARGS
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "val gap" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latent_scale"] == 0.8 and summary["model_kwargs"]["latent_channels"] == 2
+    assert summary["train"]["frame_proxy"] >= 0 and "val_gap" in summary["val"]
+    from trainer.vae.model import load_vae  # the recorded VAE loads on its own
+    vae, vcfg, _ = load_vae(out / "vae")
+    assert vcfg.vae.latent_channels == 2
+    assert ckpt.load_checkpoint(out)[0] == 2
+
+
+def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
+    root, cfg_file = latent_data
+    out = root / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(Path(sys.executable).with_name("trainer")),
+           "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents"), "--out", str(out)] + CLI_ARGS
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "train/L_good" in x] == [1, 2]
