@@ -326,11 +326,19 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
 
 def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
     """Connect to ``address`` or start the embedded local cluster; returns the matching shutdown."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not address:
+        # Embedded cluster: lives as long as this process and listens on loopback only. Ray rewrites a
+        # 127.0.0.1 node address to the machine's address (and then listens on every interface) unless
+        # its single-machine switch is off; it is read when ray is imported, so set it first.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Nothing but this process can reach a loopback-only cluster: token auth is switched off
+        # deliberately (export RAY_AUTH_MODE=token to keep it on).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         import ray
     except ImportError as e:
         raise RunError(f"the ray executor needs Ray ({e}); install ray or pass --executor processes") from None
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         # Joining a cluster: its auth settings (RAY_AUTH_MODE / token) come from the user's environment.
         try:
@@ -338,10 +346,8 @@ def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
         except Exception as e:  # noqa: BLE001
             raise RunError(f"cannot connect to the Ray cluster at {address}: {_error_text(e)}") from None
         return ray.shutdown
-    # Embedded cluster: lives as long as this process, listens on loopback only, so token auth is
-    # switched off deliberately (set RAY_AUTH_MODE=token to keep it on). A short temp dir keeps
-    # socket paths under the length limit; address="local" never re-attaches to a stale cluster.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
+    # to a stale cluster left in a temp dir (a bare ray.init() can, and hang).
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
              _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024,
