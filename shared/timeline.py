@@ -39,7 +39,7 @@ Spectra: each frame is zero-padded to ``max(n_fft, frame length)`` samples
 length, and all frames go through one batched real FFT. The window never
 reaches zero, so an impulse at a frame's edge still registers in its frame.
 
-Tempo: an onset envelope at ~100 Hz (independent of fps) is autocorrelated over
+Tempo: a band-wise onset envelope at ~50 Hz (independent of fps) is autocorrelated over
 60-200 BPM with a mild log-normal preference around 120 BPM (against octave
 errors); the beat phase is the offset of the pulse train that collects the most
 onset strength; the downbeat is the beat position (of 4) with the most onset
@@ -63,6 +63,8 @@ PASS_THROUGH = ("is_silent", "beat_phase", "downbeat")
 TEMPO_MIN_BPM = 60.0
 TEMPO_MAX_BPM = 200.0
 _ENV_RATE_HZ = 50.0  # target rate of the onset envelope used for tempo (20 ms hops)
+_ENV_BANDS = 16  # log-spaced bands of the tempo envelope, from _ENV_MIN_HZ to Nyquist
+_ENV_MIN_HZ = 40.0
 _CHUNK_SAMPLES = 1 << 20  # frames are transformed in chunks of about this many samples: bounded memory
 
 
@@ -174,17 +176,22 @@ def frame_spectra(frames: np.ndarray, lengths: np.ndarray, n_fft: int) -> tuple[
 
 
 def band_matrix(sr: float, nfft: int, tcfg: TimelineConfig) -> np.ndarray:
-    """Matrix (float32 [F, n_bands]) mapping rfft bins to bands, holding the one-sided weight c_k
-    (1 at DC and Nyquist, else 2); bins under band_min_hz belong to no band."""
+    """Matrix (float32 [F, n_bands]) mapping rfft bins to the timeline's bands (:func:`band_edges`)."""
+    return _bins_to_bands(sr, nfft, band_edges(sr, tcfg))
+
+
+def _bins_to_bands(sr: float, nfft: int, edges: np.ndarray) -> np.ndarray:
+    """Matrix (float32 [F, len(edges)-1]) mapping rfft bins to bands ``[edges[k], edges[k+1])``, holding the
+    one-sided weight c_k (1 at DC and Nyquist, else 2); bins under ``edges[0]`` belong to no band."""
+    n_bands = len(edges) - 1
     freqs = np.arange(nfft // 2 + 1) * sr / nfft
-    edges = band_edges(sr, tcfg)
     band = np.searchsorted(edges, freqs, side="right") - 1  # band k holds [edges[k], edges[k+1])
-    band[freqs >= edges[-1]] = tcfg.n_bands - 1  # Nyquist bin into the top band
+    band[freqs >= edges[-1]] = n_bands - 1  # Nyquist bin into the top band
     c = np.full(len(freqs), 2.0)
     c[0] = 1.0
     if nfft % 2 == 0:
         c[-1] = 1.0
-    m = np.zeros((len(freqs), tcfg.n_bands), np.float32)
+    m = np.zeros((len(freqs), n_bands), np.float32)
     ok = np.nonzero(band >= 0)[0]
     m[ok, band[ok]] = c[ok]
     return m
@@ -268,12 +275,15 @@ class BeatEstimate:
 
 
 def onset_envelope(wave: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
-    """Spectral-flux onset envelope at about 50 Hz, for tempo only.
+    """Band-wise spectral-flux onset envelope at about 50 Hz, for tempo only.
 
-    Returns ``(env float64 [M], rate_hz)``: ``env[m]`` is the mean rectified dB
-    increase of hop m (``round(sr/50)`` samples, non-overlapping, Hamming window)
-    over hop m-1, minus a moving average (1 s), rectified. An onset anywhere in
-    hop m shows in ``env[m]``: the hop spans ``[m / rate, (m + 1) / rate)``.
+    Returns ``(env float64 [M], rate_hz)``: ``env[m]`` is the mean over 16 log-spaced
+    bands (40 Hz to Nyquist) of the rectified increase of the band's level (dB) from
+    hop m-1 to hop m (hops of ``round(sr/50)`` samples, non-overlapping, Hamming
+    window), minus its moving average over 1 s, rectified. Log-spaced bands weigh
+    kick, snare and bass like the hi-hats (a per-bin flux is dominated by the many
+    high bins and pulls the tempo to double). An onset anywhere in hop m shows in
+    ``env[m]``: the hop spans ``[m / rate, (m + 1) / rate)``.
     """
     hop = max(1, int(round(sr / _ENV_RATE_HZ)))
     rate = sr / hop
@@ -282,13 +292,16 @@ def onset_envelope(wave: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
         return np.zeros(max(n_env, 0)), rate
     win = _hamming_table(np.array([hop]), hop)[0].astype(np.float32)
     nfft = 1 << (hop - 1).bit_length()
+    to_bands = _bins_to_bands(sr, nfft, np.geomspace(min(_ENV_MIN_HZ, sr / 4), sr / 2, _ENV_BANDS + 1))
+    power_scale = float(win.sum()) ** 2 / (4.0 * nfft * float(win @ win))
     flux, prev_db = np.empty(n_env), None
     step = max(1, _CHUNK_SAMPLES // hop)
     for a in range(0, n_env, step):  # chunks of hops: bounded memory for long audio
         b = min(n_env, a + step)
         frames = wave[a * hop: b * hop].astype(np.float32).reshape(b - a, hop)  # (m, hop)
-        spec = np.abs(scipy.fft.rfft(frames * win, n=nfft, axis=1))  # (m, F)
-        flux[a:b], prev_db = spectral_flux(spec * np.float32(2.0 / win.sum()), prev_db)
+        amp = np.abs(scipy.fft.rfft(frames * win, n=nfft, axis=1)) * np.float32(2.0 / win.sum())  # (m, F)
+        band_amp = np.sqrt(np.square(amp) @ to_bands * np.float32(power_scale))  # (m, bands): band RMS
+        flux[a:b], prev_db = spectral_flux(band_amp, prev_db)
     flux[0] = 0.0
     k = max(1, int(round(rate)))
     local = np.convolve(flux, np.ones(k) / k, mode="same")
