@@ -1,0 +1,299 @@
+"""`trainer sample`: any audio file -> an mp4 whose pictures follow it, with the audio muxed in.
+
+Pipeline (side effects at the two ends)::
+
+    load_audio (shared loader) ─► resample to the training rate ─► compute_audio_timeline (checkpoint's
+    timeline settings and fps; per-clip z-score only if the checkpoint was trained with it)
+      ─► context windows (B=1) ─► latent_stream (snippets of diffusion.snippet_frames, each conditioned on
+      the last generated latents, overlaps cross-faded; audio CFG) ─► / latent scale ─► VAE decode
+      ─► uint8 frames ─► Mp4Writer (input audio muxed, floor(duration * fps) frames)
+
+Frames stream into the writer snippet by snippet: memory is bounded for audio of any length.
+Every expected failure raises :class:`SampleError` with a one-line message (the command prints it and
+exits 2); nothing here prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from shared.audio_io import AudioLoadError, load_audio, resample
+from shared.config import Config
+from shared.timeline import channel_index, compute_audio_timeline, frame_count
+from trainer.data import audio_windows, frame_to_unit, unit_to_frame
+from trainer.sample_core import StreamSpec, latent_stream, pad_to
+
+
+DEFAULT_RUN = "runs/diffusion"
+SHIPPED_MODEL = "models"
+
+
+class SampleError(RuntimeError):
+    """Bad input or an unusable checkpoint: the message is the whole story (no traceback)."""
+
+
+# ------------------------------------------------------------------ the model bundle
+
+
+@dataclass
+class SamplingModel:
+    """Everything sampling needs from a diffusion run: the EMA denoiser, its VAE and the latent scale."""
+
+    cfg: Config                 # the config the diffusion run was trained with
+    denoiser: torch.nn.Module   # EMA weights, eval mode
+    vae: torch.nn.Module        # the VAE the latents came from (EMA), eval mode
+    latent_scale: float         # diffusion latents = VAE posterior mean * latent_scale
+    latent_shape: tuple[int, int, int]  # (C, h, w)
+    step: int
+    step_dir: Path
+    device: torch.device
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3)."""
+        x = self.vae.decode(latents.to(self.device).float() / self.latent_scale)  # (n, 3, H, W) in ~[-1, 1]
+        return unit_to_frame(x.clamp(-1, 1))
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray, batch: int = 32) -> torch.Tensor:
+        """uint8 frames (n, H, W, 3) -> diffusion latents (n, C, h, w) (posterior means times the scale)."""
+        out = []
+        for i in range(0, len(frames), batch):
+            x = torch.from_numpy(frame_to_unit(frames[i:i + batch])).to(self.device)
+            mean, _ = self.vae.encode(x)
+            out.append(mean.float() * self.latent_scale)
+        return torch.cat(out)
+
+
+def resolve_checkpoint_arg(path: str | None) -> Path:
+    """The checkpoint to sample from: ``--checkpoint``, else ``runs/diffusion``, else the shipped ``models/``."""
+    if path:
+        return Path(path)
+    for default in (DEFAULT_RUN, SHIPPED_MODEL):
+        if Path(default).exists():
+            return Path(default)
+    raise SampleError(f"no checkpoint given and neither {DEFAULT_RUN}/ nor {SHIPPED_MODEL}/ exists: train one with "
+                      "`trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
+
+
+def _read_weights(step_dir: Path, name: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """One named state dict of a checkpoint (safetensors + the JSON skeleton of state.json), nothing else."""
+    from safetensors.torch import load_file
+
+    from trainer.checkpoint import STATE_FILE, unflatten_state
+
+    doc = json.loads((step_dir / STATE_FILE).read_text(encoding="utf-8"))
+    f = step_dir / f"{name}.safetensors"
+    if name not in doc.get("structure", {}) or not f.is_file():
+        raise SampleError(f"checkpoint {step_dir}: no {name}.safetensors")
+    return unflatten_state(doc["structure"][name], load_file(str(f), device=str(device)))
+
+
+def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+                        overrides: Callable[[dict], Config] | None = None) -> SamplingModel:
+    """A diffusion run dir (its ``latest``) or a ``ckpt/step-*`` dir -> :class:`SamplingModel` (EMA weights).
+
+    Reads RUN/config.yaml (the training config: fps, timeline, model shape), the step's ``state.json``
+    (model constructor arguments, latent scale, where the VAE copy lives) and RUN/vae/ (the VAE the
+    latents came from). ``overrides`` maps the saved config tree to the config to use (CLI layers on top).
+    Any problem -> :class:`SampleError` naming the path and what is missing.
+    """
+    from shared.config import ConfigError
+    from trainer.checkpoint import STATE_FILE, CheckpointError, find_checkpoint, read_run_config
+    from trainer.diffusion.model import Denoiser
+    from trainer.vae.model import load_vae
+
+    path = Path(path)
+    device = torch.device(device)
+    if not path.exists():
+        raise SampleError(f"checkpoint {str(path)!r}: not found")
+    step_dir = find_checkpoint(path)
+    if step_dir is None:
+        raise SampleError(f"checkpoint {str(path)!r}: no weights there (expected RUN/latest -> ckpt/step-*/ with "
+                          f"{STATE_FILE} and ema.safetensors, or a step dir itself)")
+    run_dir = step_dir.parent.parent if step_dir.parent.name == "ckpt" else step_dir
+    try:
+        saved = read_run_config(run_dir)
+        if saved is None:
+            raise SampleError(f"checkpoint {str(path)!r}: {run_dir}/config.yaml is missing (the training config)")
+        cfg = overrides(saved) if overrides is not None else Config.model_validate(saved)
+        state = json.loads((step_dir / STATE_FILE).read_text(encoding="utf-8"))
+        extra = state.get("state", {})
+        kwargs = extra.get("model_kwargs")
+        if not kwargs:
+            raise SampleError(f"checkpoint {step_dir}: state.json has no model_kwargs (not a diffusion checkpoint?)")
+        denoiser = Denoiser(cfg, **kwargs)
+        names = [n for n in ("ema", "model") if (step_dir / f"{n}.safetensors").is_file()]
+        if not names:
+            raise SampleError(f"checkpoint {step_dir}: no ema.safetensors or model.safetensors")
+        denoiser.load_state_dict(_read_weights(step_dir, names[0], torch.device("cpu")))
+        vae_dir = run_dir / str(extra.get("vae") or "vae")
+        if not vae_dir.exists():
+            raise SampleError(f"checkpoint {str(path)!r}: the VAE copy {vae_dir} is missing")
+        vae, _, _ = load_vae(vae_dir, device)
+        if "latent_scale" not in extra:
+            raise SampleError(f"checkpoint {step_dir}: state.json does not record the latent_scale")
+    except SampleError:
+        raise
+    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
+            json.JSONDecodeError) as e:
+        raise SampleError(f"checkpoint {str(path)!r}: {str(e).strip()}") from None
+    c, size = int(kwargs["latent_channels"]), int(kwargs["latent_size"])
+    return SamplingModel(cfg=cfg, denoiser=denoiser.to(device).eval(), vae=vae.eval(),
+                         latent_scale=float(extra["latent_scale"]), latent_shape=(c, size, size),
+                         step=int(state.get("step", 0)), step_dir=step_dir, device=device)
+
+
+# ------------------------------------------------------------------ audio -> conditioning
+
+
+def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Mono audio -> (windows (T, 2k+1, Ch), is_silent (T,), timeline info) exactly as in training.
+
+    The wave is resampled to ``data.sample_rate`` (band edges depend on the rate), featurised with the
+    checkpoint's timeline settings and fps, z-scored over the whole file only when the checkpoint was
+    trained with ``diffusion.audio_feature_normalize_per_clip``, and cut/padded to ``n_frames``.
+    """
+    train_sr = cfg.data.sample_rate
+    x = resample(wave, sr, train_sr) if sr != train_sr else wave
+    feats, names = compute_audio_timeline(np.asarray(x, np.float32), train_sr, cfg.render.fps, cfg.timeline)  # (T', Ch)
+    if len(feats) == 0:
+        raise SampleError("audio is shorter than one video frame")
+    feats = pad_to(feats, n_frames)  # resampling can move the frame count by one
+    win = audio_windows(feats, names, cfg.diffusion.audio_context_frames,
+                        cfg.diffusion.audio_feature_normalize_per_clip)  # (T, 2k+1, Ch)
+    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    rms = feats[:, channel_index(names, "rms")]
+    onset = feats[:, channel_index(names, "onset")]
+    return win, silent, {"names": names, "rms": rms, "onset": onset, "features": feats}
+
+
+# ------------------------------------------------------------------ style
+
+
+def style_from_prior(style_dim: int, seed: int) -> torch.Tensor:
+    """A style latent (1, style_dim) drawn from its N(0, I) prior with its own seed."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(1, style_dim, generator=g)
+
+
+def read_reference_frames(path: str | Path, resolution: int, max_frames: int = 8) -> np.ndarray:
+    """An image or a video -> up to ``max_frames`` uint8 frames (n, R, R, 3), evenly spaced, resized."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"style reference {str(path)!r}: not found")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            frames = [np.asarray(im.convert("RGB").resize((resolution, resolution), Image.BICUBIC))]
+    except (UnidentifiedImageError, OSError):
+        from shared.video import VideoError, read_video_frames
+
+        try:
+            all_frames = [np.asarray(f) for f in read_video_frames(path, size=(resolution, resolution))]
+        except (VideoError, OSError, KeyError, TypeError, ValueError) as e:
+            raise SampleError(f"style reference {str(path)!r}: neither an image nor a readable video ({e})") from None
+        if not all_frames:
+            raise SampleError(f"style reference {str(path)!r}: the video has no frames")
+        pick = np.linspace(0, len(all_frames) - 1, min(max_frames, len(all_frames))).round().astype(int)
+        frames = [all_frames[i] for i in pick]
+    return np.stack(frames)
+
+
+@torch.no_grad()
+def style_from_reference(model: SamplingModel, path: str | Path) -> torch.Tensor:
+    """Style latent (1, style_dim): the style encoder's posterior mean over the reference's latents."""
+    frames = read_reference_frames(path, model.cfg.render.resolution)
+    lat = model.encode(frames)  # (S, C, h, w)
+    mu, _ = model.denoiser.encode_style(lat[None])
+    return mu.float().cpu()
+
+
+# ------------------------------------------------------------------ the sampler
+
+
+@dataclass
+class SampleSettings:
+    seed: int = 0
+    style_seed: int | None = None
+    style_from: str | None = None
+    guidance: float | None = None
+    steps: int | None = None
+    sampler: str | None = None
+    overlap: int | None = None
+
+
+def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
+    cfg = model.cfg
+    inf = cfg.inference
+    overlap = settings.overlap if settings.overlap is not None else inf.snippet_overlap
+    if not 0 <= overlap < cfg.diffusion.snippet_frames:
+        raise SampleError(f"snippet overlap {overlap} must be in [0, {cfg.diffusion.snippet_frames - 1}]")
+    return StreamSpec(
+        snippet_frames=cfg.diffusion.snippet_frames, prev_frames=cfg.diffusion.prev_frames,
+        latent_shape=model.latent_shape, clip_frames=max(1, int(math.floor(cfg.data.clip_seconds * cfg.render.fps))),
+        overlap=overlap, steps=settings.steps or inf.steps,
+        guidance=inf.audio_guidance_scale if settings.guidance is None else float(settings.guidance),
+        sampler=settings.sampler or inf.sampler)
+
+
+def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
+                    spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
+    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    audio = torch.from_numpy(np.ascontiguousarray(windows))
+    sil = torch.from_numpy(np.ascontiguousarray(silent))
+    style = None if style_z is None else style_z.to(model.device)
+    for _, lat in latent_stream(model.denoiser, spec, audio, sil, style, gen, model.device, on_snippet):
+        b, n = lat.shape[:2]
+        frames = model.decode(lat.flatten(0, 1))  # (B*n, H, W, 3)
+        yield frames.reshape((b, n) + frames.shape[1:])
+
+
+def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
+                progress: bool = True) -> dict[str, Any]:
+    """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
+    from shared.video import Mp4Writer
+    from trainer.runtime import progress as progress_bar
+
+    try:
+        wave, sr = load_audio(audio_path)
+    except AudioLoadError as e:
+        raise SampleError(str(e)) from None
+    cfg = model.cfg
+    fps = cfg.render.fps
+    n_frames = frame_count(len(wave), sr, fps)
+    if n_frames == 0:
+        raise SampleError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
+    windows, silent, info = audio_conditioning(wave, sr, cfg, n_frames)
+    spec = stream_spec(model, settings)
+    if settings.style_from:
+        style_z = style_from_reference(model, settings.style_from)
+    else:
+        style_z = style_from_prior(cfg.diffusion.style_dim,
+                                   settings.style_seed if settings.style_seed is not None else settings.seed)
+    res = cfg.render.resolution
+    out_path = Path(out_path)
+    t0 = time.perf_counter()
+    bar = progress_bar(n_frames, 0, f"sample {Path(audio_path).name}", unit="frame") if progress else None
+    with Mp4Writer(out_path, fps, res, res, audio=(wave, sr)) as writer:
+        for chunk in generate_frames(model, windows[None], silent[None], style_z, spec, settings.seed):
+            writer.write(chunk[0])
+            if bar is not None:
+                bar.update(chunk.shape[1])
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return {"out": str(out_path), "frames": n_frames, "duration_s": len(wave) / sr, "fps": fps,
+            "wall_s": seconds, "frames_per_s": n_frames / max(seconds, 1e-9), "silent_frac": float(silent.mean()),
+            "step": model.step, "checkpoint": str(model.step_dir)}
