@@ -295,6 +295,13 @@ class Mp4Writer:
         self._partial.unlink(missing_ok=True)
         self._cleanup()
 
+    def __del__(self) -> None:  # a writer dropped without close(): stop ffmpeg, leave no partial file
+        if getattr(self, "_proc", None) is not None:
+            try:
+                self.abort()
+            except Exception:
+                pass
+
     def _cleanup(self) -> None:
         self._proc = None
         if self._stderr is not None:

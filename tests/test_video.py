@@ -146,6 +146,18 @@ def test_error_inside_the_block_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_dropped_writer_stops_ffmpeg(tmp_path):
+    import gc
+
+    writer = Mp4Writer(tmp_path / "dropped.mp4", 8.0, W, H).open()
+    writer.write(solid(0, 2))
+    proc = writer._proc
+    del writer
+    gc.collect()
+    assert proc.poll() is not None  # ffmpeg was stopped, not left waiting on its stdin
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ffmpeg_failure_carries_its_stderr(tmp_path):
     out = tmp_path / "bad.mp4"
     with pytest.raises(VideoError) as err:
