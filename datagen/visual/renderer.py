@@ -24,6 +24,7 @@ import numpy as np
 
 from datagen.visual.drive import DRIVE_NAMES, DRIVE_SCALARS, SHADER_BANDS, DriveIntegrator, check_timeline
 from datagen.visual.plan import SHADER_DIR, validate_plan
+from datagen.visual.points import POINT_UNIFORMS
 from datagen.visual.shaders import ShaderError, assemble, compile_error
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class Renderer:
         check_timeline(features, names)
         validate_plan(plan)
         layers = [(self.program(lay["visualizer"]), lay) for lay in plan["layers"]]
-        n = sum(1 for _ in self._frames(features, list(names), plan, layers, float(fps), 64, readback=False))
+        n = sum(self._frames(features, list(names), plan, layers, float(fps), 64, readback=False))
         self.ctx.finish()
         return n
 
@@ -285,6 +286,10 @@ class Renderer:
             values["u_hue"] = float(lay.get("hue_offset", 0.0))
             values["u_seed"] = float(lay.get("seed", 0.0))
             values["u_multiply"] = 1 if lay["blend"] == "multiply" else 0
+            points = POINT_UNIFORMS.get(lay["visualizer"])
+            if points is not None:  # CPU-integrated point set of this primitive
+                arr = points[1](row, values["u_seed"], values["u_line_width"])
+                uniforms[points[0]].write(arr[:uniforms[points[0]].array_length].tobytes())
             for name, uniform in uniforms.items():
                 if name == "u_bands":  # the compiler may shrink an array to the entries a shader reads
                     uniform.value = values[name][:uniform.array_length]

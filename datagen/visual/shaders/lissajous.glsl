@@ -8,8 +8,8 @@ vec4 shade(vec2 p) {
     float dmin = 1e3;
     float smin = 0.0;
     vec2 prev = amp * vec2(sin(u_phase), sin(0.5 * u_spin));
-    for (int k = 1; k <= 96; k++) {
-        float s = TAU * float(k) / 96.0;
+    for (int k = 1; k <= 72; k++) {
+        float s = TAU * float(k) / 72.0;
         vec2 cur = amp * vec2(sin(fa * s + u_phase), sin(fb * s + 0.5 * u_spin));
         float d = seg_dist(p, prev, cur);
         if (d < dmin) { dmin = d; smin = s; }
