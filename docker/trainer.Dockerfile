@@ -7,7 +7,7 @@
 #       diffusion --latents /shared/latents --out /shared/runs/diffusion --shuffle-weight 0.5
 # Multi-GPU / multi-node (DDP): override the entrypoint with torchrun, which starts one
 # `trainer` process per GPU (see docs/CLUSTER.md, docker/trainer-job.yaml, docker/slurm-trainer.sbatch):
-#   docker run ... --entrypoint torchrun IMAGE --nnodes 1 --nproc-per-node 8 --no-python \
+#   docker run ... --entrypoint torchrun IMAGE --standalone --nproc-per-node 8 --no-python \
 #       trainer diffusion --latents /shared/latents --out /shared/runs/diffusion
 
 # Static ffmpeg/ffprobe (x264, AAC): the CUDA base is Ubuntu, whose ffmpeg package would pull
