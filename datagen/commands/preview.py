@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         fail(f"--out must name an .mp4 file, got {str(out)!r}")
     if args.seed < 0:
         fail(f"--seed must be >= 0, got {args.seed}")
+    if args.variant and args.variant != "debug" and cfg.data.audio_debug_mode:
+        fail(f"--variant {args.variant} contradicts data.audio_debug_mode=true (--debug): debug clips only")
     variant = args.variant or choose_variant(cfg.data, args.seed)
     t0 = time.perf_counter()
     try:
