@@ -120,6 +120,10 @@ class SkipCounter:
         with self._counts.get_lock():
             self._counts[i] += n
 
+    def reset(self) -> None:
+        with self._counts.get_lock():
+            self._counts[0] = self._counts[1] = 0
+
     @property
     def samples(self) -> int:
         return int(self._counts[0])

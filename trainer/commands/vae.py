@@ -1,0 +1,31 @@
+"""`trainer vae`: train the frame VAE on pixel shards (resumes from the run dir's `latest`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+
+NAME = "vae"
+HELP = "Train the frame VAE on pixel shards (data/pixels -> runs/vae); re-running with the same --out resumes."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="data/pixels",
+                        help="Pixel shards: a dir with train/ and val/, a glob, a brace pattern or a URL.")
+    parser.add_argument("--out", default="runs/vae", help="Run dir (config.yaml, ckpt/, latest, metrics, samples).")
+    parser.add_argument("--force", action="store_true",
+                        help="Start over in --out even if its saved model shape differs (old checkpoints are moved aside).")
+    add_config_args(parser, [ShortFlag("--steps", "vae.steps", int, "Total training steps.")])
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_or_exit(args)
+    from trainer.checkpoint import ShapeMismatchError
+    from trainer.vae.train import train_vae
+
+    try:
+        train_vae(cfg, args.data, args.out, force=args.force)
+    except (ShapeMismatchError, FileNotFoundError) as e:
+        fail(str(e))
+    return 0
