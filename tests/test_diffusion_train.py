@@ -156,6 +156,10 @@ def test_cli_trains_on_latent_shards_and_records_the_vae(latent_data):
     vae, vcfg, _ = load_vae(out / "vae")
     assert vcfg.vae.latent_channels == 2
     assert ckpt.load_checkpoint(out)[0] == 2
+    grid = out / "samples" / "step-00000002.png"  # EMA samples decoded by the recorded VAE, under the truth
+    import matplotlib.image
+    img = matplotlib.image.imread(grid)
+    assert img.shape[0] == 4 * 2 * 16 and img.shape[1] == 2 * 16  # 4 clips x (truth, sample) x 16 px; 2 frames
 
 
 def test_torchrun_two_gloo_processes_run_two_steps(latent_data):

@@ -79,11 +79,49 @@ def evaluate(model: nn.Module, val_batches: list[dict], cfg: Config, dist: rt.Di
     return {"val_L_good": good, "val_L_bad": bad, "val_gap": bad - good}
 
 
+@torch.no_grad()
+def write_sample_grid(model: Denoiser, batch: dict, cfg: Config, decoder: Callable[[torch.Tensor], torch.Tensor],
+                      path: Path, device: torch.device, n_clips: int = 4) -> Any:
+    """Sample val snippets with ``model`` (the EMA weights) and write a PNG: per clip, the decoded true latents
+    above the decoded sample, frames left to right. Returns the grid (H, W, 3) uint8."""
+    import matplotlib.image
+    import numpy as np
+
+    from trainer.data import unit_to_frame
+    from trainer.diffusion.sampler import sample_snippet
+
+    b = {k: v[:n_clips] for k, v in to_device(batch, device).items()}
+    mu, _ = model.encode_style(b["style"].float())
+    cond = model.make_cond(b["audio"].float(), b["is_silent"], b["frame_index"], prev=b["prev"].float(),
+                           prev_valid=b["prev_valid"], style_z=mu)
+    inf = cfg.inference
+    x0 = sample_snippet(model, cond, tuple(b["x"].shape), inf.steps, inf.audio_guidance_scale,
+                        torch.Generator().manual_seed(inf.seed), inf.sampler, device)  # (n, F, C, h, w)
+    rows = []
+    for lat in (b["x"].float(), x0):
+        frames = decoder(lat.flatten(0, 1))  # (n*F, 3, H, W)
+        frames = frames.reshape(*lat.shape[:2], *frames.shape[1:])
+        rows.append(unit_to_frame(frames.clamp(-1, 1)))  # (n, F, H, W, 3)
+    pairs = np.stack(rows, axis=1)  # (n, 2, F, H, W, 3)
+    n, two, f, h, w, _ = pairs.shape
+    grid = pairs.transpose(0, 1, 3, 2, 4, 5).reshape(n * two * h, f * w, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    matplotlib.image.imsave(path, grid)
+    return grid
+
+
 def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterator[dict]], val_batches: list[dict], *,
           latent_channels: int, latent_size: int, n_audio_channels: int, dist: rt.Dist | None = None,
-          decoder: Callable[[torch.Tensor], torch.Tensor] | None = None, extra_state: dict[str, Any] | None = None,
-          force: bool = False, show_progress: bool = True, skip_counter: Any = None) -> dict[str, Any]:
-    """Train (or resume) the denoiser in ``run_dir`` up to ``cfg.diffusion.steps``; return the summary."""
+          decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          preview_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          extra_state: dict[str, Any] | None = None, force: bool = False, show_progress: bool = True,
+          skip_counter: Any = None) -> dict[str, Any]:
+    """Train (or resume) the denoiser in ``run_dir`` up to ``cfg.diffusion.steps``; return the summary.
+
+    ``decoder`` (VAE decode of scaled latents) feeds the decoded-frame proxy when its weight is > 0;
+    ``preview_decoder`` (usually the same) turns EMA samples into ``samples/step-*.png`` every
+    ``run.sample_every`` steps.
+    """
     d, run = cfg.diffusion, cfg.run
     dist = dist or rt.setup_distributed(run.device)
     device = dist.device
@@ -183,6 +221,12 @@ def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterat
             if dist.is_main:
                 bar.write(f"step {step + 1}: val gap {val['val_gap']:+.4f} (L_good {val['val_L_good']:.4f}, "
                           f"L_bad {val['val_L_bad']:.4f}); EMA gap {val['val_ema_gap']:+.4f}")
+
+        if preview_decoder is not None and dist.is_main and ((step + 1) % run.sample_every == 0 or step + 1 == d.steps):
+            ema.copy_to(eval_model)
+            grid = write_sample_grid(eval_model, val_batches[0], cfg, preview_decoder,
+                                     run_dir / "samples" / f"{ckpt.step_dir_name(step + 1)}.png", device)
+            logger.log_image(step + 1, "samples/true_over_sampled", grid)
 
         if (step + 1) % run.checkpoint_every == 0 or step + 1 == d.steps:
             save(step + 1)
@@ -298,11 +342,12 @@ def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, forc
     if n_audio != len(channel_names(cfg.timeline)):
         raise ValueError(f"latent shards have {n_audio} timeline channels, the config's timeline has "
                          f"{len(channel_names(cfg.timeline))}")
-    decoder = make_decoder(run_dir / "vae", scale, dist.device) if cfg.diffusion.audio_shuffle_frame_proxy_weight > 0 else None
+    vae_decoder = make_decoder(run_dir / "vae", scale, dist.device)
+    decoder = vae_decoder if cfg.diffusion.audio_shuffle_frame_proxy_weight > 0 else None
     extra = {"latent_scale": scale, "latents": str(latents_dir.resolve()), "vae_source": str(vae_src),
              "vae": "vae"}
     try:
         return train(cfg, run_dir, make_batches, val_batches, latent_channels=c, latent_size=h, n_audio_channels=n_audio,
-                     dist=dist, decoder=decoder, extra_state=extra, force=force, skip_counter=counter)
+                     dist=dist, decoder=decoder, preview_decoder=vae_decoder, extra_state=extra, force=force, skip_counter=counter)
     finally:
         rt.cleanup_distributed()
