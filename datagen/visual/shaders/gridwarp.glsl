@@ -3,7 +3,7 @@
 
 vec4 shade(vec2 p) {
     float r = length(p);
-    float scale = (2.0 + 0.4 * u_symmetry) * u_detail;
+    float scale = (1.5 + 0.25 * u_symmetry) * u_detail;
     vec2 q = p * scale;
     vec2 disp = vec2(0.0);
     for (int k = 0; k < 8; k++) {

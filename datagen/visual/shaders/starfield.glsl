@@ -8,7 +8,7 @@ vec4 shade(vec2 p) {
     for (int l = 0; l < 4; l++) {
         float fl = float(l);
         float depth = fract(fl / 4.0 + 0.3 * u_phase);
-        float scale = mix(10.0, 1.5, depth) * u_detail;
+        float scale = mix(7.0, 1.2, depth) * u_detail;
         vec2 q = q0 * scale + vec2(7.3 * fl, 3.1 * fl) + 11.0 * u_seed;
         vec2 cell = floor(q);
         vec2 off = hash22(cell + 31.0 * fl) - 0.5;
@@ -16,7 +16,8 @@ vec4 shade(vec2 p) {
         float b = u_bands[int(h * 7.999)];
         float d = length(fract(q) - 0.5 - 0.7 * off);
         float fade = smoothstep(0.0, 0.3, depth) * smoothstep(1.0, 0.85, depth);
-        float i = blob(d, max((0.05 + 0.12 * b) * u_line_width, 1.5 * px() * scale)) * fade * (0.2 + 1.3 * b);
+        float present = step(0.35, hash2(cell + 91.0 * fl));           // about two cells in three hold a star
+        float i = present * blob(d, max((0.05 + 0.12 * b) * u_line_width, 1.5 * px() * scale)) * fade * (0.2 + 1.5 * b);
         col += palette(h + u_centroid + u_hue) * i;
         cov += i;
     }

@@ -1,0 +1,93 @@
+"""`datagen visualize` and `datagen visualizers` end to end: real audio files, real EGL, real ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from datagen.cli import main
+from datagen.visual import PRIMITIVES
+from shared.video import probe, read_video_frames
+
+SR = 16000
+
+
+def song(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    beat = t % 0.5
+    kick = np.sin(2 * np.pi * (50 + 90 * np.exp(-beat * 30)) * beat) * np.exp(-beat * 10)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * 0.1
+    return (0.4 * kick + chord).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def audio_file(tmp_path_factory):
+    """1.5 s of music then 1 s of digital silence, stereo flac at 16 kHz."""
+    wave = np.concatenate([song(1.5), np.zeros(SR, np.float32)])
+    path = tmp_path_factory.mktemp("audio") / "clip.flac"
+    sf.write(path, np.stack([wave, 0.5 * wave], axis=1), SR)
+    return path
+
+
+def datagen(*argv: str) -> int:
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_visualize_one_primitive_mp4_follows_the_audio(audio_file, tmp_path, capsys):
+    out = tmp_path / "rings.mp4"
+    assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), "--visualizer", "rings",
+                   "--resolution", "32", "--fps", "8", "timeline.n_fft=256") == 0
+    assert "wrote" in capsys.readouterr().out
+    info = probe(out)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (video["codec_name"], video["width"], video["height"], video["pix_fmt"]) == ("h264", 32, 32, "yuv420p")
+    assert audio["codec_name"] == "aac"
+    frames = np.stack(list(read_video_frames(out))).astype(np.float32)  # (T, H, W, 3)
+    assert len(frames) == 20  # floor(2.5 s * 8 fps)
+    motion = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    assert motion[1:11].mean() > 3.0  # music
+    assert motion[-4:].max() < 1.0    # settled 0.5 s into the silence (h264 noise aside)
+
+
+def test_visualize_all_is_a_grid_of_every_primitive(audio_file, tmp_path, capsys):
+    out = tmp_path / "all.mp4"
+    assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), "--resolution", "64", "--fps", "4",
+                   "timeline.n_fft=256") == 0
+    text = capsys.readouterr().out
+    assert "grid (row-major): " + ", ".join(PRIMITIVES) in text
+    video = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (64, 48)  # 4 x 3 tiles of 16 px
+
+
+def test_visualize_mix_reads_other_formats(audio_file, tmp_path, capsys):
+    mp3 = tmp_path / "clip.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(audio_file), "-ar", "22050", str(mp3)], check=True)
+    out = tmp_path / "mix.mp4"
+    assert datagen("visualize", "--audio", str(mp3), "--out", str(out), "--visualizer", "mix", "--seed", "3",
+                   "--resolution", "32", "--fps", "4", "timeline.n_fft=256") == 0
+    assert "layers: " in capsys.readouterr().out
+    assert probe(out)["format"]["format_name"].startswith("mov")
+
+
+def test_visualize_bad_input_is_a_clear_error(audio_file, tmp_path, capsys):
+    assert datagen("visualize", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x.mp4")) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert datagen("visualize", "--audio", str(audio_file), "--out", str(tmp_path / "x.mp4"),
+                   "--visualizer", "nonesuch") == 2
+    assert "unknown visualizer 'nonesuch'" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_visualizers_lists_every_primitive_one_line_each(capsys):
+    assert datagen("visualizers") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(PRIMITIVES)
+    assert all(len(line.split(None, 1)[1]) > 40 for line in lines)
