@@ -23,8 +23,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    VENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH \
+    VENV=/usr/local \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics,video
 
@@ -55,8 +54,11 @@ RUN apt-get update \
     && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash synesthete
 
 # The same set-up script as the Makefile and CI: --system-only checks that ffmpeg, ffprobe,
-# libegl1 and libgl1 are present (installed and pinned above), --python-only makes $VENV with
-# the package and Ray. The source stays at /opt/synesthete (the package is installed editable).
+# libegl1 and libgl1 are present (installed and pinned above); --python-only installs the package
+# and Ray into $VENV. VENV=/usr/local is the image's own Python (the script reuses an existing
+# $VENV/bin/python), so `datagen` and `ray` land in /usr/local/bin, which stays on PATH even in
+# the login shells that KubeRay and the Ray cluster launcher start (Debian's /etc/profile resets
+# PATH and would drop a venv). The source stays at /opt/synesthete (the install is editable).
 WORKDIR /opt/synesthete
 COPY pyproject.toml README.md ./
 COPY requirements/ requirements/

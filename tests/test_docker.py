@@ -374,8 +374,11 @@ def test_entrypoint_user_and_context(dockerfile: Path):
     assert users, f"{dockerfile.name} runs as root"
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) != 0, f"{dockerfile.name}: last USER must be a numeric non-root uid"
-    # Everything the Dockerfile copies from the context exists and passes .dockerignore.
-    allowed = [l[1:].rstrip("/") for l in (ROOT / ".dockerignore").read_text().splitlines() if l.startswith("!")]
+    # Everything the Dockerfile copies from the context exists and passes .dockerignore, which
+    # excludes everything else (data/, runs/, .venv/ never reach the build context).
+    ignore = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert ignore[0] == "*", ".dockerignore starts by excluding everything"
+    allowed = [l[1:].rstrip("/") for l in ignore if l.startswith("!")]
     for i, args in ins:
         if i != "COPY" or "--from=" in args:
             continue
@@ -396,6 +399,9 @@ def test_datagen_image_headless_egl():
     caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", env)
     assert caps and {"compute", "utility", "graphics", "video"} <= set(caps.group(1).split(","))
     assert re.search(r"NVIDIA_VISIBLE_DEVICES=all", env)
+    # Into the image's Python under /usr/local: Debian's /etc/profile resets PATH in the login
+    # shells KubeRay and the Ray launcher use, which would hide a venv's bin/.
+    assert re.search(r"\bVENV=/usr/local\b", env) and "PATH=/opt" not in env
     assert "/usr/share/glvnd/egl_vendor.d/10_nvidia.json" in text and "libEGL_nvidia.so.0" in text
     base = [a for i, a in ins if i == "FROM"][0]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
