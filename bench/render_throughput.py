@@ -59,7 +59,9 @@ def machine() -> str:
         cpu = m.group(1).strip() if m else cpu
     except (OSError, subprocess.SubprocessError):
         pass
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()} "
+            f"(1-min load average {load:.1f} at the start: on a shared machine the figures are noisy)")
 
 
 def measure(renderer, name: str, features, names, fps: float) -> tuple[float, float]:
