@@ -97,12 +97,22 @@ def test_variant_choice_follows_the_mix_knobs(tiny_cfg):
     assert {choose_variant(debug, s) for s in range(200)} == {"debug"}
 
 
-def test_bad_variant_and_too_short_silence_clip_fail_clearly(tiny_cfg):
+def test_bad_variant_fails_clearly(tiny_cfg):
     with pytest.raises(ValueError, match="unknown audio variant 'loud'"):
         synthesize_clip(tiny_cfg, 0, "loud")
-    short = build_config(overrides=["data.clip_seconds=2", "data.sample_rate=8000"])
-    with pytest.raises(ValueError, match="data.clip_seconds"):
-        synthesize_clip(short, 0, "silence")
+
+
+@pytest.mark.parametrize("variant", ["silence", "debug"])
+def test_short_clips_still_get_a_silence_with_music_around_it(micro_cfg, variant):
+    sr = micro_cfg.data.sample_rate  # 2 s clips at 8 kHz
+    for seed in SEEDS:
+        clip = synthesize_clip(micro_cfg, seed, variant)
+        sil = [s for s in clip.meta["segments"] if s["kind"] == "silence"]
+        assert sil and all(s["end_s"] - s["start_s"] >= 0.5 for s in sil)
+        for s in sil:
+            r = sample_range(s["start_s"], s["end_s"], sr)
+            assert np.all(clip.wave[r] == 0.0)
+            assert np.any(clip.wave[:r.start]) and np.any(clip.wave[r.stop:])
 
 
 # ------------------------------------------------------------------------------------- mix, gain, meta

@@ -84,8 +84,11 @@ def test_preview_bad_input_fails_naming_the_problem(tmp_path, capsys):
         preview("--out", str(tmp_path / "clip.avi"))
     assert e.value.code == 2 and "--out must name an .mp4" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        preview("--variant", "silence", "--seconds", "2", "--out", str(tmp_path / "c.mp4"), *SMALL)
-    assert e.value.code == 2 and "data.clip_seconds" in capsys.readouterr().err
+        preview("--seed", "-3", "--out", str(tmp_path / "c.mp4"), *SMALL)
+    assert e.value.code == 2 and "--seed must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        preview("--debug", "--variant", "normal", "--out", str(tmp_path / "c.mp4"), *SMALL)
+    assert e.value.code == 2 and "contradicts data.audio_debug_mode" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         preview("--silence-mix", "1.5", "--out", str(tmp_path / "c.mp4"))
     assert e.value.code == 2 and "data.audio_silence_mix_prob" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def debug_plan(k: int, duration: float) -> dict[str, Any]:
     order = np.roll(np.arange(len(BANDS)), (k // len(HIT_PERIODS_S)) % len(BANDS))
     burst_len = float(rng.uniform(0.2, 0.4)) * period
     n_gaps = 1 if duration < 8 else 2
-    gap_len = float(rng.uniform(0.75, 1.25))
+    gap_len = min(float(rng.uniform(0.75, 1.25)), 0.3 * duration)
     gaps = []
     for g in range(n_gaps):  # each gap in its own slice of the clip, away from the clip edges
         lo = duration * (g + 0.3) / n_gaps

@@ -55,16 +55,15 @@ def plan_silence_layout(duration: float, active: list[str], keeper: str,
                         rng: np.random.Generator) -> list[tuple[str, list[str], float, float]]:
     """Choose the silence-variant segments of a clip: (kind, tracks, start_s, end_s), sorted by start.
 
-    One full silence of >= 1 s with music of at least ``margin`` before and after it, then
-    up to three track dropouts (each >= 0.5 s, a non-empty proper subset of the active
-    tracks that never includes ``keeper``, so music keeps sounding) in the music around it.
-    Times are rounded to microseconds, the precision of the labels. Works for clips down
-    to 3 s (the tiny config uses 4 s).
+    One full silence with music before and after it (>= 1 s long for clips of 2.5 s and
+    more; 0.4 x the clip for shorter ones), then up to three track dropouts (each >= 0.5 s, a
+    non-empty proper subset of the active tracks that never includes ``keeper``, so music
+    keeps sounding) in the music around it, where there is room. Times are rounded to
+    microseconds, the precision of the labels.
     """
-    if duration < 3.0:
-        raise ValueError(f"the silence variant needs clips of at least 3 s (data.clip_seconds={duration})")
-    margin = max(0.5, 0.12 * duration)
-    sil_len = float(rng.uniform(1.0, max(1.0, min(3.0, 0.3 * duration))))
+    sil_min = min(1.0, 0.4 * duration)
+    sil_len = float(rng.uniform(sil_min, max(sil_min, min(3.0, 0.3 * duration))))
+    margin = min(max(0.5, 0.12 * duration), (duration - sil_len) / 2)
     sil_start = float(rng.uniform(margin, duration - margin - sil_len))
     segs: list[tuple[str, list[str], float, float]] = [("silence", list(active), round(sil_start, 6),
                                                          round(sil_start + sil_len, 6))]
