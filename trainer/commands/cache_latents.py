@@ -1,0 +1,28 @@
+"""`trainer cache-latents`: encode every pixel clip with the EMA VAE into latent shards (resumable per shard)."""
+
+from __future__ import annotations
+
+import argparse
+
+from shared.cli import add_config_args, config_or_exit, fail
+
+NAME = "cache-latents"
+HELP = "Encode pixel shards with the trained VAE's EMA weights into latent shards (data/pixels -> data/latents)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="data/pixels", help="Pixel shards (a dir with train/ and val/, a glob, ...).")
+    parser.add_argument("--vae", default="runs/vae", help="VAE run dir (its latest checkpoint) or a ckpt/step-* dir.")
+    parser.add_argument("--out", default="data/latents", help="Latent shard dir: train/, val/, manifest.json.")
+    add_config_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_or_exit(args)
+    from trainer.latents import cache_latents
+
+    try:
+        cache_latents(cfg, args.data, args.vae, args.out)
+    except FileNotFoundError as e:
+        fail(str(e))
+    return 0
