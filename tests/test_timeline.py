@@ -283,16 +283,20 @@ def test_deterministic_and_rejects_bad_input():
 
 
 def test_fast_enough_for_datagen():
-    """Production sizes: 8 s at 22.05 kHz, 24 fps. Target < 20 ms; the bound leaves room for a busy CI box."""
+    """Production sizes: 8 s at 22.05 kHz, 24 fps. Target < 20 ms (about 10 ms measured on an idle core).
+
+    CPU time of this process (not wall time, which other jobs on a shared CI box inflate), best of 7,
+    against a bound with room to spare.
+    """
     wave = click_track(128.0, 8.0, 22050)
     cfg = TimelineConfig()
     compute_audio_timeline(wave, 22050, 24.0, cfg)
     times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
+    for _ in range(7):
+        t0 = time.process_time()
         compute_audio_timeline(wave, 22050, 24.0, cfg)
-        times.append(time.perf_counter() - t0)
-    assert min(times) < 0.1, times
+        times.append(time.process_time() - t0)
+    assert min(times) < 0.06, times
 
 
 def test_chunked_processing_matches_one_pass(monkeypatch):
@@ -304,3 +308,22 @@ def test_chunked_processing_matches_one_pass(monkeypatch):
     monkeypatch.setattr(timeline, "_CHUNK_SAMPLES", 5000)  # 5 frames per chunk, 110 hops per envelope chunk
     chunked, _ = compute_audio_timeline(wave, 22050, 24.0, TimelineConfig())
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_downbeat_follows_chord_changes_over_accents():
+    """Bars start where the harmony changes, even when the loudest clicks sit on another beat."""
+    sr, bpm, offset = 16000, 120.0, 0.3
+    t = np.arange(8 * sr) / sr
+    chords = [(48, 60, 64, 67), (41, 57, 60, 65), (43, 55, 59, 62), (45, 57, 60, 64)]  # C F G Am (MIDI)
+    wave = np.zeros_like(t)
+    for bar in range(-1, 4):
+        start, end = offset + 2.0 * bar, offset + 2.0 * (bar + 1)
+        inside = (t >= start) & (t < end)
+        for note in chords[bar % 4]:
+            wave[inside] += 0.08 * np.sin(2 * np.pi * 440.0 * 2 ** ((note - 69) / 12) * t[inside])
+    clicks = click_track(bpm, 8.0, sr, offset_s=offset + 0.5, accent_every=4)  # accents on each bar's 2nd beat
+    est = estimate_beats((wave + clicks).astype(np.float32), sr)
+    assert est.bpm == pytest.approx(bpm, rel=0.02)
+    bars = est.downbeat_times(8.0)
+    changes = offset + 2.0 * np.arange(4)
+    assert np.max(np.min(np.abs(changes[:, None] - bars[None, :]), axis=1)) < 0.03, bars
