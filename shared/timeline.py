@@ -6,7 +6,9 @@ float32 array ``[T, C]`` with one row per video frame:
 * ``T = floor(len(wave) / sr * fps)`` (see :func:`frame_count`);
 * frame ``t`` covers samples ``[floor(t*sr/fps), floor((t+1)*sr/fps))``
   exactly (see :func:`frame_bounds`); frames are not overlapping, and when
-  ``sr/fps`` is not an integer their lengths differ by one sample.
+  ``sr/fps`` is not an integer their lengths differ by one sample. (So a sample
+  at time ``t`` lies in frame ``floor(t*fps)``, except a sample less than one
+  sample period before a frame's start time, which the floor puts in that frame.)
 
 Channels, in order (:func:`channel_names`) and with their units:
 
@@ -36,8 +38,10 @@ Channels, in order (:func:`channel_names`) and with their units:
 
 Spectra: each frame is zero-padded to ``max(n_fft, frame length)`` samples
 (rounded up to a fast FFT size) after a Hamming window of the frame's own
-length, and all frames go through one batched real FFT. The window never
+length; frames go through one batched float32 real FFT per chunk of ~1M samples
+(an 8 s clip is one chunk; long audio stays in bounded memory). The window never
 reaches zero, so an impulse at a frame's edge still registers in its frame.
+Magnitudes are scaled so a sine of amplitude A peaks at A (0 dBFS = amplitude 1).
 
 Tempo: a band-wise onset envelope at ~50 Hz (independent of fps) is autocorrelated over
 60-200 BPM with a mild log-normal preference around 120 BPM (against octave
