@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# The main job end to end on configs/tiny.yaml (CPU is fine): grows with each stage of the pipeline.
+# The main job end to end on configs/tiny.yaml, on the CPU if there is no GPU:
+# datagen run (embedded local Ray) -> inspect -> trainer vae -> cache-latents -> diffusion -> sample -> eval.
+# Everything lands under $DEMO_OUT (default out/demo); re-running resumes/skips finished work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 CFG=${CFG:-configs/tiny.yaml}
-OUT=${DEMO_OUT:-out/demo}
-mkdir -p "$OUT"
+D=${DEMO_OUT:-out/demo}
+mkdir -p "$D"
 start=$(date +%s)
-step() { echo; echo "== demo: $* ($(( $(date +%s) - start ))s)"; }
+step() { echo; echo "== demo [$(( $(date +%s) - start ))s]: $*"; }
 
-step "datagen preview (silence variant)"
-datagen preview --config "$CFG" --seed 1 --silence-mix 1 --out "$OUT/preview_silence.mp4"
+step "datagen run: procedural audio -> timelines -> EGL visualizers -> WebDataset shards (local Ray)"
+datagen run --config "$CFG" --shards 4 --silence-mix 0.3 --out "$D/data/pixels"
+datagen inspect "$D/data/pixels"
 
-echo; echo "== demo done in $(( $(date +%s) - start ))s; outputs under $OUT"
+step "datagen preview: one silence/track-dropout clip with its audio"
+datagen preview --config "$CFG" --seed 7 --silence-mix 1 --seconds 12 --out "$D/preview_silence.mp4"
+ffmpeg -loglevel error -y -i "$D/preview_silence.mp4" -vn -ac 1 "$D/song.wav"
+
+step "trainer vae: frame VAE"
+trainer vae --config "$CFG" --data "$D/data/pixels" --out "$D/runs/vae"
+
+step "trainer cache-latents"
+trainer cache-latents --config "$CFG" --data "$D/data/pixels" --vae "$D/runs/vae" --out "$D/data/latents"
+
+step "trainer diffusion --shuffle-weight 0.5"
+trainer diffusion --config "$CFG" --latents "$D/data/latents" --out "$D/runs/diffusion" --shuffle-weight 0.5
+
+step "trainer sample: any audio file -> mp4 with the audio muxed in"
+trainer sample --audio "$D/song.wav" --checkpoint "$D/runs/diffusion" --out "$D/sample.mp4"
+
+step "trainer eval: audio responsiveness report"
+trainer eval --checkpoint "$D/runs/diffusion" --data "$D/data/pixels" --out "$D/eval"
+
+echo
+echo "== demo done in $(( $(date +%s) - start ))s. Look at:"
+echo "   $D/preview_silence.mp4  (ground-truth visualizers on a silence/dropout clip)"
+echo "   $D/sample.mp4           (generated video for $D/song.wav)"
+echo "   $D/eval/report.md       (responsiveness metrics beside their ground-truth ceilings, plots, side-by-side videos)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One set-up for the Makefile, CI and the Docker images.
-#   scripts/setup.sh [--system-only | --python-only] [--cuda]
+#   scripts/setup.sh [--system-only | --python-only] [--cuda] [--no-dev] [--no-gl]
 # System packages: ffmpeg, libegl1, libgl1 (headless EGL through Mesa or the NVIDIA driver).
 # Python: a .venv (or $VENV) with the package installed editable plus dev tools.
 set -euo pipefail
@@ -9,12 +9,14 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-do_system=1 do_python=1 cuda=0
+do_system=1 do_python=1 cuda=0 dev=1 gl=1
 for arg in "$@"; do
   case "$arg" in
     --system-only) do_python=0 ;;
     --python-only) do_system=0 ;;
-    --cuda) cuda=1 ;;
+    --cuda) cuda=1 ;;          # keep the CUDA torch of the base image (no CPU pin)
+    --no-dev) dev=0 ;;         # images: no pytest/hadolint
+    --no-gl) gl=0 ;;           # trainer image: no EGL/GL packages
     *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -22,6 +24,7 @@ done
 need_pkgs() {
   local missing=()
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+  [ "$gl" = 1 ] || { echo "${missing[@]:-}"; return; }
   for p in libegl1 libgl1; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -59,7 +62,7 @@ if [ "$do_python" = 1 ]; then
     if [ "$cuda" = 0 ]; then
       pip_q -r requirements/cpu.txt
     fi
-    pip_q -e ".[dev]"
+    if [ "$dev" = 1 ]; then pip_q -e ".[dev]"; else pip_q -e .; fi
     echo "$want" > "$stamp"
   fi
 fi
