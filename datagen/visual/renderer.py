@@ -179,6 +179,7 @@ class Renderer:
         import moderngl
 
         self._mgl = moderngl
+        self._pid = os.getpid()
         self.ctx = create_egl_context(gpu_index, egl_device)
         gl = self.ctx.info
         self.info = {"renderer": gl.get("GL_RENDERER", "?"), "vendor": gl.get("GL_VENDOR", "?"),
@@ -210,6 +211,12 @@ class Renderer:
 
     # -- rendering
 
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise EGLContextError(f"this Renderer's EGL context was created in process {self._pid} and is used in "
+                                  f"process {os.getpid()} (inherited through fork): create the Renderer inside "
+                                  f"the worker process that renders")
+
     def render(self, features: np.ndarray, names: list[str], plan: dict, fps: float,
                chunk_frames: int = 64) -> Iterator[np.ndarray]:
         """Frames for a timeline ``[T, C]``, as uint8 chunks ``[n, H, W, 3]`` (n <= chunk_frames).
@@ -217,6 +224,7 @@ class Renderer:
         Memory is O(chunk): the drive state is integrated chunk by chunk and frames are read back
         per chunk. Each call has its own trail buffers, so several renders may be interleaved.
         """
+        self._check_process()
         check_timeline(features, names)
         validate_plan(plan)
         if chunk_frames < 1:
@@ -226,6 +234,7 @@ class Renderer:
 
     def draw_only(self, features: np.ndarray, names: list[str], plan: dict, fps: float) -> int:
         """Render every frame without reading it back (for throughput measurements); returns the count."""
+        self._check_process()
         check_timeline(features, names)
         validate_plan(plan)
         layers = [(self.program(lay["visualizer"]), lay) for lay in plan["layers"]]

@@ -9,7 +9,8 @@ out vec4 f_color;
 void main() {
     vec2 p = u_xform * (v_uv * 2.0 - 1.0);
     vec4 c = max(shade(p), vec4(0.0));
-    // Everything is gated by the loudness envelope: silence fades every layer to nothing.
-    c *= u_opacity * smoothstep(0.0, 0.12, u_level);
+    // Everything is gated by the loudness envelope (silence fades every layer to nothing) and
+    // brightened with loudness on top of what each primitive does with it.
+    c *= u_opacity * smoothstep(0.0, 0.12, u_level) * (0.55 + 0.65 * u_level);
     f_color = (u_multiply == 1) ? vec4(vec3(1.0 - min(c.a, 1.0)) + c.rgb, 1.0) : c;
 }
