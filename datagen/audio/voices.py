@@ -85,6 +85,17 @@ def release_curve(sr: int, release: float) -> np.ndarray:
     return out
 
 
+def carry_levels(notes: Notes, ad: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Envelope level (float32 [M]) of the previous note at each note's start (0 for the first note)."""
+    out = np.zeros(len(notes), np.float32)
+    if len(notes) > 1:
+        since_on = notes.start[1:] - notes.start[:-1]
+        since_off = notes.start[1:] - notes.end[:-1]
+        out[1:] = (ad[np.minimum(since_on, len(ad) - 1)] * rel[np.clip(since_off, 0, len(rel) - 1)]
+                   * notes.vel[:-1])
+    return out
+
+
 def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float, decay: float, sustain: float,
                  release: float, detune_cents: float = 0.0) -> np.ndarray:
     """Render a note sequence through a wavetable (float32 [n]); exactly 0 before the first note and after a release.
@@ -105,6 +116,12 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
     t_on = samples - per_sample(notes.start, spans)  # samples since note-on (n,)
     t_off = samples - per_sample(notes.end, spans)
     env = ad[np.minimum(t_on, len(ad) - 1)] * rel[np.clip(t_off, 0, len(rel) - 1)] * per_sample(notes.vel, spans).astype(np.float32)
+    # Legato: a note that starts while the previous one still sounds fades that level out over its
+    # attack instead of dropping it to zero (an amplitude jump would click).
+    carry = carry_levels(notes, ad, rel)  # (M,)
+    if np.any(carry > 0):
+        xfade = max(1, int(max(attack, 0.005) * sr))
+        env += per_sample(carry, spans) * np.maximum(0.0, 1.0 - t_on / xfade).astype(np.float32)
     env[:lead] = 0.0
     hz = notes.hz.reshape(len(notes), -1)  # (M, V)
     mask = TABLE_SIZE - 1
@@ -112,7 +129,7 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
     for v in range(hz.shape[1]):
         inc = hz[:, v] * (TABLE_SIZE / sr)  # table positions per sample, per note (M,)
         # phase at each note-on so that the phase runs on continuously from the previous note
-        phi0 = np.concatenate([[0.0], np.cumsum(np.diff(notes.start) * inc[:-1])]) % TABLE_SIZE
+        phi0 = np.concatenate([[0.0], np.cumsum(np.diff(notes.start) * inc[:-1])])  # unwrapped (detune scales it)
         phase = per_sample(phi0, spans) + t_on * per_sample(inc, spans)  # (n,)
         out += table[phase.astype(np.int64) & mask]
         if detune_cents:
