@@ -18,7 +18,8 @@ from scipy.stats import spearmanr
 
 from datagen.visual import (DEBUG_PRIMITIVES, PRIMITIVES, EGLContextError, Renderer, ShaderError, sample_visual_plan,
                             single_plan, style_vector)
-from datagen.visual.drive import DRIVE_NAMES, integrate_drive
+from datagen.visual.drive import (DRIVE_NAMES, amplitude_to_unit, db_to_unit, integrate_drive, onset_to_unit,
+                                  resample_bands)
 from datagen.visual.plan import SHADER_DIR, validate_plan, visual_meta
 from datagen.visual.renderer import egl_device_for_gpu, hue_rotation_matrix, visible_gpu_ordinal
 from shared.timeline import compute_audio_timeline
@@ -350,6 +351,14 @@ def test_plans_are_seeded_json_and_respect_config():
     assert sample_visual_plan(off, 1, "normal")["augment"]["trail_tau_s"] == 0.0
     with pytest.raises(ValueError, match="nonesuch"):
         sample_visual_plan(build_config([], overrides=["render.visualizers=[nonesuch]"]), 0, "normal")
+
+
+def test_fixed_feature_mappings_use_no_clip_statistics():
+    np.testing.assert_allclose(db_to_unit(np.array([-100.0, -60.0, -30.0, 0.0, 6.0])), [0, 0, 0.5, 1, 1])
+    np.testing.assert_allclose(amplitude_to_unit(np.array([0.0, 1e-3, 1.0])), [0, 0, 1])
+    np.testing.assert_allclose(onset_to_unit(np.array([0.0, 3.0, 9.0, 15.0, 40.0])), [0, 0, 0.5, 1, 1])
+    np.testing.assert_allclose(resample_bands(np.array([[0.0, 1.0]]), 3), [[0, 0.5, 1]])
+    np.testing.assert_allclose(resample_bands(np.array([[0.4]]), 8), np.full((1, 8), 0.4))
 
 
 def test_drive_freezes_in_silence_and_speeds_with_loudness(clip):

@@ -34,9 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="FILE.mp4", help="Output mp4.")
     parser.add_argument("--visualizer", default="all", metavar="NAME|all|mix",
                         help="A primitive (see `datagen visualizers`), 'all' (grid of every primitive) or "
-                             "'mix' (the seed's composite plan).")
-    parser.add_argument("--seed", type=int, default=0, help="Style seed.")
+                             "'mix' (the seed's composite plan). Default: all.")
+    parser.add_argument("--seed", type=int, default=0, help="Style seed (palette, symmetry, speed, ...). Default: 0.")
     parser.add_argument("--gpu", type=int, default=None, help="GPU ordinal for the EGL device (default: first visible, or Mesa).")
+    parser.epilog = ("'all' draws the primitives side by side on the same timeline, row-major in the order of "
+                     "`datagen visualizers`; 'mix' draws the composite (layers, blend modes, augmentation) a "
+                     "training clip with this seed would get.")
     add_config_args(parser, SHORT_FLAGS)
 
 
