@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="auto: diffusion.compile on CUDA only.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
     p.add_argument("--write", action="store_true", help="Write the result into bench/RESULTS.md.")
+    p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="The results file --write updates.")
     p.add_argument("overrides", nargs="*", help="section.key=value config overrides.")
     args = p.parse_args(argv)
     if args.threads:
@@ -136,13 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result, indent=2))
     if args.write:
-        write_results(result)
+        write_results(result, Path(args.results))
     return 0
 
 
-def write_results(r: dict) -> None:
-    """Replace this benchmark's section of bench/RESULTS.md (other sections are left as they are)."""
-    path = ROOT / "bench" / "RESULTS.md"
+def write_results(r: dict, path: Path) -> None:
+    """Replace this benchmark's section of the results file (other sections are left as they are)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = [
         SECTION, "",

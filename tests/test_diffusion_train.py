@@ -174,3 +174,20 @@ def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
     assert summary["world_size"] == 2 and summary["steps"] == 2
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "train/L_good" in x] == [1, 2]
+
+
+def test_throughput_benchmark_runs_on_cpu_and_keeps_other_sections(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import train_throughput
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Render throughput\n\nkeep me\n")
+    rc = train_throughput.main(["--size", "tiny", "--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "0",
+                                "--write", "--results", str(results), "diffusion.depth=1", "diffusion.width=32",
+                                "render.resolution=32"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gflop_per_step"] > 0 and out["samples_per_s"] > 0 and 0 < out["mfu"] < 1
+    text = results.read_text()
+    assert "## Render throughput\n\nkeep me" in text and "## Diffusion training throughput" in text
+    assert "still to be measured" in text

@@ -21,8 +21,6 @@ previous frame for a learned null frame. The training loss decides who is droppe
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -302,7 +300,3 @@ class Denoiser(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def model_kwargs_from(cfg: Config, latent_channels: int, latent_size: int, n_audio_channels: int) -> dict[str, Any]:
-    """The constructor arguments recorded with a run so ``trainer sample`` can rebuild the model."""
-    return {"latent_channels": latent_channels, "latent_size": latent_size, "n_audio_channels": n_audio_channels}

@@ -31,6 +31,7 @@ from shared.config import Config
 from shared.seeding import derive_seed
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
+from trainer.data import target_variant_mix
 from trainer.diffusion.losses import diffusion_loss, val_losses
 from trainer.diffusion.model import Denoiser, count_parameters
 
@@ -206,6 +207,9 @@ def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterat
             raise FloatingPointError(f"non-finite loss at step {step + 1}: {dict(zip(names, values))}")
         last = dict(zip(names + ["grad_norm"], values))
         last["lr"] = opt.param_groups[0]["lr"]
+        mix = target_variant_mix(cfg.data, step)  # the curriculum's debug fraction the loader draws toward
+        if mix is not None:
+            last["debug_mix"] = mix["debug"]
         if (step + 1) % run.log_every == 0 or step == start_step:
             last["samples_per_s"] = rate.read()
         logger.log(step + 1, last, prefix="train/")
