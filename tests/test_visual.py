@@ -21,7 +21,7 @@ from datagen.visual import (DEBUG_PRIMITIVES, PRIMITIVES, EGLContextError, Rende
 from datagen.visual.drive import (DRIVE_NAMES, amplitude_to_unit, db_to_unit, integrate_drive, onset_to_unit,
                                   resample_bands)
 from datagen.visual.plan import SHADER_DIR, validate_plan, visual_meta
-from datagen.visual.renderer import egl_device_for_gpu, hue_rotation_matrix, visible_gpu_ordinal
+from datagen.visual.renderer import egl_device_for_gpu, hue_rotation_matrix, query_egl_cuda_ids, visible_gpu_ordinal
 from shared.timeline import compute_audio_timeline
 
 SR = 8000
@@ -384,6 +384,21 @@ def test_gpu_to_egl_device_mapping():
     assert egl_device_for_gpu(0, [None]) is None  # Mesa only: EGL's default device
     with pytest.raises(EGLContextError, match="CUDA GPU 5"):
         egl_device_for_gpu(5, [0, 1])
+
+
+def test_a_gpu_request_renders_on_the_matching_or_default_egl_device(caplog):
+    """Same code path everywhere: with NVIDIA EGL devices GPU 0 maps to one of them; on a Mesa-only
+    machine (this CI box) EGL lists no NVIDIA device and the request falls back to the default device."""
+    ids = query_egl_cuda_ids()
+    with caplog.at_level("WARNING"):
+        r = Renderer(16, gpu_index=0)
+    try:
+        if any(i is not None for i in ids):
+            assert egl_device_for_gpu(0, ids) is not None and "NVIDIA" in r.info["vendor"]
+        else:
+            assert "no EGL device is an NVIDIA GPU" in caplog.text and r.info["renderer"]
+    finally:
+        r.release()
 
 
 def test_hue_rotation_keeps_grey_and_is_a_rotation():
