@@ -119,9 +119,13 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
     # Legato: a note that starts while the previous one still sounds fades that level out over its
     # attack instead of dropping it to zero (an amplitude jump would click).
     carry = carry_levels(notes, ad, rel)  # (M,)
-    if np.any(carry > 0):
-        xfade = max(1, int(max(attack, 0.005) * sr))
-        env += per_sample(carry, spans) * np.maximum(0.0, 1.0 - t_on / xfade).astype(np.float32)
+    xfade = max(1, int(max(attack, 0.005) * sr))
+    fade = np.linspace(1.0, 0.0, xfade, endpoint=False, dtype=np.float32)
+    for j in np.nonzero(carry > 0)[0].tolist():  # a few notes: slices, not whole-clip passes
+        a = int(notes.start[j])
+        b = min(a + xfade, n, int(notes.start[j + 1]) if j + 1 < len(notes) else n)
+        if b > max(a, 0):
+            env[max(a, 0):b] += carry[j] * fade[max(a, 0) - a:b - a]
     env[:lead] = 0.0
     hz = notes.hz.reshape(len(notes), -1)  # (M, V)
     mask = TABLE_SIZE - 1
