@@ -53,12 +53,12 @@ def particle_points(row: np.ndarray, seed: float, line_width: float) -> np.ndarr
     life, gen = np.modf(cyc)
     ang = 2 * np.pi * hash01(k + 7919 * gen.astype(np.int64), seed_i + 1)
     dist = 0.1 + life * (0.5 + 0.8 * b)
-    fountain = np.stack([dist * np.cos(ang), dist * np.sin(ang), (0.015 + 0.05 * b) * line_width,
+    fountain = np.stack([dist * np.cos(ang), dist * np.sin(ang), (0.02 + 0.07 * b) * line_width,
                          smoothstep(0.0, 0.25, life) * (1.0 - life) * (0.1 + 2.0 * b)], axis=1)
     age, count = float(row[_D["burst_age"]]), int(row[_D["burst_count"]])
     ang2 = 2 * np.pi * hash01(k + 1000, count)
     rad = (1.0 - np.exp(-4.0 * age)) * (0.5 + 0.5 * hash01(k + 7, count))
-    burst = np.stack([rad * np.cos(ang2), rad * np.sin(ang2), (0.015 + 0.04 * b) * line_width,
+    burst = np.stack([rad * np.cos(ang2), rad * np.sin(ang2), (0.02 + 0.05 * b) * line_width,
                       np.exp(-2.5 * age) * (0.1 + 1.4 * b)], axis=1)
     return np.concatenate([fountain, burst]).astype(np.float32)  # (2N, 4)
 
