@@ -183,6 +183,26 @@ def test_shuffled_timeline_changes_every_primitive(renderer, clip, other_clip, f
         assert diff > max(1.0, 0.25 * content), f"another clip's timeline barely changes {p} ({diff:.2f} vs {content:.2f})"
 
 
+def test_debug_visualizers_are_legible(renderer, clip, frames):
+    """Disc radius follows loudness, its colour the dominant band; the flash lights up on onsets."""
+    f, names = clip
+    s0 = int(SILENCE[0] * FPS)
+    disc = frames["debug_disc"].astype(np.float32)
+    area = (disc.max(-1) > 60).mean(axis=(1, 2))  # (T,) fraction of the frame inside the disc
+    assert spearmanr(area[:s0], f[:s0, names.index("log_rms")]).statistic > 0.8
+    assert area[s0 + 8:int(SILENCE[1] * FPS)].max() == 0
+    low, high = f.copy(), f.copy()
+    bands = [i for i, n in enumerate(names) if n.startswith("band_")]
+    low[:, bands[1:]] *= 0.01
+    high[:, bands[:-1]] *= 0.01
+    red = render_all(renderer, low, names, single_plan("debug_disc", 0))[10, RES // 2, RES // 2]
+    violet = render_all(renderer, high, names, single_plan("debug_disc", 0))[10, RES // 2, RES // 2]
+    assert red[0] > 200 and red[2] < 50 and violet[2] > 200, (red, violet)
+    flash = frames["debug_flash"].astype(np.float32).mean(axis=(1, 2, 3))
+    onset = f[:, names.index("onset")]
+    assert flash[onset > 15].mean() > 100 and flash[s0 + 8:int(SILENCE[1] * FPS)].max() == 0
+
+
 # ------------------------------------------------------------------- silence settles, music moves
 
 
