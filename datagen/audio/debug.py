@@ -1,7 +1,7 @@
 """Debug clips: a small deterministic set of strongly reactive signals for bootstrapping (postmortem §3).
 
 Clip ``k`` of the set (k = seed % data.debug_set_size) depends only on k and the config:
-isolated kick hits at a fixed period, tone bursts in known frequency bands between the
+isolated kick hits at a fixed period (restarting right after each gap), tone bursts in known frequency bands between the
 hits (low on the bass stem, mid on the chords stem, high on the lead stem) and silence
 gaps (every stem exactly zero). ``meta["events"]`` says what happens when.
 """
@@ -30,15 +30,16 @@ def debug_plan(k: int, duration: float) -> dict[str, Any]:
     period = HIT_PERIODS_S[k % len(HIT_PERIODS_S)]
     order = np.roll(np.arange(len(BANDS)), (k // len(HIT_PERIODS_S)) % len(BANDS))
     burst_len = float(rng.uniform(0.2, 0.4)) * period
+    hit_len = min(HIT_LEN_S, 0.15 * duration)
+    first = float(rng.uniform(0.05, 0.25)) if duration >= 2 else 0.02
     n_gaps = 1 if duration < 8 else 2
     gap_len = min(float(rng.uniform(0.75, 1.25)), 0.3 * duration)
     gaps = []
-    for g in range(n_gaps):  # each gap in its own slice of the clip, away from the clip edges
-        lo = duration * (g + 0.3) / n_gaps
+    for g in range(n_gaps):  # each gap in its own slice of the clip, after the first hit, away from the end
+        lo = max(duration * (g + 0.3) / n_gaps, first + hit_len + 0.05)
         hi = duration * (g + 0.75) / n_gaps - gap_len
         start = float(rng.uniform(lo, max(lo, hi)))
         gaps.append((round(start, 4), round(start + gap_len, 4)))
-    first = float(rng.uniform(0.05, 0.25))
 
     def clear(a: float, b: float) -> bool:  # [a, b) plus a fade margin misses every gap
         return all(b + 0.03 <= s or e + 0.03 <= a for s, e in gaps)
@@ -46,7 +47,10 @@ def debug_plan(k: int, duration: float) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     t, i = first, 0
     while t < duration:
-        if t + HIT_LEN_S < duration and clear(t, t + HIT_LEN_S):
+        if not clear(t, t + hit_len):  # the pulse stops for a gap and restarts right after it
+            t = min(e for s, e in gaps if e + 0.03 > t) + 0.05
+            continue
+        if t + hit_len < duration:
             events.append({"type": "hit", "track": "kick", "time_s": round(t, 6)})
         b0 = t + period / 2 - burst_len / 2
         name, track, _ = BANDS[int(order[i % len(BANDS)])]
@@ -54,7 +58,7 @@ def debug_plan(k: int, duration: float) -> dict[str, Any]:
             events.append({"type": "burst", "track": track, "band": name, "start_s": round(b0, 6),
                            "end_s": round(b0 + burst_len, 6)})
         t, i = t + period, i + 1
-    return {"debug_index": int(k), "hit_period_s": period, "gaps": gaps, "events": events}
+    return {"debug_index": int(k), "hit_period_s": period, "hit_len_s": round(hit_len, 6), "gaps": gaps, "events": events}
 
 
 def render_debug(plan: dict[str, Any], duration: float, sr: int, tracks: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -63,7 +67,8 @@ def render_debug(plan: dict[str, Any], duration: float, sr: int, tracks: tuple[s
     stems = {t: np.zeros(n, np.float32) for t in tracks}
     hits = [e for e in plan["events"] if e["type"] == "hit"]
     if hits:
-        shot = V.kick_oneshot(sr, 160.0, 55.0, 0.03, 0.05, 0.4)[: int(HIT_LEN_S * sr)]
+        shot = V.kick_oneshot(sr, 160.0, 55.0, 0.03, 0.05, 0.4)[: int(plan["hit_len_s"] * sr)]
+        shot[-min(len(shot), int(0.004 * sr)):] *= np.linspace(1, 0, min(len(shot), int(0.004 * sr)), dtype=np.float32)
         V.place_oneshots(n, shot, np.array([round(e["time_s"] * sr) for e in hits]), np.ones(len(hits), np.float32), stems["kick"])
     freqs = {name: f(sr) for name, _, f in BANDS}
     for e in plan["events"]:

@@ -64,7 +64,7 @@ def plan_silence_layout(duration: float, active: list[str], keeper: str,
     sil_min = min(1.0, 0.4 * duration)
     sil_len = float(rng.uniform(sil_min, max(sil_min, min(3.0, 0.3 * duration))))
     margin = min(max(0.5, 0.12 * duration), (duration - sil_len) / 2)
-    sil_start = float(rng.uniform(margin, duration - margin - sil_len))
+    sil_start = float(rng.uniform(margin, max(margin, duration - margin - sil_len)))
     segs: list[tuple[str, list[str], float, float]] = [("silence", list(active), round(sil_start, 6),
                                                          round(sil_start + sil_len, 6))]
 
