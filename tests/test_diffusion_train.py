@@ -111,7 +111,8 @@ def _write_latent_dataset(root: Path, cfg, vae_run: Path) -> None:
                     meta = {"variant": "debug", "tempo": 120.0, "fps": cfg.render.fps, "timeline_channels": names}
                     writer.add_sample(S.sample_key(shard, sample),
                                       S.latent_members(lat, np.full_like(lat, 0.1), feats.numpy(), meta))
-    (root / "manifest.json").write_text(json.dumps({"latent_scale": 0.8, "vae": str(vae_run)}))
+    (root / "manifest.json").write_text(json.dumps({"latent_scale": 0.8, "vae": {  # as cache-latents writes it
+        "run": str(vae_run), "checkpoint": str(vae_run / "ckpt" / "step-00000005"), "step": 5}}))
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +192,20 @@ def test_throughput_benchmark_runs_on_cpu_and_keeps_other_sections(tmp_path, cap
     text = results.read_text()
     assert "## Render throughput\n\nkeep me" in text and "## Diffusion training throughput" in text
     assert "still to be measured" in text
+
+
+def test_latent_manifest_errors_name_what_is_missing(latent_data, tmp_path):
+    from trainer.diffusion.train import latent_scale_of, read_latent_manifest, vae_path_of
+
+    root, _ = latent_data
+    manifest = read_latent_manifest(root / "latents")
+    assert latent_scale_of(manifest) == 0.8
+    assert ckpt.find_checkpoint(vae_path_of(manifest, root / "latents")) is not None
+    with pytest.raises(FileNotFoundError, match="cache-latents"):
+        read_latent_manifest(tmp_path)
+    with pytest.raises(KeyError, match="latent_scale"):
+        latent_scale_of({"vae": "x"})
+    with pytest.raises(KeyError, match="does not record the VAE"):
+        vae_path_of({"latent_scale": 1.0}, tmp_path)
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        vae_path_of({"vae": {"run": str(tmp_path / "nowhere")}}, tmp_path)

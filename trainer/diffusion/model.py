@@ -21,6 +21,7 @@ previous frame for a learned null frame. The training loss decides who is droppe
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

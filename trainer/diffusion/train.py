@@ -264,22 +264,26 @@ def read_latent_manifest(latents_dir: str | Path) -> dict[str, Any]:
 
 def latent_scale_of(manifest: dict[str, Any]) -> float:
     """The latent scale factor (latents are multiplied by it for diffusion, divided before decoding)."""
-    for key in ("latent_scale", "scale_factor"):
-        if key in manifest:
-            return float(manifest[key])
+    if "latent_scale" in manifest:
+        return float(manifest["latent_scale"])
     raise KeyError(f"latent manifest has no 'latent_scale' (keys: {sorted(manifest)})")
 
 
 def vae_path_of(manifest: dict[str, Any], latents_dir: Path) -> Path:
-    """The VAE run (or step dir) the latents were encoded with, as the latent manifest records it."""
+    """The VAE checkpoint the latents were encoded with, as the latent manifest records it (``vae``: a path,
+    or ``{"checkpoint": step dir, "run": run dir, ...}`` as ``trainer cache-latents`` writes it)."""
     ref = manifest.get("vae")
-    if isinstance(ref, dict):
-        ref = ref.get("step_dir") or ref.get("path") or ref.get("run")
-    if not ref:
+    refs = [ref.get(k) for k in ("checkpoint", "step_dir", "run", "path")] if isinstance(ref, dict) else [ref]
+    refs = [Path(r) for r in refs if r]
+    if not refs:
         raise KeyError(f"latent manifest in {latents_dir} does not record the VAE ('vae'): cannot record "
                        "which VAE this diffusion run is trained against")
-    p = Path(ref)
-    return p if p.is_absolute() or p.exists() else (latents_dir / p)
+    for r in refs:
+        for cand in (r, latents_dir / r):
+            if ckpt.find_checkpoint(cand) is not None:
+                return cand
+    raise FileNotFoundError(f"the VAE recorded in {latents_dir}/manifest.json is gone: "
+                            f"no checkpoint at {', '.join(map(str, refs))}")
 
 
 def record_vae(run_dir: Path, vae_path: Path, latent_scale: float) -> Path:
@@ -338,6 +342,7 @@ def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, forc
 
     val_iter = loader("val", derive_seed(cfg.run.seed, "val"), 0)
     val_batches = [next(val_iter) for _ in range(val_batches_n)]
+    del val_iter  # stops its loader workers: the val batches stay in memory for the whole run
     first = val_batches[0]
     _, _, c, h, w = first["x"].shape
     if h != w:
