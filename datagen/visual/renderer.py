@@ -255,21 +255,26 @@ class Renderer:
         for fbo in fbos:
             fbo.clear(0.0, 0.0, 0.0, 1.0)
         static = self._style_uniforms(style)
+        frame_bytes = w * h * 3
+        # Readback goes into a pixel buffer (asynchronous on a GPU), mapped once per chunk.
+        pbo = self.ctx.buffer(reserve=frame_bytes * min(chunk_frames, max(len(features), 1))) if readback else None
         cur = 0
         try:
             for start in range(0, len(features), chunk_frames):
                 drive = integrator.step_chunk(features[start:start + chunk_frames], names)  # (n, D)
-                out = np.empty((len(drive), h, w, 3), np.uint8) if readback else None
                 for i, row in enumerate(drive):
                     self._draw_layers(layers, row, static, aug, bg)
                     self._draw_post(texs[1 - cur], fbos[cur], hue_mat, decay)
                     if readback:
-                        raw = fbos[cur].read(components=3, alignment=1)
-                        out[i] = np.frombuffer(raw, np.uint8).reshape(h, w, 3)[::-1]
+                        fbos[cur].read_into(pbo, components=3, alignment=1, write_offset=i * frame_bytes)
                     cur = 1 - cur
-                yield out if readback else len(drive)
+                if readback:
+                    raw = pbo.read(size=len(drive) * frame_bytes)
+                    yield np.frombuffer(raw, np.uint8).reshape(len(drive), h, w, 3)[:, ::-1].copy()  # GL rows bottom-up
+                else:
+                    yield len(drive)
         finally:
-            for obj in (*fbos, *texs):
+            for obj in (*fbos, *texs, *([pbo] if pbo is not None else [])):
                 obj.release()
 
     def _style_uniforms(self, style: dict) -> dict:
