@@ -265,7 +265,10 @@ def test_debug_set_is_small_deterministic_and_reactive(tiny_cfg):
             assert not np.array_equal(clips[i].wave, clips[j].wave)
     again = synthesize_clip(tiny_cfg, 3 + 5 * size, "debug")  # the seed picks member seed % size
     assert np.array_equal(again.wave, clips[3].wave) and again.meta["debug_index"] == 3
+    fps, n_bands = tiny_cfg.render.fps, tiny_cfg.timeline.n_bands
     for clip in clips:
+        feats, names = timeline(clip, tiny_cfg)
+        band0 = channel_index(names, "band_00")
         events = clip.meta["events"]
         assert {e["type"] for e in events} == {"hit", "burst"}
         for e in events:
@@ -277,10 +280,11 @@ def test_debug_set_is_small_deterministic_and_reactive(tiny_cfg):
                 seg = clip.stems[e["track"]][round(e["start_s"] * sr):round(e["end_s"] * sr)]
                 m = spectral_peaks_midi(seg, sr, rel=0.9)
                 assert len(m) == 1 and abs(float(m[0]) - float(hz_to_midi(e["freq_hz"]))) < 0.2
+                bands = feats[math.ceil(e["start_s"] * fps):math.floor(e["end_s"] * fps), band0:band0 + n_bands]
+                assert np.all(bands.argmax(axis=1) == e["timeline_band"])  # the burst's band is the loudest
         gaps = [s for s in clip.meta["segments"] if s["kind"] == "silence"]
         assert gaps
         for s in gaps:
             assert np.all(clip.wave[sample_range(s["start_s"], s["end_s"], sr)] == 0.0)
-        feats, names = timeline(clip, tiny_cfg)
         for s in gaps:
             assert np.all(feats[s["start_frame"]:s["end_frame"], channel_index(names, "is_silent")] == 1.0)

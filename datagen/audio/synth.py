@@ -18,6 +18,7 @@ from datagen.audio import segments as S
 from datagen.audio import theory as T
 from datagen.audio.music import TRACKS, render_song, sample_song
 from shared.config import Config, DataConfig
+from shared.timeline import band_edges
 
 VARIANTS = ("normal", "silence", "debug")
 PEAK_TARGET = 0.89  # mix peak at 0 dB gain (headroom for AAC/resampling)
@@ -91,6 +92,10 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
         k = int(seed) % d.debug_set_size
         plan = D.debug_plan(k, duration)
         stems = D.render_debug(plan, duration, sr, TRACKS)
+        edges = band_edges(sr, cfg.timeline)
+        for e in plan["events"]:  # which timeline band channel each burst lands in
+            if e["type"] == "burst":
+                e["timeline_band"] = int(np.clip(np.searchsorted(edges, e["freq_hz"], side="right") - 1, 0, len(edges) - 2))
         segs = [("silence", list(TRACKS), a, b) for a, b in plan["gaps"]]
         masks = S.track_masks(n, sr, TRACKS, segs)
         stems = {t: stems[t] * masks[t] for t in TRACKS}
