@@ -304,6 +304,21 @@ def test_broken_and_missing_shaders_name_the_file(tmp_path, clip):
         r.release()
 
 
+def test_includes_resolve_once_with_line_markers_and_refuse_cycles(tmp_path):
+    from datagen.visual.shaders import assemble
+
+    (tmp_path / "a.glsl").write_text('#include "b.glsl"\n#include "c.glsl"\nvoid main() {}\n')
+    (tmp_path / "b.glsl").write_text('#include "c.glsl"\nfloat b() { return c(); }\n')
+    (tmp_path / "c.glsl").write_text("float c() { return 1.0; }\n")
+    src, files = assemble(tmp_path, "a.glsl")
+    assert src.startswith("#version 330\n") and files == ["a.glsl", "b.glsl", "c.glsl"]
+    assert src.count("float c()") == 1 and src.index("float c()") < src.index("float b()")
+    assert "#line 1 2" in src and "#line 2 0" in src  # c.glsl starts; a.glsl resumes at its line 2
+    (tmp_path / "c.glsl").write_text('#include "a.glsl"\n')
+    with pytest.raises(ShaderError, match="include cycle: a.glsl -> b.glsl -> c.glsl -> a.glsl"):
+        assemble(tmp_path, "a.glsl")
+
+
 def test_egl_context_failure_is_a_clear_error():
     with pytest.raises(EGLContextError, match=r"EGL.*device 99.*requested device index 99"):
         Renderer(RES, egl_device=99)
