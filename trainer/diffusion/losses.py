@@ -126,7 +126,8 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     b = x0.shape[0]
     keep = ~core["audio_null"]  # samples whose audio was dropped carry no audio to shuffle
 
-    apply = d.audio_shuffle_loss_weight > 0 and bool(_uniform(1, generator, x0.device)[0] < d.audio_shuffle_loss_prob)
+    u_apply = float(torch.rand(1, generator=generator))  # drawn on the CPU: no device sync
+    apply = d.audio_shuffle_loss_weight > 0 and u_apply < d.audio_shuffle_loss_prob
     bad_cond = _bad_cond(core, batch, cfg, generator)
 
     if apply:  # one forward over [true audio; wrong audio] (one DDP forward per backward)

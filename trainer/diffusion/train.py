@@ -202,7 +202,8 @@ def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterat
 
         # L_good, L_bad, gap and the hinge fraction every step (means over ranks)
         names = list(LOGGED_EVERY_STEP)
-        values = rt.all_reduce_mean([float(metrics[k]) for k in names] + [float(grad_norm)], dist)
+        local = torch.stack([metrics[k].float().to(device) for k in names] + [grad_norm.float()]).tolist()  # one sync
+        values = rt.all_reduce_mean(local, dist)
         if not all(math.isfinite(v) for v in values):
             raise FloatingPointError(f"non-finite loss at step {step + 1}: {dict(zip(names, values))}")
         last = dict(zip(names + ["grad_norm"], values))
