@@ -22,9 +22,6 @@ def resolve_includes(path: Path, files: list[str], stack: tuple[Path, ...] = ())
     if not path.is_file():
         where = f" (included from {stack[-1].name})" if stack else ""
         raise ShaderError(f"shader file not found: {path}{where}")
-    if path in stack:
-        chain = " -> ".join(p.name for p in (*stack, path))
-        raise ShaderError(f"shader include cycle: {chain}")
     idx = len(files)
     files.append(path.name)
     out = [f"#line 1 {idx}"]
@@ -34,7 +31,7 @@ def resolve_includes(path: Path, files: list[str], stack: tuple[Path, ...] = ())
             out.append(line)
             continue
         inc = path.parent / m.group(1)
-        if inc.name in files:  # include once
+        if inc.name in files:  # include once (this also breaks include cycles)
             out.append(f"// (already included: {inc.name})")
             continue
         if not inc.is_file():
