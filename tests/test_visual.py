@@ -355,6 +355,10 @@ def test_bad_timeline_and_plan_are_clear_errors(renderer, clip):
     bad["layers"][0]["visualizer"] = "nonesuch"
     with pytest.raises(ValueError, match="nonesuch"):
         renderer.render(f, names, bad, FPS)
+    bad = single_plan("rings", 0)
+    del bad["style"]["palette"]["c"], bad["style"]["speed"]
+    with pytest.raises(ValueError, match="style lacks speed, palette.c"):
+        renderer.render(f, names, bad, FPS)
 
 
 # ------------------------------------------------------------------------- plans, drive, devices

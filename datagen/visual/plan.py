@@ -162,6 +162,11 @@ def validate_plan(plan: dict) -> None:
             raise ValueError(f"visual plan layer {i}: unknown visualizer {lay.get('visualizer')!r}")
         if lay.get("blend") not in BLEND_MODES:
             raise ValueError(f"visual plan layer {i}: unknown blend mode {lay.get('blend')!r}; expected {BLEND_MODES}")
+    style = plan["style"]
+    missing = [k for k in ("palette", "background", "symmetry", "line_width", "speed", "detail") if k not in style]
+    missing += [f"palette.{k}" for k in "abcd" if k not in style.get("palette", {})]
+    if missing:
+        raise ValueError(f"visual plan style lacks {', '.join(missing)}")
     if plan["augment"].get("trail_tau_s", 0.0) < 0:
         raise ValueError("visual plan augment.trail_tau_s must be >= 0")
 
