@@ -109,13 +109,18 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
         return np.zeros(n, np.float32)
     spans = note_spans(notes.start, n)  # (M + 1,)
     lead = int(spans[0])
-    samples = np.arange(n, dtype=np.int64)
     longest = int(np.max(notes.end - notes.start)) + 1
     ad = attack_decay_curve(min(longest, int(sr * (attack + 8 * decay)) + 1), sr, attack, decay, sustain)
     rel = release_curve(sr, release)
-    t_on = samples - per_sample(notes.start, spans)  # samples since note-on (n,)
-    t_off = samples - per_sample(notes.end, spans)
-    env = ad[np.minimum(t_on, len(ad) - 1)] * rel[np.clip(t_off, 0, len(rel) - 1)] * per_sample(notes.vel, spans).astype(np.float32)
+    # In-place arithmetic below: these are whole-clip arrays, and fresh allocations cost as much as the math.
+    t_on = per_sample(-notes.start, spans)  # samples since note-on (n,)
+    t_on += _arange(n)
+    t_off = per_sample(notes.start - notes.end, spans)  # samples since note-off (n,)
+    t_off += t_on
+    np.clip(t_off, 0, len(rel) - 1, out=t_off)
+    env = ad[np.minimum(t_on, len(ad) - 1)]  # (n,) float32
+    env *= rel[t_off]
+    env *= per_sample(notes.vel, spans)
     # Legato: a note that starts while the previous one still sounds fades that level out over its
     # attack instead of dropping it to zero (an amplitude jump would click).
     carry = carry_levels(notes, ad, rel)  # (M,)
@@ -134,13 +139,33 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
         inc = hz[:, v] * (TABLE_SIZE / sr)  # table positions per sample, per note (M,)
         # phase at each note-on so that the phase runs on continuously from the previous note
         phi0 = np.concatenate([[0.0], np.cumsum(np.diff(notes.start) * inc[:-1])])  # unwrapped (detune scales it)
-        phase = per_sample(phi0, spans) + t_on * per_sample(inc, spans)  # (n,)
-        out += table[phase.astype(np.int64) & mask]
+        phase = per_sample(inc, spans)  # (n,) table positions: phi0 + t_on * inc
+        phase *= t_on
+        phase += per_sample(phi0, spans)
+        out += table[_wrap(phase, mask)]
         if detune_cents:
-            out += table[(phase * 2.0 ** (detune_cents / 1200.0) + TABLE_SIZE // 3).astype(np.int64) & mask]
+            phase *= 2.0 ** (detune_cents / 1200.0)
+            phase += TABLE_SIZE // 3
+            out += table[_wrap(phase, mask)]
     if detune_cents:
         out *= 0.5
-    return out * env
+    out *= env
+    return out
+
+
+@lru_cache(maxsize=8)
+def _arange(n: int) -> np.ndarray:
+    """0..n-1 (int64, read-only, cached: every voice of a clip needs it)."""
+    a = np.arange(n, dtype=np.int64)
+    a.flags.writeable = False
+    return a
+
+
+def _wrap(phase: np.ndarray, mask: int) -> np.ndarray:
+    """Table indices of non-negative phases: floor, then wrap with a bit mask (table size is a power of two)."""
+    idx = phase.astype(np.int64)
+    idx &= mask
+    return idx
 
 
 # ------------------------------------------------------------------ drum one-shots
