@@ -103,6 +103,9 @@ def most_continuous(stems: dict[str, np.ndarray], tracks: list[str], sr: int, ho
     return max(tracks, key=lambda t: floor_level(stems[t]))
 
 
-def track_masks(n: int, sr: int, tracks: tuple[str, ...], segs: list[tuple[str, list[str], float, float]]) -> dict[str, np.ndarray]:
-    """Per-track gain masks (float32 [n]) applying every segment that names the track."""
-    return {t: gate_mask(n, sr, [(s, e) for _, names, s, e in segs if t in names]) for t in tracks}
+def apply_segments(stems: dict[str, np.ndarray], sr: int, segs: list[tuple[str, list[str], float, float]]) -> None:
+    """Multiply each stem, in place, by the gate mask of the segments that name its track (float32 [n])."""
+    for track, stem in stems.items():
+        spans = [(s, e) for _, names, s, e in segs if track in names]
+        if spans:
+            stem *= gate_mask(len(stem), sr, spans)

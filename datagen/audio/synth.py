@@ -73,8 +73,11 @@ def _mix(stems: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _finish(stems: dict[str, np.ndarray], gain_db: float) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
-    scale = master_scale(float(np.abs(_mix(stems)).max()), gain_db)
-    stems = {t: (s * np.float32(scale)).astype(np.float32) for t, s in stems.items()}
+    """Scale every stem (in place) by :func:`master_scale`; the mix is the sum of the scaled stems."""
+    mix = _mix(stems)
+    scale = master_scale(max(float(mix.max()), -float(mix.min())), gain_db)
+    for s in stems.values():
+        s *= np.float32(scale)
     return stems, _mix(stems), scale
 
 
@@ -84,7 +87,6 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
         raise ValueError(f"unknown audio variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     d, fps = cfg.data, cfg.render.fps
     duration, sr = float(d.clip_seconds), int(d.sample_rate)
-    n = int(round(duration * sr))
     meta: dict[str, Any] = {"variant": variant, "seed": int(seed), "tracks": list(TRACKS), "duration_s": duration,
                             "sample_rate": sr}
 
@@ -97,8 +99,7 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
             if e["type"] == "burst":
                 e["timeline_band"] = int(np.clip(np.searchsorted(edges, e["freq_hz"], side="right") - 1, 0, len(edges) - 2))
         segs = [("silence", list(TRACKS), a, b) for a, b in plan["gaps"]]
-        masks = S.track_masks(n, sr, TRACKS, segs)
-        stems = {t: stems[t] * masks[t] for t in TRACKS}
+        S.apply_segments(stems, sr, segs)
         stems, wave, scale = _finish(stems, 0.0)
         used = {e["track"] for e in plan["events"]}
         meta.update({"tempo": round(60.0 / plan["hit_period_s"], 6), "key": None, "key_root": None, "scale": None,
@@ -114,9 +115,7 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
     if variant == "silence":
         segs = S.plan_silence_layout(duration, active, S.most_continuous(stems, active, sr), _rng(seed, _STREAM_SEGMENTS))
         segs = [(k, list(TRACKS) if k == "silence" else tr, a, b) for k, tr, a, b in segs]  # silence: every track
-    if segs:
-        masks = S.track_masks(n, sr, TRACKS, segs)
-        stems = {t: stems[t] * masks[t] for t in TRACKS}
+    S.apply_segments(stems, sr, segs)
     gain_db = float(_rng(seed, _STREAM_GAIN).uniform(d.gain_db_min, d.gain_db_max))
     stems, wave, scale = _finish(stems, gain_db)
     meta.update({
