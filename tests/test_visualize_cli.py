@@ -67,6 +67,20 @@ def test_visualize_all_is_a_grid_of_every_primitive(audio_file, tmp_path, capsys
     assert (video["width"], video["height"]) == (64, 48)  # 4 x 3 tiles of 16 px
 
 
+def test_grid_labels_name_each_tile():
+    from datagen.commands.visualize import grid_shape, label_overlay
+
+    rows, cols = grid_shape(len(PRIMITIVES))
+    assert (rows, cols) == (3, 4) and label_overlay(list(PRIMITIVES), rows, cols, 32) is None
+    alpha, rgb = label_overlay(list(PRIMITIVES), rows, cols, 64)
+    assert alpha.shape == (192, 256, 1) and rgb.shape == (192, 256, 3)
+    for k in range(len(PRIMITIVES)):
+        r, c = divmod(k, cols)
+        corner = alpha[r * 64:r * 64 + 16, c * 64:c * 64 + 60]
+        rest = alpha[r * 64 + 20:(r + 1) * 64, c * 64:(c + 1) * 64]
+        assert corner.max() > 0.5 and rest.max() == 0  # a label in the corner, nothing over the picture
+
+
 def test_visualize_mix_reads_other_formats(audio_file, tmp_path, capsys):
     mp3 = tmp_path / "clip.mp3"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(audio_file), "-ar", "22050", str(mp3)], check=True)

@@ -59,11 +59,34 @@ def tile_grid(tiles: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
     return out
 
 
+def label_overlay(labels: list[str], rows: int, cols: int, tile: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A static name label in each tile's corner: (alpha [H, W, 1], rgb [H, W, 3]) in [0, 1]; None for tiles
+    too small to read (< 64 px)."""
+    if tile < 64:
+        return None
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGBA", (cols * tile, rows * tile), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(9, tile // 12))
+    for k, text in enumerate(labels):
+        r, c = divmod(k, cols)
+        draw.text((c * tile + 3, r * tile + 2), text, font=font, fill=(255, 255, 255, 200),
+                  stroke_width=1, stroke_fill=(0, 0, 0, 200))
+    rgba = np.asarray(img, np.float32) / 255.0
+    return rgba[..., 3:], rgba[..., :3]
+
+
 def render_grid(renderer, features, names, plans: list[dict], fps: float, chunk: int, rows: int, cols: int):
-    """Interleave one render stream per plan (each has its own trail buffers) and tile their chunks."""
+    """Interleave one render stream per plan (each has its own trail buffers), tile and label their chunks."""
     streams = [renderer.render(features, names, p, fps, chunk) for p in plans]
+    overlay = label_overlay([p["layers"][0]["visualizer"] for p in plans], rows, cols, renderer.size[0])
     for tiles in zip(*streams):
-        yield tile_grid(list(tiles), rows, cols)
+        grid = tile_grid(list(tiles), rows, cols)  # (n, H, W, 3)
+        if overlay is not None:
+            alpha, rgb = overlay
+            grid = (grid * (1.0 - alpha) + 255.0 * rgb * alpha + 0.5).astype(np.uint8)
+        yield grid
 
 
 def run(args: argparse.Namespace) -> int:
