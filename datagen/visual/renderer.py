@@ -1,6 +1,6 @@
 """The GPU renderer: one headless EGL OpenGL context per process, streaming frames in bounded chunks.
 
-Per frame: each plan layer's primitive is drawn as a full-screen pass into a float composite
+Per frame: each plan layer's primitive is drawn as a full-screen pass into an 8-bit composite
 framebuffer (cleared to the background) with its blend mode; a post pass applies hue rotation and
 feedback trails into a ping-pong pair of float textures; the result is read back to uint8.
 
@@ -185,14 +185,15 @@ class Renderer:
         self.info = {"renderer": gl.get("GL_RENDERER", "?"), "vendor": gl.get("GL_VENDOR", "?"),
                      "version": gl.get("GL_VERSION", "?")}
         log.info("OpenGL renderer: %s (%s, %s)", self.info["renderer"], self.info["vendor"], self.info["version"])
-        self._comp_tex = self.ctx.texture(self.size, 4, dtype="f2")
+        # 8-bit composite: every blend result is clamped to [0, 1] (screen/multiply stay well defined after add).
+        self._comp_tex = self.ctx.texture(self.size, 4)
         self._comp_fbo = self.ctx.framebuffer([self._comp_tex])
         self._programs: dict[str, tuple] = {}
-        self._post = self._build(("post.glsl",), "post")
+        self._post = self._build(("post.glsl",))
 
     # -- programs
 
-    def _build(self, fragment_files: tuple[str, ...], key: str) -> tuple:
+    def _build(self, fragment_files: tuple[str, ...]) -> tuple:
         vert, vfiles = assemble(self.shader_dir, "fullscreen.vert.glsl")
         frag, ffiles = assemble(self.shader_dir, *fragment_files)
         try:
@@ -206,7 +207,7 @@ class Renderer:
     def program(self, primitive: str) -> tuple:
         """The (program, vao, uniforms) of a primitive, compiled on first use and cached."""
         if primitive not in self._programs:
-            self._programs[primitive] = self._build((f"{primitive}.glsl", "layer_main.glsl"), primitive)
+            self._programs[primitive] = self._build((f"{primitive}.glsl", "layer_main.glsl"))
         return self._programs[primitive]
 
     # -- rendering
