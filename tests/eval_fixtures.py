@@ -8,13 +8,15 @@ same function ``trainer diffusion`` uses. No datagen, no GL, no mocks.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 
 from shared.config import Config, build_config
 from trainer.checkpoint import prepare_run_dir, save_checkpoint
-from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
+from shared.timeline import channel_index, channel_names
+from trainer.diffusion.synthetic import n_audio_channels, synthetic_timeline, windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +37,62 @@ def tiny_config(steps: int, extra: list[str] = ()) -> Config:
                                                     "run.log_every=1000"] + list(extra))
 
 
-def build_tiny_checkpoint(root: Path, steps: int = 30, extra: list[str] = ()) -> Path:
+def smooth_batch(cfg: Config, batch_size: int, channels: int, size: int, g: torch.Generator) -> dict:
+    """Snippet batches (docs/INTERFACES.md keys) of temporally smooth clips: a clip-level latent offset (its
+    style) plus a fixed spatial pattern scaled by the audio RMS, which is a slow sinusoid. A model that
+    learns them makes frames that change smoothly, so a seam at a snippet border would stand out."""
+    d = cfg.diffusion
+    names = channel_names(cfg.timeline)
+    f, p, k = d.snippet_frames, d.prev_frames, d.audio_context_frames
+    n_frames = 32
+    pattern = torch.randn(channels, size, size, generator=torch.Generator().manual_seed(99))
+    rms_i, sil_i = channel_index(names, "rms"), channel_index(names, "is_silent")
+    out: dict[str, list] = {key: [] for key in ("x", "prev", "prev_valid", "audio", "audio_timeshift", "frame_index",
+                                                "is_silent", "style", "variant")}
+    for _ in range(batch_size):
+        feats = synthetic_timeline(n_frames, names, g)  # (T, Ch), smooth RMS with a silent stretch
+        offset = torch.randn(channels, 1, 1, generator=g)
+        lat = offset[None] + 4.0 * feats[:, rms_i, None, None, None] * pattern[None]  # (T, C, h, w)
+        s = int(torch.randint(0, n_frames - f + 1, (1,), generator=g))
+        win = windows(feats, k)
+        prev_idx = torch.arange(s - p, s)
+        valid = prev_idx >= 0
+        prev = lat[prev_idx.clamp(min=0)] * valid[:, None, None, None]
+        out["x"].append(lat[s:s + f])
+        out["prev"].append(prev)
+        out["prev_valid"].append(valid)
+        out["audio"].append(win[s:s + f])
+        out["audio_timeshift"].append(win[(torch.arange(s, s + f) + 11) % n_frames])
+        out["frame_index"].append(torch.arange(s, s + f))
+        out["is_silent"].append(feats[s:s + f, sil_i])
+        out["style"].append(lat[torch.randint(0, n_frames, (2,), generator=g)])
+        out["variant"].append(torch.tensor(1))
+    batch = {key: torch.stack(v) for key, v in out.items()}
+    batch["key"] = [f"smooth-{i}" for i in range(batch_size)]
+    return batch
+
+
+def shared_tiny_checkpoint(tmp_path_factory) -> Path:
+    """One tiny checkpoint per pytest session (built on first use, under the session's base temp dir)."""
+    root = tmp_path_factory.getbasetemp() / "tiny_diffusion_checkpoint"
+    run = root / "diffusion"
+    if not (run / "latest").exists():
+        build_tiny_checkpoint(root)
+    return run
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` torch threads (tiny models on a shared 2-core box are fastest single-threaded)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_tiny_checkpoint(root: Path, steps: int = 40, extra: list[str] = ("diffusion.lr=3e-3",)) -> Path:
     """Write ``root/vae`` and ``root/diffusion`` (a complete diffusion run); return the diffusion run dir."""
     from trainer.diffusion.train import record_vae, train
     from trainer.vae.model import FrameVAE
@@ -55,9 +112,9 @@ def build_tiny_checkpoint(root: Path, steps: int = 30, extra: list[str] = ()) ->
     def batches(start_step: int):
         g = torch.Generator().manual_seed(1000 + start_step)
         while True:
-            yield synthetic_batch(cfg, cfg.diffusion.batch_size, c, size, g)
+            yield smooth_batch(cfg, cfg.diffusion.batch_size, c, size, g)
 
-    val = [synthetic_batch(cfg, 4, c, size, torch.Generator().manual_seed(7))]
+    val = [smooth_batch(cfg, 4, c, size, torch.Generator().manual_seed(7))]
     train(cfg, run_dir, batches, val, latent_channels=c, latent_size=size, n_audio_channels=n_audio_channels(cfg),
           extra_state={"latent_scale": scale, "vae": "vae"}, show_progress=False)
     return run_dir

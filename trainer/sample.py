@@ -120,6 +120,7 @@ def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "c
     if step_dir is None:
         raise SampleError(f"checkpoint {str(path)!r}: no weights there (expected RUN/latest -> ckpt/step-*/ with "
                           f"{STATE_FILE} and ema.safetensors, or a step dir itself)")
+    step_dir = step_dir.resolve()  # RUN/latest is a symlink to ckpt/step-*
     run_dir = step_dir.parent.parent if step_dir.parent.name == "ckpt" else step_dir
     try:
         saved = read_run_config(run_dir)
