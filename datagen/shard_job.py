@@ -179,11 +179,13 @@ class ShardWorker:
         from datagen.visual import Renderer
 
         self.cfg = Config.model_validate(cfg_dict)
+        assigned = None
         if ray_gpu:
             import ray
 
-            ids = ray.get_gpu_ids()
-            gpu_index = int(ids[0]) if ids else None
+            # Ray narrows CUDA_VISIBLE_DEVICES to the assigned GPU; the Renderer's default (gpu_index
+            # None) then takes the first visible one, i.e. that GPU's EGL device.
+            assigned = [str(i) for i in ray.get_gpu_ids()]
         self.renderer = Renderer(self.cfg.render.resolution, gpu_index=gpu_index)
         _RENDERERS_CREATED += 1
         self.identity = {
@@ -191,6 +193,7 @@ class ShardWorker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "gpu_index": gpu_index,
+            "ray_gpu_ids": assigned,
             "renderer": dict(self.renderer.info),
             "renderers_in_process": _RENDERERS_CREATED,
         }
