@@ -118,3 +118,48 @@ def build_tiny_checkpoint(root: Path, steps: int = 40, extra: list[str] = ("diff
     train(cfg, run_dir, batches, val, latent_channels=c, latent_size=size, n_audio_channels=n_audio_channels(cfg),
           extra_state={"latent_scale": scale, "vae": "vae"}, show_progress=False)
     return run_dir
+
+
+def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4) -> Path:
+    """``root/val/shard-000000.tar`` (and one train shard) of ground-truth clips that follow their audio:
+    a disc whose radius follows the RMS and which flashes on loudness steps; the ``silence`` clips have a
+    labelled silent segment (meta ``segments``) during which the picture stands still."""
+    from shared import shards as S
+    from shared.timeline import compute_audio_timeline
+
+    import numpy as np
+
+    sr, fps, res = cfg.data.sample_rate, cfg.render.fps, cfg.render.resolution
+    names = channel_names(cfg.timeline)
+    variants = ("normal", "silence", "debug")
+    for split, count in (("val", n_clips), ("train", 1)):
+        with S.ShardWriter(root / split / S.shard_name(0)) as w:
+            for i in range(count):
+                rng = np.random.default_rng([i, split == "val"])
+                variant = variants[i % 3]
+                n = int(sr * cfg.data.clip_seconds)
+                t = np.arange(n) / sr
+                env = np.repeat(rng.uniform(0.1, 1.0, 64), sr // 4)[:n]
+                segments = []
+                if variant == "silence":
+                    a, b = int(1.25 * fps), int(2.75 * fps)
+                    env[int(a / fps * sr):int(b / fps * sr)] = 0.0
+                    segments.append({"kind": "silence", "tracks": [], "start_s": a / fps, "end_s": b / fps,
+                                     "start_frame": a, "end_frame": b})
+                wave = S.quantize_pcm16((0.4 * env * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+                feats, _ = compute_audio_timeline(wave, sr, fps, cfg.timeline)  # (T, C)
+                rms = feats[:, names.index("rms")]
+                level = rms / max(float(rms.max()), 1e-6)
+                yy, xx = np.mgrid[0:res, 0:res] / (res - 1)
+                frames = []
+                for f in range(len(feats)):
+                    radius = 0.1 + 0.35 * level[f]
+                    img = np.full((res, res, 3), 30, np.uint8)
+                    img[(xx - 0.5) ** 2 + (yy - 0.5) ** 2 < radius ** 2] = (220, 120 + 40 * (i % 3), 60)
+                    frames.append(S.encode_jpeg(img, 90))
+                key = S.sample_key(0, i)
+                meta = {"schema_version": S.SCHEMA_VERSION, "seed": i, "shard": 0, "sample": i, "variant": variant,
+                        "tempo": 120.0, "segments": segments, "fps": fps, "resolution": res, "n_frames": len(feats),
+                        "timeline_channels": names}
+                w.add_sample(key, S.pixel_members(wave, sr, feats, frames, meta))
+    return root
