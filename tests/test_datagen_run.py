@@ -247,3 +247,20 @@ def test_unwritable_out_fails_before_work(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--out" in err and "not writable" in err and str(blocker) in err
+
+
+def test_shard_that_keeps_failing_is_reported_after_the_others_finish(tmp_path, capsys):
+    """An output path that cannot be written (a dangling symlink where the .partial goes): the shard is retried
+    run.max_retries times, every other shard completes, and the run exits 1 naming the shard and the error."""
+    out = tmp_path / "px"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "shard-000001.tar.partial").symlink_to(tmp_path / "no-such-dir" / "x")
+    code = datagen("run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1",
+                   "--out", str(out), "--no-progress", *MICRO, "run.max_retries=1")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "train shard 1 (train/shard-000001.tar) failed" in err and "FileNotFoundError" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["index"] for f in summary["shards_failed"]] == [1] and summary["retries"] == 1
+    assert len(summary["attempt_failures"]) == 2 and summary["shards_written"] == 3
+    assert sorted(p.name for p in out.glob("*/*.tar")) == ["shard-000000.tar", "shard-000000.tar", "shard-000002.tar"]
