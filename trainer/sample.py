@@ -251,13 +251,21 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
                     spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
     """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T)."""
+    from trainer.runtime import autocast
+
     gen = torch.Generator().manual_seed(int(seed))
     audio = torch.from_numpy(np.ascontiguousarray(windows))
     sil = torch.from_numpy(np.ascontiguousarray(silent))
     style = None if style_z is None else style_z.to(model.device)
-    for _, lat in latent_stream(model.denoiser, spec, audio, sil, style, gen, model.device, on_snippet):
-        b, n = lat.shape[:2]
-        frames = model.decode(lat.flatten(0, 1))  # (B*n, H, W, 3)
+    stream = latent_stream(model.denoiser, spec, audio, sil, style, gen, model.device, on_snippet)
+    while True:
+        with torch.no_grad(), autocast(model.cfg.run, model.device):  # bf16 on CUDA (run.precision=auto)
+            item = next(stream, None)
+            if item is None:
+                return
+            lat = item[1]
+            b, n = lat.shape[:2]
+            frames = model.decode(lat.flatten(0, 1))  # (B*n, H, W, 3)
         yield frames.reshape((b, n) + frames.shape[1:])
 
 

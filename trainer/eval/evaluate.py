@@ -45,6 +45,7 @@ from trainer.eval import metrics as M
 from trainer.eval import plots
 from trainer.eval.report import MetricRow, Report, write_report
 from trainer.sample import SampleError, SamplingModel, style_from_prior
+from trainer.runtime import autocast
 from trainer.sample_core import StreamSpec, latent_stream
 
 VARIANT_ORDER = ("normal", "silence", "debug")
@@ -149,7 +150,8 @@ def generate_group(model: SamplingModel, spec: StreamSpec, windows: np.ndarray, 
         a = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch]))
         s = torch.from_numpy(np.ascontiguousarray(silent[i:i + batch]))
         z = style_z[i:i + batch].to(model.device)
-        chunks = [lat for _, lat in latent_stream(model.denoiser, spec, a, s, z, gen, model.device)]
+        with autocast(model.cfg.run, model.device):  # bf16 on CUDA (run.precision=auto)
+            chunks = [lat.float() for _, lat in latent_stream(model.denoiser, spec, a, s, z, gen, model.device)]
         lat = torch.cat(chunks, dim=1)  # (b, T, C, h, w)
         b, t = lat.shape[:2]
         fr = model.decode(lat.flatten(0, 1))
