@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-per-shard", type=int, default=2)
     ap.add_argument("--clip-seconds", type=float, default=3.0)
     ap.add_argument("--fps", type=float, default=24.0)
+    ap.add_argument("--repeats", type=int, default=1, help="Interleaved repeats per measurement; the best is kept.")
     ap.add_argument("--write", nargs="?", const=str(ROOT / "bench" / "RESULTS.md"), default=None, metavar="RESULTS.md",
                     help="Replace the section in this markdown file (default bench/RESULTS.md).")
     args = ap.parse_args(argv)
@@ -177,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             shards = args.shards_per_worker * k
             clips = workload(cfg, shards * cfg.data.samples_per_shard)
             per_worker = [clips[i::k] for i in range(k)]
-            render = parallel_rate(_render_worker, [(cfg.model_dump(mode="json"), c) for c in per_worker])
             frames = render_frames(cfg, clips[: max(1, len(clips) // k)])
-            encode = parallel_rate(_encode_worker, [(frames, cfg.render.jpeg_quality, 2) for _ in range(k)])
-            summary = end_to_end(cfg, k, shards, args.executor)
+            render = encode = wall = e2e = 0.0
+            for _ in range(args.repeats):  # interleaved; best of N: other load only ever lowers a rate
+                render = max(render, parallel_rate(_render_worker, [(cfg.model_dump(mode="json"), c) for c in per_worker]))
+                encode = max(encode, parallel_rate(_encode_worker, [(frames, cfg.render.jpeg_quality, 2) for _ in range(k)]))
+                summary = end_to_end(cfg, k, shards, args.executor)
+                wall, e2e = max(wall, summary["frames_per_s"]), max(e2e, summary["steady_frames_per_s"])
             gl = summary["workers"][0]["renderer"]["renderer"]
-            wall, e2e = summary["frames_per_s"], summary["steady_frames_per_s"]
             base = base or e2e / k
             combined = 1.0 / (1.0 / render + 1.0 / encode)
             row = {"resolution": res, "workers": k, "frames": summary["frames_written"], "wall": wall, "e2e": e2e,
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "included; *steady* is frames over the busiest worker's time inside shards (audio synthesis, timeline, render, "
         "JPEG, tar write), the rate a long run converges to. Ratios and scaling use steady. Clips: "
         f"{args.clip_seconds:g} s at {args.fps:g} fps, {args.samples_per_shard} per shard, "
-        f"{args.shards_per_worker} train shards per worker plus 1 val shard.",
+        f"{args.shards_per_worker} train shards per worker plus 1 val shard; best of {args.repeats} interleaved repeats.",
         f"Machine: {machine()}. GL: {gl}.",
         f"Command: `{cmd.strip()}`", "",
         "| res | workers | frames | wall f/s | steady f/s | render-only f/s | JPEG-only f/s | e2e / render | e2e / JPEG | "

@@ -80,6 +80,17 @@ def rates(samples: int, frames: int, seconds: float) -> dict[str, float]:
     return {"samples_per_s": round(samples / s, 3), "frames_per_s": round(frames / s, 2)}
 
 
+def actor_plan(resources: dict[str, float], workers: int | None, n_shards: int) -> tuple[int, float]:
+    """(number of render actors, GPU share per actor) for a cluster's total resources.
+
+    One actor per CPU slot unless ``workers`` says otherwise, never more than there are shards; with
+    GPUs, the actors split them evenly (fractions when there are more actors than GPUs, at most 1 each).
+    """
+    k = max(1, min(workers or int(resources.get("CPU", 1)) or 1, n_shards))
+    n_gpus = float(resources.get("GPU", 0.0))
+    return k, (min(1.0, n_gpus / k) if n_gpus > 0 else 0.0)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
@@ -371,10 +382,7 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, max_re
     from ray.exceptions import RayActorError
 
     try:
-        resources = ray.cluster_resources()
-        n_gpus = float(resources.get("GPU", 0.0))
-        k = max(1, min(workers or int(resources.get("CPU", 1)) or 1, len(specs)))
-        gpu_share = min(1.0, n_gpus / k) if n_gpus else 0.0
+        k, gpu_share = actor_plan(ray.cluster_resources(), workers, len(specs))
         actor_cls = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=gpu_share, max_restarts=0, max_task_retries=0)
         cfg_dict = cfg.model_dump(mode="json")
         queue = deque(specs)
@@ -470,7 +478,7 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
 
     if cfg.run.executor not in EXECUTORS:
         raise RunError(f"unknown executor {cfg.run.executor!r}; choose one of {', '.join(EXECUTORS)}")
-    out_dir = check_out_dir(out)
+    out_dir = check_out_dir(out).resolve()  # absolute: workers on other nodes have other working dirs
     existing = Manifest.load(out_dir)
     check_compatible(existing, cfg, out_dir, force)
     manifest = Manifest(out_dir, cfg, None if force else existing)

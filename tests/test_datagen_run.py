@@ -264,3 +264,13 @@ def test_shard_that_keeps_failing_is_reported_after_the_others_finish(tmp_path, 
     assert [f["index"] for f in summary["shards_failed"]] == [1] and summary["retries"] == 1
     assert len(summary["attempt_failures"]) == 2 and summary["shards_written"] == 3
     assert sorted(p.name for p in out.glob("*/*.tar")) == ["shard-000000.tar", "shard-000000.tar", "shard-000002.tar"]
+
+
+def test_actor_plan_sizes_actors_to_cpus_and_splits_gpus():
+    from datagen.run import actor_plan
+
+    assert actor_plan({"CPU": 16.0, "GPU": 1.0}, None, 2000) == (16, 1 / 16)  # one H100 shared by 16 actors
+    assert actor_plan({"CPU": 16.0, "GPU": 8.0}, None, 2000) == (16, 0.5)
+    assert actor_plan({"CPU": 4.0, "GPU": 8.0}, None, 2000) == (4, 1.0)  # never more than one GPU per actor
+    assert actor_plan({"CPU": 2.0}, None, 2000) == (2, 0.0)  # CPU slots only
+    assert actor_plan({"CPU": 2.0}, 6, 3) == (3, 0.0)  # no more actors than shards
