@@ -12,6 +12,15 @@ from trainer.diffusion.losses import comparison_loss, denoising_loss
 from trainer.diffusion.sampler import apply_guidance, ddim, heun, time_grid
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_cosine_schedule_endpoints_and_monotone():
     t = torch.linspace(0, 1, 101)
     ls = S.logsnr_cosine(t)

@@ -13,6 +13,15 @@ from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
 C, H = 2, 4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def cfg(micro_cfg):
     return build_config(base=micro_cfg.model_dump(mode="json"), overrides=[

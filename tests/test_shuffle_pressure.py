@@ -16,6 +16,15 @@ SMALL = ["diffusion.snippet_frames=4", "diffusion.audio_context_frames=1", "diff
          "diffusion.heads=2", "diffusion.style_dim=4"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_cfg(base, *overrides):
     return build_config(base=base.model_dump(mode="json"), overrides=SMALL + list(overrides))
 
@@ -217,7 +226,6 @@ def _train(cfg, steps: int, seed: int = 0) -> dict:
 
 def test_shuffle_pressure_opens_a_val_gap(tiny_cfg):
     """Few hundred steps on debug-like clips: pressure gives a positive val gap, larger than without."""
-    torch.set_num_threads(1)
     common = ["diffusion.snippet_frames=2", "diffusion.audio_shuffle_loss_margin=0.3"]
     with_p = _train(small_cfg(tiny_cfg, *common, "diffusion.audio_shuffle_loss_weight=1.0"), 200)
     without = _train(small_cfg(tiny_cfg, *common, "diffusion.audio_shuffle_loss_weight=0"), 200)
