@@ -206,3 +206,8 @@ def test_latent_manifest_errors_name_what_is_missing(latent_data, tmp_path):
         vae_path_of({"latent_scale": 1.0}, tmp_path)
     with pytest.raises(FileNotFoundError, match="is gone"):
         vae_path_of({"vae": {"run": str(tmp_path / "nowhere")}}, tmp_path)
+
+
+def test_batch_of_one_is_refused_for_batch_negatives(micro_cfg, tmp_path):
+    with pytest.raises(ValueError, match="diffusion.batch_size=1"):
+        _train(_cfg(micro_cfg, "diffusion.steps=1", "diffusion.batch_size=1"), tmp_path / "one")

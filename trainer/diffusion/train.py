@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from shared.config import Config
+from shared.config import Config, ConfigError
 from shared.seeding import derive_seed
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
@@ -124,6 +124,9 @@ def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterat
     ``run.sample_every`` steps.
     """
     d, run = cfg.diffusion, cfg.run
+    if d.batch_size < 2 and d.audio_shuffle_negatives in ("derange", "hard"):
+        raise ConfigError(f"diffusion.batch_size={d.batch_size}: {d.audio_shuffle_negatives} negatives borrow another "
+                         "clip's audio, so a step needs at least 2 snippets per rank")
     dist = dist or rt.setup_distributed(run.device)
     device = dist.device
     run_dir = Path(run_dir)
