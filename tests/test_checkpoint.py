@@ -127,3 +127,50 @@ def test_unsupported_state_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="unsupported type"):
         save_checkpoint(tmp_path, 1, {"model": {"x": io.BytesIO()}}, {}, keep=1)
     assert list((tmp_path / "ckpt").iterdir()) == []  # the temp dir was cleaned up
+
+
+def test_ema_follows_the_exponential_average():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, 0.5)
+    for value in (1.0, 1.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update(model)
+    assert float(ema.shadow["weight"]) == pytest.approx(0.75)  # 0 -> 0.5 -> 0.75
+    copy = torch.nn.Linear(1, 1, bias=False)
+    ema.copy_to(copy)
+    assert float(copy.weight.detach()) == pytest.approx(0.75)
+
+
+def test_precision_and_warmup_rules(micro_cfg):
+    from trainer.runtime import autocast_dtype, lr_at
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    micro_cfg.run.precision = "auto"
+    assert autocast_dtype(micro_cfg.run, cpu) is None and autocast_dtype(micro_cfg.run, cuda) == torch.bfloat16
+    micro_cfg.run.precision = "bf16"
+    assert autocast_dtype(micro_cfg.run, cpu) == torch.bfloat16
+    micro_cfg.run.precision = "fp32"
+    assert autocast_dtype(micro_cfg.run, cuda) is None
+    assert [lr_at(s, 1.0, 4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_metrics_logger_drops_lines_after_the_resumed_step(tmp_path):
+    import json
+
+    from trainer.runtime import MetricsLogger
+
+    log = MetricsLogger(tmp_path)
+    for step in (1, 2, 3):
+        log.log(step, {"loss": 1.0 / step})
+    log.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')  # a line cut short by a crash
+    log = MetricsLogger(tmp_path, resume_step=2)
+    log.log(3, {"loss": 0.1})
+    log.close()
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["loss"] == 0.1
+    assert not MetricsLogger(tmp_path / "off", enabled=False).path.parent.exists()

@@ -86,6 +86,7 @@ def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str
     run = Path(out)
     vc = cfg.vae
 
+    resolve_shards(data, "train")  # a missing or empty --data fails here, before the run dir is touched
     # --- run dir: refuse a different model shape (unless --force), write config.yaml
     if dist.is_main:
         prepare_run_dir(run, cfg, SHAPE_SECTIONS, force, extra={"command": "vae", "data": str(data)})
