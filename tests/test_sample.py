@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -210,7 +211,11 @@ def test_bad_inputs_give_one_line_errors_and_exit_2(ckpt, tmp_path, capsys):
     no_weights = tmp_path / "run_without_weights"
     no_weights.mkdir()
     (no_weights / "config.yaml").write_text("config: {}\n")
+    broken = tmp_path / "run_with_broken_config"
+    shutil.copytree(ckpt, broken, symlinks=True)
+    (broken / "config.yaml").write_text("config: [unclosed\n")
     cases = [
+        (["--audio", good, "--checkpoint", broken], "run_with_broken_config"),
         (["--audio", tmp_path / "missing.wav", "--checkpoint", ckpt], "missing.wav"),
         (["--audio", garbage, "--checkpoint", ckpt], "garbage.wav"),
         (["--audio", empty, "--checkpoint", ckpt], "empty.wav"),

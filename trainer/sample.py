@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import yaml
 
 from shared.audio_io import AudioLoadError, load_audio, resample
 from shared.config import Config
@@ -39,6 +40,11 @@ SHIPPED_MODEL = "models"
 
 class SampleError(RuntimeError):
     """Bad input or an unusable checkpoint: the message is the whole story (no traceback)."""
+
+
+def one_line(e: BaseException | str) -> str:
+    """An error message folded onto one line (YAML and ffmpeg errors span several)."""
+    return " ".join(str(e).split())
 
 
 # ------------------------------------------------------------------ the model bundle
@@ -146,8 +152,8 @@ def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "c
     except SampleError:
         raise
     except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
-            json.JSONDecodeError) as e:
-        raise SampleError(f"checkpoint {str(path)!r}: {str(e).strip()}") from None
+            json.JSONDecodeError, yaml.YAMLError) as e:
+        raise SampleError(f"checkpoint {str(path)!r}: {one_line(e)}") from None
     c, size = int(kwargs["latent_channels"]), int(kwargs["latent_size"])
     return SamplingModel(cfg=cfg, denoiser=denoiser.to(device).eval(), vae=vae.eval(),
                          latent_scale=float(extra["latent_scale"]), latent_shape=(c, size, size),
@@ -278,7 +284,7 @@ def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingMod
     try:
         wave, sr = load_audio(audio_path)
     except AudioLoadError as e:
-        raise SampleError(str(e)) from None
+        raise SampleError(one_line(e)) from None
     cfg = model.cfg
     fps = cfg.render.fps
     n_frames = frame_count(len(wave), sr, fps)

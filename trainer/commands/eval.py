@@ -30,15 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out(checkpoint: Path) -> Path:
-    """RUN/eval; for a step dir RUN/ckpt/step-N, RUN/eval/step-N."""
-    if checkpoint.parent.name == "ckpt":
-        return checkpoint.parent.parent / "eval" / checkpoint.name
+    """RUN/eval; for a step dir (or RUN/latest, which points at one) RUN/eval/step-N."""
+    step = checkpoint.resolve()
+    if (step / "state.json").is_file() and step.parent.name == "ckpt":
+        return step.parent.parent / "eval" / step.name
     return checkpoint / "eval"
 
 
 def run(args: argparse.Namespace) -> int:
     from trainer.eval.evaluate import EvalError, evaluate
-    from trainer.sample import SampleError, load_sampling_model
+    from trainer.sample import SampleError, load_sampling_model, one_line
 
     ckpt = Path(args.checkpoint)
     if not ckpt.exists():
@@ -58,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_grad_enabled(False)
         rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
     except (SampleError, EvalError) as e:
-        fail(str(e))
+        fail(one_line(e))
     except (ValueError, RuntimeError, OSError) as e:
-        fail(f"evaluation failed: {type(e).__name__}: {str(e).strip()}")
+        fail(f"evaluation failed: {type(e).__name__}: {one_line(e)}")
     print(f"eval: wrote {pm} and {pj.name} ({len(rep.rows)} metrics, {rep.info['clips']} clips)", file=sys.stderr)
     for r in rep.rows:
         from trainer.eval.report import fmt

@@ -41,14 +41,15 @@ def default_out(audio: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.sample import SampleError, SampleSettings, load_sampling_model, resolve_checkpoint_arg, sample_file
+    from trainer.sample import (SampleError, SampleSettings, load_sampling_model, one_line, resolve_checkpoint_arg,
+                                sample_file)
 
     try:
         ckpt = resolve_checkpoint_arg(args.checkpoint)
     except SampleError as e:
         if args.dry_run:
             config_or_exit(args)
-        fail(str(e))
+        fail(one_line(e))
     audio = Path(args.audio)
     out = Path(args.out) if args.out else default_out(args.audio)
     if not args.dry_run:
@@ -72,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
                                   overlap=args.overlap)
         summary = sample_file(audio, out, model, settings, progress=not args.no_progress)
     except SampleError as e:
-        fail(str(e))
+        fail(one_line(e))
     except (ValueError, RuntimeError, OSError) as e:  # e.g. ffmpeg failing mid-write: one line, no traceback
-        fail(f"sampling {str(audio)!r} failed: {type(e).__name__}: {str(e).strip()}")
+        fail(f"sampling {str(audio)!r} failed: {type(e).__name__}: {one_line(e)}")
     print(f"sample: wrote {summary['out']} ({summary['frames']} frames, {summary['duration_s']:.2f} s at "
           f"{summary['fps']:g} fps) in {summary['wall_s']:.1f} s = {summary['frames_per_s']:.1f} frames/s "
           f"from {summary['checkpoint']}", file=sys.stderr)

@@ -17,8 +17,8 @@ Then, each for the generated video AND the ground-truth frames:
    (and f the per-frame mean latent);
 2. style diversity: mean pairwise distance of frame statistics over the style samples of one audio,
    beside the ground truth's diversity across clips;
-3. silence settle on the silence-variant clips: motion energy from ``eval.settle_delay_s`` into silent
-   segments over motion energy in loud ones;
+3. silence settle on the clips with labelled silence segments (the silence variant; debug clips may have
+   them too): motion energy from ``eval.settle_delay_s`` into silent segments over motion energy in loud ones;
 4. AV sync: AV-Align (audio onset peaks vs motion-energy peaks, frame difference, +-tolerance) and the
    Spearman correlation of RMS with motion energy;
 5. VAE bottleneck: debug clips encoded and decoded by the VAE, the metrics on round-tripped vs original.
@@ -366,9 +366,10 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, n_clips: i
         MetricRow("style_diversity", div_gen, div_gt, "higher (toward ground truth)",
                   "mean pairwise distance of frame statistics: generated = same audio, different style latents; "
                   "ground truth = across val clips"),
-        MetricRow("silence_settle_ratio", agg("silence_settle_ratio", "generated", "silence"),
-                  agg("silence_settle_ratio", "ground_truth", "silence"), "lower",
-                  f"silence clips: motion from {ev.settle_delay_s:g} s into silence / motion when loud (1 = no settling)"),
+        MetricRow("silence_settle_ratio", agg("silence_settle_ratio", "generated"),
+                  agg("silence_settle_ratio", "ground_truth"), "lower",
+                  f"clips with a labelled silence segment: motion from {ev.settle_delay_s:g} s into silence / motion "
+                  "when loud (1 = no settling)"),
         MetricRow("av_align", agg("av_align", "generated"), agg("av_align", "ground_truth"), "higher",
                   f"AV-Align: IoU of audio onset peaks and motion peaks (frame difference) within +-{tol} frame(s)"),
         MetricRow("av_align_shuffled_audio", agg("av_align", "shuffled_audio"), None, "lower",
@@ -431,8 +432,8 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, n_clips: i
     if not debug:
         notes.append("No debug-variant clip among the val clips: the VAE bottleneck uses the silence clips, or all "
                      "evaluated clips when there is none.")
-    if not any(c.variant == "silence" for c in clips):
-        notes.append("No silence-variant clip among the val clips: the silence-settle ratio is n/a.")
+    if not any(p["silent_spans"] for p in per_clip):
+        notes.append("No val clip with a silence segment: the silence-settle ratio is n/a.")
     info = {"checkpoint": str(model.step_dir), "step": model.step, "data": str(data), "clips": len(clips),
             "frames_per_clip": t, "fps": cfg.render.fps, "sampler": spec.sampler, "steps": spec.steps,
             "guidance": spec.guidance, "snippet_overlap": spec.overlap, "seed": seed,
