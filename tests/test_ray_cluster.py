@@ -119,9 +119,10 @@ def test_embedded_ray_cluster_byte_identical_one_context_per_actor(reference, tm
     assert run_cli("datagen", "datagen.commands", "", ["inspect", str(out)]) == 0
 
 
-@pytest.fixture
-def two_node_cluster():
-    """A head node and a worker node (1 CPU each, own temp dirs and process groups) on 127.0.0.1."""
+@pytest.fixture(scope="module", autouse=True)
+def _two_node_processes():
+    """Start a head node and a worker node (1 CPU each, own temp dirs and process groups) on 127.0.0.1 when
+    the module starts, so that they boot while the other tests run; stop them by id when it ends."""
     port = free_port()
     dirs = [tempfile.mkdtemp(prefix="r", dir="/tmp") for _ in range(2)]
     common = ["--num-cpus=1", "--block", "--disable-usage-stats", "--object-store-memory=80000000",
@@ -132,29 +133,35 @@ def two_node_cluster():
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=false",
                              f"--temp-dir={dirs[0]}", *common], env=dict(env, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # `ray start --address` keeps retrying until the head's GCS answers.
     worker = subprocess.Popen([sys.executable, "-c", LOOPBACK_RAY_CLI, "start", f"--address=127.0.0.1:{port}",
                                f"--temp-dir={dirs[1]}", *common], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        # Wait until both nodes have registered (a driver that connects, counts and leaves).
-        wait = ("import ray, time, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR')\n"
-                "t = time.time()\n"
-                "while sum(n['Alive'] for n in ray.nodes()) < 2 and time.time() - t < 120: time.sleep(0.5)\n"
-                "sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) == 2 else 1)")
-        deadline = time.monotonic() + 120
-        while True:
-            r = subprocess.run([sys.executable, "-c", wait, f"127.0.0.1:{port}"], capture_output=True, text=True,
-                               env=ray_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"), timeout=180)
-            if r.returncode == 0:
-                break
-            assert time.monotonic() < deadline, f"two-node cluster did not come up: {r.stderr[-2000:]}"
-            time.sleep(1)
         yield {"address": f"127.0.0.1:{port}", "head": head, "worker": worker}
     finally:
         for p in (worker, head):
             kill_node(p)
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def two_node_cluster(_two_node_processes):
+    """The two-node cluster, once both nodes have registered (a driver connects, counts and leaves)."""
+    address = _two_node_processes["address"]
+    wait = ("import ray, time, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR')\n"
+            "t = time.time()\n"
+            "while sum(n['Alive'] for n in ray.nodes()) < 2 and time.time() - t < 120: time.sleep(0.5)\n"
+            "sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) == 2 else 1)")
+    deadline = time.monotonic() + 120
+    while True:
+        r = subprocess.run([sys.executable, "-c", wait, address], capture_output=True, text=True,
+                           env=ray_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"), timeout=180)
+        if r.returncode == 0:
+            return _two_node_processes
+        assert time.monotonic() < deadline, f"two-node cluster did not come up: {r.stderr[-2000:]}"
+        time.sleep(1)
 
 
 def _running_shard_on(pids: set[int]) -> bool:
