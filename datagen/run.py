@@ -91,6 +91,14 @@ def actor_plan(resources: dict[str, float], workers: int | None, n_shards: int) 
     return k, (min(1.0, n_gpus / k) if n_gpus > 0 else 0.0)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware, unlike os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
@@ -283,7 +291,7 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    k = max(1, min(workers or os.cpu_count() or 1, len(specs)))
+    k = max(1, min(workers or available_cpus(), len(specs)))
     reports = ctx.Queue()
     cfg_dict = cfg.model_dump(mode="json")
     attempts: Counter[str] = Counter()
@@ -360,7 +368,7 @@ def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
     # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
     # to a stale cluster left in a temp dir (a bare ray.init() can, and hang).
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
+    ray.init(address="local", num_cpus=available_cpus(), include_dashboard=False, _temp_dir=temp_dir,
              _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024,
              log_to_driver=False, logging_level="WARNING")
 

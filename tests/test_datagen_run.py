@@ -99,6 +99,8 @@ def test_stock_webdataset_readback_and_timelines_recompute_exactly(local_run):
     urls = [str(p) for p in sorted(out.glob("*/shard-*.tar"))]
     samples = list(wds.WebDataset(urls, shardshuffle=False).decode("rgb8"))
     assert len(samples) == 8
+    seeds = {split: {s["meta.json"]["seed"] for s in samples if s["meta.json"]["split"] == split} for split in ("train", "val")}
+    assert len(seeds["train"]) == 6 and len(seeds["val"]) == 2 and not seeds["train"] & seeds["val"]
     for s in samples:
         wave, sr = S.decode_flac(s["audio.flac"])
         fresh, names = compute_audio_timeline(wave, sr, cfg.render.fps, cfg.timeline)
