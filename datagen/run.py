@@ -365,10 +365,11 @@ def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
         except Exception as e:  # noqa: BLE001
             raise RunError(f"cannot connect to the Ray cluster at {address}: {_error_text(e)}") from None
         return ray.shutdown
+    # CPU slots: one per CPU, or as many as --workers asks for (one actor holds one slot).
     # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
     # to a stale cluster left in a temp dir (a bare ray.init() can, and hang).
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=available_cpus(), include_dashboard=False, _temp_dir=temp_dir,
+    ray.init(address="local", num_cpus=max(available_cpus(), workers or 0), include_dashboard=False, _temp_dir=temp_dir,
              _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024,
              log_to_driver=False, logging_level="WARNING")
 
