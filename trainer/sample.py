@@ -63,6 +63,13 @@ class SamplingModel:
     step_dir: Path
     device: torch.device
 
+    def to(self, device: str | torch.device) -> "SamplingModel":
+        """Move both networks to ``device`` (in place); returns self."""
+        self.device = torch.device(device)
+        self.denoiser.to(self.device)
+        self.vae.to(self.device)
+        return self
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3)."""

@@ -53,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
         from trainer.runtime import pick_device
 
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
-        device = pick_device(model.cfg.run.device)
-        if device.type != "cpu":
-            model = load_sampling_model(ckpt, device, overrides=lambda saved: config_or_exit(args, base=saved))
+        model.to(pick_device(model.cfg.run.device))
         torch.set_grad_enabled(False)
         rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
     except (SampleError, EvalError) as e:

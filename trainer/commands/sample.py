@@ -63,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
         from trainer.runtime import pick_device
 
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
-        device = pick_device(model.cfg.run.device)
-        if device.type != "cpu":
-            model = load_sampling_model(ckpt, device, overrides=lambda saved: config_or_exit(args, base=saved))
+        model.to(pick_device(model.cfg.run.device))
         torch.set_grad_enabled(False)
         inf = model.cfg.inference
         settings = SampleSettings(seed=inf.seed, style_seed=args.style_seed, style_from=args.style_from,
