@@ -11,9 +11,12 @@ HELP = "Encode pixel shards with the trained VAE's EMA weights into latent shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="data/pixels", help="Pixel shards (a dir with train/ and val/, a glob, ...).")
-    parser.add_argument("--vae", default="runs/vae", help="VAE run dir (its latest checkpoint) or a ckpt/step-* dir.")
-    parser.add_argument("--out", default="data/latents", help="Latent shard dir: train/, val/, manifest.json.")
+    parser.add_argument("--data", default="data/pixels",
+                        help="Pixel shards (a dir with train/ and val/, a glob, ...). Default: data/pixels.")
+    parser.add_argument("--vae", default="runs/vae",
+                        help="VAE run dir (its latest checkpoint) or a ckpt/step-* dir. Default: runs/vae.")
+    parser.add_argument("--out", default="data/latents",
+                        help="Latent shard dir: train/, val/, manifest.json. Default: data/latents.")
     add_config_args(parser)
 
 

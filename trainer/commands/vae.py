@@ -12,8 +12,9 @@ HELP = "Train the frame VAE on pixel shards (data/pixels -> runs/vae); re-runnin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/pixels",
-                        help="Pixel shards: a dir with train/ and val/, a glob, a brace pattern or a URL.")
-    parser.add_argument("--out", default="runs/vae", help="Run dir (config.yaml, ckpt/, latest, metrics, samples).")
+                        help="Pixel shards: a dir with train/ and val/, a glob, a brace pattern or a URL. Default: data/pixels.")
+    parser.add_argument("--out", default="runs/vae",
+                        help="Run dir (config.yaml, ckpt/, latest, metrics, samples). Default: runs/vae.")
     parser.add_argument("--force", action="store_true",
                         help="Start over in --out even if its saved model shape differs (old checkpoints are moved aside).")
     add_config_args(parser, [ShortFlag("--steps", "vae.steps", int, "Total training steps.")])
