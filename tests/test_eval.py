@@ -89,3 +89,10 @@ def test_eval_bad_inputs_exit_2_with_one_line(setup, tmp_path, capsys):
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]
         assert code == 2 and needle in err and "Traceback" not in err, (args, err)
         assert lines[-1].startswith("error:")
+
+
+def test_report_numbers_are_json_safe():
+    from trainer.eval.report import fmt, json_number
+
+    assert json_number({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]}) == {"a": None, "b": ["inf", "-inf", 1.5]}
+    assert fmt(None) == fmt(float("nan")) == "n/a" and fmt(float("inf")) == "inf" and fmt(0.123456) == "0.1235"

@@ -65,7 +65,6 @@ class EvalError(RuntimeError):
 class Clip:
     key: str
     meta: dict[str, Any]
-    members: dict[str, bytes]
     frames: np.ndarray | None = None    # uint8 (T, H, W, 3)
     timeline: np.ndarray | None = None  # float32 (T, C) raw
     names: list[str] = field(default_factory=list)
@@ -95,27 +94,34 @@ def select_round_robin(variants: list[str], n: int) -> list[int]:
 
 
 def read_val_clips(data: str | Path, n: int) -> list[Clip]:
-    """N clips from the val split of a pixel-shard dir, decoded (frames, timeline, audio, meta)."""
+    """N clips from the val split of a pixel-shard dir, decoded (frames, timeline, audio, meta).
+
+    A first pass keeps only each sample's meta (to choose the clips), a second decodes the chosen ones,
+    so memory holds N clips whatever the size of the val split.
+    """
     from trainer.data import resolve_shards
 
     try:
         urls = resolve_shards(str(data), "val")
     except (FileNotFoundError, ValueError) as e:
         raise EvalError(f"no val pixel shards under {data}: {e}") from None
-    headers: list[Clip] = []
+    headers: list[tuple[str, Clip]] = []
     for url in urls:
         for key, members in S.iter_tar_samples(url):
             if S.META not in members or S.TIMELINE not in members or not S.frame_suffixes(members):
                 continue  # not a pixel sample (or a corrupt one): skipped
-            headers.append(Clip(key=key, meta=S.decode_json(members[S.META]), members=members))
+            headers.append((url, Clip(key=key, meta=S.decode_json(members[S.META]))))
     if not headers:
         raise EvalError(f"the val shards under {data} hold no pixel samples")
-    clips = [headers[i] for i in select_round_robin([c.variant for c in headers], n)]
-    for c in clips:
-        d = S.decode_pixel_sample(c.members)
-        c.frames, c.timeline, c.wave, c.sr = d["frames"], d["timeline"].astype(np.float32), d["wave"], int(d["sr"])
-        c.members = {}
-    return clips
+    chosen = [headers[i] for i in select_round_robin([c.variant for _, c in headers], n)]
+    wanted = {(url, c.key): c for url, c in chosen}
+    for url in dict.fromkeys(u for u, _ in chosen):
+        for key, members in S.iter_tar_samples(url):
+            c = wanted.get((url, key))
+            if c is not None:
+                d = S.decode_pixel_sample(members)
+                c.frames, c.timeline, c.wave, c.sr = d["frames"], d["timeline"].astype(np.float32), d["wave"], int(d["sr"])
+    return [c for _, c in chosen]
 
 
 # ------------------------------------------------------------------ generation
