@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from shared.video import probe
 from trainer.cli import main
@@ -96,3 +97,31 @@ def test_report_numbers_are_json_safe():
 
     assert json_number({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]}) == {"a": None, "b": ["inf", "-inf", 1.5]}
     assert fmt(None) == fmt(float("nan")) == "n/a" and fmt(float("inf")) == "inf" and fmt(0.123456) == "0.1235"
+
+
+def test_an_audio_blind_model_scores_zero_sensitivity_and_gap(setup, tmp_path):
+    """A freshly initialised denoiser outputs exactly 0 (adaLN-Zero), so its videos depend on the noise and
+    style but not on the audio: the shuffled-audio generation shares the true one's noise and style, so S
+    must be exactly 0 while the reseeded generation differs; the loss gap is 0 too."""
+    from pathlib import Path
+
+    from shared.timeline import channel_names
+    from trainer.diffusion.model import Denoiser
+    from trainer.eval.evaluate import evaluate
+    from trainer.sample import SamplingModel
+    from trainer.vae.model import FrameVAE
+
+    _, data = setup
+    cfg = tiny_config(1, ["eval.write_videos=false"])
+    torch.manual_seed(0)
+    model = SamplingModel(cfg=cfg, denoiser=Denoiser(cfg, 4, 8, len(channel_names(cfg.timeline))).eval(),
+                          vae=FrameVAE(cfg.vae).eval(), latent_scale=1.0, latent_shape=(4, 8, 8), step=0,
+                          step_dir=Path("initial"), device=torch.device("cpu"))
+    with torch_threads(1), torch.no_grad():
+        rep, pj, _ = evaluate(model, data, tmp_path, n_clips=3, log=lambda m: None)
+    rows = {r.name: r for r in rep.rows}
+    assert rows["output_sensitivity_motion"].generated == 0.0
+    assert rows["output_sensitivity_latent"].generated == 0.0
+    assert rows["val_loss_gap"].generated == 0.0
+    assert rows["style_diversity"].generated > 0  # another style latent and seed do change the video
+    assert "videos_side_by_side" not in json.loads(pj.read_text())["files"]
