@@ -243,6 +243,19 @@ def test_tempo_measured_from_kick_onsets_matches_meta(tiny_cfg, config):
         assert measured == pytest.approx(clip.meta["tempo"], rel=0.02), (seed, clip.meta["song"]["kick_pattern"])
 
 
+def test_tempo_measure_on_known_pulses():
+    """The measure above can fail: it finds 100 BPM in a 100 BPM kick train with off-beat extras, not 200 or 50."""
+    from datagen.audio.voices import kick_oneshot, place_oneshots
+
+    sr, beat = 16000, 0.6
+    times = np.concatenate([np.arange(0.1, 4.0, beat), np.arange(0.1 + 2.5 * beat, 4.0, 4 * beat)])
+    x = place_oneshots(4 * sr, kick_oneshot(sr, 150, 50, 0.03, 0.25, 0.1), np.round(times * sr).astype(np.int64),
+                       np.ones(len(times), np.float32))
+    assert 60 / beat_period(onset_times(x, sr), 4.0) == pytest.approx(100, rel=0.005)
+    with pytest.raises(AssertionError, match="no periodic structure"):
+        beat_period(np.array([0.1, 0.37, 1.02, 1.13, 2.4, 3.3]), 4.0)
+
+
 def test_chord_and_bass_pitches_lie_in_the_key(tiny_cfg):
     for seed in SEEDS:
         clip = synthesize_clip(tiny_cfg, seed, "normal")
