@@ -175,6 +175,7 @@ def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["width"] == 32
     assert abs(info["video_duration"] - n_expected / FPS) < 1e-6
     assert abs(info["audio_duration"] - seconds) < 0.05
+    assert info["audio_channels"] == (2 if kind.endswith("stereo") else 1)  # the input's own channels are muxed
     assert "frames/s" in err
 
 

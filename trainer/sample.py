@@ -282,6 +282,20 @@ def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarra
         yield frames.reshape((b, n) + frames.shape[1:])
 
 
+def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+    """The audio to mux into the mp4: the file's own channels where soundfile reads it at the same length
+    (wav/flac/ogg), else the shared loader's mono mix."""
+    import soundfile as sf
+
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except (RuntimeError, TypeError, ValueError, OSError):
+        return mono, sr
+    if file_sr != sr or len(data) != len(mono) or data.shape[1] > 2:
+        return mono, sr
+    return (data[:, 0] if data.shape[1] == 1 else data), sr
+
+
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
                 progress: bool = True) -> dict[str, Any]:
     """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
@@ -308,7 +322,7 @@ def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingMod
     out_path = Path(out_path)
     t0 = time.perf_counter()
     bar = progress_bar(n_frames, 0, f"sample {Path(audio_path).name}", unit="frame") if progress else None
-    with Mp4Writer(out_path, fps, res, res, audio=(wave, sr)) as writer:
+    with Mp4Writer(out_path, fps, res, res, audio=mux_audio(audio_path, wave, sr)) as writer:
         for chunk in generate_frames(model, windows[None], silent[None], style_z, spec, settings.seed):
             writer.write(chunk[0])
             if bar is not None:
