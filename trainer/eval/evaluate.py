@@ -44,7 +44,7 @@ from shared.timeline import channel_index
 from trainer.eval import metrics as M
 from trainer.eval import plots
 from trainer.eval.report import MetricRow, Report, write_report
-from trainer.sample import SampleError, SamplingModel, style_from_prior
+from trainer.sample import SamplingModel, style_from_prior
 from trainer.runtime import autocast
 from trainer.sample_core import StreamSpec, latent_stream
 
