@@ -250,7 +250,9 @@ class SampleSettings:
 def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
     cfg = model.cfg
     inf = cfg.inference
-    overlap = settings.overlap if settings.overlap is not None else inf.snippet_overlap
+    # the configured overlap is capped for 1-frame snippets; an explicit --overlap is checked as given
+    f = cfg.diffusion.snippet_frames
+    overlap = settings.overlap if settings.overlap is not None else min(inf.snippet_overlap, f - 1)
     if not 0 <= overlap < cfg.diffusion.snippet_frames:
         raise SampleError(f"snippet overlap {overlap} must be in [0, {cfg.diffusion.snippet_frames - 1}]")
     return StreamSpec(
