@@ -211,3 +211,17 @@ def test_latent_manifest_errors_name_what_is_missing(latent_data, tmp_path):
 def test_batch_of_one_is_refused_for_batch_negatives(micro_cfg, tmp_path):
     with pytest.raises(ValueError, match="diffusion.batch_size=1"):
         _train(_cfg(micro_cfg, "diffusion.steps=1", "diffusion.batch_size=1"), tmp_path / "one")
+
+
+def test_a_run_keeps_the_vae_it_was_trained_against(latent_data, tmp_path):
+    from trainer.diffusion.train import record_vae
+
+    root, _ = latent_data
+    vae_run = root / "vae_run"
+    dest = record_vae(tmp_path, vae_run, 0.8)
+    assert ckpt.load_checkpoint(dest)[2]["latent_scale"] == 0.8
+    record_vae(tmp_path, vae_run, 0.8)  # the same VAE again (a resume) is fine
+    with pytest.raises(ckpt.CheckpointError, match="trained against the VAE"):
+        record_vae(tmp_path, vae_run, 0.5)
+    record_vae(tmp_path, vae_run, 0.5, force=True)
+    assert ckpt.load_checkpoint(dest)[2]["latent_scale"] == 0.5

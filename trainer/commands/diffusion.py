@@ -28,12 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
     from shared.config import ConfigError
-    from trainer.checkpoint import ShapeMismatchError
+    from trainer.checkpoint import CheckpointError
     from trainer.diffusion.train import run_from_latents
 
     try:
         summary = run_from_latents(cfg, args.latents, args.out, force=args.force)
-    except (ShapeMismatchError, FileNotFoundError, KeyError, ConfigError) as e:
+    except (CheckpointError, FileNotFoundError, KeyError, ConfigError) as e:
         fail(str(e).strip("'\""))
     val = summary.get("val") or {}
     if val:

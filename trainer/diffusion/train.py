@@ -290,11 +290,21 @@ def vae_path_of(manifest: dict[str, Any], latents_dir: Path) -> Path:
                             f"no checkpoint at {', '.join(map(str, refs))}")
 
 
-def record_vae(run_dir: Path, vae_path: Path, latent_scale: float) -> Path:
-    """Copy the VAE's resolved config and EMA weights into ``RUN/vae/`` (loadable by ``load_vae``)."""
+def record_vae(run_dir: Path, vae_path: Path, latent_scale: float, force: bool = False) -> Path:
+    """Copy the VAE's resolved config and EMA weights into ``RUN/vae/`` (loadable by ``load_vae``).
+
+    A run already trained against another VAE (or latent scale) refuses to switch unless ``force``.
+    """
     step_dir = ckpt.find_checkpoint(vae_path)
     if step_dir is None:
         raise FileNotFoundError(f"no VAE checkpoint under {vae_path}")
+    previous = ckpt.load_checkpoint(run_dir / "vae") if (run_dir / "vae").exists() else None
+    if previous is not None and not force:
+        old = previous[2]
+        if old.get("source") != str(step_dir.resolve()) or old.get("latent_scale") != latent_scale:
+            raise ckpt.CheckpointError(
+                f"{run_dir} was trained against the VAE {old.get('source')} (latent scale {old.get('latent_scale')}), "
+                f"these latents come from {step_dir.resolve()} (scale {latent_scale}); use another --out, or --force")
     vae_run = step_dir.parent.parent if step_dir.parent.name == ckpt.CKPT_DIR else vae_path
     step, tensors, _ = ckpt.load_checkpoint(step_dir)
     if "ema" not in tensors:
@@ -329,8 +339,9 @@ def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, forc
     scale = latent_scale_of(manifest)
     vae_src = vae_path_of(manifest, latents_dir)
     if dist.is_main:
+        ckpt.check_run_config(run_dir, cfg, SECTIONS, force)  # refuse (or move aside) before touching RUN/vae
         run_dir.mkdir(parents=True, exist_ok=True)
-        record_vae(run_dir, vae_src, scale)
+        record_vae(run_dir, vae_src, scale, force)
     rt.barrier(dist)
 
     counter = SkipCounter()
