@@ -148,9 +148,18 @@ def _loss(cfg, model, batch, decoder=None) -> tuple[float, dict]:
 BASE = ["diffusion.p_style_drop=0", "diffusion.p_audio_drop=0", "diffusion.p_prev_drop=0"]
 
 
+def wake(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give the zero-initialised (adaLN-Zero) layers random values so conditioning paths show in the loss."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
 @pytest.fixture(scope="module")
-def fixed(request):
-    from tests.test_diffusion_model import wake
+def fixed():
     cfg = build_config([], overrides=SMALL + BASE + ["render.resolution=32", "timeline.n_bands=4"])
     torch.manual_seed(0)
     model = wake(Denoiser(cfg, C, H, n_audio_channels(cfg)))
