@@ -11,7 +11,7 @@ from typing import Any
 
 NAME = "inspect"
 HELP = ("Verify the shards in DIR against DIR/manifest.json (count, sha256, every sample decodable, "
-        "meta.json valid); print totals by split and variant; exit 1 naming the first bad shard and sample.")
+        "meta.json valid); print totals by split and variant; exit 1 listing every bad shard and sample.")
 
 _SEGMENT_KEYS = ("kind", "tracks", "start_s", "end_s", "start_frame", "end_frame")
 _META_KEYS = ("schema_version", "seed", "shard", "sample", "variant", "segments", "fps", "resolution",

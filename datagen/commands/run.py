@@ -25,9 +25,11 @@ SHORT_FLAGS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="data/pixels", metavar="DIR",
-                        help="Output dir (local or shared filesystem): DIR/train, DIR/val, DIR/manifest.json.")
+                        help="Output dir (local or shared filesystem): DIR/train, DIR/val, DIR/manifest.json, DIR/summary.json "
+                             "(default: data/pixels).")
     parser.add_argument("--force", action="store_true",
-                        help="Regenerate every shard even if DIR was made with a different data/timeline/render config.")
+                        help="Regenerate every shard, also when DIR was made with a different data/timeline/render config "
+                             "(default: refuse such a DIR).")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_config_args(parser, SHORT_FLAGS)
 
