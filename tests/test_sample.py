@@ -255,3 +255,16 @@ def test_snippet_borders_are_seamless_on_a_20s_sample(ckpt, one_thread):
     assert len(border) > 40 and len(inside) > 40
     ratio = motion[border].mean() / np.median(motion[inside])
     assert ratio <= 1.5, f"border/inside frame difference ratio {ratio:.3f}"
+
+
+def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, monkeypatch):
+    from trainer.sample import SampleError, resolve_checkpoint_arg
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SampleError, match="runs/diffusion.*models"):
+        resolve_checkpoint_arg(None)
+    (tmp_path / "models").mkdir()
+    assert str(resolve_checkpoint_arg(None)) == "models"
+    (tmp_path / "runs" / "diffusion").mkdir(parents=True)
+    assert str(resolve_checkpoint_arg(None)) == "runs/diffusion"
+    assert str(resolve_checkpoint_arg("elsewhere")) == "elsewhere"
