@@ -276,3 +276,23 @@ def test_actor_plan_sizes_actors_to_cpus_and_splits_gpus():
     assert actor_plan({"CPU": 4.0, "GPU": 8.0}, None, 2000) == (4, 1.0)  # never more than one GPU per actor
     assert actor_plan({"CPU": 2.0}, None, 2000) == (2, 0.0)  # CPU slots only
     assert actor_plan({"CPU": 2.0}, 6, 3) == (3, 0.0)  # no more actors than shards
+
+
+def test_stems_stored_only_when_asked(local_run):
+    """data.store_stems adds stems.npz (one fp16 array per track, summing to the mix); the default run has none."""
+    import io
+
+    from datagen.audio import TRACKS
+    from datagen.shard_job import build_sample
+    from datagen.visual import Renderer
+
+    ref, _ = local_run
+    assert all("stems.npz" not in m for p in ref.glob("*/*.tar") for _k, m in S.iter_tar_samples(p))
+    _key, members, _meta = build_sample(micro_cfg("data.store_stems=true"), "train", 0, 0, Renderer(32))
+    members = dict(members)
+    stems = np.load(io.BytesIO(members["stems.npz"]))
+    assert sorted(stems.files) == sorted(TRACKS)
+    wave, _sr = S.decode_flac(members["audio.flac"])
+    mix = sum(stems[t].astype(np.float32) for t in TRACKS)
+    assert np.abs(mix - wave).max() < 5e-3
+    assert list(members)[-1] == "meta.json"
