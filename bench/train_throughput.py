@@ -152,7 +152,7 @@ def write_results(r: dict, path: Path) -> None:
         "in the same run and precision.", "",
         "| size | hardware | precision | compiled | params | batch x frames | tokens/snippet | GFLOP/step | samples/s | achieved TFLOP/s | peak TFLOP/s | MFU |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {r['size']} | {r['hardware']} ({r['device']}, {r['threads']} threads) | {r['precision']} | {r['compiled']} | "
+        f"| {r['size']} | {r['hardware']} ({r['device']}, torch threads={r['threads']}) | {r['precision']} | {r['compiled']} | "
         f"{r['params_M']} M | {r['batch']} x {r['snippet_frames']} | {r['tokens_per_snippet']} | {r['gflop_per_step']} | "
         f"{r['samples_per_s']} | {r['achieved_tflops']} | {r['peak_tflops']} | {r['mfu'] * 100:.1f}% |",
         "",
@@ -170,7 +170,7 @@ def write_results(r: dict, path: Path) -> None:
         lines = lines[:start] + body + lines[end:]
     else:
         lines = lines + [""] + body
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+    path.write_text("\n".join(lines) + ("\n" if text.endswith("\n") or not text else ""))
 
 
 if __name__ == "__main__":
