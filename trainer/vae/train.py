@@ -136,11 +136,12 @@ def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str
                                  rank=dist.rank, world_size=dist.world_size, num_workers=cfg.run.num_workers,
                                  counter=counter, start_step=start, pin_memory=device.type == "cuda"))
 
-    seg = segment_start(step, cfg.run.checkpoint_every)
-    batches = make_segment_loader(seg)
-    for _ in range(step - seg):  # resuming mid-segment: skip what the interrupted run consumed
-        next(batches)
-    counter.reset()  # those skips were counted by the interrupted run (skips_before)
+    if step < vc.steps:
+        seg = segment_start(step, cfg.run.checkpoint_every)
+        batches = make_segment_loader(seg)
+        for _ in range(step - seg):  # resuming mid-segment: skip what the interrupted run consumed
+            next(batches)
+        counter.reset()  # those skips were counted by the interrupted run (skips_before)
 
     bar = rt.progress(vc.steps, step, "vae", disable=not dist.is_main)
     rate = rt.RateMeter()
