@@ -379,13 +379,6 @@ def shuffle_buffer(src: Iterable[Any], size: int, rng: np.random.Generator) -> I
         yield buf[int(j)]
 
 
-def _frame_count(sample: dict) -> int:
-    meta = sample.get("meta") or {}
-    if "n_frames" in meta:
-        return int(meta["n_frames"])
-    return len(S.frame_suffixes(sample))
-
-
 def draw_frames(src: Iterable[dict], frames_per_clip: int, rng: np.random.Generator, handler: Callable) -> Iterator[dict]:
     """Pixel clip -> ``frames_per_clip`` random single frames; only those JPEGs are decoded."""
     for sample in src:
