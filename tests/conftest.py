@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Config, build_config
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = ROOT / "configs" / "tiny.yaml"
 
 # Keep BLAS/torch from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP waits slow small convs badly when cores are shared
+
+from shared.config import Config, build_config  # noqa: E402
 
 
 @pytest.fixture
