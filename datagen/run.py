@@ -271,9 +271,9 @@ def execute_local(cfg: Config, specs: list[ShardSpec], workers: int | None, max_
 _POOL_WORKER: ShardWorker | None = None
 
 
-def _pool_init(cfg_dict: dict[str, Any], report_queue) -> None:
+def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int) -> None:
     global _POOL_WORKER
-    _POOL_WORKER = ShardWorker(cfg_dict)
+    _POOL_WORKER = ShardWorker(cfg_dict, render_threads=render_threads)
     report_queue.put(_POOL_WORKER.describe())
 
 
@@ -297,7 +297,8 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
     attempts: Counter[str] = Counter()
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=k, mp_context=ctx, initializer=_pool_init, initargs=(cfg_dict, reports))
+        return ProcessPoolExecutor(max_workers=k, mp_context=ctx, initializer=_pool_init,
+                                   initargs=(cfg_dict, reports, max(1, available_cpus() // k)))
 
     def drain() -> None:
         while True:
@@ -402,7 +403,8 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, max_re
         start_failures = 0
 
         def start_actor() -> None:
-            actor = actor_cls.remote(cfg_dict, ray_gpu=gpu_share > 0)
+            # One CPU slot per actor, so one llvmpipe thread each on CPU-only nodes.
+            actor = actor_cls.remote(cfg_dict, ray_gpu=gpu_share > 0, render_threads=1)
             starting[actor.describe.remote()] = actor
 
         for _ in range(k):

@@ -174,9 +174,15 @@ class ShardWorker:
     ``ray.remote`` as an actor by the ``ray`` executor.
     """
 
-    def __init__(self, cfg_dict: dict[str, Any], gpu_index: int | None = None, ray_gpu: bool = False):
+    def __init__(self, cfg_dict: dict[str, Any], gpu_index: int | None = None, ray_gpu: bool = False,
+                 render_threads: int | None = None):
         global _RENDERERS_CREATED
         from datagen.visual import Renderer
+
+        if render_threads and "LP_NUM_THREADS" not in os.environ:
+            # Mesa llvmpipe (CPU rendering) starts one thread per CPU in every context; with several
+            # workers on one machine give each its share instead (no effect on a GPU driver).
+            os.environ["LP_NUM_THREADS"] = str(int(render_threads))
 
         self.cfg = Config.model_validate(cfg_dict)
         assigned = None
@@ -196,6 +202,7 @@ class ShardWorker:
             "ray_gpu_ids": assigned,
             "renderer": dict(self.renderer.info),
             "renderers_in_process": _RENDERERS_CREATED,
+            "lp_num_threads": os.environ.get("LP_NUM_THREADS"),
         }
         self.shards_done = 0
 
