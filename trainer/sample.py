@@ -36,6 +36,7 @@ from trainer.sample_core import StreamSpec, latent_stream, pad_to
 
 DEFAULT_RUN = "runs/diffusion"
 SHIPPED_MODEL = "models"
+SHIPPED_NAME = "synesthete-tiny"  # the model committed under models/ (see models/synesthete-tiny/MODEL_CARD.md)
 
 
 class SampleError(RuntimeError):
@@ -88,10 +89,11 @@ class SamplingModel:
 
 
 def resolve_checkpoint_arg(path: str | None) -> Path:
-    """The checkpoint to sample from: ``--checkpoint``, else ``runs/diffusion``, else the shipped ``models/``."""
+    """The checkpoint to sample from: ``--checkpoint``, else ``runs/diffusion``, else the shipped model
+    (``models/synesthete-tiny``, or ``models/`` itself when that holds a run)."""
     if path:
         return Path(path)
-    for default in (DEFAULT_RUN, SHIPPED_MODEL):
+    for default in (DEFAULT_RUN, f"{SHIPPED_MODEL}/{SHIPPED_NAME}", SHIPPED_MODEL):
         if Path(default).exists():
             return Path(default)
     raise SampleError(f"no checkpoint given and neither {DEFAULT_RUN}/ nor {SHIPPED_MODEL}/ exists: train one with "
