@@ -84,11 +84,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vae": {"downsample": 4, "base_channels": 16, "max_channels": 32, "batch_size": 16, "steps": 1200,
                 "warmup_steps": 50, "lr": 1e-3, "ema_decay": 0.99},
         "diffusion": {"snippet_frames": 4, "audio_context_frames": 2, "width": 64, "depth": 2, "heads": 4,
-                      "patch_size": 2, "style_dim": 8, "batch_size": 16, "steps": 1000, "warmup_steps": 50,
-                      "lr": 1e-3, "ema_decay": 0.995, "compile": False, "val_every": 250},
+                      "patch_size": 2, "style_dim": 8, "batch_size": 16, "steps": 600, "warmup_steps": 50,
+                      "lr": 1e-3, "ema_decay": 0.99, "compile": False, "val_every": 200},
         "inference": {"steps": 10, "batch_snippets": 4},
         "eval": {"n_clips": 12, "n_style_samples": 2},
-        "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 500, "workers": 2, "device": "cpu"},
+        "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 300, "workers": 2, "device": "cpu"},
     },
     # One H100 (16 cores): data and VAE once, each arm ~2-3 min of training; every command < 10 min.
     "h100": {
@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vae": {"downsample": 8, "base_channels": 64, "max_channels": 256, "batch_size": 64, "steps": 4000,
                 "warmup_steps": 200, "lr": 4e-4, "ema_decay": 0.995},
         "diffusion": {"snippet_frames": 8, "audio_context_frames": 4, "width": 256, "depth": 8, "heads": 4,
-                      "patch_size": 2, "style_dim": 16, "batch_size": 64, "steps": 6000, "warmup_steps": 300,
+                      "patch_size": 2, "style_dim": 16, "batch_size": 64, "steps": 3000, "warmup_steps": 200,
                       "lr": 5e-4, "ema_decay": 0.999, "compile": True, "val_every": 1000},
         "inference": {"steps": 25, "batch_snippets": 16},
         "eval": {"n_clips": 16, "n_style_samples": 4},
@@ -190,7 +190,12 @@ class Log:
 def display_command(argv: list[str]) -> str:
     """The command line as a person would type it from the repo root (``python`` for the interpreter)."""
     shown = ["python" if a == sys.executable else a for a in argv]
-    return shlex.join(shown)
+    return repo_relative(shlex.join(shown))
+
+
+def repo_relative(text: str) -> str:
+    """Paths under the repo root written relative to it (commands are run from the root)."""
+    return text.replace(str(REPO) + "/", "")
 
 
 def run_step(step: Step, log: Log, env: dict[str, str], logs_dir: Path, verbose: bool) -> None:
@@ -439,12 +444,109 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
     for rec in log.records:
         if rec["rc"] == 0 and rec["name"] in seen:
             seen.discard(rec["name"])
-            L.append(f"| {rec['name']} | {rec['wall_s']:.1f} | `{rec['command']}` |")
+            L.append(f"| {rec['name']} | {rec['wall_s']:.1f} | `{repo_relative(rec['command'])}` |")
     L += ["", "Re-run everything: `python bench/responsiveness_ablation.py --preset "
           f"{preset}` (resumable: an arm whose report.json exists is skipped).", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L), encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------- the shipped model
+
+
+def ship_steps(py: str, work: Path, cfg_file: Path, arm_key: str, steps: int, extra: list[str]) -> list[Step]:
+    """Train ``arm_key``'s recipe for ``steps`` steps (plus ``extra`` overrides) on the same latents, evaluate it."""
+    arm = next((a for a in arms(steps) if a.key == arm_key and a.train is not None), None)
+    if arm is None:
+        raise SystemExit(f"--ship-arm {arm_key!r}: not a training arm (choose from 1, 2, 3, 4, 6)")
+    c = ["--config", str(cfg_file)]
+    run = work / "ship"
+    return [
+        Step("ship-train", [py, "-m", "trainer", "diffusion", *c, "--latents", str(work / "latents"), "--out", str(run),
+                            *arm.train, f"diffusion.steps={steps}", *extra], run / "summary.json", "ship"),
+        Step("ship-eval", [py, "-m", "trainer", "eval", *c, "--checkpoint", str(run), "--data", str(work / "data"),
+                           "--out", str(work / "eval" / "ship"), *[e for e in extra if e.startswith("inference.")]],
+             work / "eval" / "ship" / "report.json", "ship"),
+    ]
+
+
+def package_model(run: Path, dest: Path) -> list[Path]:
+    """Copy what sampling needs from a diffusion run: config.yaml, latest -> ckpt/step-N (state.json without
+    the optimizer/RNG state, ema.safetensors) and the vae/ copy. Returns the files written."""
+    from trainer.checkpoint import find_checkpoint
+
+    step_dir = find_checkpoint(run).resolve()
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "ckpt" / step_dir.name).mkdir(parents=True)
+    shutil.copy2(run / "config.yaml", dest / "config.yaml")
+    doc = json.loads((step_dir / "state.json").read_text())
+    doc["structure"] = {"ema": doc["structure"]["ema"]}
+    for k in ("rng", "latents", "vae_source"):
+        doc.get("state", {}).pop(k, None)
+    (dest / "ckpt" / step_dir.name / "state.json").write_text(json.dumps(doc), encoding="utf-8")
+    shutil.copy2(step_dir / "ema.safetensors", dest / "ckpt" / step_dir.name / "ema.safetensors")
+    (dest / "latest").symlink_to(Path("ckpt") / step_dir.name)
+    shutil.copytree(run / "vae", dest / "vae", symlinks=True)
+    return sorted(p for p in dest.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def model_card(dest: Path, name: str, preset: str, arm: Arm, steps: int, cfg: dict[str, Any], data_cfg: dict[str, Any],
+               rep: dict[str, Any], log: Log, train_cmd: str) -> Path:
+    """MODEL_CARD.md: data (as generated), recipe, steps, the eval table beside the ground truth, sizes, use."""
+    d, r, df = data_cfg, cfg["render"], cfg["diffusion"]
+    files = sorted(p for p in dest.rglob("*") if p.is_file() and not p.is_symlink() and p.name != "MODEL_CARD.md")
+    total = sum(p.stat().st_size for p in files)
+    wall = (log.last_ok("ship-train") or {}).get("wall_s")
+    L = [f"# {name}", "",
+         f"A tiny audio-conditioned latent diffusion model for Synesthete, trained on {device_name()} by "
+         f"`bench/responsiveness_ablation.py --preset {preset} --ship {name}`. It turns any audio file into a "
+         f"{r['resolution']}×{r['resolution']} px video at {r['fps']:g} fps: "
+         "`python -m trainer sample --audio song.wav` uses it when no `--checkpoint` is given and "
+         "`runs/diffusion/` does not exist.", "",
+         "**Quality, honestly:** this is a demonstration-size model, not a production one: "
+         f"{r['resolution']}² px, a {df['width']}-wide {df['depth']}-block denoiser trained {steps} steps on "
+         f"{d['train_shards'] * d['samples_per_shard']} procedural clips. Its pictures are blurry blobs in the "
+         "palette of the procedural visualizers; what it shows is whether motion follows the audio. The table "
+         "below says how far it is from the ground truth's responsiveness.", "",
+         "## Data", "",
+         f"- {d['train_shards']}×{d['samples_per_shard']} train clips and {d.get('val_shards', 1)}×"
+         f"{d['samples_per_shard']} val clips from `datagen run` (procedural music, {d['clip_seconds']:g} s each, "
+         f"{d['sample_rate']} Hz; silence/dropout share {d['audio_silence_mix_prob']:g}, debug share "
+         f"{d['audio_debug_mix_prob']:g} as generated), rendered by the GPU-shader visualizers at "
+         f"{r['resolution']}² px.",
+         f"- Frame VAE: downsample {cfg['vae']['downsample']}, {cfg['vae']['steps']} steps (copy in `vae/`).", "",
+         "## Recipe", "",
+         f"Arm {arm.key} of the ablation ({arm.title}), {steps} steps"
+         + (f" ({wall / 60:.1f} min wall on the CPU)" if wall else "") + ":", "",
+         f"```\n{train_cmd}\n```", "",
+         "## Evaluation (`trainer eval` on the val clips)", "",
+         "| metric | generated | ground truth | better |", "|---|---|---|---|"]
+    for mname, row in rep.get("metrics", {}).items():
+        L.append(f"| {mname} | {fmt(row.get('generated'))} | {fmt(row.get('ground_truth'))} | {row.get('better')} |")
+    sp, spt = metric(rep, "rms_motion_spearman"), metric(rep, "rms_motion_spearman", "ground_truth")
+    st = metric(rep, "silence_settle_ratio")
+    L += ["", "Against the issue's goal (RMS-motion Spearman ≥ 0.8 × ground truth, settle ratio ≤ 0.2): "
+          f"Spearman {fmt(sp)} vs GT {fmt(spt)} ({fmt(sp / spt if sp is not None and spt else None)} of it), "
+          f"settle ratio {fmt(st)}.", "",
+          "## Files", "", "| file | bytes |", "|---|---|"]
+    L += [f"| {p.relative_to(dest)} | {p.stat().st_size} |" for p in files]
+    L += [f"| total | {total} |", "", "## Use", "",
+          "```\npython -m trainer sample --audio song.wav --out song.mp4            # this model (default)\n"
+          f"python -m trainer sample --audio song.wav --checkpoint models/{name} --guidance 2\n```", ""]
+    out = dest / "MODEL_CARD.md"
+    out.write_text("\n".join(L), encoding="utf-8")
+    return out
+
+
+def check_sizes(dest: Path, per_file: int = 16 << 20, total: int = 48 << 20) -> None:
+    """Refuse a model whose files exceed the repository limits (16 MiB each, 48 MiB in all)."""
+    files = [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink()]
+    big = [p for p in files if p.stat().st_size > per_file]
+    if big or sum(p.stat().st_size for p in files) > total:
+        raise SystemExit(f"shipped model too large: {[str(p) for p in big]} / total "
+                         f"{sum(p.stat().st_size for p in files)} bytes")
 
 
 # ----------------------------------------------------------------------------- main
@@ -466,6 +568,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "when it exists.")
     p.add_argument("--threads", type=int, default=None,
                    help="OMP_NUM_THREADS for the subprocesses (default: 1 for cpu/smoke, unset for h100).")
+    p.add_argument("--ship", default=None, metavar="NAME",
+                   help="After the ablation, train --ship-arm's recipe for --ship-steps and package it as models/NAME.")
+    p.add_argument("--ship-arm", default="4", help="Arm whose recipe the shipped model uses (default: 4).")
+    p.add_argument("--ship-steps", type=int, default=None, help="Training steps of the shipped model "
+                   "(default: 3x the arms').")
+    p.add_argument("--ship-override", action="append", default=[], metavar="section.key=value",
+                   help="Extra overrides for the shipped model (repeatable; same model shape rules apply).")
+    p.add_argument("--models", default=str(REPO / "models"), metavar="DIR", help="Where --ship writes NAME/.")
     p.add_argument("--verbose", action="store_true", help="Show the subprocesses' output instead of logging it.")
     return p.parse_args(argv)
 
@@ -504,6 +614,22 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(r["wall_s"] for r in {r["name"]: r for r in log.records if r["rc"] == 0}.values())
     out = write_results(results, work, args.preset, steps, log, stills, notes, cfg_file, total)
     print(f"[ablation] wrote {out} ({time.perf_counter() - t0:.1f} s this run)", file=sys.stderr)
+    if args.ship:
+        ship_n = args.ship_steps or 3 * steps
+        ship = ship_steps(sys.executable, work, cfg_file, args.ship_arm, ship_n, args.ship_override)
+        for step in ship:
+            run_step(step, log, env, work / "logs", args.verbose)
+        dest = Path(args.models) / args.ship
+        package_model(work / "ship", dest)
+        arm = next(a for a in arms(ship_n) if a.key == args.ship_arm)
+        from trainer.checkpoint import read_run_config
+
+        card = model_card(dest, args.ship, args.preset, arm, ship_n, read_run_config(work / "ship"),
+                          yaml.safe_load(cfg_file.read_text())["data"],
+                          json.loads((work / "eval" / "ship" / "report.json").read_text()), log,
+                          display_command(ship[0].argv))
+        check_sizes(dest)
+        print(f"[ablation] shipped {dest} ({card.name})", file=sys.stderr)
     return 0
 
 

@@ -68,3 +68,27 @@ def test_smoke_ablation_writes_every_arm_and_resumes(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert len((work / "commands.jsonl").read_text().splitlines()) == len(log)
     assert _table_rows(results.read_text()) == rows
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "h100"])
+def test_every_preset_and_arm_is_a_valid_config(preset, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import responsiveness_ablation as ab
+    finally:
+        sys.path.pop(0)
+    from shared.config import build_config
+
+    cfg_file = ab.resolved_config(preset, [], tmp_path / "ablation.yaml")
+    base = build_config([cfg_file])
+    steps = base.diffusion.steps
+    for arm in ab.arms(steps):
+        if arm.train is None:
+            continue
+        cfg = build_config([cfg_file], overrides=arm.train)
+        assert cfg.diffusion.steps == steps  # equal compute: no arm changes the step count
+        if arm.key == "6":
+            assert cfg.data.audio_debug_mix_schedule_steps == steps // 2
+            assert cfg.diffusion.audio_shuffle_loss_weight == 0.5
+    # the generated data holds debug clips for arm 6's curriculum and silence clips for arms 2+
+    assert base.data.audio_debug_mix_prob > ab.FINAL_DEBUG_PROB and base.data.audio_silence_mix_prob == 0.3
