@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
-        torch.set_grad_enabled(False)
-        rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
+        with torch.no_grad():  # scoped: tests call run() in-process
+            rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
     except (SampleError, EvalError) as e:
         fail(one_line(e))
     except (ValueError, RuntimeError, OSError) as e:

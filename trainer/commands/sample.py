@@ -64,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
-        torch.set_grad_enabled(False)
         inf = model.cfg.inference
         settings = SampleSettings(seed=inf.seed, style_seed=args.style_seed, style_from=args.style_from,
                                   guidance=inf.audio_guidance_scale, steps=inf.steps, sampler=inf.sampler,
                                   overlap=args.overlap)
-        summary = sample_file(audio, out, model, settings, progress=not args.no_progress)
+        with torch.no_grad():  # scoped: tests call run() in-process
+            summary = sample_file(audio, out, model, settings, progress=not args.no_progress)
     except SampleError as e:
         fail(one_line(e))
     except (ValueError, RuntimeError, OSError) as e:  # e.g. ffmpeg failing mid-write: one line, no traceback
