@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,13 @@ def micro_cfg() -> Config:
         "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=32", "render.fps=8",
         "data.samples_per_shard=4", "timeline.n_fft=256",
     ])
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """A test (or the code it calls in-process) must not leave torch's global grad mode switched off."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("torch grad mode was left disabled (use a scoped torch.no_grad())")
