@@ -296,3 +296,36 @@ def test_stems_stored_only_when_asked(local_run):
     mix = sum(stems[t].astype(np.float32) for t in TRACKS)
     assert np.abs(mix - wave).max() < 5e-3
     assert list(members)[-1] == "meta.json"
+
+
+def test_processes_executor_survives_a_killed_worker_process(local_run, tmp_path):
+    """SIGKILL one pool process mid-run: the broken pool is rebuilt, its in-flight shards are retried, and the
+    output is byte-identical to the serial run."""
+    import threading
+
+    import psutil
+
+    from datagen.run import run_datagen
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(out.glob("*/shard-*.tar")):
+            time.sleep(0.01)
+        # Pool workers only (not multiprocessing's resource tracker).
+        workers = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        if workers and len(list(out.glob("*/shard-*.tar"))) < 4:
+            workers[0].kill()
+            killed.append(workers[0].pid)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    cfg = micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.executor": "processes", "run.workers": 2})
+    code, summary = run_datagen(cfg, out, progress=False)
+    killer.join()
+    assert killed, "the run ended before a worker could be killed"
+    assert code == 0 and summary["lost_workers"] >= 1 and summary["retries"] >= 1
+    assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
