@@ -87,7 +87,7 @@ def build_meta(cfg: Config, split: str, shard: int, sample: int, seed: int, audi
     meta = dict(audio_meta)
     meta.update({
         "schema_version": S.SCHEMA_VERSION,
-        "key": S.sample_key(shard, sample),
+        "sample_key": S.sample_key(shard, sample),  # the musical key stays under "key"
         "split": split,
         "shard": shard,
         "sample": sample,
