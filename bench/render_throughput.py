@@ -83,7 +83,9 @@ def write_section(path: Path, text: str) -> None:
     """Replace (or append) the SECTION of a markdown file."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = text.rstrip("\n") + "\n\n"  # a blank line before whatever section follows
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    new = new.rstrip("\n") + "\n"
     path.write_text(new)
 
 
