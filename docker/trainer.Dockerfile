@@ -6,7 +6,7 @@
 #   docker run --rm --gpus all --ipc=host -v /mnt/shared:/shared REGISTRY/synesthete-trainer:TAG \
 #       diffusion --latents /shared/latents --out /shared/runs/diffusion --shuffle-weight 0.5
 # Multi-GPU / multi-node (DDP): override the entrypoint with torchrun, which starts one
-# `trainer` process per GPU (see docs/CLUSTER.md, docker/trainer-job.yaml, docker/slurm-trainer.sbatch):
+# `trainer` process per GPU (see README.md, "Running on a GPU cluster", docker/trainer-job.yaml, docker/slurm-trainer.sbatch):
 #   docker run ... --entrypoint torchrun IMAGE --standalone --nproc-per-node 8 --no-python \
 #       trainer diffusion --latents /shared/latents --out /shared/runs/diffusion
 
