@@ -155,6 +155,14 @@ def autocast(run_cfg: Any, device: torch.device) -> contextlib.AbstractContextMa
 # ------------------------------------------------------------------------ EMA
 
 
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA warm-up (as in TF's ExponentialMovingAverage num_updates): ``min(decay, (1 + n) / (10 + n))``.
+
+    Both trainers set ``ema.decay`` from it before each update. Short runs would otherwise sample from weights still close to the initialisation (0.9995^300 = 0.86).
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 class EMA:
     """Exponential moving average of a model's floating-point parameters and buffers.
 

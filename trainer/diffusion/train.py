@@ -52,14 +52,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """EMA warm-up (as in TF's ExponentialMovingAverage num_updates): ``min(decay, (1 + n) / (10 + n))``.
-
-    Short runs would otherwise sample from weights still close to the initialisation (0.9995^300 = 0.86).
-    """
-    return min(decay, (1.0 + step) / (10.0 + step))
-
-
 def loss_generator(seed: int, rank: int, step: int) -> torch.Generator:
     """The generator for one step's noise, timesteps, dropouts and negatives: a pure function of its place."""
     return torch.Generator().manual_seed(derive_seed(seed, rank, step))
@@ -199,7 +191,7 @@ def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterat
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), d.grad_clip)
         opt.step()
-        ema.decay = ema_decay_at(step, d.ema_decay)
+        ema.decay = rt.ema_decay_at(step, d.ema_decay)
         ema.update(model)
         rate.add(samples_per_step)
 

@@ -163,6 +163,7 @@ def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         opt.step()
+        ema.decay = rt.ema_decay_at(step, vc.ema_decay)
         ema.update(model)
         step += 1
         samples_seen += x.shape[0] * dist.world_size
