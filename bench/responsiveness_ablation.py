@@ -325,7 +325,7 @@ def extract_still(video: Path, png: Path, n_frames: int = 4, max_bytes: int = 20
     total = int(vs.get("nb_frames") or 0) or 32
     every = max(1, total // n_frames)
     png.parent.mkdir(parents=True, exist_ok=True)
-    width = min(int(vs["width"]), 384)
+    width = min(max(int(vs["width"]) * 3, 192), 384)  # tiny frames upscaled (nearest) so that they can be seen
     while True:
         vf = f"select=not(mod(n\\,{every})),scale={width}:-2:flags=neighbor,tile=1x{n_frames}"
         r = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-vf", vf, "-frames:v", "1", str(png)],
@@ -418,6 +418,12 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
         L.append(f"| {arm.key} | {arm.title} | {arm.guidance:g} | " + " | ".join(cell(rep, n) for _, n in TABLE)
                  + f" | {goal_check(rep, reps['1'])} | {fmt(train_w)}{' (arm ' + arm.ckpt_of + ')' if arm.ckpt_of else ''}"
                  f" | {fmt(w.get('eval'))} |")
+    vb = reps["1"].get("vae_bottleneck", {})
+    if vb:
+        L += ["", "VAE bottleneck (the same for every arm: one VAE): the ground truth's metrics after a round trip "
+              "through the VAE, beside the original frames'. This is the ceiling a latent model can reach.", "",
+              "| metric | VAE round trip | original |", "|---|---|---|"]
+        L += [f"| {k} | {fmt(v.get('roundtrip'))} | {fmt(v.get('original'))} |" for k, v in vb.items()]
     L += ["", "## Per arm", ""]
     note_text = notes.read_text().strip() if notes and notes.is_file() else ""
     for arm in arm_list:
@@ -434,15 +440,14 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
     if note_text:
         L += ["## Reading the table", "", note_text, ""]
     L += ["## Commands", "", "Each step is a separate command (run from the repo root; wall times in seconds). "
-          f"Config: `{rel(cfg_file) if cfg_file.is_relative_to(path.parent.parent) else cfg_file}` "
-          "(the preset, copied below).", "", "```yaml", cfg_file.read_text().rstrip(), "```", "",
+          f"Config: `{repo_relative(str(cfg_file))}`, written by the script from the preset (copied below).", "", "```yaml", cfg_file.read_text().rstrip(), "```", "",
           "| step | wall s | command |", "|---|---|---|"]
     seen = set()
     for rec in reversed(log.records):
         if rec["rc"] == 0 and rec["name"] not in seen:
             seen.add(rec["name"])
     for rec in log.records:
-        if rec["rc"] == 0 and rec["name"] in seen:
+        if rec["rc"] == 0 and rec["name"] in seen and rec["group"] != "ship":
             seen.discard(rec["name"])
             L.append(f"| {rec['name']} | {rec['wall_s']:.1f} | `{repo_relative(rec['command'])}` |")
     L += ["", "Re-run everything: `python bench/responsiveness_ablation.py --preset "
@@ -611,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for step in build_steps(sys.executable, work, cfg_file, steps):
         run_step(step, log, env, work / "logs", args.verbose)
-    total = sum(r["wall_s"] for r in {r["name"]: r for r in log.records if r["rc"] == 0}.values())
+    total = sum(r["wall_s"] for r in {r["name"]: r for r in log.records if r["rc"] == 0 and r["group"] != "ship"}.values())
     out = write_results(results, work, args.preset, steps, log, stills, notes, cfg_file, total)
     print(f"[ablation] wrote {out} ({time.perf_counter() - t0:.1f} s this run)", file=sys.stderr)
     if args.ship:
