@@ -19,10 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,21 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from datagen.run import available_cpus  # noqa: E402
 from shared.config import Config, build_config  # noqa: E402
+from shared.markdown import replace_section  # noqa: E402
+from shared.provenance import machine_description  # noqa: E402
 
 SECTION = "## Datagen throughput"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        cpu = m.group(1).strip() if m else cpu
-    except (OSError, subprocess.SubprocessError):
-        pass
-    load = os.getloadavg()[0]
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()} "
-            f"(1-min load average {load:.1f} at the start; a shared machine makes the figures noisy)")
 
 
 def bench_config(resolution: int, args: argparse.Namespace) -> Config:
@@ -207,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "JPEG, tar write), the rate a long run converges to. Ratios and scaling use steady. Clips: "
         f"{args.clip_seconds:g} s at {args.fps:g} fps, {args.samples_per_shard} per shard, "
         f"{args.shards_per_worker} train shards per worker plus 1 val shard; best of {args.repeats} interleaved repeats.",
-        f"Machine: {machine()}. GL: {gl}.",
+        f"Machine: {machine_description()}. GL: {gl}.",
         f"Command: `{cmd.strip()}`", "",
         "| res | workers | frames | wall f/s | steady f/s | render-only f/s | JPEG-only f/s | e2e / render | e2e / JPEG | "
         "e2e / serial render+JPEG | scaling vs 1 worker |",
@@ -220,11 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        path = Path(args.write)
-        old = path.read_text() if path.exists() else "# Benchmark results\n"
-        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-        path.write_text(pattern.sub(lambda _: text + "\n", old) if pattern.search(old)
-                        else old.rstrip("\n") + "\n\n" + text)
+        replace_section(args.write, SECTION, text)
     return 0
 
 

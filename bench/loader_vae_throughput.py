@@ -38,6 +38,7 @@ from shared.timeline import channel_names  # noqa: E402
 from trainer import runtime as rt  # noqa: E402
 from trainer.data import ShardDataset, make_loader, resolve_shards  # noqa: E402
 from trainer.vae import FrameVAE, vae_loss  # noqa: E402
+from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## Loader and VAE throughput"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -230,15 +231,7 @@ def write_results(r: dict, args) -> None:
                     f"{v['precision']} | {v['compiled']} | {v['samples_per_s']} |")
     body += ["", "The H100 rows (bf16, compiled vs eager; `--device cuda`) are still to be measured: no GPU was "
              "lent to this session.", ""] if r["device"] == "cpu" else [""]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines = lines[:start] + body + lines[end:]
-    else:
-        lines = lines + [""] + body
-    RESULTS.write_text("\n".join(lines).rstrip("\n") + "\n")
+    replace_section(RESULTS, SECTION, "\n".join(body))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from trainer.runtime import pick_device  # noqa: E402
 from trainer.sample import (SampleSettings, SamplingModel, audio_conditioning, generate_frames,  # noqa: E402
                             sample_file, stream_spec, style_from_prior)
 from trainer.vae.model import FrameVAE  # noqa: E402
+from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## Sampling throughput"
 
@@ -139,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(r: dict, path: Path) -> None:
     """Replace this benchmark's section of the results file (other sections are left as they are)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = [
         SECTION, "",
         "`python bench/sample_throughput.py --size tiny|full --device cpu|cuda --seconds S --write`: output frames per "
@@ -159,14 +159,7 @@ def write_results(r: dict, path: Path) -> None:
                  "magnitude, not a performance figure. The H100 figure for the default full-size model "
                  "(`python bench/sample_throughput.py --size full --device cuda --write`; goal >= 24 frames/s, real "
                  "time at 24 fps) is still to be measured: no GPU was available to this task.", ""]
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines = lines[:start] + body + lines[end:]
-    else:
-        lines = lines + [""] + body
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+    replace_section(path, SECTION, "\n".join(body))
 
 
 if __name__ == "__main__":

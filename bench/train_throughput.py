@@ -33,6 +33,7 @@ from trainer.diffusion.losses import diffusion_loss  # noqa: E402
 from trainer.diffusion.model import Denoiser, count_parameters  # noqa: E402
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch  # noqa: E402
 from trainer.diffusion.train import param_groups, to_device  # noqa: E402
+from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## Diffusion training throughput"
 TINY = ["diffusion.width=64", "diffusion.depth=2", "diffusion.heads=4", "diffusion.snippet_frames=4",
@@ -143,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(r: dict, path: Path) -> None:
     """Replace this benchmark's section of the results file (other sections are left as they are)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = [
         SECTION, "",
         "`python bench/train_throughput.py [--size tiny --device cpu]`: full training steps of `trainer diffusion` "
@@ -163,14 +163,7 @@ def write_results(r: dict, path: Path) -> None:
                  "The H100 figures for the default full-size model (`python bench/train_throughput.py` on CUDA: bf16, "
                  "compiled) are still to be measured: no GPU was available when this was written. Goal: >= 45% MFU "
                  "(a plain compiled DiT-B/2 reaches 46% of a measured 788 TFLOP/s bf16 peak on an H100).", ""]
-    lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines = lines[:start] + body + lines[end:]
-    else:
-        lines = lines + [""] + body
-    path.write_text("\n".join(lines) + ("\n" if text.endswith("\n") or not text else ""))
+    replace_section(path, SECTION, "\n".join(body))
 
 
 if __name__ == "__main__":

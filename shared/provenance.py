@@ -62,3 +62,20 @@ def write_resolved_config(path: str | Path, cfg: Config, extra: dict[str, Any] |
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
     tmp.replace(p)
     return p
+
+
+def machine_description() -> str:
+    """CPU model, core count, OS and the current load: what a benchmark row needs to be read."""
+    import os
+    import re
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+        m = re.search(r"Model name:\s*(.+)", out)
+        cpu = m.group(1).strip() if m else cpu
+    except (OSError, subprocess.SubprocessError):
+        pass
+    load = os.getloadavg()[0]
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()} "
+            f"(1-min load average {load:.1f} at the start; a shared machine makes the figures noisy)")
