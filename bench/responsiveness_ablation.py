@@ -30,6 +30,10 @@ Usage::
     python bench/responsiveness_ablation.py --preset h100            # on one H100 (~25 min)
     nice -n 10 python bench/responsiveness_ablation.py --preset cpu  # tiny, 2-core CPU (~20 min)
     python bench/responsiveness_ablation.py --preset smoke --work /tmp/x --results /tmp/x/RESULTS.md
+
+``--ship NAME --ship-arm K --ship-steps N`` then trains arm K's recipe for N steps on the same latents,
+evaluates it, packages it as models/NAME (config.yaml, latest -> ckpt/step-N with EMA weights, vae/,
+MODEL_CARD.md), times `trainer sample` on 30 s of audio with it, and checks the size limits.
 """
 
 from __future__ import annotations
@@ -537,12 +541,31 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, steps: int, cfg: di
           f"settle ratio {fmt(st)}.", "",
           "## Files", "", "| file | bytes |", "|---|---|"]
     L += [f"| {p.relative_to(dest)} | {p.stat().st_size} |" for p in files]
-    L += [f"| total | {total} |", "", "## Use", "",
+    sample = log.last_ok("ship-sample30")
+    L += [f"| total | {total} |", "", "## Use", ""]
+    if sample:
+        L += [f"Sampling 30 s of audio on {device_name()} took {sample['wall_s']:.0f} s (one command, start-up "
+              f"included): `{repo_relative(sample['command'])}`.", ""]
+    L += [
           "```\npython -m trainer sample --audio song.wav --out song.mp4            # this model (default)\n"
           f"python -m trainer sample --audio song.wav --checkpoint models/{name} --guidance 2\n```", ""]
     out = dest / "MODEL_CARD.md"
     out.write_text("\n".join(L), encoding="utf-8")
     return out
+
+
+def demo_song(seconds: float, sr: int = 22050, seed: int = 0) -> "np.ndarray":
+    """A plain test song: a kick-like pulse at 120 BPM with a noise hat, a 3 s silence in the middle."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sr)) / sr
+    phase = t % 0.5
+    kick = np.sin(2 * np.pi * (50 + 120 * np.exp(-phase * 30)) * phase) * np.exp(-phase * 8)
+    hat = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-((t + 0.25) % 0.5) * 40) * 0.2
+    wave = 0.6 * kick + hat
+    mid = len(t) // 2
+    wave[mid:mid + 3 * sr] = 0.0
+    return wave.astype(np.float32)
 
 
 def check_sizes(dest: Path, per_file: int = 16 << 20, total: int = 48 << 20) -> None:
@@ -626,6 +649,13 @@ def main(argv: list[str] | None = None) -> int:
             run_step(step, log, env, work / "logs", args.verbose)
         dest = Path(args.models) / args.ship
         package_model(work / "ship", dest)
+        import soundfile as sf
+
+        song = work / "ship_test_30s.wav"
+        sf.write(song, demo_song(30.0), 22050)
+        run_step(Step("ship-sample30", [sys.executable, "-m", "trainer", "sample", "--audio", str(song), "--checkpoint",
+                                        str(dest), "--out", str(work / "ship_test_30s.mp4"), "--no-progress"],
+                      work / "ship_test_30s.mp4", "ship"), log, env, work / "logs", args.verbose)
         arm = next(a for a in arms(ship_n) if a.key == args.ship_arm)
         from trainer.checkpoint import read_run_config
 
