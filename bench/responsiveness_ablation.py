@@ -538,7 +538,9 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, steps: int, cfg: di
     st = metric(rep, "silence_settle_ratio")
     L += ["", "Against the issue's goal (RMS-motion Spearman ≥ 0.8 × ground truth, settle ratio ≤ 0.2): "
           f"Spearman {fmt(sp)} vs GT {fmt(spt)} ({fmt(sp / spt if sp is not None and spt else None)} of it), "
-          f"settle ratio {fmt(st)}.", "",
+          f"settle ratio {fmt(st)}. Style diversity {fmt(metric(rep, 'style_diversity'))} against the ground "
+          f"truth's {fmt(metric(rep, 'style_diversity', 'ground_truth'))}: the model varies its look across "
+          "clips much less than the data does (shuffle pressure spends the small model's capacity on motion).", "",
           "## Files", "", "| file | bytes |", "|---|---|"]
     L += [f"| {p.relative_to(dest)} | {p.stat().st_size} |" for p in files]
     sample = log.last_ok("ship-sample30")
