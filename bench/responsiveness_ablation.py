@@ -128,8 +128,11 @@ class Arm:
     reuse_report_of: str | None = None  # identical evaluation already made by this arm
 
 
-def arms(steps: int) -> list[Arm]:
-    """The ablation arms for ``steps`` training steps each (overrides on top of the preset config)."""
+def arms(steps: int, tune: bool = False) -> list[Arm]:
+    """The ablation arms for ``steps`` training steps each (overrides on top of the preset config).
+
+    ``tune`` adds the tuning tries on arm 6's recipe: a stronger shuffle weight (1, 2) and a wider margin.
+    """
     mix = ["data.reweight_variants=true", f"data.audio_debug_mix_prob={FINAL_DEBUG_PROB}",
            "data.audio_debug_mix_schedule_steps=0"]
     base = mix + ["data.audio_silence_mix_prob=0", "diffusion.audio_feature_normalize_per_clip=true",
@@ -150,11 +153,23 @@ def arms(steps: int) -> list[Arm]:
         Arm("5 (g=2)", "arm 4 sampled with audio CFG 2", None, 2.0, ckpt_of="4"),
         Arm("5 (g=4)", "arm 4 sampled with audio CFG 4", None, 4.0, ckpt_of="4"),
         Arm("6", "bootstrap curriculum (debug clips first), pressure as arm 4", curriculum),
-    ]
+    ] + ([
+        Arm("T1 (w=1)", "arm 6 with shuffle weight 1", with_override(curriculum, "diffusion.audio_shuffle_loss_weight=1")),
+        Arm("T2 (w=2)", "arm 6 with shuffle weight 2", with_override(curriculum, "diffusion.audio_shuffle_loss_weight=2")),
+        Arm("T3 (m=0.2)", "arm 6 with margin 0.2", curriculum + ["diffusion.audio_shuffle_loss_margin=0.2"]),
+    ] if tune else [])
+
+
+def with_override(overrides: list[str], new: str) -> list[str]:
+    """``overrides`` with the key of ``new`` replaced by ``new``."""
+    key = new.split("=", 1)[0] + "="
+    return [o for o in overrides if not o.startswith(key)] + [new]
 
 
 def arm_slug(key: str) -> str:
-    """'5 (g=2)' -> 'arm5_g2' (a file-system name)."""
+    """'5 (g=2)' -> 'arm5_g2', 'T3 (m=0.2)' -> 'armT3' (a file-system name)."""
+    if key.startswith("T"):
+        return "arm" + key.split()[0]
     return "arm" + key.replace(" (g=", "_g").replace(")", "").replace(".", "p")
 
 
@@ -223,7 +238,7 @@ def run_step(step: Step, log: Log, env: dict[str, str], logs_dir: Path, verbose:
         raise SystemExit(f"ablation step {step.name!r} failed (exit {rc}); log {out}:\n{tail}")
 
 
-def build_steps(py: str, work: Path, cfg_file: Path, steps: int) -> list[Step]:
+def build_steps(py: str, work: Path, cfg_file: Path, steps: int, tune: bool = False) -> list[Step]:
     """Every command of the ablation, in order, with its done-marker."""
     data, vae, lat = work / "data", work / "vae", work / "latents"
     c = ["--config", str(cfg_file)]
@@ -235,7 +250,7 @@ def build_steps(py: str, work: Path, cfg_file: Path, steps: int) -> list[Step]:
         Step("cache-latents", [py, "-m", "trainer", "cache-latents", *c, "--data", str(data), "--vae", str(vae),
                                "--out", str(lat)], lat / "manifest.json", "setup"),
     ]
-    for arm in arms(steps):
+    for arm in arms(steps, tune):
         slug = arm_slug(arm.key)
         run = work / slug
         if arm.train is not None:
@@ -370,14 +385,15 @@ def arm_text(arm: Arm, rep: dict[str, Any], prev: dict[str, Any] | None, prev_ke
     return f"Against arm {prev_key}: " + "; ".join(out) + "."
 
 
-BUILDS_ON = {"1": None, "2": "1", "3": "2", "4": "3", "5 (g=1)": "4", "5 (g=2)": "4", "5 (g=4)": "4", "6": "4"}
+BUILDS_ON = {"1": None, "2": "1", "3": "2", "4": "3", "5 (g=1)": "4", "5 (g=2)": "4", "5 (g=4)": "4", "6": "4",
+             "T1 (w=1)": "6", "T2 (w=2)": "6", "T3 (m=0.2)": "6"}
 
 
 def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, stills_dir: Path,
-                  notes: Path | None, cfg_file: Path, total_wall: float) -> Path:
+                  notes: Path | None, cfg_file: Path, total_wall: float, tune: bool = False) -> Path:
     """docs/RESULTS.md from the arms' report.json files and the command log."""
     reps: dict[str, dict[str, Any]] = {}
-    arm_list = arms(steps)
+    arm_list = arms(steps, tune)
     for arm in arm_list:
         slug = arm_slug(arm.reuse_report_of or arm.key)
         pj = work / "eval" / slug / "report.json"
@@ -412,7 +428,8 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
           f"- Total wall time of the commands: {total_wall / 60:.1f} min", "",
           "## Table", "",
           "Goal (issue 8) per arm as three marks: RMS-motion Spearman ≥ 0.8 × GT · settle ratio ≤ 0.2 · "
-          "S ≥ 2 × baseline.", "",
+          "S ≥ 2 × baseline." + (" Rows T1-T3 are tuning tries on arm 6's recipe (stronger shuffle weight, wider "
+                                  "margin), evaluated like arm 6 at guidance 1." if tune else ""), "",
           "| arm | recipe | guidance | " + " | ".join(t for t, _ in TABLE) + " | goal | train s | eval s |",
           "|---|---|---|" + "---|" * len(TABLE) + "---|---|---|"]
     for arm in arm_list:
@@ -598,6 +615,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "when it exists.")
     p.add_argument("--threads", type=int, default=None,
                    help="OMP_NUM_THREADS for the subprocesses (default: 1 for cpu/smoke, unset for h100).")
+    p.add_argument("--tune", action="store_true",
+                   help="Also train the tuning tries on arm 6's recipe (shuffle weight 1 and 2, margin 0.2).")
     p.add_argument("--ship", default=None, metavar="NAME",
                    help="After the ablation, train --ship-arm's recipe for --ship-steps and package it as models/NAME.")
     p.add_argument("--ship-arm", default="4", help="Arm whose recipe the shipped model uses (default: 4).")
@@ -639,10 +658,10 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("PYTHONPATH", str(REPO))
     log = Log(work / "commands.jsonl").load()
     t0 = time.perf_counter()
-    for step in build_steps(sys.executable, work, cfg_file, steps):
+    for step in build_steps(sys.executable, work, cfg_file, steps, args.tune):
         run_step(step, log, env, work / "logs", args.verbose)
     total = sum(r["wall_s"] for r in {r["name"]: r for r in log.records if r["rc"] == 0 and r["group"] != "ship"}.values())
-    out = write_results(results, work, args.preset, steps, log, stills, notes, cfg_file, total)
+    out = write_results(results, work, args.preset, steps, log, stills, notes, cfg_file, total, args.tune)
     print(f"[ablation] wrote {out} ({time.perf_counter() - t0:.1f} s this run)", file=sys.stderr)
     if args.ship:
         ship_n = args.ship_steps or 3 * steps

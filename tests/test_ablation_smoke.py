@@ -82,13 +82,15 @@ def test_every_preset_and_arm_is_a_valid_config(preset, tmp_path):
     cfg_file = ab.resolved_config(preset, [], tmp_path / "ablation.yaml")
     base = build_config([cfg_file])
     steps = base.diffusion.steps
-    for arm in ab.arms(steps):
+    weights = {}
+    for arm in ab.arms(steps, tune=True):
         if arm.train is None:
             continue
         cfg = build_config([cfg_file], overrides=arm.train)
         assert cfg.diffusion.steps == steps  # equal compute: no arm changes the step count
-        if arm.key == "6":
+        weights[arm.key] = cfg.diffusion.audio_shuffle_loss_weight
+        if arm.key == "6" or arm.key.startswith("T"):
             assert cfg.data.audio_debug_mix_schedule_steps == steps // 2
-            assert cfg.diffusion.audio_shuffle_loss_weight == 0.5
+    assert weights == {"1": 0, "2": 0, "3": 0.5, "4": 0.5, "6": 0.5, "T1 (w=1)": 1, "T2 (w=2)": 2, "T3 (m=0.2)": 0.5}
     # the generated data holds debug clips for arm 6's curriculum and silence clips for arms 2+
     assert base.data.audio_debug_mix_prob > ab.FINAL_DEBUG_PROB and base.data.audio_silence_mix_prob == 0.3
