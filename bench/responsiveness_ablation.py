@@ -472,7 +472,10 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
             seen.discard(rec["name"])
             L.append(f"| {rec['name']} | {rec['wall_s']:.1f} | `{repo_relative(rec['command'])}` |")
     L += ["", "Re-run everything: `python bench/responsiveness_ablation.py --preset "
-          f"{preset}` (resumable: an arm whose report.json exists is skipped).", ""]
+          f"{preset}{' --tune' if tune else ''}` (resumable: an arm whose report.json exists is skipped). The shipped "
+          "model (models/synesthete-tiny, see its MODEL_CARD.md) came from the same data and VAE: `python "
+          f"bench/responsiveness_ablation.py --preset {preset} --ship synesthete-tiny --ship-arm 6 --ship-steps 2000 "
+          "--ship-override inference.audio_guidance_scale=2`.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L), encoding="utf-8")
     return path
