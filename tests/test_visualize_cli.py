@@ -105,3 +105,28 @@ def test_visualizers_lists_every_primitive_one_line_each(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(PRIMITIVES)
     assert all(len(line.split(None, 1)[1]) > 40 for line in lines)
+
+
+def test_preview_visual_is_the_default_view_and_sidecar_records_the_plan(tmp_path, capsys):
+    """`datagen preview` (default view: visual) renders the clip's plan; the sidecar names it."""
+    import json
+
+    from datagen.visual import sample_visual_plan
+    from shared.config import build_config
+
+    out = tmp_path / "clip.mp4"
+    argv = ["--seed", "5", "--silence-mix", "1", "--seconds", "3", "render.resolution=32", "render.fps=8",
+            "data.sample_rate=8000", "timeline.n_fft=256"]
+    assert datagen("preview", *argv, "--out", str(out)) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    plan = sample_visual_plan(build_config([], overrides=argv[6:] + ["data.clip_seconds=3"]), 5, meta["variant"])
+    assert meta["view"] == "visual" and meta["visual_plan"] == plan
+    assert meta["visualizers"] == [lay["visualizer"] for lay in plan["layers"]] and len(meta["style_vector"]) == 19
+    frames = np.stack(list(read_video_frames(out))).astype(np.float32)  # (T, H, W, 3)
+    sil = next(s for s in meta["segments"] if s["kind"] == "silence")
+    motion = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    settled = motion[sil["start_frame"] + 4:sil["end_frame"] - 1]  # 0.5 s into the silence
+    assert len(settled) and settled.max() < 1.0 and motion.max() > 3.0
+    timeline = tmp_path / "t.mp4"
+    assert datagen("preview", *argv, "--view", "timeline", "--out", str(timeline)) == 0
+    assert json.loads(timeline.with_suffix(".json").read_text())["visual_plan"] == plan

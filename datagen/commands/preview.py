@@ -5,8 +5,9 @@
 
 The seed is the clip seed itself (``meta.json``'s ``seed`` of a shard sample reproduces
 that sample's audio). Views are functions ``(cfg, seed, variant, clip, features, names) ->
-(frame chunks, extra meta)`` registered in ``VIEWS``: ``timeline`` draws the feature
-channels with a moving cursor.
+(frame chunks, extra meta)`` registered in ``VIEWS``: ``visual`` (the default) renders the
+clip's ground-truth visualizers (the plan ``datagen run`` draws for this seed), ``timeline``
+draws the feature channels with a moving cursor. The sidecar records the visual plan either way.
 """
 
 from __future__ import annotations
@@ -43,8 +44,16 @@ def timeline_view(cfg: Config, seed: int, variant: str, clip, features: np.ndarr
     return timeline_frames(background, features.shape[0], cfg.render.chunk_frames), {}
 
 
-VIEWS: dict[str, View] = {"timeline": timeline_view}
-DEFAULT_VIEW = "timeline"
+def visual_view(cfg: Config, seed: int, variant: str, clip, features: np.ndarray,
+                names: list[str]) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
+    """The clip's ground-truth visualizers: the plan `datagen run` draws for this clip seed (datagen/visual)."""
+    from datagen.visual.preview import visual_view as view
+
+    return view(cfg, seed, variant, clip, features, names)
+
+
+VIEWS: dict[str, View] = {"timeline": timeline_view, "visual": visual_view}
+DEFAULT_VIEW = "visual"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
     from datagen.audio import choose_variant, synthesize_clip
     from shared.timeline import compute_audio_timeline
+    from datagen.visual import EGLContextError, ShaderError, sample_visual_plan, visual_meta
     from shared.video import Mp4Writer, VideoError
 
     out = Path(args.out)
@@ -104,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     t_audio = time.perf_counter() - t0
     chunks, extra = VIEWS[args.view](cfg, args.seed, variant, clip, features, names)
     meta = preview_meta(cfg, clip, names, int(features.shape[0]), args.view)
+    meta.update(visual_meta(sample_visual_plan(cfg, args.seed, variant)))  # the sample's visuals, whatever the view
     meta.update(extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     res = cfg.render.resolution
@@ -112,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             for chunk in chunks:  # (n, R, R, 3) uint8
                 writer.write(chunk)
     except VideoError as e:
+        fail(str(e), code=1)
+    except (EGLContextError, ShaderError) as e:  # the visual view's renderer
         fail(str(e), code=1)
     sidecar = out.with_suffix(".json")
     sidecar.write_text(json.dumps(meta, indent=1))

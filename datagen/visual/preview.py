@@ -14,6 +14,13 @@ def visual_view(cfg, seed: int, variant: str, clip, features: np.ndarray,
     from datagen.visual import Renderer, sample_visual_plan, visual_meta
 
     plan = sample_visual_plan(cfg, seed, variant)
-    renderer = Renderer(cfg.render.resolution)
-    chunks = renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames)  # (n, R, R, 3)
-    return chunks, visual_meta(plan)
+
+    def chunks() -> Iterator[np.ndarray]:
+        # The GL context is created on the first chunk, so that its errors surface where frames are consumed.
+        renderer = Renderer(cfg.render.resolution)
+        try:
+            yield from renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames)  # (n, R, R, 3)
+        finally:
+            renderer.release()
+
+    return chunks(), visual_meta(plan)
