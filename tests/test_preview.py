@@ -27,7 +27,7 @@ def preview(*argv: str) -> int:
 
 def test_preview_writes_mp4_with_audio_and_sidecar(tmp_path, tiny_cfg):
     out = tmp_path / "sub" / "clip.mp4"
-    assert preview("--seed", "5", "--silence-mix", "1", "--config", TINY, "--out", str(out), *SMALL) == 0
+    assert preview("--seed", "5", "--silence-mix", "1", "--view", "timeline", "--config", TINY, "--out", str(out), *SMALL) == 0
     info = probe(out)
     fps, seconds = tiny_cfg.render.fps, tiny_cfg.data.clip_seconds
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
