@@ -16,8 +16,11 @@ datagen run --config "$CFG" --shards 4 --silence-mix 0.3 --out "$D/data/pixels"
 datagen inspect "$D/data/pixels"
 
 step "datagen preview: one silence/track-dropout clip with its audio"
-datagen preview --config "$CFG" --seed 7 --silence-mix 1 --seconds 12 --out "$D/preview_silence.mp4"
+datagen preview --config "$CFG" --seed 7 --silence-mix 1 --seconds 12 render.resolution=128 --out "$D/preview_silence.mp4"
 ffmpeg -loglevel error -y -i "$D/preview_silence.mp4" -vn -ac 1 "$D/song.wav"
+
+step "datagen visualize: every visualizer primitive on that audio (a labelled grid)"
+datagen visualize --audio "$D/song.wav" --visualizer all --resolution 384 --fps 12 --out "$D/visualizers.mp4"
 
 step "trainer vae: frame VAE"
 trainer vae --config "$CFG" --data "$D/data/pixels" --out "$D/runs/vae"
@@ -37,5 +40,6 @@ trainer eval --checkpoint "$D/runs/diffusion" --data "$D/data/pixels" --out "$D/
 echo
 echo "== demo done in $(( $(date +%s) - start ))s. Look at:"
 echo "   $D/preview_silence.mp4  (ground-truth visualizers on a silence/dropout clip)"
+echo "   $D/visualizers.mp4      (all 12 primitives on the same audio)"
 echo "   $D/sample.mp4           (generated video for $D/song.wav)"
 echo "   $D/eval/report.md       (responsiveness metrics beside their ground-truth ceilings, plots, side-by-side videos)"
