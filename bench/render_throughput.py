@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +22,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from shared.markdown import replace_section  # noqa: E402
+from shared.provenance import machine_description  # noqa: E402
 
 SECTION = "## Render throughput"
 
@@ -51,19 +51,6 @@ def synthetic_timeline(n: int, fps: float, n_bands: int = 8) -> tuple[np.ndarray
     return f, names
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        cpu = m.group(1).strip() if m else cpu
-    except (OSError, subprocess.SubprocessError):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()} "
-            f"(1-min load average {load:.1f} at the start: on a shared machine the figures are noisy)")
-
-
 def measure(renderer, name: str, features, names, fps: float) -> tuple[float, float]:
     """(frames/s with readback, frames/s draw only) for one primitive."""
     from datagen.visual import single_plan
@@ -77,16 +64,6 @@ def measure(renderer, name: str, features, names, fps: float) -> tuple[float, fl
     n = renderer.draw_only(features, names, plan, fps)
     draw = n / (time.perf_counter() - t0)
     return read, draw
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the SECTION of a markdown file."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = text.rstrip("\n") + "\n\n"  # a blank line before whatever section follows
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    new = new.rstrip("\n") + "\n"
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         SECTION, "",
         f"Frames/s per primitive (one layer, no augmentation), {args.frames} frames per case, one process.",
-        f"Machine: {machine()}. GL: {info['renderer']} ({info['version']}).",
+        f"Machine: {machine_description()}. GL: {info['renderer']} ({info['version']}).",
         f"Command: `{cmd.strip()}`", "",
         head, rule, *rows, "",
     ])
     print(text)
     if args.write:
-        write_section(args.write, text)
+        replace_section(args.write, SECTION, text)
     return 0
 
 

@@ -41,3 +41,14 @@ def _grad_mode_is_restored():
     if torch is not None and not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("torch grad mode was left disabled (use a scoped torch.no_grad())")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

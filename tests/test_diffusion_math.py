@@ -12,13 +12,7 @@ from trainer.diffusion.losses import comparison_loss, denoising_loss
 from trainer.diffusion.sampler import apply_guidance, ddim, heun, time_grid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_cosine_schedule_endpoints_and_monotone():

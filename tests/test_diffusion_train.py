@@ -29,13 +29,7 @@ TINY_MODEL = ["diffusion.snippet_frames=2", "diffusion.audio_context_frames=1", 
               "diffusion.warmup_steps=2", "run.log_every=1", "run.device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _cfg(base, *overrides):

@@ -16,13 +16,7 @@ SMALL = ["diffusion.snippet_frames=4", "diffusion.audio_context_frames=1", "diff
          "diffusion.heads=2", "diffusion.style_dim=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core box: one torch thread is much faster; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_cfg(base, *overrides):

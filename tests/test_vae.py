@@ -24,14 +24,7 @@ TINY = ["render.resolution=32", "render.fps=8", "data.sample_rate=8000", "data.c
         "run.num_workers=0", "run.log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core CI box, two OpenMP threads of tiny convs spin against
-    other processes and run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def trainer(*argv: str) -> int:
