@@ -273,10 +273,14 @@ class MetricsLogger:
 
 def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, unit: str = "step"):
     """A tqdm bar over steps with rate and ETA; set ``bar.set_postfix(samples_s=...)`` for samples/s."""
+    import sys
+
     from tqdm.auto import tqdm
 
+    # In a log file (CI, a cluster job) redraw every 10 s instead of 10 times a second.
+    mininterval = 0.1 if sys.stderr.isatty() else 10.0
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, dynamic_ncols=True,
-                smoothing=0.1)
+                smoothing=0.1, mininterval=mininterval)
 
 
 class RateMeter:
