@@ -9,6 +9,7 @@ from shared.config import build_config
 from trainer.diffusion.model import Denoiser, patchify, style_kl, unpatchify
 from trainer.diffusion.sampler import guided_denoiser, sample_snippet
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
+from model_helpers import wake
 
 C, H = 2, 4
 
@@ -21,16 +22,6 @@ def cfg(micro_cfg):
     return build_config(base=micro_cfg.model_dump(mode="json"), overrides=[
         "diffusion.snippet_frames=3", "diffusion.audio_context_frames=1", "diffusion.width=32", "diffusion.depth=2",
         "diffusion.heads=2", "diffusion.style_dim=4", "diffusion.prev_frames=1"])
-
-
-def wake(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give the zero-initialised (adaLN-Zero) layers random values so conditioning paths show in the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
 
 
 def _setup(cfg):

@@ -10,6 +10,7 @@ from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.losses import diffusion_loss, silent_channel, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
+from model_helpers import wake
 
 C, H = 2, 4
 SMALL = ["diffusion.snippet_frames=4", "diffusion.audio_context_frames=1", "diffusion.width=32", "diffusion.depth=1",
@@ -140,16 +141,6 @@ def _loss(cfg, model, batch, decoder=None) -> tuple[float, dict]:
 
 
 BASE = ["diffusion.p_style_drop=0", "diffusion.p_audio_drop=0", "diffusion.p_prev_drop=0"]
-
-
-def wake(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give the zero-initialised (adaLN-Zero) layers random values so conditioning paths show in the loss."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
 
 
 @pytest.fixture(scope="module")
