@@ -3,7 +3,7 @@
 ``write_shard(cfg, spec, renderer)`` is a pure function of (config, base seed,
 split, shard index) apart from its one side effect, the shard file, written
 through :class:`shared.shards.ShardWriter` (``.partial`` then renamed). The
-executors in :mod:`datagen.run` (serial, process pool, Ray actors) only decide
+executors in :mod:`datagen.executors` (serial, process pool, Ray actors) only decide
 *where* it runs; :class:`ShardWorker` is the long-lived worker state they all
 share: one Renderer (one GL context) created inside the worker process.
 
