@@ -1,10 +1,10 @@
 """One writer per output directory: ``datagen run``, ``cache-latents`` and training runs take this lock.
 
-``flock`` on ``<dir>/.synesthete.lock``, which holds the holder's host, pid, start time and what it is
+``flock`` on ``<dir>/.lock``, which holds the holder's host, pid, start time and what it is
 doing, so a second writer fails at once with a line naming the holder. The kernel drops a flock when its
 holder dies (even by SIGKILL), so a crashed run never leaves the directory locked. Where the filesystem
 refuses ``flock`` (some network filesystems answer ENOLCK or EOPNOTSUPP), the lock is an ``O_EXCL`` file
-``<dir>/.synesthete.lock.excl`` instead; it survives a crash, so a lock file whose pid is dead on this
+``<dir>/.lock.excl`` instead; it survives a crash, so a lock file whose pid is dead on this
 same host is taken over with a warning (a pid on another host cannot be checked and is never taken over).
 The flock file is never deleted: unlinking it would let two processes lock two different inodes.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from shared.errors import LockHeldError
 
-LOCK_NAME = ".synesthete.lock"
+LOCK_NAME = ".lock"  # the name ARCHITECTURE.md gives every owned directory
 EXCL_NAME = LOCK_NAME + ".excl"
 _FLOCK_REFUSED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
 
