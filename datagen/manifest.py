@@ -7,13 +7,17 @@ reader sees the previous or the next version, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+import shared.timeline
+from shared import shards as S
 from shared.config import Config
+from shared.errors import DataError, SynestheteError
+from shared.fsutil import atomic_write_json
 from shared.provenance import provenance
 
 MANIFEST = "manifest.json"
@@ -28,14 +32,27 @@ _NOT_CONTENT = {
 }
 
 
-class RunError(RuntimeError):
+class RunError(SynestheteError):
     """A run that cannot start (bad output dir, config mismatch, executor unavailable)."""
 
 
+def content_versions() -> dict[str, int]:
+    """Code versions that change shard bytes without a config change (ARCHITECTURE.md, "Versioned content")."""
+    return {"timeline": int(getattr(shared.timeline, "TIMELINE_VERSION", 1)), "shard_schema": S.SCHEMA_VERSION}
+
+
 def content_fingerprint(cfg: Config) -> dict[str, Any]:
-    """The config fields that decide shard bytes (data, timeline, render minus counts and chunking)."""
+    """What decides shard bytes: the data, timeline and render fields (minus counts and chunking) and the code versions."""
     dumped = cfg.model_dump(mode="json")
-    return {sec: {k: v for k, v in dumped[sec].items() if k not in _NOT_CONTENT[sec]} for sec in _NOT_CONTENT}
+    out: dict[str, Any] = {sec: {k: v for k, v in dumped[sec].items() if k not in _NOT_CONTENT[sec]}
+                           for sec in _NOT_CONTENT}
+    out["versions"] = content_versions()
+    return out
+
+
+def content_id(fingerprint: dict[str, Any]) -> str:
+    """A short name for a content fingerprint: the first 16 hex digits of the sha256 of its sorted-key JSON."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -50,9 +67,8 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    """The manifest/summary format (indent 1, sorted keys), written through shared.fsutil (a full disk: DiskFullError)."""
+    atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 class Manifest:
@@ -60,10 +76,13 @@ class Manifest:
 
     def __init__(self, out: Path, cfg: Config, existing: dict[str, Any] | None):
         self.path = out / MANIFEST
+        fingerprint = content_fingerprint(cfg)
+        self.content_id = content_id(fingerprint)
         self.doc: dict[str, Any] = {
             "schema_version": MANIFEST_VERSION,
             "config": cfg.model_dump(mode="json"),
-            "content_fingerprint": content_fingerprint(cfg),
+            "content_fingerprint": fingerprint,
+            "content_id": self.content_id,
             "provenance": provenance(),
             "splits": {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards()},
             "samples_per_shard": cfg.data.samples_per_shard,
@@ -79,14 +98,15 @@ class Manifest:
         try:
             return json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise RunError(f"{p}: unreadable manifest ({e}); move it away or pass --force") from None
+            raise DataError(f"{p}: unreadable manifest ({e}); move it away or pass --force") from None
 
     @property
     def shards(self) -> dict[str, dict[str, Any]]:
         return self.doc["shards"]
 
     def record(self, stats: dict[str, Any]) -> None:
-        self.shards[stats["path"]] = stats
+        """Record a finished shard of this content (its entry names the content id it was made with)."""
+        self.shards[stats["path"]] = dict(stats, content_id=self.content_id)
 
     def forget(self, rel_path: str) -> None:
         self.shards.pop(rel_path, None)
@@ -101,11 +121,18 @@ class Manifest:
         self._last_save = now
 
 
+def content_changed(existing: dict[str, Any] | None, cfg: Config) -> list[str]:
+    """The ``section.key: old -> new`` lines between the manifest's content fingerprint and ``cfg``'s (empty: same)."""
+    if existing is None:
+        return []
+    return fingerprint_diff(existing.get("content_fingerprint", {}), content_fingerprint(cfg))
+
+
 def check_compatible(existing: dict[str, Any] | None, cfg: Config, out: Path, force: bool) -> None:
     """Refuse a re-run into ``out`` if its shards were made with a different content config (unless force)."""
-    if existing is None or force:
+    if force:
         return
-    diff = fingerprint_diff(existing.get("content_fingerprint", {}), content_fingerprint(cfg))
+    diff = content_changed(existing, cfg)
     if diff:
         raise RunError(f"{out} holds shards made with a different config; pass --force to regenerate them, or "
                        "choose another --out. Differences:\n  " + "\n  ".join(diff))

@@ -8,34 +8,64 @@ from pathlib import Path
 from typing import Callable
 
 from shared import shards as S
+from shared.errors import OutputPathError
 
-from datagen.manifest import Manifest, RunError
-from datagen.shard_job import ShardSpec, read_shard_stats
+from datagen.manifest import Manifest
+from datagen.shard_job import ShardSpec, file_sha256, read_shard_stats
 
 
 def check_out_dir(out: str | os.PathLike) -> Path:
-    """Create ``out`` (and train/, val/) and prove it writable, or raise RunError naming the path and reason."""
+    """Create ``out`` (and train/, val/) and prove it writable, or raise OutputPathError naming the path and reason."""
     p = Path(out)
     try:
         if p.exists() and not p.is_dir():
-            raise RunError(f"--out {p}: exists and is not a directory")
+            raise OutputPathError(f"--out {p}: exists and is not a directory")
         for d in (p, p / "train", p / "val"):
             d.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
             pass
-    except RunError:
+    except OutputPathError:
         raise
     except OSError as e:
-        raise RunError(f"--out {p}: not writable ({e.strerror or e})") from None
+        raise OutputPathError(f"--out {p}: not writable ({e.strerror or e})") from None
     if not os.access(p / "train", os.W_OK) or not os.access(p / "val", os.W_OK):
-        raise RunError(f"--out {p}: train/ or val/ is not writable")
+        raise OutputPathError(f"--out {p}: train/ or val/ is not writable")
     return p
 
 
-def reconcile(specs: list[ShardSpec], manifest: Manifest, force: bool,
-              log: Callable[[str], None]) -> tuple[list[ShardSpec], list[ShardSpec]]:
-    """Split the planned shards into (done, todo), cleaning ``.partial`` files and rebuilding missing entries."""
+def verified(entry: dict | None, path: Path, full: bool = False) -> bool:
+    """Whether the finished file ``path`` is the shard its manifest ``entry`` describes.
+
+    The sha256 is checked in full unless size and mtime equal those recorded when the hash was last
+    checked (a hash cache keyed by size + mtime); ``full`` always hashes (``datagen inspect --repair``).
+    A successful full check refreshes the recorded mtime.
+    """
+    if entry is None:
+        return False
+    st = path.stat()
+    if entry.get("bytes") != st.st_size:
+        return False
+    if not full and entry.get("mtime_ns") == st.st_mtime_ns:
+        return True
+    if file_sha256(path) != entry.get("sha256"):
+        return False
+    entry["mtime_ns"] = st.st_mtime_ns
+    return True
+
+
+def reconcile(specs: list[ShardSpec], manifest: Manifest, force: bool, log: Callable[[str], None],
+              full_verify: bool = False) -> tuple[list[ShardSpec], list[ShardSpec]]:
+    """Split the planned shards into (done, todo): clean ``.partial`` files, verify finished shards against
+    the manifest (a mismatch is regenerated; ``full_verify`` hashes every one), and read back finished
+    shards the manifest does not list yet."""
     done, todo = [], []
+
+    def redo(spec: ShardSpec, why: str) -> None:
+        log(f"{spec.rel_path}: {why}; regenerating")
+        spec.path.unlink()
+        manifest.forget(spec.rel_path)
+        todo.append(spec)
+
     for spec in specs:
         final = spec.path
         partial = Path(str(final) + S.PARTIAL_SUFFIX)
@@ -47,22 +77,16 @@ def reconcile(specs: list[ShardSpec], manifest: Manifest, force: bool,
             manifest.forget(spec.rel_path)
             todo.append(spec)
             continue
-        if entry is not None and entry.get("bytes") == final.stat().st_size:
-            done.append(spec)
+        if entry is not None:
+            if verified(entry, final, full=full_verify):
+                done.append(spec)
+            else:
+                redo(spec, "size or sha256 differs from the manifest")
             continue
-        try:  # the manifest is behind (or disagrees): read the finished file back
+        try:  # the manifest is behind: read the finished file back
             stats = read_shard_stats(final, spec.split, spec.index)
         except Exception as e:  # noqa: BLE001 - any unreadable shard is simply redone
-            log(f"{spec.rel_path}: unreadable ({e}); regenerating")
-            final.unlink()
-            manifest.forget(spec.rel_path)
-            todo.append(spec)
-            continue
-        if entry is not None and entry.get("sha256") != stats["sha256"]:
-            log(f"{spec.rel_path}: differs from the manifest; regenerating")
-            final.unlink()
-            manifest.forget(spec.rel_path)
-            todo.append(spec)
+            redo(spec, f"unreadable ({e})")
             continue
         manifest.record(stats)
         done.append(spec)

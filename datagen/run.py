@@ -15,17 +15,23 @@ know yet is read back and recorded (the manifest is rebuilt when behind); a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+from shared import shards as S
 from shared.config import Config
+from shared.errors import DiskFullError
+from shared.fsutil import is_enospc
+from shared.runlock import LOCK_NAME, dir_lock
 
 from datagen.executors import EXECUTORS, ExecState, Outcome, RetryPolicy, actor_plan, available_cpus
-from datagen.manifest import (MANIFEST, SUMMARY, Manifest, RunError, check_compatible, content_fingerprint,
-                              fingerprint_diff, write_json_atomic)
+from datagen.manifest import (MANIFEST, SUMMARY, Manifest, RunError, check_compatible, content_changed,
+                              content_fingerprint, fingerprint_diff, write_json_atomic)
 from datagen.reconcile import check_out_dir, reconcile
 from datagen.shard_job import VARIANTS, plan_shards
 
@@ -42,27 +48,67 @@ def _log(msg: str) -> None:
     print(f"datagen run: {msg}", file=sys.stderr, flush=True)
 
 
+def remove_beyond(out_dir: Path, counts: dict[str, int]) -> int:
+    """Delete the shards (and unfinished ``.partial`` files) of each split whose index is >= its new count."""
+    removed = 0
+    for split, n in counts.items():
+        for p in sorted((out_dir / split).glob("shard-*.tar*")):
+            try:
+                index = S.shard_index(p)
+            except ValueError:
+                continue
+            if index >= n:
+                p.unlink()
+                removed += not p.name.endswith(S.PARTIAL_SUFFIX)
+    return removed
+
+
 def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progress: bool = True,
-                stall_timeout_s: float = 600.0) -> tuple[int, dict[str, Any]]:
+                stall_timeout_s: float = 600.0, full_verify: bool = False) -> tuple[int, dict[str, Any]]:
     """Generate every missing shard of ``cfg`` into ``out``; returns (exit code, summary).
 
-    Raises RunError before any work when the output dir or config cannot be used.
-    """
-    from tqdm import tqdm
+    Finished shards are verified against the manifest's sha256 (cached by size + mtime; ``full_verify``
+    hashes every one) and regenerated when they differ.
 
+    Holds ``out``'s lock for the whole run (a second run into it gets LockHeldError naming this one).
+    Raises a SynestheteError before any work when the output dir or config cannot be used, and
+    DiskFullError (finished shards kept, temporary files removed) when the disk fills up.
+    """
     if cfg.run.executor not in EXECUTORS:
         raise RunError(f"unknown executor {cfg.run.executor!r}; choose one of {', '.join(EXECUTORS)}")
     out_dir = check_out_dir(out).resolve()  # absolute: workers on other nodes have other working dirs
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(dir_lock(out_dir, "datagen run"))
+        except OSError as e:  # writing the holder record into a full disk
+            if is_enospc(e):
+                raise DiskFullError(f"{out_dir / LOCK_NAME}: no space left on device") from e
+            raise
+        return _run_locked(cfg, out_dir, force, progress, stall_timeout_s, full_verify)
+
+
+def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_timeout_s: float,
+                full_verify: bool) -> tuple[int, dict[str, Any]]:
+    from tqdm import tqdm
+
     existing = Manifest.load(out_dir)
     check_compatible(existing, cfg, out_dir, force)
-    manifest = Manifest(out_dir, cfg, None if force else existing)
+    changed = content_changed(existing, cfg)
+    removed = 0
+    if changed:  # --force over another content: the old set goes, also its shards beyond the new count
+        removed = remove_beyond(out_dir, {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards()})
+        if removed:
+            _log(f"removed {removed} shards of the old set beyond the new count (its content differs: "
+                 f"{'; '.join(changed)})")
+    manifest = Manifest(out_dir, cfg, None if changed else existing)
     specs = plan_shards(cfg, out_dir)
-    done, todo = reconcile(specs, manifest, force, _log)
+    done, todo = reconcile(specs, manifest, force, _log, full_verify=full_verify)
     manifest.save()
 
     state = ExecState()
     policy = RetryPolicy(cfg.run.max_retries, state)
     outcomes_failed: list[Outcome] = []
+    disk_full: Outcome | None = None
     samples = frames = 0
     t0 = time.perf_counter()
     bar = tqdm(total=len(specs), initial=len(done), unit="shard", desc="datagen", disable=not progress,
@@ -71,7 +117,8 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
         if todo:
             run_fn = EXECUTORS[cfg.run.executor]
             for outcome in run_fn(cfg, todo, cfg.run.workers, policy, state,
-                                  address=cfg.run.address, stall_timeout_s=stall_timeout_s):
+                                  address=cfg.run.address, stall_timeout_s=stall_timeout_s,
+                                  connect_timeout_s=cfg.run.ray_connect_timeout_s):
                 if outcome.stats is not None:
                     manifest.record(outcome.stats)
                     manifest.save(throttle_s=1.0)
@@ -79,13 +126,24 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
                     frames += outcome.stats["frames"]
                 else:
                     outcomes_failed.append(outcome)
+                    if outcome.disk_full:
+                        disk_full = outcome
+                        break
                     _log(f"shard {outcome.spec.rel_path} (index {outcome.spec.index}) failed after "
                          f"{cfg.run.max_retries + 1} attempts: {outcome.error}")
                 bar.update(1)
                 bar.set_postfix(rates(samples, frames, time.perf_counter() - t0), refresh=False)
     finally:
         bar.close()
-        manifest.save()
+        if disk_full is None:
+            manifest.save()
+    if disk_full is not None:
+        try:
+            manifest.save()  # what finished is recorded where there is room (else a re-run reads the shards back)
+        except DiskFullError:
+            pass
+        raise DiskFullError(f"{disk_full.spec.path}: no space left on device; the {len(manifest.shards)} finished "
+                            "shards are kept: free space and re-run to resume")
 
     seconds = time.perf_counter() - t0
     by_split: dict[str, dict[str, int]] = {"train": Counter(), "val": Counter()}
@@ -98,6 +156,7 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
         "address": cfg.run.address,
         "shards_total": len(specs),
         "shards_skipped": len(done),
+        "shards_removed": removed,
         "shards_written": len(todo) - len(outcomes_failed),
         "shards_failed": [{"split": o.spec.split, "index": o.spec.index, "path": o.spec.rel_path, "error": o.error}
                           for o in outcomes_failed],

@@ -11,7 +11,8 @@ Per sample ``i`` of shard ``s`` in split ``split``:
     seed     = sample_seed(data.seed, split, s, i)      (train and val seeds are disjoint)
     variant  = choose_variant(data, seed)               (val: fixed slots forced to silence / debug)
     audio    = synthesize_clip(cfg, seed, variant)
-    timeline = compute_audio_timeline(PCM_16-quantised audio)   (equals a fresh compute on the stored FLAC)
+    timeline = compute_audio_timeline(PCM_16-quantised audio)   (equals a fresh compute on the stored FLAC;
+               BLAS pinned to one thread, so the bytes do not depend on the executor's thread count)
     plan     = sample_visual_plan(cfg, seed, variant)
     frames   = renderer.render(timeline, names, plan, fps, chunk_frames) -> JPEG 4:2:0
 """
@@ -138,25 +139,35 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
-    """Write one shard (``.partial``, renamed on success) and return its stats for the manifest."""
+    """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
+
+    Math libraries run single-threaded inside: a multi-threaded BLAS splits sums (the timeline's
+    ``power @ bands``) by thread count, and its float32 result then differs in the last bit between
+    an executor whose workers get one thread (Ray actors) and one whose get all cores (local), so
+    shard bytes would depend on the executor. Shards run in parallel as whole units instead.
+    """
+    from threadpoolctl import threadpool_limits
+
     if spec.split not in SPLITS:
         raise ValueError(f"unknown split {spec.split!r} (expected one of {SPLITS})")
     t0 = time.perf_counter()
     variants: Counter[str] = Counter()
     n_frames = 0
-    with S.ShardWriter(spec.path) as writer:
+    with threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer:
         for i in range(cfg.data.samples_per_shard):
             key, members, meta = build_sample(cfg, spec.split, spec.index, i, renderer)
             writer.add_sample(key, members)
             variants[meta["variant"]] += 1
             n_frames += meta["n_frames"]
+    st = spec.path.stat()
     return {
         "split": spec.split,
         "index": spec.index,
         "path": spec.rel_path,
         "samples": cfg.data.samples_per_shard,
         "frames": n_frames,
-        "bytes": spec.path.stat().st_size,
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,  # the hash cache key with bytes (datagen.reconcile.verified)
         "sha256": file_sha256(spec.path),
         "seconds": round(time.perf_counter() - t0, 4),
         "variants": {v: variants.get(v, 0) for v in VARIANTS},
@@ -227,9 +238,10 @@ def read_shard_stats(path: str | os.PathLike, split: str, index: int) -> dict[st
         frames += len(S.frame_suffixes(members))
         samples += 1
     p = Path(path)
+    st = p.stat()
     return {
         "split": split, "index": index, "path": f"{split}/{p.name}", "samples": samples, "frames": frames,
-        "bytes": p.stat().st_size, "sha256": file_sha256(p), "seconds": None,
+        "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(p), "seconds": None,
         "variants": {v: variants.get(v, 0) for v in VARIANTS}, "rebuilt": True,
     }
 

@@ -246,6 +246,8 @@ class RunConfig(_Section):
     executor: Literal["ray", "processes", "local"] = Field("ray", description="datagen executor.")
     workers: int | None = Field(None, ge=1, description="datagen render workers (null: one per CPU, or per GPU fraction).")
     address: str | None = Field(None, description="Ray cluster address to join (null: embedded local cluster).")
+    ray_connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for the Ray cluster at "
+                                         "run.address to answer before failing.")
     max_retries: int = Field(3, ge=0, description="Retries of a failed shard before it is reported.")
 
 

@@ -329,3 +329,135 @@ def test_processes_executor_survives_a_killed_worker_process(local_run, tmp_path
     assert killed, "the run ended before a worker could be killed"
     assert code == 0 and summary["lost_workers"] >= 1 and summary["retries"] >= 1
     assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
+
+
+# ------------------------------------------------------------ concurrency, verification, fingerprints, full disk
+
+
+def _datagen_proc(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).parent / "datagen"), "run", *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_second_run_on_the_same_out_is_refused_naming_the_holder(local_run, tmp_path):
+    """Two real `datagen run` processes on one --out: the second exits 2 with one line naming the first
+    (pid, host), touches nothing, and the first completes byte-identical to the serial reference."""
+    ref, _ = local_run
+    out = tmp_path / "px"
+    # 30 shards: long enough (seconds) for the second process to start and meet the first's lock.
+    argv = ["--config", TINY, "--executor", "local", "--shards", "30", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    first = _datagen_proc(*argv)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.01)
+        second = subprocess.run([str(Path(sys.executable).parent / "datagen"), "run", *argv], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        still_running = first.poll() is None
+        _, first_err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert still_running, "the first run ended before the second started: the test proves nothing"
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert f"{out.resolve()} is locked by datagen run (pid {first.pid} on " in lines[0]
+    assert first.returncode == 0, first_err
+    got = shard_files(out)
+    assert len(got) == 31 and {k: got[k] for k in shard_files(ref)} == shard_files(ref)
+    assert datagen("inspect", str(out)) == 0
+
+
+def _corrupt_same_size(path: Path, keep_mtime: bool = False) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == st.st_size
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_rerun_regenerates_a_same_size_corrupted_shard(local_run, tmp_path, capsys):
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    _corrupt_same_size(out / "train" / "shard-000001.tar")
+    argv = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    assert datagen(*argv) == 0
+    assert "train/shard-000001.tar: size or sha256 differs from the manifest; regenerating" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards_written"] == 1 and summary["shards_skipped"] == 3
+    assert shard_files(out) == shard_files(ref)
+    assert datagen("inspect", str(out)) == 0
+
+
+def test_inspect_repair_hashes_in_full_and_regenerates(local_run, tmp_path, capsys):
+    """A corruption that keeps size and mtime passes a re-run's size+mtime hash cache (documented), but
+    `inspect --repair` hashes every shard, regenerates the bad one, and the set then inspects clean."""
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out, copy_function=shutil.copy2)  # copy2 keeps mtimes: the manifest's cache keys hold
+    _corrupt_same_size(out / "val" / "shard-000000.tar", keep_mtime=True)
+    assert datagen("inspect", str(out)) == 1
+    capsys.readouterr()
+    assert datagen("inspect", "--repair", str(out)) == 0
+    captured = capsys.readouterr()
+    assert "val/shard-000000.tar: size or sha256 differs from the manifest; regenerating" in captured.err
+    assert "1 shard(s) regenerated" in captured.err and f"datagen inspect: {out} OK" in captured.out
+    assert shard_files(out) == shard_files(ref)
+
+
+def test_force_with_a_content_change_removes_the_old_shards_beyond_the_new_count(local_run, tmp_path, capsys):
+    from shared.errors import DataError
+    from shared.shards import check_shard_set
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    check_shard_set(out)  # one content fingerprint: accepted
+    base = ["run", "--config", TINY, "--executor", "local", "--val-shards", "1", "--shards", "1", "--out", str(out),
+            "--no-progress"]
+    assert datagen(*base, "--force", *MICRO, "render.resolution=16") == 0
+    err = capsys.readouterr().err
+    assert "removed 2 shards of the old set beyond the new count" in err and "render.resolution: 32 -> 16" in err
+    assert sorted(shard_files(out)) == ["train/shard-000000.tar", "val/shard-000000.tar"]
+    assert json.loads((out / "summary.json").read_text())["shards_removed"] == 2
+    check_shard_set(out)
+    # A set that mixes contents (an old shard copied back in) is refused, naming both fingerprints.
+    shutil.copy(ref / "train" / "shard-000002.tar", out / "train" / "shard-000002.tar")
+    with pytest.raises(DataError, match=r"shards from 2 different content fingerprints: [0-9a-f]{16} \(2 shards, "
+                                        r"e.g. train/shard-000000.tar\); not in manifest.json \(1 shards, e.g. "
+                                        r"train/shard-000002.tar\)"):
+        check_shard_set(out)
+    # The same config over the same dir is not a content change: nothing is removed.
+    os.unlink(out / "train" / "shard-000002.tar")
+    assert datagen(*base, *MICRO, "render.resolution=16") == 0
+    assert json.loads((out / "summary.json").read_text())["shards_removed"] == 0
+
+
+def test_content_id_names_config_and_timeline_version(monkeypatch):
+    import shared.timeline
+    from datagen.manifest import content_fingerprint, content_id
+
+    cfg = micro_cfg()
+    a = content_id(content_fingerprint(cfg))
+    assert content_fingerprint(cfg)["versions"]["timeline"] == getattr(shared.timeline, "TIMELINE_VERSION", 1)
+    assert content_id(content_fingerprint(micro_cfg("data.train_shards=9"))) == a  # a count is not content
+    assert content_id(content_fingerprint(micro_cfg("data.seed=1"))) != a
+    monkeypatch.setattr(shared.timeline, "TIMELINE_VERSION", 99, raising=False)
+    assert content_id(content_fingerprint(cfg)) != a
+
+
+def test_unmanifested_input_warns_that_nothing_is_checked(local_run, capsys):
+    from shared.shards import check_shard_set
+
+    ref, _ = local_run
+    check_shard_set(str(ref / "train" / "shard-*.tar"))
+    err = capsys.readouterr().err
+    assert "no manifest.json" in err and "nothing is checked" in err

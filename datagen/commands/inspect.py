@@ -21,6 +21,11 @@ _META_KEYS = ("schema_version", "seed", "shard", "sample", "variant", "segments"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="A `datagen run --out` directory (holds manifest.json).")
     parser.add_argument("--json", action="store_true", help="Print the totals as JSON.")
+    parser.add_argument("--repair", action="store_true",
+                        help="Hash every shard in full and regenerate the ones that differ from the manifest or are "
+                             "missing (`datagen run` with the manifest's config; takes DIR's lock), then inspect again.")
+    parser.add_argument("--executor", choices=("local", "processes", "ray"), default="local",
+                        help="Executor that --repair regenerates shards with.")
 
 
 def meta_problems(meta: Any, key: str, n_frames: int, timeline_shape: tuple[int, ...],
@@ -128,8 +133,33 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
     return problems, totals
 
 
+def repair(root: Path, executor: str) -> None:
+    """Regenerate every shard of ``root`` whose full sha256 differs from the manifest's (or that is missing)."""
+    from datagen.run import run_datagen
+    from shared.config import Config
+    from shared.errors import DataError
+
+    try:
+        cfg = Config.model_validate(json.loads((root / "manifest.json").read_text())["config"])
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{root / 'manifest.json'}: cannot repair without a readable manifest and config "
+                        f"({type(e).__name__}: {e})") from None
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"executor": executor})})
+    code, summary = run_datagen(cfg, root, progress=False, full_verify=True)
+    print(f"datagen inspect --repair: {summary['shards_written']} shard(s) regenerated, "
+          f"{len(summary['shards_failed'])} failed", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    from shared.cli import fail
+    from shared.errors import SynestheteError
+
     root = Path(args.dir)
+    if args.repair:
+        try:
+            repair(root, args.executor)
+        except SynestheteError as e:
+            fail(str(e))
     problems, totals = inspect_dir(root)
     if args.json:
         print(json.dumps({"ok": not problems, "totals": totals, "problems": problems}, indent=1))

@@ -7,6 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import DiskFullError
+from shared.fsutil import is_enospc
+
 from datagen.shard_job import ShardSpec
 
 
@@ -17,6 +20,7 @@ class Outcome:
     spec: ShardSpec
     stats: dict[str, Any] | None = None
     error: str | None = None
+    disk_full: bool = False  # the error was a full disk: the run stops (retrying cannot help)
 
 
 @dataclass
@@ -32,8 +36,9 @@ class ExecState:
 class RetryPolicy:
     """The one attempt policy of every executor: a shard gets ``1 + max_retries`` attempts.
 
-    ``failed(spec, error)`` records the failed attempt in ``state`` and returns the shard's final
-    :class:`Outcome` when it has no attempts left, or None when the executor should run it again.
+    ``failed(spec, exc)`` records the failed attempt in ``state`` and returns the shard's final
+    :class:`Outcome` when it has no attempts left (or the disk is full: no retry can help), or None
+    when the executor should run it again.
     """
 
     def __init__(self, max_retries: int, state: ExecState):
@@ -41,17 +46,38 @@ class RetryPolicy:
         self.state = state
         self.attempts: Counter[str] = Counter()
 
-    def failed(self, spec: ShardSpec, error: str) -> Outcome | None:
+    def failed(self, spec: ShardSpec, exc: BaseException) -> Outcome | None:
+        error = error_text(exc)
         self.state.failures.append({"shard": spec.rel_path, "attempt": self.attempts[spec.rel_path], "error": error})
         self.attempts[spec.rel_path] += 1
+        if is_disk_full(exc):
+            return Outcome(spec, error=error, disk_full=True)
         if self.attempts[spec.rel_path] > self.max_retries:
             return Outcome(spec, error=error)
         self.state.retries += 1
         return None
 
 
+def _cause(e: BaseException) -> BaseException | None:
+    """The exception a remote task raised, when ``e`` wraps one (Ray's RayTaskError keeps it as ``cause``)."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) and cause is not e else None
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """A full disk, here or in a worker (DiskFullError crosses process pools and Ray pickled)."""
+    cause = _cause(e)
+    return isinstance(e, DiskFullError) or is_enospc(e) or (cause is not None and is_disk_full(cause))
+
+
 def error_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}".strip()
+    """``Type: message`` of the error a shard failed with (a remote task's own error, not Ray's wrapper
+    with its traceback), so that the reason (e.g. 'no space left on device') is never cut off."""
+    cause = _cause(e)
+    if cause is not None:
+        return error_text(cause)
+    text = f"{type(e).__name__}: {e}".strip()
+    return text if type(e).__name__ == "RayActorError" else text.splitlines()[0]
 
 
 def available_cpus() -> int:

@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 from shared.config import Config
 
-from datagen.executors.base import ExecState, Outcome, RetryPolicy, error_text
+from datagen.executors.base import ExecState, Outcome, RetryPolicy
 from datagen.shard_job import ShardSpec, ShardWorker
 
 
@@ -21,7 +21,7 @@ def execute_local(cfg: Config, specs: list[ShardSpec], workers: int | None, poli
                 yield Outcome(spec, stats=worker.run(spec.to_dict()))
                 break
             except Exception as e:  # noqa: BLE001 - reported by index, run continues
-                final = policy.failed(spec, error_text(e))
+                final = policy.failed(spec, e)
                 if final is not None:
                     yield final
                     break

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from shared.config import Config
 
-from datagen.executors.base import ExecState, Outcome, RetryPolicy, available_cpus, error_text
+from datagen.executors.base import ExecState, Outcome, RetryPolicy, available_cpus
 from datagen.shard_job import ShardSpec, ShardWorker
 
 # Process-pool worker state (one per spawned process).
@@ -66,9 +66,9 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
                     continue
                 except BrokenProcessPool as e:
                     broken = True
-                    err = error_text(e)
+                    err: BaseException = e
                 except Exception as e:  # noqa: BLE001
-                    err = error_text(e)
+                    err = e
                 final = policy.failed(spec, err)
                 if final is not None:
                     yield final

@@ -9,7 +9,10 @@ and replaced; its shard is retried under the run's retry policy.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterator
@@ -32,8 +35,51 @@ def actor_plan(resources: dict[str, float], workers: int | None, n_shards: int) 
     return k, (min(1.0, n_gpus / k) if n_gpus > 0 else 0.0)
 
 
-def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
-    """Connect to ``address`` or start the embedded local cluster; returns the matching shutdown."""
+def wait_for_address(address: str, timeout_s: float) -> None:
+    """Until ``timeout_s`` has passed, retry a TCP connection to a ``host:port`` address (a cluster may still be
+    starting); raise RunError naming the address if nothing answers. Other forms (``auto``, ``ray://``) pass."""
+    m = re.fullmatch(r"\[?([^\[\]/]+?)\]?:(\d+)", address)
+    if not m:
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((m.group(1), int(m.group(2))), timeout=max(0.1, min(left, 5.0))):
+                return
+        except OSError as e:
+            if time.monotonic() + 0.5 > deadline:
+                raise RunError(f"the Ray cluster at {address} does not answer ({e.strerror or e} for "
+                               f"{timeout_s:g} s, run.ray_connect_timeout_s); check --address and that the head "
+                               "node is running") from None
+            time.sleep(0.5)
+
+
+def connect_within(ray: Any, address: str, timeout_s: float) -> None:
+    """``ray.init(address)``, failing with RunError naming the address when it has not connected in ``timeout_s``
+    (a port that accepts TCP but is no Ray head makes ray.init wait for minutes)."""
+    result: dict[str, BaseException] = {}
+
+    def connect() -> None:
+        try:
+            # Joining a cluster: its auth settings (RAY_AUTH_MODE / token) come from the user's environment.
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            result["error"] = e
+
+    thread = threading.Thread(target=connect, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise RunError(f"the Ray cluster at {address} did not answer within {timeout_s:g} s "
+                       "(run.ray_connect_timeout_s); check --address")
+    if "error" in result:
+        raise RunError(f"cannot connect to the Ray cluster at {address}: {error_text(result['error'])}")
+
+
+def init_ray(address: str | None, workers: int | None, connect_timeout_s: float = 30.0) -> Callable[[], None]:
+    """Connect to ``address`` (failing within ``connect_timeout_s`` when it does not answer) or start the
+    embedded local cluster; returns the matching shutdown."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not address:
         # Embedded cluster: lives as long as this process and listens on loopback only. Ray rewrites a
@@ -48,11 +94,9 @@ def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
     except ImportError as e:
         raise RunError(f"the ray executor needs Ray ({e}); install ray or pass --executor processes") from None
     if address:
-        # Joining a cluster: its auth settings (RAY_AUTH_MODE / token) come from the user's environment.
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-        except Exception as e:  # noqa: BLE001
-            raise RunError(f"cannot connect to the Ray cluster at {address}: {error_text(e)}") from None
+        deadline = time.monotonic() + connect_timeout_s
+        wait_for_address(address, connect_timeout_s)
+        connect_within(ray, address, max(1.0, deadline - time.monotonic()))
         return ray.shutdown
     # CPU slots: one per CPU, or as many as --workers asks for (one actor holds one slot).
     # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
@@ -73,9 +117,9 @@ def init_ray(address: str | None, workers: int | None) -> Callable[[], None]:
 
 def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy: RetryPolicy,
                 state: ExecState, address: str | None = None, stall_timeout_s: float = 600.0,
-                **_: Any) -> Iterator[Outcome]:
+                connect_timeout_s: float = 30.0, **_: Any) -> Iterator[Outcome]:
     """A ray.wait loop hands shards to idle actors; a failed actor is killed and replaced."""
-    shutdown = init_ray(address, workers)
+    shutdown = init_ray(address, workers, connect_timeout_s)
     import ray
     from ray.exceptions import RayActorError
 
@@ -133,10 +177,9 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy
             except Exception as e:  # noqa: BLE001 - task error or lost actor: replace the actor, retry the shard
                 if isinstance(e, RayActorError):
                     state.lost_workers += 1
-                err = error_text(e).splitlines()[0] if not isinstance(e, RayActorError) else error_text(e)
                 ray.kill(actor, no_restart=True)
                 start_actor()
-                final = policy.failed(spec, err)
+                final = policy.failed(spec, e)
                 if final is not None:
                     yield final
                 else:
