@@ -127,6 +127,8 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
                 else:
                     outcomes_failed.append(outcome)
                     if outcome.disk_full:
+                        _log(f"shard {outcome.spec.rel_path} (index {outcome.spec.index}) failed: {outcome.error}; "
+                             "stopping")
                         disk_full = outcome
                         break
                     _log(f"shard {outcome.spec.rel_path} (index {outcome.spec.index}) failed after "
@@ -137,14 +139,6 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
         bar.close()
         if disk_full is None:
             manifest.save()
-    if disk_full is not None:
-        try:
-            manifest.save()  # what finished is recorded where there is room (else a re-run reads the shards back)
-        except DiskFullError:
-            pass
-        raise DiskFullError(f"{disk_full.spec.path}: no space left on device; the {len(manifest.shards)} finished "
-                            "shards are kept: free space and re-run to resume")
-
     seconds = time.perf_counter() - t0
     by_split: dict[str, dict[str, int]] = {"train": Counter(), "val": Counter()}
     for entry in manifest.shards.values():
@@ -171,5 +165,13 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
         **rates(samples, frames, seconds),
         "variants": {split: {v: c.get(v, 0) for v in VARIANTS} for split, c in by_split.items()},
     }
-    write_json_atomic(out_dir / SUMMARY, summary)
-    return (1 if outcomes_failed else 0), summary
+    if disk_full is None:
+        write_json_atomic(out_dir / SUMMARY, summary)
+        return (1 if outcomes_failed else 0), summary
+    # The disk is full: record what finished where there is still room (a re-run reads unrecorded shards
+    # back), then stop with one line; no retry can help.
+    with contextlib.suppress(DiskFullError):
+        manifest.save()
+        write_json_atomic(out_dir / SUMMARY, summary)
+    raise DiskFullError(f"{disk_full.spec.path}: no space left on device; the {len(manifest.shards)} finished "
+                        "shards are kept: free space and re-run `datagen run` to resume")

@@ -461,3 +461,70 @@ def test_unmanifested_input_warns_that_nothing_is_checked(local_run, capsys):
     check_shard_set(str(ref / "train" / "shard-*.tar"))
     err = capsys.readouterr().err
     assert "no manifest.json" in err and "nothing is checked" in err
+
+
+class TinyDisk:
+    """A filesystem with ``free`` bytes left, injected where the project writes files (the builtin ``open``
+    that shared.shards' ShardWriter and shared.fsutil's atomic writes call): a write past it raises ENOSPC."""
+
+    def __init__(self, free: int):
+        self.free = free
+
+    def open(self, file, mode="r", *args, **kwargs):
+        import builtins
+
+        f = builtins.open(file, mode, *args, **kwargs)
+        return f if not any(c in mode for c in "wax+") else _Metered(f, self)
+
+
+class _Metered:
+    def __init__(self, f, disk: TinyDisk):
+        self._f, self._disk = f, disk
+
+    def write(self, data) -> int:
+        import errno
+
+        if len(data) > self._disk.free:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._f.name))
+        self._disk.free -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def test_full_disk_is_one_line_naming_the_path_and_keeps_finished_shards(local_run, tmp_path, monkeypatch, capsys):
+    import shared.fsutil
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    sizes = {rel: len(b) for rel, b in shard_files(ref).items()}
+    # Room for val/0 and train/0 and the manifest writes, not for train/1.
+    disk = TinyDisk(sizes["val/shard-000000.tar"] + sizes["train/shard-000000.tar"] + 60_000)
+    monkeypatch.setattr(S, "open", disk.open, raising=False)
+    monkeypatch.setattr(shared.fsutil, "open", disk.open, raising=False)
+    argv = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    with pytest.raises(SystemExit) as e:
+        datagen(*argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "no space left on device" in errors[0] and str(out.resolve() / "train") in errors[0], errors[0]
+    leftovers = [p.name for p in out.rglob("*") if p.is_file() and (".partial" in p.name or ".tmp" in p.name)]
+    assert leftovers == [], leftovers
+    finished = shard_files(out)
+    assert finished and all(finished[k] == shard_files(ref)[k] for k in finished), sorted(finished)
+    # The shard's own error line keeps the reason (it used to be cut before it).
+    assert "datagen run: shard train/shard-000001.tar (index 1) failed: DiskFullError: " in err
+    assert "train/shard-000001.tar: no space left on device; stopping" in err
+    monkeypatch.undo()  # space freed: the re-run resumes and completes the set
+    assert datagen(*argv) == 0
+    assert shard_files(out) == shard_files(ref)
