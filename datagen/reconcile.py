@@ -11,7 +11,7 @@ from shared import shards as S
 from shared.errors import OutputPathError
 
 from datagen.manifest import Manifest
-from datagen.shard_job import ShardSpec, file_sha256, read_shard_stats
+from datagen.shard_job import ShardSpec, read_shard_stats
 
 
 def check_out_dir(out: str | os.PathLike) -> Path:
@@ -47,7 +47,7 @@ def verified(entry: dict | None, path: Path, full: bool = False) -> bool:
         return False
     if not full and entry.get("mtime_ns") == st.st_mtime_ns:
         return True
-    if file_sha256(path) != entry.get("sha256"):
+    if S.file_sha256(path) != entry.get("sha256"):
         return False
     entry["mtime_ns"] = st.st_mtime_ns
     return True

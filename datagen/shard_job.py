@@ -19,7 +19,6 @@ Per sample ``i`` of shard ``s`` in split ``split``:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -130,14 +129,6 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     return S.sample_key(shard, sample), members, meta
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
     """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
 
@@ -168,7 +159,7 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
         "frames": n_frames,
         "bytes": st.st_size,
         "mtime_ns": st.st_mtime_ns,  # the hash cache key with bytes (datagen.reconcile.verified)
-        "sha256": file_sha256(spec.path),
+        "sha256": S.file_sha256(spec.path),
         "seconds": round(time.perf_counter() - t0, 4),
         "variants": {v: variants.get(v, 0) for v in VARIANTS},
     }
@@ -241,7 +232,7 @@ def read_shard_stats(path: str | os.PathLike, split: str, index: int) -> dict[st
     st = p.stat()
     return {
         "split": split, "index": index, "path": f"{split}/{p.name}", "samples": samples, "frames": frames,
-        "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(p), "seconds": None,
+        "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": S.file_sha256(p), "seconds": None,
         "variants": {v: variants.get(v, 0) for v in VARIANTS}, "rebuilt": True,
     }
 

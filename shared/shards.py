@@ -19,6 +19,7 @@ name is the completion marker, and a failed writer leaves no final file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -326,6 +327,15 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, b
             members[suffix] = f.read() if f is not None else b""
     if key is not None:
         yield key, members
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks (the checksum manifests record)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def frame_suffixes(members: dict[str, Any]) -> list[str]:

@@ -60,7 +60,7 @@ def meta_problems(meta: Any, key: str, n_frames: int, timeline_shape: tuple[int,
 
 def verify_shard(path: Path, entry: dict[str, Any]) -> tuple[list[str], Counter]:
     """Check one shard file; returns (problems, variant counts). Problems name the sample where they can."""
-    from datagen.shard_job import file_sha256
+    from shared.shards import file_sha256
     from shared import shards as S
 
     rel = entry.get("path", path.name)
