@@ -26,8 +26,7 @@ from typing import Any
 from shared import shards as S
 from shared.config import Config
 from shared.errors import DiskFullError
-from shared.fsutil import is_enospc
-from shared.runlock import LOCK_NAME, dir_lock
+from shared.runlock import dir_lock
 
 from datagen.executors import EXECUTORS, ExecState, Outcome, RetryPolicy, actor_plan, available_cpus
 from datagen.manifest import (MANIFEST, SUMMARY, Manifest, RunError, check_compatible, content_changed,
@@ -77,13 +76,7 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
     if cfg.run.executor not in EXECUTORS:
         raise RunError(f"unknown executor {cfg.run.executor!r}; choose one of {', '.join(EXECUTORS)}")
     out_dir = check_out_dir(out).resolve()  # absolute: workers on other nodes have other working dirs
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(dir_lock(out_dir, "datagen run"))
-        except OSError as e:  # writing the holder record into a full disk
-            if is_enospc(e):
-                raise DiskFullError(f"{out_dir / LOCK_NAME}: no space left on device") from e
-            raise
+    with dir_lock(out_dir, "datagen run"):
         return _run_locked(cfg, out_dir, force, progress, stall_timeout_s, full_verify)
 
 

@@ -29,9 +29,7 @@ import torch
 
 from shared import shards as S
 from shared.config import Config
-from shared.errors import DiskFullError
-from shared.fsutil import atomic_write_json, is_enospc
-from shared.runlock import LOCK_NAME
+from shared.fsutil import atomic_write_json
 from trainer import runtime as rt
 from trainer.data import frame_to_unit, resolve_shards
 
@@ -187,14 +185,7 @@ def cache_latents(cfg: Config, data: str, vae: str, out: str, force: bool = Fals
 
     dist = rt.setup_distributed(cfg.run.device)
     out_dir = Path(out)
-    with contextlib.ExitStack() as held:
-        if dist.is_main:
-            try:
-                held.enter_context(dir_lock(out_dir, "trainer cache-latents"))
-            except OSError as e:  # writing the holder record into a full disk
-                if is_enospc(e):
-                    raise DiskFullError(f"{out_dir / LOCK_NAME}: no space left on device") from e
-                raise
+    with dir_lock(out_dir, "trainer cache-latents") if dist.is_main else contextlib.nullcontext():
         return _cache_locked(cfg, data, vae, out_dir, force, dist)
 
 
