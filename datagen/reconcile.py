@@ -33,11 +33,11 @@ def check_out_dir(out: str | os.PathLike) -> Path:
     return p
 
 
-def verified(entry: dict | None, path: Path, full: bool = False) -> bool:
+def verified(entry: dict | None, path: Path) -> bool:
     """Whether the finished file ``path`` is the shard its manifest ``entry`` describes.
 
     The sha256 is checked in full unless size and mtime equal those recorded when the hash was last
-    checked (a hash cache keyed by size + mtime); ``full`` always hashes (``datagen inspect --repair``).
+    checked (a hash cache keyed by size + mtime; ``datagen inspect --repair`` hashes every shard itself).
     A successful full check refreshes the recorded mtime.
     """
     if entry is None:
@@ -45,7 +45,7 @@ def verified(entry: dict | None, path: Path, full: bool = False) -> bool:
     st = path.stat()
     if entry.get("bytes") != st.st_size:
         return False
-    if not full and entry.get("mtime_ns") == st.st_mtime_ns:
+    if entry.get("mtime_ns") == st.st_mtime_ns:
         return True
     if S.file_sha256(path) != entry.get("sha256"):
         return False
@@ -54,10 +54,10 @@ def verified(entry: dict | None, path: Path, full: bool = False) -> bool:
 
 
 def reconcile(specs: list[ShardSpec], manifest: Manifest, force: bool, log: Callable[[str], None],
-              full_verify: bool = False) -> tuple[list[ShardSpec], list[ShardSpec]]:
+              redo_paths: frozenset[str] = frozenset()) -> tuple[list[ShardSpec], list[ShardSpec]]:
     """Split the planned shards into (done, todo): clean ``.partial`` files, verify finished shards against
-    the manifest (a mismatch is regenerated; ``full_verify`` hashes every one), and read back finished
-    shards the manifest does not list yet."""
+    the manifest (a mismatch is regenerated), read back finished shards the manifest does not list yet,
+    and regenerate the shards named in ``redo_paths`` (``split/shard-NNNNNN.tar``: those `inspect` failed)."""
     done, todo = [], []
 
     def redo(spec: ShardSpec, why: str) -> None:
@@ -77,8 +77,11 @@ def reconcile(specs: list[ShardSpec], manifest: Manifest, force: bool, log: Call
             manifest.forget(spec.rel_path)
             todo.append(spec)
             continue
+        if spec.rel_path in redo_paths:
+            redo(spec, "failed `datagen inspect`")
+            continue
         if entry is not None:
-            if verified(entry, final, full=full_verify):
+            if verified(entry, final):
                 done.append(spec)
             else:
                 redo(spec, "size or sha256 differs from the manifest")

@@ -63,11 +63,11 @@ def remove_beyond(out_dir: Path, counts: dict[str, int]) -> int:
 
 
 def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progress: bool = True,
-                stall_timeout_s: float = 600.0, full_verify: bool = False) -> tuple[int, dict[str, Any]]:
+                stall_timeout_s: float = 600.0, redo: frozenset[str] = frozenset()) -> tuple[int, dict[str, Any]]:
     """Generate every missing shard of ``cfg`` into ``out``; returns (exit code, summary).
 
-    Finished shards are verified against the manifest's sha256 (cached by size + mtime; ``full_verify``
-    hashes every one) and regenerated when they differ.
+    Finished shards are verified against the manifest's sha256 (cached by size + mtime) and regenerated
+    when they differ; so are the shards named in ``redo`` (``split/shard-NNNNNN.tar``, from inspect --repair).
 
     Holds ``out``'s lock for the whole run (a second run into it gets LockHeldError naming this one).
     Raises a SynestheteError before any work when the output dir or config cannot be used, and
@@ -77,11 +77,11 @@ def run_datagen(cfg: Config, out: str | os.PathLike, force: bool = False, progre
         raise RunError(f"unknown executor {cfg.run.executor!r}; choose one of {', '.join(EXECUTORS)}")
     out_dir = check_out_dir(out).resolve()  # absolute: workers on other nodes have other working dirs
     with dir_lock(out_dir, "datagen run"):
-        return _run_locked(cfg, out_dir, force, progress, stall_timeout_s, full_verify)
+        return _run_locked(cfg, out_dir, force, progress, stall_timeout_s, redo)
 
 
 def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_timeout_s: float,
-                full_verify: bool) -> tuple[int, dict[str, Any]]:
+                redo: frozenset[str]) -> tuple[int, dict[str, Any]]:
     from tqdm import tqdm
 
     existing = Manifest.load(out_dir)
@@ -95,7 +95,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
                  f"{'; '.join(changed)})")
     manifest = Manifest(out_dir, cfg, None if changed else existing)
     specs = plan_shards(cfg, out_dir)
-    done, todo = reconcile(specs, manifest, force, _log, full_verify=full_verify)
+    done, todo = reconcile(specs, manifest, force, _log, redo_paths=redo)
     manifest.save()
 
     state = ExecState()

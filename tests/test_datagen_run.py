@@ -408,7 +408,7 @@ def test_inspect_repair_hashes_in_full_and_regenerates(local_run, tmp_path, caps
     capsys.readouterr()
     assert datagen("inspect", "--repair", str(out)) == 0
     captured = capsys.readouterr()
-    assert "val/shard-000000.tar: size or sha256 differs from the manifest; regenerating" in captured.err
+    assert "val/shard-000000.tar: failed `datagen inspect`; regenerating" in captured.err
     assert "1 shard(s) regenerated" in captured.err and f"datagen inspect: {out} OK" in captured.out
     assert shard_files(out) == shard_files(ref)
 

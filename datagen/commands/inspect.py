@@ -11,7 +11,8 @@ from typing import Any
 
 NAME = "inspect"
 HELP = ("Verify the shards in DIR against DIR/manifest.json (count, sha256, every sample decodable, "
-        "meta.json valid); print totals by split and variant; exit 1 listing every bad shard and sample.")
+        "meta.json valid); print totals by split and variant; exit 1 listing every bad shard and sample "
+        "(--repair: regenerate them first).")
 
 _SEGMENT_KEYS = ("kind", "tracks", "start_s", "end_s", "start_frame", "end_frame")
 _META_KEYS = ("schema_version", "seed", "shard", "sample", "variant", "segments", "fps", "resolution",
@@ -96,8 +97,9 @@ def verify_shard(path: Path, entry: dict[str, Any]) -> tuple[list[str], Counter]
     return problems, variants
 
 
-def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
-    """Verify every shard of a run dir; returns (problems, totals)."""
+def inspect_dir(root: Path, bad: set[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Verify every shard of a run dir (sha256 in full, every sample decoded); returns (problems, totals)
+    and adds the ``split/shard-NNNNNN.tar`` names of the listed shards that failed to ``bad``."""
     from shared import shards as S
 
     mpath = root / "manifest.json"
@@ -126,6 +128,8 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
         for rel in sorted(listed):
             shard_problems, v = verify_shard(root / rel, entries[rel])
             problems += shard_problems
+            if shard_problems and bad is not None:
+                bad.add(rel)
             variants += v
             n_bytes += int(entries[rel].get("bytes") or 0)
         totals[split] = {"shards": len(listed), "samples": sum(variants.values()), "bytes": n_bytes,
@@ -134,7 +138,8 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
 
 
 def repair(root: Path, executor: str) -> None:
-    """Regenerate every shard of ``root`` whose full sha256 differs from the manifest's (or that is missing)."""
+    """Regenerate every shard of ``root`` that fails inspection (its full sha256 differs from the manifest's, or
+    a sample does not decode) and every missing one, with the manifest's config."""
     from datagen.run import run_datagen
     from shared.config import Config
     from shared.errors import DataError
@@ -145,7 +150,9 @@ def repair(root: Path, executor: str) -> None:
         raise DataError(f"{root / 'manifest.json'}: cannot repair without a readable manifest and config "
                         f"({type(e).__name__}: {e})") from None
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"executor": executor})})
-    code, summary = run_datagen(cfg, root, progress=False, full_verify=True)
+    bad: set[str] = set()
+    inspect_dir(root, bad)
+    code, summary = run_datagen(cfg, root, progress=False, redo=frozenset(bad))
     print(f"datagen inspect --repair: {summary['shards_written']} shard(s) regenerated, "
           f"{len(summary['shards_failed'])} failed", file=sys.stderr)
 
