@@ -20,13 +20,15 @@ from shared.errors import DataError, SynestheteError
 from shared.fsutil import atomic_write_json
 from shared.provenance import provenance
 
+from datagen.shard_job import split_counts
+
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 MANIFEST_VERSION = 1
 
 # Fields of data/timeline/render that do not change a shard's bytes: a re-run may change them freely.
 _NOT_CONTENT = {
-    "data": {"train_shards", "val_shards", "reweight_variants", "audio_debug_mix_schedule_steps"},
+    "data": {"train_shards", "val_shards", "val_style_siblings", "reweight_variants", "audio_debug_mix_schedule_steps"},
     "render": {"chunk_frames"},
     "timeline": set(),
 }
@@ -84,7 +86,7 @@ class Manifest:
             "content_fingerprint": fingerprint,
             "content_id": self.content_id,
             "provenance": provenance(),
-            "splits": {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards()},
+            "splits": split_counts(cfg),
             "samples_per_shard": cfg.data.samples_per_shard,
             "shards": dict((existing or {}).get("shards", {})),
         }

@@ -32,7 +32,7 @@ from datagen.executors import EXECUTORS, ExecState, Outcome, RetryPolicy, actor_
 from datagen.manifest import (MANIFEST, SUMMARY, Manifest, RunError, check_compatible, content_changed,
                               content_fingerprint, fingerprint_diff, write_json_atomic)
 from datagen.reconcile import check_out_dir, reconcile
-from datagen.shard_job import VARIANTS, plan_shards
+from datagen.shard_job import SPLITS, VARIANTS, plan_shards, split_counts
 
 __all__ = ["MANIFEST", "SUMMARY", "RunError", "actor_plan", "available_cpus", "content_fingerprint",
            "fingerprint_diff", "rates", "run_datagen"]
@@ -89,7 +89,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
     changed = content_changed(existing, cfg)
     removed = 0
     if changed:  # --force over another content: the old set goes, also its shards beyond the new count
-        removed = remove_beyond(out_dir, {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards()})
+        removed = remove_beyond(out_dir, split_counts(cfg))
         if removed:
             _log(f"removed {removed} shards of the old set beyond the new count (its content differs: "
                  f"{'; '.join(changed)})")
@@ -133,7 +133,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
         if disk_full is None:
             manifest.save()
     seconds = time.perf_counter() - t0
-    by_split: dict[str, dict[str, int]] = {"train": Counter(), "val": Counter()}
+    by_split: dict[str, dict[str, int]] = {split: Counter() for split in SPLITS}
     for entry in manifest.shards.values():
         for v, n in entry.get("variants", {}).items():
             by_split[entry["split"]][v] += n

@@ -34,8 +34,12 @@ from shared import shards as S
 from shared.config import Config
 from shared.seeding import sample_seed
 
-SPLITS = ("train", "val")
+SIBLINGS = "val_siblings"
+SPLITS = ("train", "val", SIBLINGS)
 VARIANTS = ("normal", "silence", "debug")
+# val_siblings/: shard g is sibling group g, SIBLINGS_PER_GROUP normal-music clips that share the audio of seed
+# sample_seed(data.seed, "val_siblings", g, 0) and draw their visual plans from seeds (g, 1), (g, 2), ...
+SIBLINGS_PER_GROUP = 3
 
 # Val shards: sample slots i % VAL_CYCLE == 0 are silence clips, == 1 debug clips, the rest follow the mix knobs.
 # So every val shard with >= 2 samples holds both (the silence probe and the ceilings need them).
@@ -63,11 +67,23 @@ class ShardSpec:
         return asdict(self)
 
 
+def split_counts(cfg: Config) -> dict[str, int]:
+    """How many shards each split of the run has."""
+    return {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards(), SIBLINGS: cfg.data.val_style_siblings}
+
+
+def samples_in(cfg: Config, split: str) -> int:
+    """Clips per shard of ``split`` (a sibling shard is one group)."""
+    return SIBLINGS_PER_GROUP if split == SIBLINGS else cfg.data.samples_per_shard
+
+
 def plan_shards(cfg: Config, out_dir: str | os.PathLike) -> list[ShardSpec]:
-    """Every shard of the run: val first (small, and the trainer's eval needs it), then train."""
+    """Every shard of the run: val and its sibling groups first (small, and the trainer's eval needs them), then train."""
     out = str(out_dir)
-    return ([ShardSpec("val", i, out) for i in range(cfg.data.resolved_val_shards())]
-            + [ShardSpec("train", i, out) for i in range(cfg.data.train_shards)])
+    n = split_counts(cfg)
+    return ([ShardSpec("val", i, out) for i in range(n["val"])]
+            + [ShardSpec(SIBLINGS, i, out) for i in range(n[SIBLINGS])]
+            + [ShardSpec("train", i, out) for i in range(n["train"])])
 
 
 def variant_for(cfg: Config, split: str, sample: int, seed: int) -> str:
@@ -109,19 +125,26 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     from datagen.visual import sample_visual_plan
     from shared.timeline import compute_audio_timeline
 
-    seed = sample_seed(cfg.data.seed, split, shard, sample)
-    variant = variant_for(cfg, split, sample, seed)
+    if split == SIBLINGS:  # one audio clip per group, a visual plan per sibling
+        seed, plan_seed = (sample_seed(cfg.data.seed, split, shard, 0),
+                           sample_seed(cfg.data.seed, split, shard, sample + 1))
+        variant = "normal"
+    else:
+        seed = plan_seed = sample_seed(cfg.data.seed, split, shard, sample)
+        variant = variant_for(cfg, split, sample, seed)
     clip = synthesize_clip(cfg, seed, variant)
     # The stored audio is PCM_16: compute the timeline from exactly what a reader will decode.
     wave = S.quantize_pcm16(clip.wave)  # (N,)
     features, names = compute_audio_timeline(wave, clip.sr, cfg.render.fps, cfg.timeline)  # (T, C)
-    plan = sample_visual_plan(cfg, seed, variant)
+    plan = sample_visual_plan(cfg, plan_seed, variant)
     jpegs: list[bytes] = []
     for chunk in renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames):  # (n, H, W, 3)
         jpegs.extend(S.encode_jpeg(frame, cfg.render.jpeg_quality) for frame in chunk)
     if len(jpegs) != features.shape[0]:
         raise RuntimeError(f"renderer returned {len(jpegs)} frames for a {features.shape[0]}-frame timeline")
     meta = build_meta(cfg, split, shard, sample, seed, clip.meta, plan, names, len(jpegs))
+    if split == SIBLINGS:
+        meta.update(sibling_group=shard, style_seed=plan_seed)  # "seed" is the shared audio's
     if meta.get("variant") != variant:
         raise RuntimeError(f"synthesize_clip returned variant {meta.get('variant')!r}, asked for {variant!r}")
     stems = clip.stems if cfg.data.store_stems else None
@@ -145,7 +168,7 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
     variants: Counter[str] = Counter()
     n_frames = 0
     with threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer:
-        for i in range(cfg.data.samples_per_shard):
+        for i in range(samples_in(cfg, spec.split)):
             key, members, meta = build_sample(cfg, spec.split, spec.index, i, renderer)
             writer.add_sample(key, members)
             variants[meta["variant"]] += 1
@@ -155,7 +178,7 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
         "split": spec.split,
         "index": spec.index,
         "path": spec.rel_path,
-        "samples": cfg.data.samples_per_shard,
+        "samples": samples_in(cfg, spec.split),
         "frames": n_frames,
         "bytes": st.st_size,
         "mtime_ns": st.st_mtime_ns,  # the hash cache key with bytes (datagen.reconcile.verified)

@@ -362,7 +362,7 @@ def decode_pixel_sample(members: dict[str, bytes]) -> dict[str, Any]:
 # ------------------------------------------------------------ shard sets
 
 MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "val_siblings")
 _warned_unchecked: set[str] = set()
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 # 3 s: the silence variant needs room for a silence segment with music around it.
 MICRO = ["data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=32", "render.fps=8",
-         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2"]
+         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2", "data.val_style_siblings=0"]
 
 
 def micro_cfg(*extra: str, **flags):
@@ -144,7 +144,8 @@ def test_silence_mix_fraction_within_binomial_bounds_with_labelled_segments(tmp_
     cfg = build_config([TINY], overrides=[
         "data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=16", "render.fps=2",
         "timeline.n_fft=256", "data.samples_per_shard=12", "data.train_shards=4", "data.val_shards=1",
-        "data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.3", "run.executor=local"])
+        "data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.3", "data.val_style_siblings=0",
+        "run.executor=local"])
     code, summary = run_datagen(cfg, tmp_path / "px", progress=False)
     assert code == 0
     n, p = 48, 0.3
@@ -528,3 +529,33 @@ def test_full_disk_is_one_line_naming_the_path_and_keeps_finished_shards(local_r
     monkeypatch.undo()  # space freed: the re-run resumes and completes the set
     assert datagen(*argv) == 0
     assert shard_files(out) == shard_files(ref)
+
+
+def test_val_style_siblings_share_audio_with_different_visual_plans_in_their_own_split(local_run, tmp_path):
+    """data.val_style_siblings=1: val_siblings/shard-000000.tar holds 3 normal-music clips with the same audio and
+    timeline bytes and different visual plans and frames (read with stock webdataset); train/ and val/ are the
+    bytes of a run without siblings; inspect checks the new split."""
+    import webdataset as wds
+
+    from datagen.run import run_datagen
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    cfg = micro_cfg("data.val_style_siblings=1", **{"data.train_shards": 3, "data.val_shards": 1,
+                                                    "run.executor": "local"})
+    code, summary = run_datagen(cfg, out, progress=False)
+    assert code == 0 and summary["variants"]["val_siblings"] == {"normal": 3, "silence": 0, "debug": 0}
+    files = shard_files(out)
+    assert {k: v for k, v in files.items() if not k.startswith("val_siblings/")} == shard_files(ref)
+    samples = list(wds.WebDataset([str(out / "val_siblings" / "shard-000000.tar")], shardshuffle=False))
+    assert len(samples) == 3
+    assert len({s["audio.flac"] for s in samples}) == 1 and len({s["timeline.npy"] for s in samples}) == 1
+    metas = [json.loads(s["meta.json"]) for s in samples]
+    assert {m["sibling_group"] for m in metas} == {0} and len({m["seed"] for m in metas}) == 1
+    assert len({m["style_seed"] for m in metas}) == 3
+    assert len({json.dumps(m["visual_plan"], sort_keys=True) for m in metas}) == 3
+    assert len({s["f0010.jpg"] for s in samples}) == 3
+    val_seeds = {json.loads(s["meta.json"])["seed"] for s in wds.WebDataset([str(out / "val" / "shard-000000.tar")],
+                                                                              shardshuffle=False)}
+    assert not val_seeds & {m["seed"] for m in metas}
+    assert datagen("inspect", str(out)) == 0

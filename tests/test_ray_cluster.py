@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 BIN = Path(sys.executable).parent
 MICRO = ["data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=32", "render.fps=8",
-         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2"]
+         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2", "data.val_style_siblings=0"]
 ARGS = ["--config", TINY, "--shards", "8", "--val-shards", "1", "--no-progress", *MICRO]
 N_SHARDS = 9
 
@@ -222,7 +222,8 @@ def test_tiny_config_shards_are_byte_identical_under_local_processes_and_ray(tmp
     """At configs/tiny.yaml sizes (64 px, 16 kHz, 8 bands) the timeline's BLAS products are big enough to be
     split across threads: local and processes run with a 2-thread BLAS, Ray actors with 1, and all three
     must still write the same bytes (shard jobs pin math libraries to one thread)."""
-    argv = ["--config", TINY, "--shards", "1", "--val-shards", "1", "--samples-per-shard", "2", "--no-progress"]
+    argv = ["--config", TINY, "--shards", "1", "--val-shards", "1", "--samples-per-shard", "2", "--no-progress",
+            "data.val_style_siblings=0"]
     two_threads = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     runs = {"local": two_threads, "processes": two_threads, "ray": {}}
     got = {}

@@ -100,6 +100,7 @@ def verify_shard(path: Path, entry: dict[str, Any]) -> tuple[list[str], Counter]
 def inspect_dir(root: Path, bad: set[str] | None = None) -> tuple[list[str], dict[str, Any]]:
     """Verify every shard of a run dir (sha256 in full, every sample decoded); returns (problems, totals)
     and adds the ``split/shard-NNNNNN.tar`` names of the listed shards that failed to ``bad``."""
+    from datagen.shard_job import SPLITS
     from shared import shards as S
 
     mpath = root / "manifest.json"
@@ -113,9 +114,11 @@ def inspect_dir(root: Path, bad: set[str] | None = None) -> tuple[list[str], dic
         return [f"{mpath}: invalid manifest ({type(e).__name__}: {e})"], {}
     problems: list[str] = []
     totals: dict[str, Any] = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         on_disk = {f"{split}/{p.name}" for p in (root / split).glob("shard-*.tar")}
         listed = {k for k, e in entries.items() if e.get("split") == split}
+        if split not in ("train", "val") and not (on_disk or listed or expected.get(split)):
+            continue  # an optional split (val_siblings) this set does not have
         for rel in sorted(on_disk - listed):
             problems.append(f"{rel}: on disk but not in the manifest")
         for p in sorted((root / split).glob(f"*{S.PARTIAL_SUFFIX}")):
