@@ -24,7 +24,7 @@ procedural, seeds 0..149            112 exact, 24 octave, 14 x   105 exact, 45 o
 procedural, seeds 900000..900149    91 exact, 40 octave, 19 x    107 exact, 43 octave
 =================================  ===========================  ==============================
 
-(x: other errors, all 2:3 or 3:2.) Version 1 halved fast tempi (128 -> 64 BPM and so on) and made 2:3
+(x: other errors, all estimates at 2/3 of the truth.) Version 1 halved fast tempi (128 -> 64 BPM and so on) and made 2:3
 errors; version 2 makes none of either, but doubles more slow procedural songs (70-100 BPM, busy 8ths
 and 16ths, read as 140-200 BPM): every version-2 miss is an exact doubling.
 """
