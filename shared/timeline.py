@@ -82,8 +82,9 @@ _CHUNK_SAMPLES = 1 << 20  # frames are transformed in chunks of about this many 
 # Bump whenever a change alters the features of some audio (it is part of the shards' content
 # fingerprint, so data from two versions never mix silently). History:
 #   1  the timeline up to 2026-12-01.
-#   2  onset[0] = 0 (was the rise over -100 dB silence); tempo from a smoothed envelope with
-#      fractional lags and a prior that keeps fast tempos; audio shorter than 1 s works.
+#   2  onset[0] = 0 (was the rise over -100 dB silence); tempo by pulse-train precision x recall
+#      on a smoothed envelope with fractional periods (was a whole-hop autocorrelation, which
+#      halved fast tempi); audio of 0.08-1 s works (it crashed).
 TIMELINE_VERSION = 2
 
 
@@ -353,6 +354,8 @@ def tempo_scores(env: np.ndarray, rate: float, bpm: np.ndarray, max_elements: in
     n = len(env)
     duration = n / rate
     bpm = np.asarray(bpm, dtype=np.float64)
+    if n < 2:
+        return np.zeros(len(bpm))
     period = 60.0 / bpm  # (B,) seconds
     n_phase = max(1, int(math.ceil(period.max() * rate)))  # phases one envelope step apart at the slowest tempo
     n_pulse = int(math.ceil(duration / period.min())) + 1
