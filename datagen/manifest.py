@@ -40,7 +40,7 @@ class RunError(SynestheteError):
 
 def content_versions() -> dict[str, int]:
     """Code versions that change shard bytes without a config change (ARCHITECTURE.md, "Versioned content")."""
-    return {"timeline": int(getattr(shared.timeline, "TIMELINE_VERSION", 1)), "shard_schema": S.SCHEMA_VERSION}
+    return {"timeline": shared.timeline.TIMELINE_VERSION, "shard_schema": S.SCHEMA_VERSION}
 
 
 def content_fingerprint(cfg: Config) -> dict[str, Any]:
