@@ -161,8 +161,11 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
     if disk_full is None:
         write_json_atomic(out_dir / SUMMARY, summary)
         return (1 if outcomes_failed else 0), summary
-    # The disk is full: record what finished where there is still room (a re-run reads unrecorded shards
-    # back), then stop with one line; no retry can help.
+    # The disk is full: the executor has stopped its workers; drop what they left unfinished (this run holds
+    # the lock, so every .partial here is its own), record what finished where there is still room (a re-run
+    # reads unrecorded shards back), then stop with one line; no retry can help.
+    for partial in out_dir.glob(f"*/shard-*.tar{S.PARTIAL_SUFFIX}"):
+        partial.unlink(missing_ok=True)
     with contextlib.suppress(DiskFullError):
         manifest.save()
         write_json_atomic(out_dir / SUMMARY, summary)

@@ -222,7 +222,7 @@ def test_tiny_config_shards_are_byte_identical_under_local_processes_and_ray(tmp
     """At configs/tiny.yaml sizes (64 px, 16 kHz, 8 bands) the timeline's BLAS products are big enough to be
     split across threads: local and processes run with a 2-thread BLAS, Ray actors with 1, and all three
     must still write the same bytes (shard jobs pin math libraries to one thread)."""
-    argv = ["--config", TINY, "--shards", "1", "--val-shards", "1", "--samples-per-shard", "2", "--no-progress",
+    argv = ["--config", TINY, "--shards", "1", "--val-shards", "1", "--samples-per-shard", "1", "--no-progress",
             "data.val_style_siblings=0"]
     two_threads = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     runs = {"local": two_threads, "processes": two_threads, "ray": {}}

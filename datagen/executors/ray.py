@@ -131,11 +131,13 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy
         starting: dict[Any, Any] = {}  # ready ref -> actor
         busy: dict[Any, tuple[Any, ShardSpec]] = {}  # task ref -> (actor, spec)
         idle: deque = deque()
+        started: list[Any] = []  # every actor, so that none outlives the run (also when the caller stops early)
         start_failures = 0
 
         def start_actor() -> None:
             # One CPU slot per actor, so one llvmpipe thread each on CPU-only nodes.
             actor = actor_cls.remote(cfg_dict, ray_gpu=gpu_share > 0, render_threads=1)
+            started.append(actor)
             starting[actor.describe.remote()] = actor
 
         for _ in range(k):
@@ -187,7 +189,10 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy
                 continue
             idle.append(actor)
             yield Outcome(spec, stats=stats)
-        for actor in list(idle) + list(starting.values()):
-            ray.kill(actor, no_restart=True)
     finally:
+        for actor in started:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead (a lost node)
+                pass
         shutdown()
