@@ -102,7 +102,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
     policy = RetryPolicy(cfg.run.max_retries, state)
     outcomes_failed: list[Outcome] = []
     disk_full: Outcome | None = None
-    samples = frames = 0
+    samples = frames = written = 0
     t0 = time.perf_counter()
     bar = tqdm(total=len(specs), initial=len(done), unit="shard", desc="datagen", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
@@ -115,6 +115,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
                 if outcome.stats is not None:
                     manifest.record(outcome.stats)
                     manifest.save(throttle_s=1.0)
+                    written += 1
                     samples += outcome.stats["samples"]
                     frames += outcome.stats["frames"]
                 else:
@@ -144,7 +145,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
         "shards_total": len(specs),
         "shards_skipped": len(done),
         "shards_removed": removed,
-        "shards_written": len(todo) - len(outcomes_failed),
+        "shards_written": written,
         "shards_failed": [{"split": o.spec.split, "index": o.spec.index, "path": o.spec.rel_path, "error": o.error}
                           for o in outcomes_failed],
         "retries": state.retries,
