@@ -136,5 +136,5 @@ def check_compatible(existing: dict[str, Any] | None, cfg: Config, out: Path, fo
         return
     diff = content_changed(existing, cfg)
     if diff:
-        raise RunError(f"{out} holds shards made with a different config; pass --force to regenerate them, or "
-                       "choose another --out. Differences:\n  " + "\n  ".join(diff))
+        raise RunError(f"{out} holds shards made with a different config ({'; '.join(diff)}); pass --force to "
+                       "regenerate them, or choose another --out")
