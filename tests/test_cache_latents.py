@@ -17,6 +17,7 @@ from shared.command_line import run_cli
 from shared.config import build_config
 from trainer.data import frame_to_unit
 from trainer.vae import load_vae, psnr
+from tiny_disk import TinyDisk
 from trainer_shards import write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,3 +220,16 @@ def test_second_cache_latents_on_a_held_out_dir_is_refused(cached, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: {out} is locked by trainer cache-latents (pid {holder.pid} on ")
     assert not list(out.glob("*/shard-*"))
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_shard(cached, tmp_path, monkeypatch, capsys):
+    pixels, vae, _, _, _ = cached
+    out = tmp_path / "latents"
+    TinyDisk(20_000).install(monkeypatch)  # less than one latent shard
+    with pytest.raises(SystemExit) as e:
+        trainer("cache-latents", "--data", str(pixels), "--vae", str(vae), "--out", str(out), *TINY)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: {out / 'train' / S.shard_name(0)}: no space left on device"
+    assert [p for p in out.rglob("*") if p.is_file() and p.name != ".lock"] == []

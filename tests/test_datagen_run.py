@@ -21,6 +21,7 @@ import pytest
 from shared import shards as S
 from shared.command_line import run_cli
 from shared.config import build_config
+from tiny_disk import TinyDisk
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -467,52 +468,12 @@ def test_unmanifested_input_warns_that_nothing_is_checked(local_run, capsys):
     assert "no manifest.json" in err and "nothing is checked" in err
 
 
-class TinyDisk:
-    """A filesystem with ``free`` bytes left, injected where the project writes files (the builtin ``open``
-    that shared.shards' ShardWriter and shared.fsutil's atomic writes call): a write past it raises ENOSPC."""
-
-    def __init__(self, free: int):
-        self.free = free
-
-    def open(self, file, mode="r", *args, **kwargs):
-        import builtins
-
-        f = builtins.open(file, mode, *args, **kwargs)
-        return f if not any(c in mode for c in "wax+") else _Metered(f, self)
-
-
-class _Metered:
-    def __init__(self, f, disk: TinyDisk):
-        self._f, self._disk = f, disk
-
-    def write(self, data) -> int:
-        import errno
-
-        if len(data) > self._disk.free:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._f.name))
-        self._disk.free -= len(data)
-        return self._f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
 def test_full_disk_is_one_line_naming_the_path_and_keeps_finished_shards(local_run, tmp_path, monkeypatch, capsys):
-    import shared.fsutil
-
     ref, _ = local_run
     out = tmp_path / "px"
     sizes = {rel: len(b) for rel, b in shard_files(ref).items()}
     # Room for val/0 and train/0 and the manifest writes, not for train/1.
-    disk = TinyDisk(sizes["val/shard-000000.tar"] + sizes["train/shard-000000.tar"] + 60_000)
-    monkeypatch.setattr(S, "open", disk.open, raising=False)
-    monkeypatch.setattr(shared.fsutil, "open", disk.open, raising=False)
+    TinyDisk(sizes["val/shard-000000.tar"] + sizes["train/shard-000000.tar"] + 60_000).install(monkeypatch)
     argv = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
             "--no-progress", *MICRO]
     with pytest.raises(SystemExit) as e:

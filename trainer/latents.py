@@ -213,26 +213,28 @@ def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, 
               "shards_removed": 0}
     t0 = time.time()
     bar = rt.progress(len(mine), 0, "cache-latents", disable=not dist.is_main, unit="shard")
-    for split, src in mine:
-        dst = out_dir / split / Path(src).name
-        src_sha = source_shas.get(f"{split}/{Path(src).name}")
-        if src_sha is None and os.path.isfile(src):
-            src_sha = S.file_sha256(src)
-        why = stale_reason(dst, src_sha, vae_sha, force)
-        if why is None:
-            totals["shards_skipped"] += 1  # finished by an earlier run from this pixel shard and VAE
-        else:
-            if why != "missing":
-                print(f"cache-latents: {split}/{dst.name}: {why}; encoding it again", file=sys.stderr)
-            counts = cache_shard(model, src, dst, cfg.vae.batch_size, device)
-            for k, v in counts.items():
-                totals[k] += v
-            atomic_write_json(str(dst) + SIDECAR_SUFFIX, {
-                "source": str(src), "source_sha256": src_sha, "vae_sha256": vae_sha, "pixel_content_id": pixel_cid,
-                "content_id": content, "bytes": dst.stat().st_size, **counts}, indent=1, sort_keys=True)
-            totals["shards_written"] += 1
-        bar.update(1)
-    bar.close()
+    try:
+        for split, src in mine:
+            dst = out_dir / split / Path(src).name
+            src_sha = source_shas.get(f"{split}/{Path(src).name}")
+            if src_sha is None and os.path.isfile(src):
+                src_sha = S.file_sha256(src)
+            why = stale_reason(dst, src_sha, vae_sha, force)
+            if why is None:
+                totals["shards_skipped"] += 1  # finished by an earlier run from this pixel shard and VAE
+            else:
+                if why != "missing":
+                    print(f"cache-latents: {split}/{dst.name}: {why}; encoding it again", file=sys.stderr)
+                counts = cache_shard(model, src, dst, cfg.vae.batch_size, device)
+                for k, v in counts.items():
+                    totals[k] += v
+                atomic_write_json(str(dst) + SIDECAR_SUFFIX, {
+                    "source": str(src), "source_sha256": src_sha, "vae_sha256": vae_sha, "pixel_content_id": pixel_cid,
+                    "content_id": content, "bytes": dst.stat().st_size, **counts}, indent=1, sort_keys=True)
+                totals["shards_written"] += 1
+            bar.update(1)
+    finally:
+        bar.close()  # also on an error, so that its message starts on a line of its own
     keys = sorted(totals)
     summed = rt.all_reduce_sum([totals[k] for k in keys], dist)
     totals = {k: int(v) for k, v in zip(keys, summed)}
