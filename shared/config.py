@@ -264,9 +264,9 @@ class InferenceConfig(_Section):
     def _interval(cls, v: tuple[float, float]) -> tuple[float, float]:
         lo, hi = v
         if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
-            raise ValueError(f"inference.audio_guidance_interval={list(v)} must lie inside [0, 1]")
+            raise ValueError("inference.audio_guidance_interval must lie inside [0, 1]")
         if lo >= hi:
-            raise ValueError(f"inference.audio_guidance_interval={list(v)} is empty: needs lo < hi")
+            raise ValueError("inference.audio_guidance_interval [lo, hi] is empty: needs lo < hi")
         return v
 
 

@@ -151,6 +151,36 @@ def test_crossfade_blends_disagreeing_snippets_linearly():
 # ------------------------------------------------------------------ the command
 
 
+@pytest.mark.parametrize("schedule, doubled", [("constant", [1, 1, 1, 1]), ("linear", [0, 1, 1, 1]),
+                                               ("interval", [0, 0, 1, 0])])
+def test_stream_applies_the_guidance_schedule_of_its_spec(schedule, doubled):
+    """Every snippet runs the schedule: steps at tau = 1, 0.75, 0.5, 0.25; w = 1 steps are conditional only."""
+    f, n, b = 4, 10, 2
+    model = OracleDenoiser(1)
+    rows = []
+    orig = model.forward
+    model.forward = lambda x_t, t, cond: (rows.append(x_t.shape[0]), orig(x_t, t, cond))[1]
+    spec = StreamSpec(snippet_frames=f, prev_frames=1, latent_shape=(2, 2, 2), clip_frames=16, overlap=1, steps=4,
+                      guidance=3.0, sampler="ddim", guidance_schedule=schedule, guidance_interval=(0.4, 0.6))
+    audio = torch.rand(b, n, 3, 1, generator=torch.Generator().manual_seed(0))
+    list(latent_stream(model, spec, audio, torch.zeros(b, n), None, torch.Generator().manual_seed(0), "cpu"))
+    per_snippet = [b * (1 + d) for d in doubled]
+    assert rows == per_snippet * len(snippet_starts(n, f, 1))
+
+
+def test_sample_and_eval_take_the_schedule_from_the_config(tiny_cfg):
+    from types import SimpleNamespace
+
+    from shared.config import build_config
+
+    cfg = build_config(base=tiny_cfg.model_dump(mode="json"), overrides=[
+        "inference.audio_guidance_schedule=cosine", "inference.audio_guidance_interval=[0.2, 0.7]"])
+    model = SimpleNamespace(cfg=cfg, latent_shape=(2, 2, 2))  # all stream_spec reads of a SamplingModel
+    spec = stream_spec(model, SampleSettings(guidance=4.0))  # trainer eval builds its spec through stream_spec too
+    assert (spec.guidance, spec.guidance_schedule, spec.guidance_interval) == (4.0, "cosine", (0.2, 0.7))
+    assert spec.guidance_rule().weight(1.0) == 1.0 and spec.guidance_rule().weight(0.0) == 4.0
+
+
 @pytest.mark.parametrize("kind", ["wav-44k-stereo", "flac-16k-mono"])
 def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread, kind):
     if kind == "wav-44k-stereo":

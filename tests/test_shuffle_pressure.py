@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from shared.config import build_config
+from shared.config import ConfigError, build_config
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.losses import diffusion_loss, val_losses
 from trainer.diffusion.model import Denoiser
@@ -201,6 +203,54 @@ def test_negative_kinds_need_their_inputs(micro_cfg):
         Sh.draw_negatives(batch, "derange", 0, None, LAYOUT)
 
 
+# ---------------------------------------------------------------- bad input, refused before training
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["diffusion.audio_contrastive_temperature=0"], "diffusion.audio_contrastive_temperature"),
+    (["diffusion.audio_contrastive_temperature=-1"], "diffusion.audio_contrastive_temperature"),
+    (["diffusion.audio_contrastive_negatives=0"], "diffusion.audio_contrastive_negatives"),
+    (["diffusion.audio_shuffle_loss_type=infonce", "diffusion.batch_size=4", "diffusion.audio_contrastive_negatives=4"],
+     "diffusion.audio_contrastive_negatives"),
+    (["diffusion.audio_shuffle_loss_type=infonce", "diffusion.audio_shuffle_negatives=loudness_matched",
+      "diffusion.batch_size=2", "diffusion.audio_contrastive_negatives=3"], "diffusion.audio_contrastive_negatives"),
+    (["diffusion.audio_shuffle_loss_type=infonce", "diffusion.audio_shuffle_negatives=timeshift"],
+     "diffusion.audio_contrastive_negatives"),
+    (["diffusion.audio_shuffle_loss_type=infonce", "diffusion.audio_shuffle_negatives=band_permuted",
+      "diffusion.batch_size=1"], "diffusion.batch_size"),
+    (["diffusion.audio_shuffle_loss_type=contrastive"], "diffusion.audio_shuffle_loss_type"),
+    (["diffusion.audio_shuffle_negatives=band_permuted", "timeline.n_bands=1"], "timeline.n_bands"),
+    (["inference.audio_guidance_schedule=exponential"], "inference.audio_guidance_schedule"),
+    (["inference.audio_guidance_interval=[0.5, 0.5]"], "inference.audio_guidance_interval"),
+    (["inference.audio_guidance_interval=[0.8, 0.2]"], "inference.audio_guidance_interval"),
+    (["inference.audio_guidance_interval=[-0.1, 0.5]"], "inference.audio_guidance_interval"),
+    (["inference.audio_guidance_interval=[0.2, 1.5]"], "inference.audio_guidance_interval"),
+    (["inference.audio_guidance_interval=[0.2]"], "inference.audio_guidance_interval"),
+])
+def test_bad_method_knobs_are_refused_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build_config([], overrides=overrides)
+
+
+def test_good_method_knobs_resolve():
+    cfg = build_config([], overrides=["diffusion.audio_shuffle_loss_type=infonce", "diffusion.batch_size=4",
+                                      "diffusion.audio_contrastive_negatives=3", "inference.audio_guidance_schedule=interval",
+                                      "inference.audio_guidance_interval=[0, 1]"])
+    assert cfg.diffusion.audio_contrastive_negatives == 3 and cfg.inference.audio_guidance_interval == (0.0, 1.0)
+    # the hinge ignores K, so a small batch with the default K = 3 is fine
+    assert build_config([], overrides=["diffusion.batch_size=2"]).diffusion.audio_shuffle_loss_type == "hinge"
+
+
+def test_the_trainer_refuses_bad_knobs_before_any_work(capsys, tmp_path):
+    from trainer.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["diffusion", "--dry-run", "--out", str(tmp_path / "run"), "diffusion.audio_shuffle_loss_type=infonce",
+              "diffusion.batch_size=1"])
+    assert e.value.code == 2
+    assert "diffusion.batch_size" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------- hinge
 
 
@@ -228,6 +278,45 @@ def test_hinge_gradient_widens_the_gap():
     done = torch.tensor([1.0], requires_grad=True)
     Sh.shuffle_penalty(done, torch.tensor([2.0]), torch.ones(1, dtype=torch.bool), 1.0, 0.1)[0].backward()
     assert done.grad.item() == 0.0  # satisfied samples get no push
+
+
+def test_infonce_oracle():
+    """Hand-computed: errors 1 (true), 2, 3 (negatives) at T = 1 give -log(e^-1 / (e^-1 + e^-2 + e^-3))."""
+    pos = torch.tensor([1.0, 1.0, 2.0])
+    neg = torch.tensor([[2.0, 3.0], [2.0, 3.0], [1.0, 1.0]])
+    valid = torch.tensor([[True, True], [True, False], [True, True]])
+    ce = Sh.infonce(pos, neg, valid, 1.0)
+    assert ce[0].item() == pytest.approx(math.log(1 + math.exp(-1) + math.exp(-2)), abs=1e-6)  # 0.4076
+    assert ce[1].item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)  # the invalid negative is left out
+    assert ce[2].item() == pytest.approx(math.log(1 + 2 * math.exp(1)), abs=1e-6)  # the true audio loses: large
+    # temperature 0.5 doubles the logits: errors 1, 2, 3 -> log(1 + e^-2 + e^-4)
+    assert Sh.infonce(pos[:1], neg[:1], valid[:1], 0.5).item() == pytest.approx(math.log(1 + math.exp(-2) + math.exp(-4)), abs=1e-6)
+    none = Sh.infonce(pos[:1], neg[:1], torch.zeros(1, 2, dtype=torch.bool), 1.0)
+    assert none.item() == 0.0  # no valid negative: nothing to contrast
+    pen, mean, acc = Sh.contrastive_penalty(pos, neg, valid, torch.tensor([True, True, False]), 2.0, 1.0)
+    want = (math.log(1 + math.exp(-1) + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2  # sample 2 dropped (CFG)
+    assert mean.item() == pytest.approx(want, abs=1e-6) and pen.item() == pytest.approx(2 * want, abs=1e-6)
+    assert acc.item() == 1.0  # the true audio has the lowest error in both kept samples
+    _, _, acc = Sh.contrastive_penalty(pos, neg, valid, torch.ones(3, dtype=torch.bool), 1.0, 1.0)
+    assert acc.item() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="temperature"):
+        Sh.infonce(pos, neg, valid, 0.0)
+
+
+def test_infonce_gradient_lowers_the_true_error_relative_to_the_negatives():
+    pos = torch.tensor([1.0, 0.5], requires_grad=True)
+    neg = torch.tensor([[1.0, 1.2, 0.9], [0.4, 0.6, 0.5]], requires_grad=True)
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    pen, _, _ = Sh.contrastive_penalty(pos, neg, valid, torch.ones(2, dtype=torch.bool), 1.0, 0.1)
+    pen.backward()
+    assert (pos.grad > 0).all()  # descent lowers the error with the true audio
+    assert (neg.grad[valid] < 0).all() and (neg.grad[~valid] == 0).all()  # and raises it with each valid negative
+    with torch.no_grad():
+        step = 0.01
+        gap = lambda p, n: (n - p[:, None])[valid]  # noqa: E731
+        assert (gap(pos - step * pos.grad, neg - step * neg.grad) > gap(pos, neg)).all()
+    # the hardest negative (lowest error) gets the strongest push: the softmax weights it most
+    assert neg.grad[0, 2] < neg.grad[0, 0] < neg.grad[0, 1]
 
 
 # ---------------------------------------------------------------- proxies
@@ -282,7 +371,8 @@ def fixed():
     "diffusion.audio_shuffle_loss_space=x0", "diffusion.silence_motion_loss_weight=1.0",
     "diffusion.audio_shuffle_loss_weight=5.0", "diffusion.audio_shuffle_loss_margin=1.0",
     "diffusion.audio_shuffle_loss_prob=0", "diffusion.style_kl_weight=1.0", "diffusion.min_snr_gamma=0",
-    "diffusion.prediction=eps",
+    "diffusion.prediction=eps", "diffusion.audio_shuffle_negatives=band_permuted",
+    "diffusion.audio_shuffle_negatives=loudness_matched", "diffusion.audio_shuffle_loss_type=infonce",
 ])
 def test_every_knob_changes_the_loss(fixed, knob):
     cfg, model, batch = fixed
@@ -296,12 +386,39 @@ def test_every_knob_changes_the_loss(fixed, knob):
 def test_negative_kinds_and_spaces_change_l_bad(fixed):
     cfg, model, batch = fixed
     seen = set()
-    for kind in ("derange", "hard", "timeshift"):
+    for kind in Sh.NEGATIVE_KINDS:
         for space in ("pred", "x0"):
             c = build_config(base=cfg.model_dump(mode="json"),
                              overrides=[f"diffusion.audio_shuffle_negatives={kind}", f"diffusion.audio_shuffle_loss_space={space}"])
             seen.add(round(_loss(c, model, batch)[1]["L_bad"], 7))
-    assert len(seen) == 6
+    assert len(seen) == 2 * len(Sh.NEGATIVE_KINDS)
+
+
+@pytest.mark.parametrize("knob", ["diffusion.audio_contrastive_negatives=1", "diffusion.audio_contrastive_temperature=1.0",
+                                  "diffusion.audio_shuffle_negatives=hard"])
+def test_infonce_knobs_change_the_loss(fixed, knob):
+    cfg, model, batch = fixed
+    nce = build_config(base=cfg.model_dump(mode="json"), overrides=["diffusion.audio_shuffle_loss_type=infonce"])
+    base_loss, m = _loss(nce, model, batch)
+    assert m["pressure"] == pytest.approx(nce.diffusion.audio_shuffle_loss_weight * m["infonce"], rel=1e-6)
+    assert m["neg_valid_frac"] == 1.0 and 0 <= m["infonce_acc"] <= 1
+    changed = build_config(base=nce.model_dump(mode="json"), overrides=[knob])
+    assert _loss(changed, model, batch)[0] != pytest.approx(base_loss, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("loss_type", ["hinge", "infonce"])
+def test_a_batch_without_valid_negatives_trains_the_denoiser_only(fixed, loss_type):
+    """Copies of one clip (one audio_id): no snippet has a negative, so the pressure term is 0, not a wrong push."""
+    cfg, model, batch = fixed
+    c = build_config(base=cfg.model_dump(mode="json"), overrides=[f"diffusion.audio_shuffle_loss_type={loss_type}",
+                                                                  "diffusion.audio_shuffle_loss_weight=5.0"])
+    copies = {k: (v[:1].expand(6, *v.shape[1:]).clone() if isinstance(v, torch.Tensor) else [v[0]] * 6)
+              for k, v in batch.items()}
+    copies["audio_id"] = torch.full((6,), 7)
+    loss, m = _loss(c, model, copies)
+    off = build_config(base=c.model_dump(mode="json"), overrides=["diffusion.audio_shuffle_loss_weight=0"])
+    assert m["neg_valid_frac"] == 0.0 and m["pressure"] == 0.0 and m["hinge"] == 0.0
+    assert loss == pytest.approx(_loss(off, model, copies)[0], rel=1e-6)
 
 
 def test_frame_proxy_is_live_and_needs_a_decoder(fixed):
@@ -341,11 +458,30 @@ def _train(cfg, steps: int, seed: int = 0) -> dict:
     return val_losses(model, val, cfg, torch.Generator().manual_seed(5))
 
 
-def test_shuffle_pressure_opens_a_val_gap(tiny_cfg):
+GAP_RUN = ["diffusion.snippet_frames=2", "diffusion.audio_shuffle_loss_margin=0.3"]
+
+
+@pytest.fixture(scope="module")
+def gap_without_pressure():
+    from conftest import TINY_YAML
+
+    tiny = build_config([TINY_YAML])
+    with_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(small_cfg(tiny, *GAP_RUN, "diffusion.audio_shuffle_loss_weight=0"), 200)["val_gap"]
+    finally:
+        torch.set_num_threads(with_threads)
+
+
+@pytest.mark.parametrize("objective", [
+    ["diffusion.audio_shuffle_loss_weight=1.0"],
+    ["diffusion.audio_shuffle_loss_weight=0.2", "diffusion.audio_shuffle_loss_type=infonce",
+     "diffusion.audio_contrastive_negatives=3", "diffusion.audio_contrastive_temperature=0.1"],
+], ids=["hinge", "infonce"])
+def test_shuffle_pressure_opens_a_val_gap(tiny_cfg, gap_without_pressure, objective):
     """Few hundred steps on debug-like clips: pressure gives a positive val gap, larger than without."""
-    common = ["diffusion.snippet_frames=2", "diffusion.audio_shuffle_loss_margin=0.3"]
-    with_p = _train(small_cfg(tiny_cfg, *common, "diffusion.audio_shuffle_loss_weight=1.0"), 200)
-    without = _train(small_cfg(tiny_cfg, *common, "diffusion.audio_shuffle_loss_weight=0"), 200)
-    print(f"val gap with pressure {with_p['val_gap']:.4f}, without {without['val_gap']:.4f}")
+    with_p = _train(small_cfg(tiny_cfg, *GAP_RUN, *objective), 200)
+    print(f"val gap with pressure {with_p['val_gap']:.4f}, without {gap_without_pressure:.4f}")
     assert with_p["val_gap"] > 0
-    assert with_p["val_gap"] > without["val_gap"] + 0.05
+    assert with_p["val_gap"] > gap_without_pressure + 0.05

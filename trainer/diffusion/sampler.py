@@ -108,7 +108,7 @@ def guided_denoiser(model: Callable, cond: dict[str, torch.Tensor], guidance: "f
             return model(x_t, tt, cond)
         if not both:
             uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
-            both.update({k: torch.cat([cond[k], uncond[k]]) for k in cond})
+            both.update({k: torch.cat([v, uncond[k]]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()})
         out = model(torch.cat([x_t, x_t]), torch.cat([tt, tt]), both).float()
         return apply_guidance(out[:b], out[b:], w)
 
