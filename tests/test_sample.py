@@ -168,6 +168,26 @@ def test_stream_applies_the_guidance_schedule_of_its_spec(schedule, doubled):
     assert rows == per_snippet * len(snippet_starts(n, f, 1))
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "heun"])
+def test_the_sampling_loop_never_reads_a_device_value(sampler):
+    """No host sync per step: the whole stream runs on the meta device, where reading any value (.item(),
+    bool(), .tolist()) raises, so a sync anywhere in the loop (or the model's forward) fails this test."""
+    from shared.config import build_config
+    from trainer.diffusion.model import Denoiser
+
+    cfg = build_config([], overrides=["diffusion.snippet_frames=4", "diffusion.audio_context_frames=1", "diffusion.width=16",
+                                      "diffusion.depth=1", "diffusion.heads=2", "diffusion.style_dim=4", "timeline.n_bands=2"])
+    n_ch = 9  # log_rms, rms, 2 bands, onset, centroid, is_silent, beat_phase, downbeat
+    model = Denoiser(cfg, 2, 4, n_ch).to("meta").eval()
+    spec = StreamSpec(snippet_frames=4, prev_frames=1, latent_shape=(2, 4, 4), clip_frames=16, overlap=1, steps=3,
+                      guidance=2.0, sampler=sampler, guidance_schedule="cosine")
+    audio = torch.rand(2, 11, 3, n_ch)
+    with pytest.raises(RuntimeError, match="meta"):
+        torch.zeros(1, device="meta").item()  # the premise: a read of a meta tensor raises
+    chunks = list(latent_stream(model, spec, audio, torch.zeros(2, 11), None, torch.Generator().manual_seed(0), "meta"))
+    assert sum(c.shape[1] for _, c in chunks) == 11 and chunks[0][1].device.type == "meta"
+
+
 def test_sample_and_eval_take_the_schedule_from_the_config(tiny_cfg):
     from types import SimpleNamespace
 

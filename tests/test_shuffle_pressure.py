@@ -439,6 +439,22 @@ def test_audio_dropped_samples_are_left_out_of_the_hinge(fixed):
     assert m["audio_drop_frac"] == 1.0 and m["hinge"] == 0.0 and m["hinge_active_frac"] == 0.0
 
 
+@pytest.mark.parametrize("kind, loss_type", [(k, t) for k in Sh.NEGATIVE_KINDS for t in ("hinge", "infonce")
+                                               if not (k == "timeshift" and t == "infonce")])
+def test_the_loss_and_its_negatives_never_read_a_device_value(fixed, kind, loss_type):
+    """No host sync in a training step's loss: it runs forward and backward on the meta device, where reading
+    any value raises (masks instead of data-dependent branches; the generator's draws are on the CPU)."""
+    cfg, model, batch = fixed
+    c = build_config(base=cfg.model_dump(mode="json"), overrides=[f"diffusion.audio_shuffle_negatives={kind}",
+                                                                  f"diffusion.audio_shuffle_loss_type={loss_type}"])
+    meta_model = Denoiser(c, C, H, n_audio_channels(c)).to("meta")
+    b = {k: (v.to("meta") if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    b["audio_id"] = torch.arange(6, device="meta")
+    loss, metrics = diffusion_loss(meta_model, b, c, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert loss.device.type == "meta" and metrics["neg_valid_frac"].device.type == "meta"
+
+
 # ---------------------------------------------------------------- it works
 
 
