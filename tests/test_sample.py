@@ -192,6 +192,7 @@ def test_sample_and_eval_take_the_schedule_from_the_config(tiny_cfg):
     from types import SimpleNamespace
 
     from shared.config import build_config
+    from trainer.diffusion.sampler import Guidance
 
     cfg = build_config(base=tiny_cfg.model_dump(mode="json"), overrides=[
         "inference.audio_guidance_schedule=cosine", "inference.audio_guidance_interval=[0.2, 0.7]"])
@@ -199,6 +200,7 @@ def test_sample_and_eval_take_the_schedule_from_the_config(tiny_cfg):
     spec = stream_spec(model, SampleSettings(guidance=4.0))  # trainer eval builds its spec through stream_spec too
     assert (spec.guidance, spec.guidance_schedule, spec.guidance_interval) == (4.0, "cosine", (0.2, 0.7))
     assert spec.guidance_rule().weight(1.0) == 1.0 and spec.guidance_rule().weight(0.0) == 4.0
+    assert spec.guidance_rule() == Guidance.from_config(cfg.inference, 4.0)  # the one rule sample_snippet takes
 
 
 @pytest.mark.parametrize("kind", ["wav-44k-stereo", "flac-16k-mono"])
