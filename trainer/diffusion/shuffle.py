@@ -58,10 +58,8 @@ def audio_content_id(features: np.ndarray) -> int:
     """A clip's audio id for ``batch["audio_id"]``: a 63-bit BLAKE2b hash of its raw timeline (T, Ch).
 
     Identical audio (copies of one debug clip) gives identical timelines, hence one id; every snippet of
-    a clip carries the clip's id. The timeline is rounded to float16 first, so copies whose features were
-    computed on different machines (last-bit differences in the FFT) hash alike unless a value sits on a
-    float16 rounding boundary (then the identical-audio rule of :func:`candidate_mask` is the backstop only
-    for bit-identical copies). Returned as a
+    a clip carries the clip's id. The timeline is rounded to float16 first, so copies whose features differ
+    only in their last bits (computed on another machine) almost always share the id. Returned as a
     non-negative int so it collates into an int64 tensor.
     """
     digest = hashlib.blake2b(np.ascontiguousarray(features, dtype=np.float16).tobytes(), digest_size=8).digest()
@@ -115,7 +113,7 @@ def same_audio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def candidate_mask(audio: torch.Tensor, is_silent: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """(B, B) bool: may snippet j's audio serve as a negative for snippet i (the three rules of the docstring)?"""
+    """(B, B) bool: may snippet j's audio serve as a negative for snippet i (the module docstring's three rules)?"""
     flat = audio.float().flatten(1)
     identical = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist") == 0  # exact for copies
     silent = all_silent(is_silent)
