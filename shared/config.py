@@ -29,7 +29,10 @@ SHAPE = {"shape": True}
 
 
 def _is_number_field(annotation: Any) -> bool:
-    """True for an int or float field (also ``int | None``); False where a bool is a legal value."""
+    """True for an int or float field (also ``int | None``); False where a bool is a legal value or for a
+    container of numbers (``tuple[float, float]``: its elements are checked by pydantic itself)."""
+    if typing.get_origin(annotation) in (tuple, list, dict):
+        return False
     args = typing.get_args(annotation) or (annotation,)
     return bool(set(args) & {int, float}) and bool not in args
 
