@@ -33,6 +33,7 @@ import numpy as np
 from shared import shards as S
 from shared.config import Config
 from shared.seeding import sample_seed
+from shared.timeline import TIMELINE_VERSION
 
 SIBLINGS = "val_siblings"
 SPLITS = ("train", "val", SIBLINGS)
@@ -114,6 +115,7 @@ def build_meta(cfg: Config, split: str, shard: int, sample: int, seed: int, audi
         "clip_seconds": cfg.data.clip_seconds,
         "n_frames": n_frames,
         "timeline_channels": list(channel_names),
+        "timeline_version": TIMELINE_VERSION,
         **visual_meta(plan),  # visualizers, visual_plan, style_vector
     })
     return meta
