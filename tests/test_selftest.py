@@ -1,0 +1,25 @@
+"""`trainer selftest` (the trainer image's last build step): a missing compiler fails it with a message naming it.
+
+The passing run (imports, compilers, a compiled forward on the CPU) is part of the GPU suite's smoke run,
+tests/test_gpu_suite.py, which calls this same command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_selftest_fails_with_one_line_naming_a_missing_compiler(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CC": str(tmp_path / "no-such-cc")}
+    proc = subprocess.run([sys.executable, "-m", "trainer", "selftest", "--device", "cpu"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "selftest: imports: ok" in proc.stdout
+    assert f"selftest: compilers: FAILED: RuntimeError: no C compiler: CC={tmp_path / 'no-such-cc'} is not found" in proc.stdout
+    assert "compiled forward" not in proc.stdout  # it stops at the first failure
+    assert "Traceback" in proc.stderr  # an environment problem keeps its traceback
