@@ -2,11 +2,11 @@
 
 Three checks, in order, each printed on one line as it passes:
 
-1. imports: every module of the ``trainer`` and ``shared`` packages imports (so every third-party
-   library they need at import time is installed), and ffmpeg is on the PATH (mp4 writing);
-2. compilers: the C compiler Triton builds its CUDA launchers with and the C++ compiler TorchInductor
+1. compilers: the C compiler Triton builds its CUDA launchers with and the C++ compiler TorchInductor
    builds CPU kernels with are found and compile a one-line program. A CUDA image from the
    ``-runtime`` family has neither, and ``torch.compile`` then fails at its first step (pytorch#116696);
+2. imports: every module of the ``trainer`` and ``shared`` packages imports (so every third-party
+   library they need at import time is installed), and ffmpeg is on the PATH (mp4 writing);
 3. compiled forward: a tiny :class:`~trainer.diffusion.model.Denoiser`, weights drawn at random (the
    adaLN-Zero init would make every output 0 and hide a wrong kernel), run eagerly and through
    ``torch.compile`` on the device (CUDA when there is one, else the CPU), in fp32; the two outputs
@@ -31,6 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from shared.cli import ShortFlag, add_config_args, config_or_exit
+
 NAME = "selftest"
 HELP = ("Check this environment: the trainer's imports and ffmpeg, the C/C++ compilers torch.compile needs, and a "
         "compiled forward of a tiny denoiser on the device (CUDA when there is one) against the eager one.")
@@ -46,8 +48,9 @@ LATENT_CHANNELS, LATENT_SIZE, BATCH = 4, 8, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="Where the compiled forward runs (auto: CUDA when torch sees a GPU, else the CPU).")
+    # Of the config only run.device is used: the denoiser's shape is this command's own (TINY_DENOISER).
+    add_config_args(parser, [ShortFlag("--device", "run.device", str,
+                                       "Where the compiled forward runs (auto: CUDA when torch sees a GPU, else the CPU).")])
 
 
 def check_imports() -> str:
@@ -157,8 +160,8 @@ def check_compiled_forward(device_name: str = "auto") -> str:
 
 
 CHECKS: list[tuple[str, Callable[..., str]]] = [
-    ("imports", check_imports),
     ("compilers", check_compilers),
+    ("imports", check_imports),
     ("compiled forward", check_compiled_forward),
 ]
 
@@ -181,7 +184,8 @@ def run_checks(device: str = "auto", out=sys.stdout) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = run_checks(args.device)
+    cfg = config_or_exit(args)
+    results = run_checks(cfg.run.device)
     if all(r["ok"] for r in results):
         print("selftest: all checks passed", flush=True)
         return 0
