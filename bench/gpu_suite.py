@@ -4,6 +4,10 @@
     bash bench/gpu_suite.sh --out DIR --smoke    # the same entry points at tiny size on the CPU (CI runs this)
     python bench/gpu_results.py DIR/results.jsonl --write bench/RESULTS.md   # the "## GPU suite" section
 
+On this workplace's lent H200 (the device tool), after ``bash bench/gpu_prepare.sh`` here: run
+``set -o pipefail; bash bench/gpu_suite.sh --out $OUT 2>&1 | tee $OUT/suite.log`` with ``carry`` = [".whl", ".gl"]
+and a timeout of about 420 s (four files come back: results.jsonl, summary.json, RESULTS_section.md, suite.log).
+
 Steps, in order (each is skipped once ``--budget-s`` is spent, so the command ends in time):
 
 * ``machine``: the GPU as nvidia-smi names it, driver, memory; torch, CUDA, Python, CPUs, load;
