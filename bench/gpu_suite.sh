@@ -11,7 +11,6 @@
 # Everything after --out DIR [--smoke] is passed to bench/gpu_suite.py.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
 
 out="" smoke=0 rest=()
 while [ $# -gt 0 ]; do
@@ -23,6 +22,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || { echo "usage: bash bench/gpu_suite.sh --out DIR [--smoke] [gpu_suite.py options]" >&2; exit 2; }
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # relative to where it was called from, before the cd below
+cd "$root"
 
 if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
 
