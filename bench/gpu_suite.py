@@ -290,7 +290,8 @@ def step_render(ctx: Context) -> dict:
     args, results, info = render_throughput.measure(argv)
     per = {f"{p}@{res}": {"draw_read": round(v[0], 1), "draw": round(v[1], 1)} for (p, res), v in results.items()}
     reads = [v[0] for v in results.values()]
-    return {"argv": argv, "gl": info, "per_primitive": per, "mean_draw_read": round(sum(reads) / len(reads), 1),
+    return {"argv": argv, "gl": info, "on_gpu": "llvmpipe" not in str(info.get("renderer")), "per_primitive": per,
+            "mean_draw_read": round(sum(reads) / len(reads), 1),
             "min_draw_read": round(min(reads), 1), "max_draw_read": round(max(reads), 1)}
 
 
@@ -336,6 +337,7 @@ def run_suite(ctx: Context, only: list[str] | None, budget_s: float, command: st
             except Exception as e:  # one failing step must not lose the others' figures
                 entry.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             entry["seconds"] = round(time.perf_counter() - t0, 2)
+            release_memory(ctx)
         if name == "machine":
             entry["command"] = command
         entries.append(entry)
@@ -347,6 +349,17 @@ def run_suite(ctx: Context, only: list[str] | None, budget_s: float, command: st
         print(f"gpu_suite: {name}: {status} ({entry['seconds']:.1f} s)", flush=True)
         atomic_write_json(summary_path, summary_of(entries), indent=2, default=str)
     return entries
+
+
+def release_memory(ctx: Context) -> None:
+    """Give the next step the whole GPU: drop this step's tensors and the allocator's cached blocks."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if ctx.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def summary_of(entries: list[dict]) -> dict:
