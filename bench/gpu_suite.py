@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from trainer.runtime import pick_device
 
+    if not args.smoke and not torch.cuda.is_available():
+        print("error: torch sees no CUDA device here: the full suite needs a GPU (on a CPU machine run --smoke)",
+              file=sys.stderr)
+        return 2
     device = pick_device("cpu" if args.smoke else "cuda")
     args.out.mkdir(parents=True, exist_ok=True)
     command = "bash bench/gpu_suite.sh --out DIR" + (" --smoke" if args.smoke else "") + "".join(

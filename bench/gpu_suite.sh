@@ -28,6 +28,11 @@ cd "$root"
 if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
 
 if [ "$smoke" = 0 ]; then
+    # unpacking into / is for the lent GPU machine only: refuse anywhere without an NVIDIA driver
+    if ! command -v nvidia-smi > /dev/null; then
+        echo "error: no nvidia-smi here: the full suite runs on a GPU machine (on a CPU machine use --smoke)" >&2
+        exit 2
+    fi
     if compgen -G ".gl/*.deb" > /dev/null; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
         ldconfig

@@ -62,22 +62,26 @@ def flops(cfg: Config) -> dict[str, float]:
     return {"gflop_forward_per_snippet": forward / 1e9, "gflop_train_per_snippet": counter.get_total_flops() / 2 / 1e9}
 
 
-def saved_activation_bytes(cfg: Config, batch: int = 2) -> int:
-    """Bytes autograd keeps for the backward of one training forward at ``batch`` snippets (CPU, bf16 autocast)."""
+def saved_activation_bytes(cfg: Config, batch: int = 2) -> dict[str, int]:
+    """Bytes autograd keeps for the backward of one training forward at ``batch`` snippets (CPU, bf16 autocast),
+    by dtype of the saved tensor."""
     model, data = _model_and_batch(cfg, "cpu", batch)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
+    seen: dict[int, tuple[str, int]] = {}
 
     def pack(t: torch.Tensor):
         s = t.untyped_storage()
         if s.data_ptr() not in params and s.device.type == "cpu":
-            seen[s.data_ptr()] = s.nbytes()
+            seen[s.data_ptr()] = (str(t.dtype).replace("torch.", ""), s.nbytes())
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         diffusion_loss(model, data, cfg, torch.Generator().manual_seed(0))
-    return sum(seen.values())
+    by_dtype: dict[str, int] = {}
+    for dtype, n in seen.values():
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + n
+    return by_dtype
 
 
 def model_size(cfg: Config, activations: bool = True) -> dict:
@@ -88,8 +92,10 @@ def model_size(cfg: Config, activations: bool = True) -> dict:
          "tokens_per_snippet": (d.prev_frames + d.snippet_frames) * (1 + (latent // d.patch_size) ** 2),
          "batch_size": d.batch_size, **{k: float(f"{v:.4g}") for k, v in flops(cfg).items()}}
     if activations:
-        per_snippet = saved_activation_bytes(cfg, 2) / 2
+        by_dtype = saved_activation_bytes(cfg, 2)
+        per_snippet = sum(by_dtype.values()) / 2
         r["activation_GiB_per_snippet"] = float(f"{per_snippet / 2 ** 30:.4g}")
+        r["activation_share_by_dtype"] = {k: round(v / (2 * per_snippet), 3) for k, v in sorted(by_dtype.items())}
         r["activation_GiB_at_batch"] = float(f"{per_snippet * d.batch_size / 2 ** 30:.4g}")
     return r
 
