@@ -67,3 +67,14 @@ def test_datasheet_peaks_pick_the_most_specific_name():
     assert datasheet_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.5
     assert datasheet_bf16_tflops("NVIDIA L40S") == 362.05 and datasheet_bf16_tflops("NVIDIA L4") == 121.0
     assert datasheet_bf16_tflops("Some Future GPU") is None
+
+
+def test_full_mode_refuses_a_machine_without_an_nvidia_driver(tmp_path):
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU machine: the full mode would run (and unpack the carried .debs into /)")
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_suite.sh"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no nvidia-smi here"), proc.stderr
+    assert not (tmp_path / "out" / "results.jsonl").exists()
