@@ -16,19 +16,36 @@ refuses a config whose shape fields differ (see :func:`model_shape`).
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from shared.errors import ConfigError  # noqa: F401  (re-exported: shared.config.ConfigError)
 
 SHAPE = {"shape": True}
 
 
+def _is_number_field(annotation: Any) -> bool:
+    """True for an int or float field (also ``int | None``); False where a bool is a legal value."""
+    args = typing.get_args(annotation) or (annotation,)
+    return bool(set(args) & {int, float}) and bool not in args
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float field refuses inf and NaN (a weight of inf or a NaN rate poisons a run
+    # silently; no knob means "unbounded" by inf).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Numeric fields refuse booleans: pydantic's lax mode would read ``steps=true`` as 1."""
+        if isinstance(value, bool) and _is_number_field(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number, not a boolean")
+        return value
 
 
 # --------------------------------------------------------------------------- data
