@@ -143,13 +143,18 @@ def check_compiled_forward(device_name: str = "auto") -> str:
     device = pick_device(device_name)
     model, inputs = tiny_denoiser_and_inputs(device)
     torch._dynamo.reset()  # a fresh compile, not one cached by an earlier call in this process
-    with torch.no_grad():
-        eager = model(*inputs)
-        t0 = time.perf_counter()
-        compiled = torch.compile(model)(*inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # full fp32 on both sides: TF32 alone would differ by ~1e-3
+    try:
+        with torch.no_grad():
+            eager = model(*inputs)
+            t0 = time.perf_counter()
+            compiled = torch.compile(model)(*inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+    finally:
+        torch.set_float32_matmul_precision(precision)
     scale = eager.abs().max().item()
     err = (compiled - eager).abs().max().item() / max(scale, 1e-12)
     if not scale > 0 or not err <= TOLERANCE:
