@@ -14,7 +14,8 @@ overlaps) -> VAE decode -> h264/AAC mp4 through the shared writer. Two figures:
 * ``snippet latency``: in one stream, the wall time from a snippet's audio being available (the previous
   snippet done, since each snippet is conditioned on the last one's frames) to its last frame decoded:
   the median time between successive decoded snippets over the first ``--latency-snippets``, and the
-  first snippet's time on its own (mp4 writing excluded).
+  first snippet's time on its own (mp4 writing excluded); and the same median for the batched streams
+  (one snippet of each of the B streams).
 
 Goal on an H100 for the default full-size model with default steps: >= 24 frames/s (real time at 24 fps).
 ``--write`` replaces the ``## Sampling throughput`` section of bench/RESULTS.md.
@@ -92,14 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def snippet_times(chunks) -> list[float]:
-    """Seconds from the start (or the previous snippet) to each decoded snippet of a frame-chunk iterator."""
-    times, t = [], time.perf_counter()
-    for _ in chunks:
+def snippet_times(chunks) -> tuple[list[float], int]:
+    """For an iterator of decoded snippets (B, n, H, W, 3): the seconds from the start (or the previous snippet)
+    to each one, and the frames of all streams together."""
+    times, frames, t = [], 0, time.perf_counter()
+    for chunk in chunks:
         now = time.perf_counter()
         times.append(now - t)
+        frames += chunk.shape[0] * chunk.shape[1]
         t = now
-    return times
+    return times, frames
 
 
 def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
@@ -143,7 +146,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     # snippet latency in one stream (no mp4 writer): the first snippet, then the median of the next ones
     win, sil, _ = audio_conditioning(wave, sr, cfg, n)
     stream = generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0)
-    times = snippet_times(itertools.islice(stream, args.latency_snippets))
+    times, _ = snippet_times(itertools.islice(stream, args.latency_snippets))
     stream.close()
     first_ms, steady_ms = 1e3 * times[0], 1e3 * float(np.median(times[1:] if len(times) > 1 else times))
 
@@ -152,10 +155,11 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     style = torch.cat([style_from_prior(cfg.diffusion.style_dim, i) for i in range(b)])
     sync(device)
     t0 = time.perf_counter()
-    made = sum(chunk.shape[0] * chunk.shape[1] for chunk in
-               generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))
+    batch_times, made = snippet_times(
+        generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))
     sync(device)
     batched = made / (time.perf_counter() - t0)
+    batched_ms = 1e3 * float(np.median(batch_times[1:] if len(batch_times) > 1 else batch_times))
 
     r = {"size": args.size, "hardware": hardware(device), "device": device.type,
          "precision": "bf16 autocast" if device.type == "cuda" and cfg.run.precision != "fp32" else "fp32",
@@ -164,6 +168,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
          "sampler": spec.sampler, "guidance": spec.guidance, "seconds": args.seconds, "frames": n,
          "single": round(single, 1), "batch": b, "batched": round(batched, 1),
          "snippet_latency_ms": round(steady_ms, 1), "first_snippet_ms": round(first_ms, 1),
+         "batched_snippet_latency_ms": round(batched_ms, 1),
          "latency_snippets": len(times)}
     return args, r
 
