@@ -255,6 +255,7 @@ def step_resume(ctx: Context) -> dict:
 
 
 def step_train(ctx: Context) -> dict:
+    import torch
     import train_throughput
 
     if ctx.smoke:
@@ -264,7 +265,16 @@ def step_train(ctx: Context) -> dict:
         # compiled as `trainer diffusion` runs it (diffusion.compile), unless the selftest found compiling broken
         argv = ["--size", "full", "--device", "cuda", "--steps", "12", "--warmup", "4",
                 "--compile", "auto" if ctx.compile_ok else "off"]
-    _, r = train_throughput.measure(argv)
+    try:
+        _, r = train_throughput.measure(argv)
+    except torch.cuda.OutOfMemoryError as e:  # out of memory at the default batch: measure at half of it, say so
+        release_memory(ctx)
+        from shared.config import DiffusionConfig
+
+        half = DiffusionConfig().batch_size // 2
+        argv = [*argv, "--batch", str(half)]
+        _, r = train_throughput.measure(argv)
+        r["out_of_memory_at_default_batch"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
     r["argv"] = argv
     return r
 
