@@ -265,16 +265,18 @@ def step_train(ctx: Context) -> dict:
         # compiled as `trainer diffusion` runs it (diffusion.compile), unless the selftest found compiling broken
         argv = ["--size", "full", "--device", "cuda", "--steps", "12", "--warmup", "4",
                 "--compile", "auto" if ctx.compile_ok else "off"]
+    oom = None
     try:
         _, r = train_throughput.measure(argv)
-    except torch.cuda.OutOfMemoryError as e:  # out of memory at the default batch: measure at half of it, say so
-        release_memory(ctx)
+    except torch.cuda.OutOfMemoryError as e:  # at the default batch: measure at half of it, and say so
+        oom = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+    if oom is not None:  # outside the except block, so that the failed step's tensors can be freed
         from shared.config import DiffusionConfig
 
-        half = DiffusionConfig().batch_size // 2
-        argv = [*argv, "--batch", str(half)]
+        release_memory(ctx)
+        argv = [*argv, "--batch", str(DiffusionConfig().batch_size // 2)]
         _, r = train_throughput.measure(argv)
-        r["out_of_memory_at_default_batch"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        r["out_of_memory_at_default_batch"] = oom
     r["argv"] = argv
     return r
 
