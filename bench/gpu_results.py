@@ -92,7 +92,9 @@ def _check_line(e: dict) -> str:
                            f"{r['tolerance']['loss']:g}, weights {r['weights_relative_error']:.2g} <= {r['tolerance']['weights']:g}"),
         "train": lambda: (f"{r['params_M']} M params, width {r['width']} x {r['depth']} blocks, batch {r['batch']} x "
                           f"{r['snippet_frames']} frames, {r['tokens_per_snippet']} tokens/snippet, {r['precision']}, "
-                          f"compiled {r['compiled']}, {r['gflop_per_step']} GFLOP/step"),
+                          f"compiled {r['compiled']}, {r['gflop_per_step']} GFLOP/step"
+                          + (f"; out of memory at the default batch, measured at {r['batch']}"
+                             if r.get("out_of_memory_at_default_batch") else "")),
         "sample": lambda: (f"{r['params_M']} M params, {r['resolution']}² @ {r['fps']:g} fps, {r['sampler']} x {r['steps']} "
                            f"steps, CFG {r['guidance']:g}, {r['frames']} frames, {r['batch']} batched streams; first snippet "
                            f"{r['first_snippet_ms']} ms"),
