@@ -29,6 +29,9 @@ if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHO
 
 if [ "$smoke" = 0 ]; then
     # unpacking into / is for the lent GPU machine only: refuse anywhere without an NVIDIA driver
+    if ! command -v nvidia-smi > /dev/null && [ -x /usr/local/nvidia/bin/nvidia-smi ]; then
+        export PATH=/usr/local/nvidia/bin:$PATH  # the driver's folder, mounted there on the lent machine
+    fi
     if ! command -v nvidia-smi > /dev/null; then
         echo "error: no nvidia-smi here: the full suite runs on a GPU machine (on a CPU machine use --smoke)" >&2
         exit 2
