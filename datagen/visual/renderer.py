@@ -232,7 +232,8 @@ class Renderer:
         """Frames for a timeline ``[T, C]``, as uint8 chunks ``[n, H, W, 3]`` (n <= chunk_frames).
 
         Memory is O(chunk): the drive state is integrated chunk by chunk and frames are read back
-        per chunk. Each call has its own trail buffers, so several renders may be interleaved.
+        per chunk. Each call has its own trail buffers, so several renders may be interleaved. A chunk
+        is the RGB view of a fresh RGBA array (writable, not C-contiguous: ``np.ascontiguousarray`` packs it).
         """
         self._check_process()
         check_timeline(features, names)
