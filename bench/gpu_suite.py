@@ -11,7 +11,8 @@ and a timeout of about 420 s (four files come back: results.jsonl, summary.json,
 Steps, in order (each is skipped once ``--budget-s`` is spent, so the command ends in time):
 
 * ``machine``: the GPU as nvidia-smi names it, driver, memory; torch, CUDA, Python, CPUs, load;
-* ``selftest``: ``trainer selftest`` (imports, compilers, a compiled tiny denoiser against the eager one);
+* ``selftest``: ``trainer selftest`` (compilers, imports, a compiled tiny denoiser against the eager one;
+  with ``aot_eager`` instead of TorchInductor in the smoke run);
 * ``bf16``: a tiny denoiser's forward and backward under bf16 autocast against fp32 (:data:`BF16_TOLERANCE`);
 * ``ddp``: one training step through DistributedDataParallel in a 1-process NCCL group (gloo on the CPU),
   gradients against the same step without DDP (:data:`DDP_TOLERANCE`);
@@ -122,13 +123,15 @@ def step_machine(ctx: Context) -> dict:
 
 
 def step_selftest(ctx: Context) -> dict:
-    """``trainer selftest``'s checks, in this process (tests/test_selftest.py runs the command itself)."""
+    """``trainer selftest``'s checks, in this process (tests/test_selftest.py runs the command itself). The smoke
+    run compiles with ``aot_eager`` (graph capture without TorchInductor's code generation), so that CI does not
+    pay a cold inductor compile (30-60 s on 2 cores); the GPU run compiles with TorchInductor, as training does."""
     import io
 
     from trainer.commands.selftest import run_checks
 
     log = io.StringIO()
-    checks = run_checks(ctx.device.type, out=log)
+    checks = run_checks(ctx.device.type, out=log, backend="aot_eager" if ctx.smoke else "inductor")
     lines = log.getvalue().splitlines()
     ctx.compile_ok = all(c["ok"] for c in checks)
     if not ctx.compile_ok:

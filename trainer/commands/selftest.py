@@ -135,7 +135,9 @@ def tiny_denoiser_and_inputs(device: Any, seed: int = 0) -> tuple[Any, tuple]:
     return model, (x, t, cond)
 
 
-def check_compiled_forward(device_name: str = "auto") -> str:
+def check_compiled_forward(device_name: str = "auto", backend: str = "inductor") -> str:
+    """``backend``: TorchInductor (what training uses); bench/gpu_suite.py's CPU smoke run passes ``aot_eager``
+    (the same graph capture without code generation: a cold inductor compile takes 30-60 s on a 2-core box)."""
     import torch
 
     from trainer.runtime import pick_device
@@ -149,7 +151,7 @@ def check_compiled_forward(device_name: str = "auto") -> str:
         with torch.no_grad():
             eager = model(*inputs)
             t0 = time.perf_counter()
-            compiled = torch.compile(model)(*inputs)
+            compiled = torch.compile(model, backend=backend)(*inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - t0
@@ -161,7 +163,8 @@ def check_compiled_forward(device_name: str = "auto") -> str:
         raise RuntimeError(f"compiled and eager forwards differ on {device}: max |compiled - eager| / max |eager| = "
                            f"{err:.3g} (tolerance {TOLERANCE:g}; output scale {scale:.3g})")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return f"{device} ({where}): relative difference {err:.2g} <= {TOLERANCE:g}; compiled in {seconds:.1f} s"
+    return (f"{device} ({where}), {backend}: relative difference {err:.2g} <= {TOLERANCE:g}; compiled in "
+            f"{seconds:.1f} s")
 
 
 CHECKS: list[tuple[str, Callable[..., str]]] = [
@@ -171,13 +174,13 @@ CHECKS: list[tuple[str, Callable[..., str]]] = [
 ]
 
 
-def run_checks(device: str = "auto", out=sys.stdout) -> list[dict[str, Any]]:
+def run_checks(device: str = "auto", out=sys.stdout, backend: str = "inductor") -> list[dict[str, Any]]:
     """Run every check in order; one dict per check (name, ok, detail or error, seconds). Stops at the first failure."""
     results = []
     for name, fn in CHECKS:
         t0 = time.perf_counter()
         try:
-            detail = fn(device) if fn is check_compiled_forward else fn()
+            detail = fn(device, backend) if fn is check_compiled_forward else fn()
         except Exception as e:
             results.append({"name": name, "ok": False, "error": f"{type(e).__name__}: {e}",
                             "traceback": traceback.format_exc(), "seconds": round(time.perf_counter() - t0, 2)})
