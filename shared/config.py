@@ -173,6 +173,18 @@ class VaeConfig(_Section):
 
 
 class DiffusionConfig(_Section):
+    """The denoiser's shape and its training. The defaults are the GPU production model: a DiT-B/2-like
+    space-time transformer, width 768, 12 blocks, 12 heads (head dim 64), patch 2 on the 4 x 32 x 32 latents
+    of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
+    ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
+    of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
+    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
+    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
+    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
+    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
+    """
+
     # --- snippet and conditioning shapes
     snippet_frames: int = Field(8, ge=1, description="F: frames denoised jointly per snippet.", json_schema_extra=SHAPE)
     audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
@@ -180,9 +192,9 @@ class DiffusionConfig(_Section):
     p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
     prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")
     # --- backbone
-    width: int = Field(384, ge=8, description="Transformer width.", json_schema_extra=SHAPE)
+    width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
-    heads: int = Field(6, ge=1, description="Attention heads.", json_schema_extra=SHAPE)
+    heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
