@@ -15,12 +15,15 @@ import torch
 
 from shared import shards as S
 from shared.config import build_config
+from shared.errors import DataError
 from shared.provenance import write_resolved_config
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names
 from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
-from trainer.diffusion.train import train
+from trainer.diffusion.train import DiffusionTask
+from trainer.loop import train
+from trainer.runtime import setup_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 C, H = 2, 4
@@ -46,10 +49,12 @@ def _synthetic_source(cfg):
     return make_batches
 
 
-def _train(cfg, run_dir, **kw):
+def _train(cfg, run_dir, force=False):
     val = [synthetic_batch(cfg, 4, C, H, torch.Generator().manual_seed(99))]
-    return train(cfg, run_dir, _synthetic_source(cfg), val, latent_channels=C, latent_size=H,
-                 n_audio_channels=n_audio_channels(cfg), show_progress=False, **kw)
+    dist = setup_distributed("cpu")
+    task = DiffusionTask(cfg, _synthetic_source(cfg), val, latent_channels=C, latent_size=H,
+                         n_audio_channels=n_audio_channels(cfg), dist=dist)
+    return train(task, cfg, run_dir, dist=dist, force=force, show_progress=False)
 
 
 def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
@@ -192,13 +197,13 @@ def test_latent_manifest_errors_name_what_is_missing(latent_data, tmp_path):
     manifest = read_latent_manifest(root / "latents")
     assert latent_scale_of(manifest) == 0.8
     assert ckpt.find_checkpoint(vae_path_of(manifest, root / "latents")) is not None
-    with pytest.raises(FileNotFoundError, match="cache-latents"):
+    with pytest.raises(DataError, match="cache-latents"):
         read_latent_manifest(tmp_path)
-    with pytest.raises(KeyError, match="latent_scale"):
+    with pytest.raises(DataError, match="latent_scale"):
         latent_scale_of({"vae": "x"})
-    with pytest.raises(KeyError, match="does not record the VAE"):
+    with pytest.raises(DataError, match="does not record the VAE"):
         vae_path_of({"latent_scale": 1.0}, tmp_path)
-    with pytest.raises(FileNotFoundError, match="is gone"):
+    with pytest.raises(DataError, match="is gone"):
         vae_path_of({"vae": {"run": str(tmp_path / "nowhere")}}, tmp_path)
 
 

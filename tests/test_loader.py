@@ -16,9 +16,10 @@ import pytest
 from shared import shards as S
 from shared.config import build_config
 from shared.timeline import channel_names
+from shared.errors import DataError
 from trainer.data import (
-    ShardDataset, SkipCounter, frame_loader, make_loader, resolve_shards, target_variant_mix, timeshift_offset_frames,
-    VARIANT_CODE,
+    ShardDataset, frame_loader, make_loader, resolve_shards, skip_counts, skipped_in, target_variant_mix,
+    timeshift_offset_frames, VARIANT_CODE,
 )
 from trainer_shards import write_index_latent_shard, write_pixel_shards
 
@@ -51,9 +52,9 @@ def test_resolve_shards_forms(pixel_dir, tmp_path):
         "https://example.invalid/shard-000000.tar", "https://example.invalid/shard-000001.tar"]
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "shard-000000.tar.partial").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="no finished shards"):
+    with pytest.raises(DataError, match="no finished shards"):
         resolve_shards(tmp_path, "train")
-    with pytest.raises(FileNotFoundError, match="missing"):
+    with pytest.raises(DataError, match="missing"):
         resolve_shards(str(root / "train" / "shard-{000000..000009}.tar"))
 
 
@@ -220,13 +221,19 @@ def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_pat
     first_two = [k for k in keys["train"] if k.startswith("000001")][:2]
     cut = data.find(f"{first_two[1]}.meta.json".encode())
     truncated.write_bytes(data[: cut + 512 + 10])  # inside the last member's body
-    counter = SkipCounter()
-    ds = ShardDataset([str(bad), str(truncated), urls[2], urls[3]], _micro(), "frames", seed=0, resampled=False,
-                      frames_per_clip=64, shuffle=4, counter=counter)
-    got = collections.Counter(k for batch in make_loader(ds, 4, num_workers=2, drop_last=False) for k in batch["key"])
-    assert counter.as_dict() == {"corrupt_samples": 1, "unreadable_shards": 1}
+    urls = [str(bad), str(truncated), urls[2], urls[3]]
+    got: collections.Counter = collections.Counter()
+    skipped: list[str] = []
+    for epoch in range(2):  # two passes read the damage twice; it is still one corrupt sample and one bad shard
+        ds = ShardDataset(urls, _micro(), "frames", seed=0, resampled=False, frames_per_clip=64, shuffle=4)
+        ds.set_epoch(epoch)
+        for batch in make_loader(ds, 4, num_workers=2, drop_last=False):
+            got.update(batch["key"])
+            skipped += sorted(skipped_in(batch))
+    assert sorted(skipped) == sorted(2 * [f"sample:{bad}#{victim}", f"shard:{truncated}"])  # once per read
+    assert skip_counts(set(skipped)) == {"corrupt_samples": 1, "unreadable_shards": 1}  # once per sample
     n_frames = 16
     expect = {k for k in keys["train"] if k.startswith(("000000", "000002", "000003"))} - {victim}
     expect |= {first_two[0]}
     assert set(got) == expect
-    assert all(v == n_frames for v in got.values())
+    assert all(v == 2 * n_frames for v in got.values())

@@ -97,8 +97,10 @@ def test_loss_falls_and_run_dir_is_complete(pixels, tmp_path):
     assert (out / "latest").resolve().name == "step-00000030" and (out / "config.yaml").is_file()
     assert any((out / "tb").iterdir())
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 30 and summary["final"]["val_psnr_ema"] > 0
-    assert summary["corrupt_samples"] >= 1  # the clip with the broken meta.json was drawn, skipped and counted
+    assert summary["steps"] == 30 and summary["val"]["psnr_ema"] > 0
+    # the clip with the broken meta.json was drawn (many times), skipped and counted once
+    assert summary["skipped"] == {"corrupt_samples": 1, "unreadable_shards": 0}
+    assert load_checkpoint(out)[2]["skipped"] == [f"sample:{data / 'train' / S.shard_name(0)}#{keys['train'][1]}"]
     # a different model shape in the same run dir is refused, naming the field
     with pytest.raises(SystemExit) as e:
         trainer("vae", "--data", str(data), "--out", str(out), "--steps", "31", *TINY, "vae.base_channels=4")
