@@ -24,6 +24,7 @@ from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, s
 from trainer.diffusion.train import DiffusionTask
 from trainer.loop import train
 from trainer.runtime import setup_distributed
+from killing import KILLED, run_killed
 
 ROOT = Path(__file__).resolve().parents[1]
 C, H = 2, 4
@@ -58,7 +59,7 @@ def _train(cfg, run_dir, force=False):
 
 
 def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
-    full = _cfg(micro_cfg, "diffusion.steps=6", "run.checkpoint_every=3", "diffusion.val_every=3")
+    full = _cfg(micro_cfg, "diffusion.steps=6", "run.checkpoint_every=2", "diffusion.val_every=3")
     summary = _train(full, tmp_path / "a")
     a = tmp_path / "a"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "latest", "tb"):
@@ -73,8 +74,9 @@ def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
     assert summary["val"]["val_gap"] == pytest.approx(vals[-1]["val/val_gap"])
     assert json.loads((a / "summary.json").read_text())["steps"] == 6
 
-    # interrupted at step 3, then resumed to 6: identical weights, EMA and optimizer state
-    _train(_cfg(micro_cfg, "diffusion.steps=3", "run.checkpoint_every=3", "diffusion.val_every=3"), tmp_path / "b")
+    # stopped at step 3 (off the data-segment grid of checkpoint_every=2), then resumed to 6: the resumed run
+    # replays step 3's batch of the segment that starts at 2; identical weights, EMA and optimizer state
+    _train(_cfg(micro_cfg, "diffusion.steps=3", "run.checkpoint_every=2", "diffusion.val_every=3"), tmp_path / "b")
     resumed = _train(full, tmp_path / "b")
     assert resumed["resumed_from"] == 3
     _, ta, _ = ckpt.load_checkpoint(a)
@@ -224,3 +226,32 @@ def test_a_run_keeps_the_vae_it_was_trained_against(latent_data, tmp_path):
         record_vae(tmp_path, vae_run, 0.5)
     record_vae(tmp_path, vae_run, 0.5, force=True)
     assert ckpt.load_checkpoint(dest)[2]["latent_scale"] == 0.5
+
+
+def test_killed_during_a_checkpoint_write_resumes_to_the_same_weights(latent_data, tmp_path):
+    """kill -9 while step 4's checkpoint is being written (2 loader workers on real latent shards), then the same
+    command again: the half-written temp dir is removed, the run resumes from step 2 and ends bit-identical."""
+    from shared.command_line import run_cli
+
+    root, cfg_file = latent_data
+    args = ["--config", str(cfg_file), "--latents", str(root / "latents"), "--steps", "6", "diffusion.val_every=100",
+            "run.sample_every=100", *TINY_MODEL, "run.checkpoint_every=2", "run.num_workers=2"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--out", str(a), *args]) == 0
+    proc = run_killed(["diffusion", "--out", str(b), *args], "trainer.checkpoint", "save_file",
+                      "'step-00000004' in args[1] and args[1].endswith('ema.safetensors')")
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    assert (b / "latest").resolve().name == "step-00000002"
+    [stale] = (b / "ckpt").glob(".tmp-step-00000004-*")
+    assert (stale / "model.safetensors").is_file()
+    assert run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--out", str(b), *args]) == 0
+    assert not stale.exists()
+    _, ta, sa = ckpt.load_checkpoint(a)
+    step_b, tb, sb = ckpt.load_checkpoint(b)
+    assert step_b == 6 and sa["samples_seen"] == sb["samples_seen"] == 6 * 4
+    for part in ("model", "ema"):
+        for k in ta[part]:
+            assert torch.equal(ta[part][k], tb[part][k]), (part, k)
+    for i in ta["optim"]["state"]:
+        for k in ta["optim"]["state"][i]:
+            assert torch.equal(ta["optim"]["state"][i][k], tb["optim"]["state"][i][k]), (i, k)

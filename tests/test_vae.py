@@ -16,6 +16,7 @@ from shared.config import build_config
 from trainer.checkpoint import load_checkpoint
 from trainer.vae import FrameVAE, edge_loss, kl_loss, psnr, vae_loss
 from trainer.vae.model import stage_widths
+from killing import KILLED, run_killed
 from trainer_shards import write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,17 +113,10 @@ def _final_tensors(out: Path):
     return step, tensors
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_path):
-    data, _ = pixels
-    common = [*TINY, "run.checkpoint_every=2", "run.sample_every=100"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert trainer("vae", "--data", str(data), "--out", str(a), "--steps", "5", *common) == 0
-    # "interrupted" after step 3 (mid-segment: segments start at steps 0, 2, 4), then resumed to 5
-    assert trainer("vae", "--data", str(data), "--out", str(b), "--steps", "3", *common) == 0
-    assert trainer("vae", "--data", str(data), "--out", str(b), "--steps", "5", *common) == 0
+def _assert_same_weights(a: Path, b: Path) -> None:
     step_a, ta = _final_tensors(a)
     step_b, tb = _final_tensors(b)
-    assert step_a == step_b == 5
+    assert step_a == step_b
     for name in ("model", "ema"):
         assert ta[name].keys() == tb[name].keys()
         for k in ta[name]:
@@ -132,5 +126,20 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_pa
     for i in oa["state"]:
         for k in oa["state"][i]:
             assert torch.equal(oa["state"][i][k], ob["state"][i][k]), (i, k)
-    steps_logged = [json.loads(l)["step"] for l in (b / "metrics.jsonl").read_text().splitlines()]
-    assert steps_logged == sorted(steps_logged)  # the resumed log reads as one run
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_path):
+    """kill -9 between checkpoints, with 2 loader workers, then the same command again: identical weights."""
+    data, _ = pixels
+    common = ["--data", str(data), "--steps", "6", *TINY, "run.num_workers=2", "run.checkpoint_every=2",
+              "run.sample_every=100"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert trainer("vae", "--out", str(a), *common) == 0
+    # killed in step 5 (index 4), after the checkpoint at step 4, its loader workers mid-stream
+    proc = run_killed(["vae", "--out", str(b), *common], "trainer.vae.train", "VaeTask.loss", "args[4] == 4")
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    assert (b / "latest").resolve().name == "step-00000004"
+    assert trainer("vae", "--out", str(b), *common) == 0
+    _assert_same_weights(a, b)
+    steps_logged = [json.loads(l)["step"] for l in (b / "metrics.jsonl").read_text().splitlines() if "train/loss" in l]
+    assert steps_logged == [1, 2, 3, 4, 5, 6]  # the resumed log reads as one run

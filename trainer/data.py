@@ -23,12 +23,15 @@ the training loop counts every skip exactly, with the batch it came before (:fun
 
 from __future__ import annotations
 
+import functools
 import glob
 import multiprocessing as mp
 import os
 import random
 import re
 import sys
+import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -539,16 +542,47 @@ class ShardDataset(IterableDataset):
         yield from log.report(stream)
 
 
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, dead but not yet reaped by its parent, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _exit_with_owner(owner_pid: int, worker_id: int, interval_s: float = 1.0) -> None:
+    """``worker_init_fn``: end this loader worker within ``interval_s`` of the training process's death.
+
+    A worker started through the fork server has the fork server as its parent, so PyTorch's own
+    watchdog (which watches the parent) misses a ``kill -9`` of the trainer; seen here: the workers and
+    the fork server then outlived it for good (the workers hold the pipe whose closing ends the server).
+    """
+    def watch() -> None:
+        while _alive(owner_pid):
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
+
+
 def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
                 drop_last: bool = True) -> DataLoader:
     """A DataLoader over a :class:`ShardDataset`; workers start by forkserver/spawn, never fork
-    (a forked GL or CUDA context hangs the children)."""
+    (a forked GL or CUDA context hangs the children), and end when the process that made them dies."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         if MP_CONTEXT == "forkserver":
             # the fork server imports this once; each loader's workers then fork from it in milliseconds
             mp.set_forkserver_preload(["trainer.data"])
-        kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False)
+        kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False,
+                      worker_init_fn=functools.partial(_exit_with_owner, os.getpid()))
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                       drop_last=drop_last, **kwargs)
 
