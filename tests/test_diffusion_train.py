@@ -21,9 +21,7 @@ from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names
 from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
-from trainer.diffusion.train import DiffusionTask
-from trainer.loop import train
-from trainer.runtime import setup_distributed
+from trainer.diffusion.train import train
 from killing import KILLED, run_killed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +48,10 @@ def _synthetic_source(cfg):
     return make_batches
 
 
-def _train(cfg, run_dir, force=False):
+def _train(cfg, run_dir, **kw):
     val = [synthetic_batch(cfg, 4, C, H, torch.Generator().manual_seed(99))]
-    dist = setup_distributed("cpu")
-    task = DiffusionTask(cfg, _synthetic_source(cfg), val, latent_channels=C, latent_size=H,
-                         n_audio_channels=n_audio_channels(cfg), dist=dist)
-    return train(task, cfg, run_dir, dist=dist, force=force, show_progress=False)
+    return train(cfg, run_dir, _synthetic_source(cfg), val, latent_channels=C, latent_size=H,
+                 n_audio_channels=n_audio_channels(cfg), show_progress=False, **kw)
 
 
 def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):

@@ -33,7 +33,8 @@ from trainer.data import snippet_loader, target_variant_mix, unit_to_frame
 from trainer.diffusion.losses import diffusion_loss, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
-from trainer.loop import Hyper, Task, to_device, train
+from trainer import loop
+from trainer.loop import Hyper, Task, to_device
 from trainer.vae.model import load_vae
 
 SECTIONS = ("diffusion", "timeline", "vae")  # shape-deciding sections (latent shape, audio channels, model)
@@ -153,6 +154,19 @@ class DiffusionTask(Task):
 
     def state(self) -> dict[str, Any]:
         return {"model_kwargs": self.model_kwargs, **self.extra_state}
+
+
+def train(cfg: Config, run_dir: str | Path, make_batches: Callable[[int], Iterator[dict]], val_batches: list[dict], *,
+          latent_channels: int, latent_size: int, n_audio_channels: int, dist: rt.Dist | None = None,
+          decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          preview_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          extra_state: dict[str, Any] | None = None, force: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the denoiser in ``run_dir`` on any batch source, up to ``diffusion.steps``; the summary."""
+    dist = dist or rt.setup_distributed(cfg.run.device)
+    task = DiffusionTask(cfg, make_batches, val_batches, latent_channels=latent_channels, latent_size=latent_size,
+                         n_audio_channels=n_audio_channels, dist=dist, decoder=decoder, preview_decoder=preview_decoder,
+                         extra_state=extra_state)
+    return loop.train(task, cfg, run_dir, dist=dist, force=force, show_progress=show_progress)
 
 
 # ------------------------------------------------------------------ wiring to latent shards and the VAE
@@ -275,4 +289,4 @@ def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool
                          dist=dist, decoder=decoder if cfg.diffusion.audio_shuffle_frame_proxy_weight > 0 else None,
                          preview_decoder=decoder, extra_state=extra,
                          setup_run_dir=lambda run: record_vae(run, vae_src, scale, force))
-    return train(task, cfg, run_dir, dist=dist, force=force)
+    return loop.train(task, cfg, run_dir, dist=dist, force=force)
