@@ -3,10 +3,13 @@ latent shards (single process and `torchrun` with 2 gloo processes)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +150,40 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+def _damaged_copy(latents: Path, dst: Path) -> set[str]:
+    """A copy of the latent shards with a broken meta.json in each train shard and a third, truncated train shard;
+    returns the skip ids the loader must report (trainer.data.SkipLog)."""
+    shutil.copytree(latents, dst)
+    train = dst / "train"
+    expect = set()
+    for shard, victim in ((0, 1), (1, 0)):
+        path = train / S.shard_name(shard)
+        key = S.sample_key(shard, victim)
+        with tarfile.open(latents / "train" / S.shard_name(shard)) as tin, \
+                tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tout:
+            for info in tin:
+                data = tin.extractfile(info).read()
+                if info.name == f"{key}.{S.META}":
+                    data = b"{not json"
+                    info.size = len(data)
+                tout.addfile(info, io.BytesIO(data))
+        expect.add(f"sample:{path}#{key}")
+    whole = (latents / "train" / S.shard_name(1)).read_bytes()
+    cut = whole.find(f"{S.sample_key(1, 1)}.{S.LATENTS}".encode()) + 512 + 100  # inside the 2nd sample's latents
+    (train / S.shard_name(2)).write_bytes(whole[:cut])
+    expect.add(f"shard:{train / S.shard_name(2)}")
+    return expect
+
+
 def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
+    """2 ranks x 2 steps on shards with 2 corrupt samples and a truncated shard, each read many times by both
+    ranks: the run counts 2 corrupt samples and 1 unreadable shard, once each, and saves them in its state."""
     root, cfg_file = latent_data
     out = root / "ddp"
+    expect = _damaged_copy(root / "latents", root / "latents_damaged")
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(Path(sys.executable).with_name("trainer")),
-           "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents"), "--out", str(out)] + CLI_ARGS
+           "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents_damaged"), "--out", str(out)] + CLI_ARGS
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert "val gap" in proc.stdout
@@ -162,7 +193,9 @@ def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
     assert summary["train"]["frame_proxy"] >= 0 and "val_gap" in summary["val"]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "train/L_good" in x] == [1, 2]
-    assert ckpt.load_checkpoint(out)[0] == 2
+    step, _, state = ckpt.load_checkpoint(out)
+    assert step == 2 and set(state["skipped"]) == expect
+    assert summary["skipped"] == {"corrupt_samples": 2, "unreadable_shards": 1}
     from trainer.vae.model import load_vae  # the VAE trained against is recorded in the run and loads on its own
     vae, vcfg, _ = load_vae(out / "vae")
     assert vcfg.vae.latent_channels == 2
@@ -251,3 +284,19 @@ def test_killed_during_a_checkpoint_write_resumes_to_the_same_weights(latent_dat
     for i in ta["optim"]["state"]:
         for k in ta["optim"]["state"][i]:
             assert torch.equal(ta["optim"]["state"][i][k], tb["optim"]["state"][i][k]), (i, k)
+
+
+def test_a_bug_inside_training_keeps_its_traceback(latent_data, tmp_path, monkeypatch):
+    """Only bad input becomes a one-line exit 2: a KeyError raised inside a training step reaches the top as itself."""
+    import trainer.diffusion.train as dt
+    from shared.command_line import run_cli
+
+    def broken_loss(*args, **kwargs):
+        raise KeyError("a bug in the loss")
+
+    monkeypatch.setattr(dt, "diffusion_loss", broken_loss)
+    root, cfg_file = latent_data
+    with pytest.raises(KeyError, match="a bug in the loss"):
+        run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--config", str(cfg_file), "--latents",
+                str(root / "latents"), "--out", str(tmp_path / "run"), *CLI_ARGS])
+    assert ckpt.list_checkpoints(tmp_path / "run") == []

@@ -176,7 +176,7 @@ def _check_finite(rows: list[tuple[int, dict[str, float]]], run_dir: Path) -> No
         bad = {k: v for k, v in m.items() if not math.isfinite(v)}
         if bad:
             good = ckpt.resolve_latest(run_dir)
-            terms = ", ".join(f"{k}={v:.4g}" for k, v in m.items() if k != "lr")
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in m.items() if k not in ("lr", "samples_per_s"))
             raise NonFiniteLossError(
                 f"non-finite {', '.join(sorted(bad))} at step {step} ({terms}); the run stopped. Last good "
                 f"checkpoint: {good if good is not None else 'none (no checkpoint yet)'}; lower the learning rate "
