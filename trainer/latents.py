@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import tarfile
 import time
@@ -117,14 +116,6 @@ def latent_statistics(paths: list[Path]) -> dict[str, Any]:
     return {"latent_mean": float(mean), "latent_std": std, "latent_scale": 1.0 / max(std, 1e-8),
             "channel_mean": c_mean.tolist(), "channel_std": c_std.tolist(), "latent_shape": shape,
             "n_values": int(count)}
-
-
-def read_manifest(latent_dir: str | os.PathLike) -> dict[str, Any]:
-    """The latent manifest (for the diffusion trainer: ``latent_scale``, ``vae``)."""
-    p = Path(latent_dir) / MANIFEST
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing: run `trainer cache-latents` first")
-    return json.loads(p.read_text())
 
 
 def cache_latents(cfg: Config, data: str, vae: str, out: str) -> dict[str, Any]:

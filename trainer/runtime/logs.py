@@ -32,7 +32,9 @@ class MetricsLogger:
         if resume_step is not None and self.path.exists():
             self._truncate_after(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
-        from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
+        # imported here: tensorboard adds ~1.0 s on top of torch (measured on the 2-core box), and only the main
+        # rank of a run ever needs it
+        from torch.utils.tensorboard import SummaryWriter
 
         self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"), purge_step=resume_step)
 
