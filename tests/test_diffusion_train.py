@@ -3,13 +3,11 @@ latent shards (single process and `torchrun` with 2 gloo processes)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
 from trainer.diffusion.train import train
 from killing import KILLED, run_killed
+from trainer_shards import rewrite_member
 
 ROOT = Path(__file__).resolve().parents[1]
 C, H = 2, 4
@@ -159,14 +158,7 @@ def _damaged_copy(latents: Path, dst: Path) -> set[str]:
     for shard, victim in ((0, 1), (1, 0)):
         path = train / S.shard_name(shard)
         key = S.sample_key(shard, victim)
-        with tarfile.open(latents / "train" / S.shard_name(shard)) as tin, \
-                tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tout:
-            for info in tin:
-                data = tin.extractfile(info).read()
-                if info.name == f"{key}.{S.META}":
-                    data = b"{not json"
-                    info.size = len(data)
-                tout.addfile(info, io.BytesIO(data))
+        rewrite_member(latents / "train" / S.shard_name(shard), path, f"{key}.{S.META}", lambda _: b"{not json")
         expect.add(f"sample:{path}#{key}")
     whole = (latents / "train" / S.shard_name(1)).read_bytes()
     cut = whole.find(f"{S.sample_key(1, 1)}.{S.LATENTS}".encode()) + 512 + 100  # inside the 2nd sample's latents

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import collections
-import io
 import itertools
 import math
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from trainer.data import (
     ShardDataset, frame_loader, make_loader, resolve_shards, skip_counts, skipped_in, target_variant_mix,
     timeshift_offset_frames, VARIANT_CODE,
 )
-from trainer_shards import write_index_latent_shard, write_pixel_shards
+from trainer_shards import rewrite_member, write_index_latent_shard, write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,22 +197,12 @@ def test_timeshift_offset_is_never_whole_bars():
         timeshift_offset_frames(120.0, 8.0, 1, rng)
 
 
-def _corrupt_one_jpeg(src, dst, key, member):
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
-        for info in tin:
-            data = tin.extractfile(info).read()
-            if info.name == f"{key}.{member}":
-                data = b"\xff\xd8 not a jpeg at all" + data[40:80]
-                info.size = len(data)
-            tout.addfile(info, io.BytesIO(data))
-
-
 def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_path):
     root, keys = pixel_dir
     urls = resolve_shards(root, "train")
     bad = tmp_path / "shard-000000.tar"
     victim = keys["train"][1]
-    _corrupt_one_jpeg(urls[0], bad, victim, S.frame_member(3))
+    rewrite_member(urls[0], bad, f"{victim}.{S.frame_member(3)}", lambda data: b"\xff\xd8 not a jpeg at all" + data[40:80])
     # a truncated shard as well: its first sample survives, the shard is counted once
     truncated = tmp_path / "shard-000001.tar"
     data = open(urls[1], "rb").read()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.vae import FrameVAE, edge_loss, kl_loss, psnr, vae_loss
 from trainer.vae.model import stage_widths
 from killing import KILLED, run_killed
-from trainer_shards import write_pixel_shards
+from trainer_shards import rewrite_member, write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["render.resolution=32", "render.fps=8", "data.sample_rate=8000", "data.clip_seconds=2.0", "timeline.n_fft=256",
@@ -67,22 +65,13 @@ def test_model_shapes(downsample):
             model.encode(torch.zeros(1, 3, 36, 36))
 
 
-def _corrupt_meta(src: Path, dst: Path, key: str) -> None:
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
-        for info in tin:
-            data = tin.extractfile(info).read()
-            if info.name == f"{key}.{S.META}":
-                data = b"{not json"
-                info.size = len(data)
-            tout.addfile(info, io.BytesIO(data))
-
-
 def test_loss_falls_and_run_dir_is_complete(pixels, tmp_path):
     src, keys = pixels
     data = tmp_path / "pixels"
     (data / "train").mkdir(parents=True)
     (data / "val").mkdir()
-    _corrupt_meta(src / "train" / S.shard_name(0), data / "train" / S.shard_name(0), keys["train"][1])
+    rewrite_member(src / "train" / S.shard_name(0), data / "train" / S.shard_name(0), f"{keys['train'][1]}.{S.META}",
+                   lambda _: b"{not json")
     (data / "train" / S.shard_name(1)).write_bytes((src / "train" / S.shard_name(1)).read_bytes())
     (data / "val" / S.shard_name(0)).write_bytes((src / "val" / S.shard_name(0)).read_bytes())
     out = tmp_path / "run"
