@@ -176,6 +176,7 @@ def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(Path(sys.executable).with_name("trainer")),
            "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents_damaged"), "--out", str(out)] + CLI_ARGS
+    cmd += ["run.log_every=2", "run.sample_every=1"]  # a preview at step 1 flushes metrics early on every rank
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert "val gap" in proc.stdout
@@ -194,6 +195,7 @@ def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
     import matplotlib.image  # EMA samples decoded by the recorded VAE, under the decoded truth
     img = matplotlib.image.imread(out / "samples" / "step-00000002.png")
     assert img.shape[0] == 4 * 2 * 16 and img.shape[1] == 2 * 16  # 4 clips x (truth, sample) x 16 px; 2 frames
+    assert (out / "samples" / "step-00000001.png").is_file()
 
 
 def test_throughput_benchmark_runs_on_cpu_and_keeps_other_sections(tmp_path, capsys):

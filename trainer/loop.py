@@ -155,7 +155,9 @@ class _StepMetrics:
     def add(self, step: int, terms: dict[str, torch.Tensor], host: dict[str, float]) -> None:
         if self.names is None:
             self.names = list(terms)
-        self.rows.append(torch.stack([terms[k].detach().float().reshape(()) for k in self.names]))
+        device = terms[self.names[0]].device
+        self.rows.append(torch.stack([torch.as_tensor(terms[k], dtype=torch.float32, device=device).detach().reshape(())
+                                      for k in self.names]))
         self.host.append((step, host))
 
     def flush(self) -> list[tuple[int, dict[str, float]]]:
@@ -287,7 +289,8 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
 
             ckpt_due = done % run.checkpoint_every == 0 or done == h.steps
             val_due = done % task.val_every == 0 or done == h.steps
-            preview_due = dist.is_main and (done % run.sample_every == 0 or done == h.steps)
+            preview_due = done % run.sample_every == 0 or done == h.steps
+            # the same condition on every rank: a flush is a collective
             if done % run.log_every == 0 or ckpt_due or val_due or preview_due:
                 rows = pending.flush()
                 rows[-1][1]["samples_per_s"] = rate.read()
@@ -304,7 +307,7 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
                     if dist.is_main:
                         bar.write(f"{task.name} step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
 
-            if preview_due:
+            if preview_due and dist.is_main:
                 ema.copy_to(ema_model)
                 shot = task.preview(ema_model, done)
                 if shot is not None:
