@@ -154,7 +154,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, tensors: dict[str, An
     root = run / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
+    tmp = root / f"{TMP_PREFIX}{int(step):08d}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -25,6 +25,7 @@ from torch import nn
 
 from shared.config import Config
 from shared.errors import CheckpointError, ConfigError, DataError
+from shared.fsutil import atomic_path
 from shared.seeding import derive_seed
 from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
@@ -228,7 +229,8 @@ def record_vae(run_dir: Path, vae_path: Path, latent_scale: float, force: bool =
         raise CheckpointError(f"{step_dir} has no EMA weights (has {sorted(tensors)})")
     dest = run_dir / "vae"
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(vae_run / ckpt.CONFIG_FILE, dest / ckpt.CONFIG_FILE)
+    with atomic_path(dest / ckpt.CONFIG_FILE) as tmp:
+        shutil.copyfile(vae_run / ckpt.CONFIG_FILE, tmp)
     ckpt.save_checkpoint(dest, step, {"ema": tensors["ema"]},
                          {"source": str(step_dir.resolve()), "latent_scale": latent_scale}, keep=1)
     return dest

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from shared.fsutil import atomic_write_text
+
 
 class MetricsLogger:
     """Scalars to ``run_dir/metrics.jsonl`` (one JSON object per line) and TensorBoard (``run_dir/tb``).
@@ -46,7 +48,7 @@ class MetricsLogger:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by the crash
-        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 
     def log(self, step: int, metrics: dict[str, float], prefix: str = "") -> None:
         self.log_rows([(step, metrics)], prefix)
