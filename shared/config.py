@@ -61,6 +61,12 @@ class DataConfig(_Section):
     train_shards: int = Field(8, ge=1, description="Number of train shards `datagen run` writes (`--shards`).")
     val_shards: int | None = Field(None, ge=1, description="Number of val shards; null means max(1, train_shards // 100).")
     samples_per_shard: int = Field(64, ge=1, description="Clips per shard (`--samples-per-shard`).")
+    val_style_siblings: int = Field(
+        2, ge=0,
+        description="Groups of val clips sharing one normal-music audio clip with different visual plans, for "
+        "style diversity at fixed audio; one shard of 3 clips per group in their own split val_siblings/ "
+        "(train/ and val/ do not change). 0: none.",
+    )
     audio_silence_mix_prob: float = Field(
         0.3, ge=0, le=1,
         description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
@@ -319,6 +325,8 @@ class RunConfig(_Section):
     executor: Literal["ray", "processes", "local"] = Field("ray", description="datagen executor.")
     workers: int | None = Field(None, ge=1, description="datagen render workers (null: one per CPU, or per GPU fraction).")
     address: str | None = Field(None, description="Ray cluster address to join (null: embedded local cluster).")
+    ray_connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for the Ray cluster at "
+                                         "run.address to answer before failing.")
     max_retries: int = Field(3, ge=0, description="Retries of a failed shard before it is reported.")
 
 
