@@ -21,7 +21,8 @@ Exact resume. Every random draw of step s on rank r comes from generators seeded
 checkpoint steps: at each such step the loop asks the task for a new stream ``task.batches(step)``, a pure
 function of the step (the loader is seeded by it). A run killed anywhere resumes from its newest
 checkpoint, which starts a segment, and sees exactly the batches, noise and updates an uninterrupted run
-sees, with any number of loader workers. Cost: a loader restart (worker start, shuffle-buffer fill) per
+sees, with any number of loader workers (the same number, ranks and ``run.checkpoint_every`` as before:
+the stream is a function of them). Cost: a loader restart (worker start, shuffle-buffer fill) per
 checkpoint; and when a run resumes from a checkpoint off the segment grid (the final step of a shorter
 earlier run), it reads and drops the batches since the segment start: at most ``checkpoint_every - 1``
 batches of loading, no compute.
