@@ -232,7 +232,9 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             opt.load_state_dict(loaded.tensors["optim"])
             st = loaded.state
             start, ema.num_updates = loaded.step, st.get("ema_updates", loaded.step)
-            samples_seen, skipped = st.get("samples_seen", 0), set(st.get("skipped", []))
+            samples_seen = st.get("samples_seen", 0)
+            if isinstance(st.get("skipped"), list):  # older runs saved counts, not ids: those start afresh
+                skipped = set(st["skipped"])
             last, val = st.get("metrics", {}), st.get("val", {})
             if dist.is_main:
                 print(f"{task.name}: resuming {run_dir} from step {start} ({loaded.step_dir.name})")
