@@ -158,8 +158,9 @@ class VaeConfig(_Section):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     warmup_steps: int = Field(500, ge=0, description="Linear warmup steps.")
     steps: int = Field(20000, ge=1, description="Total training steps (`--steps`).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip (1.0 only bites in the first, noisy steps).")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for caching latents.")
-    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    compile: bool = Field(False, description="torch.compile the VAE on CUDA (ignored on CPU).")
 
     @field_validator("downsample")
     @classmethod

@@ -123,14 +123,6 @@ def latent_statistics(paths: list[Path]) -> dict[str, Any]:
             "n_values": int(count)}
 
 
-def read_manifest(latent_dir: str | os.PathLike) -> dict[str, Any]:
-    """The latent manifest (for the diffusion trainer: ``latent_scale``, ``vae``)."""
-    p = Path(latent_dir) / MANIFEST
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing: run `trainer cache-latents` first")
-    return json.loads(p.read_text())
-
-
 SIDECAR_SUFFIX = ".json"  # shard-NNNNNN.tar.json beside each latent shard: what it was made from
 
 
