@@ -337,7 +337,7 @@ def moving_average(x: np.ndarray, k: int) -> np.ndarray:
     return full[start:start + len(x)]
 
 
-def tempo_scores(env: np.ndarray, rate: float, bpm: np.ndarray, max_elements: int = 1 << 20) -> np.ndarray:
+def tempo_scores(env: np.ndarray, rate: float, bpm: np.ndarray, max_elements: int = 1 << 15) -> np.ndarray:
     """How well a pulse train at each tempo explains the onset envelope (float64, one score per ``bpm``).
 
     For a period ``L = 60/bpm`` s and the best phase ``phi``, ``E = sum_n env(phi + n L)`` is the onset
@@ -360,16 +360,25 @@ def tempo_scores(env: np.ndarray, rate: float, bpm: np.ndarray, max_elements: in
     n_phase = max(1, int(math.ceil(period.max() * rate)))  # phases one envelope step apart at the slowest tempo
     n_pulse = int(math.ceil(duration / period.min())) + 1
     frac = np.arange(n_phase) / n_phase  # (K,) phase as a fraction of the period
-    pulses = np.arange(n_pulse)  # (N,)
+    pulse_phase = frac[:, None] + np.arange(n_pulse)[None, :]  # (K, N) pulse positions in periods
+    # Interpolation taps, zero where the right tap env[i0 + 1] would lie past the end (no pulse there):
+    # left[i] = env[i], right[i] = env[i + 1] for i <= n - 2, both 0 beyond, long enough for every
+    # position, so no clipping or masking per element (positions are >= 0: their floor is a truncation).
+    taps = int(math.ceil(pulse_phase[-1, -1] * period.max() * rate)) + 2
+    left, right = np.zeros(max(taps, n)), np.zeros(max(taps, n))
+    left[:n - 1], right[:n - 1] = env[:-1], env[1:]
     out = np.empty(len(bpm))
     step = max(1, max_elements // (n_phase * n_pulse))
-    for a in range(0, len(bpm), step):  # chunks of tempi: bounded memory for long audio
-        p = period[a:a + step, None, None]  # (b, 1, 1)
-        pos = (frac[None, :, None] + pulses[None, None, :]) * p * rate  # (b, K, N) in envelope steps
-        i0 = np.floor(pos).astype(np.int64)
-        w = pos - i0
-        i0c = np.clip(i0, 0, n - 2)
-        val = np.where(i0 + 1 < n, env[i0c] * (1.0 - w) + env[i0c + 1] * w, 0.0)
+    for a in range(0, len(bpm), step):  # chunks of tempi: bounded memory (and cache-sized) for long audio
+        pos = pulse_phase[None] * period[a:a + step, None, None]  # (b, K, N)
+        pos *= rate  # in envelope steps
+        i0 = pos.astype(np.int64)
+        w = pos
+        w -= i0  # in place: the interpolation weight of the right tap
+        val = left[i0]
+        val *= 1.0 - w
+        w *= right[i0]
+        val += w  # env(pos) by linear interpolation
         collected = val.sum(axis=2).max(axis=1)  # (b,) E at the best phase
         out[a:a + step] = period[a:a + step] * collected ** 2
     return out
