@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -121,8 +121,25 @@ def build_meta(cfg: Config, split: str, shard: int, sample: int, seed: int, audi
     return meta
 
 
-def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> tuple[str, list[tuple[str, bytes]], dict]:
-    """Generate one clip: ``(key, members in shard order, meta)``."""
+@dataclass
+class PreparedClip:
+    """The CPU half of one sample, made before it is rendered: audio, its timeline and the visual plan."""
+
+    split: str
+    shard: int
+    sample: int
+    seed: int
+    plan_seed: int
+    variant: str
+    clip: Any  # datagen.audio.AudioClip
+    wave: np.ndarray  # (N,) the PCM_16-quantised mix, as stored
+    features: np.ndarray  # (T, C) timeline of ``wave``
+    names: list[str]
+    plan: dict[str, Any]
+
+
+def prepare_clip(cfg: Config, split: str, shard: int, sample: int) -> PreparedClip:
+    """Audio synthesis, timeline and visual plan of one sample (no GL: runs on any thread)."""
     from datagen.audio import synthesize_clip
     from datagen.visual import sample_visual_plan
     from shared.timeline import compute_audio_timeline
@@ -139,48 +156,94 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     wave = S.quantize_pcm16(clip.wave)  # (N,)
     features, names = compute_audio_timeline(wave, clip.sr, cfg.render.fps, cfg.timeline)  # (T, C)
     plan = sample_visual_plan(cfg, plan_seed, variant)
-    jpegs: list[bytes] = []
-    for chunk in renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames):  # (n, H, W, 3)
-        jpegs.extend(S.encode_jpeg(frame, cfg.render.jpeg_quality) for frame in chunk)
-    if len(jpegs) != features.shape[0]:
-        raise RuntimeError(f"renderer returned {len(jpegs)} frames for a {features.shape[0]}-frame timeline")
-    meta = build_meta(cfg, split, shard, sample, seed, clip.meta, plan, names, len(jpegs))
-    if split == SIBLINGS:
-        meta.update(sibling_group=shard, style_seed=plan_seed)  # "seed" is the shared audio's
-    if meta.get("variant") != variant:
-        raise RuntimeError(f"synthesize_clip returned variant {meta.get('variant')!r}, asked for {variant!r}")
-    stems = clip.stems if cfg.data.store_stems else None
-    members = S.pixel_members(wave, clip.sr, features, jpegs, meta, stems=stems)
-    return S.sample_key(shard, sample), members, meta
+    return PreparedClip(split, shard, sample, seed, plan_seed, variant, clip, wave, features, names, plan)
+
+
+def encode_frames(frames: np.ndarray, quality: int) -> list[bytes]:
+    """JPEG 4:2:0 bytes of each frame of a rendered chunk ``[n, H, W, 3]``."""
+    return [S.encode_jpeg(frame, quality) for frame in frames]
+
+
+def finish_sample(cfg: Config, p: PreparedClip, jpegs: list[bytes]) -> tuple[str, list[tuple[str, bytes]], dict]:
+    """The sample's ``(key, members in shard order, meta)`` from its prepared clip and encoded frames."""
+    if len(jpegs) != p.features.shape[0]:
+        raise RuntimeError(f"renderer returned {len(jpegs)} frames for a {p.features.shape[0]}-frame timeline")
+    meta = build_meta(cfg, p.split, p.shard, p.sample, p.seed, p.clip.meta, p.plan, p.names, len(jpegs))
+    if p.split == SIBLINGS:
+        meta.update(sibling_group=p.shard, style_seed=p.plan_seed)  # "seed" is the shared audio's
+    if meta.get("variant") != p.variant:
+        raise RuntimeError(f"synthesize_clip returned variant {meta.get('variant')!r}, asked for {p.variant!r}")
+    stems = p.clip.stems if cfg.data.store_stems else None
+    members = S.pixel_members(p.wave, p.clip.sr, p.features, jpegs, meta, stems=stems)
+    return S.sample_key(p.shard, p.sample), members, meta
+
+
+def render_chunks(cfg: Config, p: PreparedClip, renderer) -> Iterator[np.ndarray]:
+    """The rendered frames of a prepared clip, chunk by chunk (``[n, H, W, 3]`` uint8)."""
+    return renderer.render(p.features, p.names, p.plan, cfg.render.fps, cfg.render.chunk_frames)
+
+
+def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> tuple[str, list[tuple[str, bytes]], dict]:
+    """Generate one clip, serially: ``(key, members in shard order, meta)`` (what :func:`write_shard` pipelines)."""
+    p = prepare_clip(cfg, split, shard, sample)
+    jpegs = [j for chunk in render_chunks(cfg, p, renderer) for j in encode_frames(chunk, cfg.render.jpeg_quality)]
+    return finish_sample(cfg, p, jpegs)
 
 
 def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
     """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
 
+    The GL thread (this one) only renders; CPU work overlaps it on two helper threads: the next
+    clip's audio synthesis, timeline and plan (:func:`prepare_clip`) and the JPEG encoding of each
+    rendered chunk on a pool, and the sample's members and tar write (:func:`finish_sample`) on a
+    single writer thread, which appends samples in order. Every step is the serial one of
+    :func:`build_sample` on the same inputs, so the bytes do not depend on the threads.
+
     Math libraries run single-threaded inside: a multi-threaded BLAS splits sums (the timeline's
     ``power @ bands``) by thread count, and its float32 result then differs in the last bit between
     an executor whose workers get one thread (Ray actors) and one whose get all cores (local), so
-    shard bytes would depend on the executor. Shards run in parallel as whole units instead.
+    shard bytes would depend on the executor. (``threadpool_limits`` sets the libraries' global
+    thread count, so it holds on the helper threads too.) Shards run in parallel as whole units instead.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from threadpoolctl import threadpool_limits
 
     if spec.split not in SPLITS:
         raise ValueError(f"unknown split {spec.split!r} (expected one of {SPLITS})")
     t0 = time.perf_counter()
     variants: Counter[str] = Counter()
-    n_frames = 0
-    with threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer:
-        for i in range(samples_in(cfg, spec.split)):
-            key, members, meta = build_sample(cfg, spec.split, spec.index, i, renderer)
-            writer.add_sample(key, members)
-            variants[meta["variant"]] += 1
-            n_frames += meta["n_frames"]
+    n_samples = samples_in(cfg, spec.split)
+    quality = cfg.render.jpeg_quality
+
+    def write(p: PreparedClip, chunks: list[Future]) -> dict[str, Any]:
+        key, members, meta = finish_sample(cfg, p, [j for c in chunks for j in c.result()])
+        writer.add_sample(key, members)
+        return meta
+
+    with (threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer,
+          ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-cpu") as cpu,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-write") as tar):
+        written: list[Future] = []
+        upcoming = cpu.submit(prepare_clip, cfg, spec.split, spec.index, 0)
+        for i in range(n_samples):
+            if i >= 2:  # at most two samples' frames in memory (encoding may lag a fast GPU)
+                written[i - 2].result()
+            p = upcoming.result()
+            if i + 1 < n_samples:
+                upcoming = cpu.submit(prepare_clip, cfg, spec.split, spec.index, i + 1)
+            chunks = [cpu.submit(encode_frames, chunk, quality) for chunk in render_chunks(cfg, p, renderer)]
+            written.append(tar.submit(write, p, chunks))
+        metas = [f.result() for f in written]  # in order; the first error is raised here with its traceback
+    for meta in metas:
+        variants[meta["variant"]] += 1
+    n_frames = sum(meta["n_frames"] for meta in metas)
     st = spec.path.stat()
     return {
         "split": spec.split,
         "index": spec.index,
         "path": spec.rel_path,
-        "samples": samples_in(cfg, spec.split),
+        "samples": n_samples,
         "frames": n_frames,
         "bytes": st.st_size,
         "mtime_ns": st.st_mtime_ns,  # the hash cache key with bytes (datagen.reconcile.verified)
