@@ -293,6 +293,7 @@ class ShardWorker:
             "renderer": dict(self.renderer.info),
             "renderers_in_process": _RENDERERS_CREATED,
             "lp_num_threads": os.environ.get("LP_NUM_THREADS"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU an executor pinned it to
         }
         self.shards_done = 0
 

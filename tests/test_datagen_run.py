@@ -74,14 +74,19 @@ def test_local_run_layout_manifest_and_summary(local_run):
     assert summary["variants"]["val"]["silence"] >= 1 and summary["variants"]["val"]["debug"] >= 1
 
 
-def test_processes_executor_byte_identical_one_context_per_worker(local_run, tmp_path):
+def test_processes_executor_byte_identical_one_context_per_worker_each_pinned_to_a_gpu(local_run, tmp_path,
+                                                                                       monkeypatch):
+    """Also the GPU pinning: with two GPUs visible each worker gets its own CUDA_VISIBLE_DEVICES (here the GPUs
+    do not exist, so each Renderer falls back to EGL's default device, llvmpipe, and the bytes stay the same)."""
     from datagen.run import run_datagen
 
     ref, _ = local_run
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     cfg = micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.executor": "processes", "run.workers": 2})
     code, summary = run_datagen(cfg, tmp_path / "px", progress=False)
     assert code == 0
     assert shard_files(tmp_path / "px") == shard_files(ref)
+    assert sorted(w["cuda_visible_devices"] for w in summary["workers"]) == ["3", "5"]
     # 2 workers for 4 shards: two GL contexts, one per spawned process, none in this process.
     assert summary["gl_contexts"] == 2
     pids = {w["pid"] for w in summary["workers"]}
@@ -279,6 +284,16 @@ def test_actor_plan_sizes_actors_to_cpus_and_splits_gpus():
     assert actor_plan({"CPU": 4.0, "GPU": 8.0}, None, 2000) == (4, 1.0)  # never more than one GPU per actor
     assert actor_plan({"CPU": 2.0}, None, 2000) == (2, 0.0)  # CPU slots only
     assert actor_plan({"CPU": 2.0}, 6, 3) == (3, 0.0)  # no more actors than shards
+
+
+def test_processes_executor_hands_out_gpus_round_robin():
+    from datagen.executors.processes import gpu_for_worker, visible_gpus
+
+    assert visible_gpus("2,0", [0, 1, 2, None]) == ["2", "0"]  # CUDA_VISIBLE_DEVICES wins, in its order
+    assert visible_gpus(None, [None, 1, 0]) == ["0", "1"]  # unset: the NVIDIA EGL devices' CUDA ordinals
+    assert visible_gpus(None, [None]) == [] and visible_gpus("", [0]) == [] and visible_gpus("-1", [0]) == []
+    assert [gpu_for_worker(j, ["0", "1"]) for j in range(5)] == ["0", "1", "0", "1", "0"]  # shared past 2 workers
+    assert gpu_for_worker(3, []) is None  # Mesa: no pinning
 
 
 def test_stems_stored_only_when_asked(local_run):

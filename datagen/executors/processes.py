@@ -2,6 +2,11 @@
 
 Never fork: an inherited EGL context hangs (PLATFORM_NOTES.md). The pool initializer creates the
 worker inside each process; a crashed pool is rebuilt and its in-flight shards are resubmitted.
+
+GPUs: each worker is pinned to one of this machine's GPUs, round robin (worker j gets GPU
+j mod n), the way the ``ray`` executor's actors are: its CUDA_VISIBLE_DEVICES is narrowed to that
+GPU before its Renderer exists, and the Renderer then takes the first visible GPU's EGL device.
+Without NVIDIA GPUs (Mesa) nothing is pinned.
 """
 
 from __future__ import annotations
@@ -17,8 +22,38 @@ from datagen.shard_job import ShardSpec, ShardWorker
 _POOL_WORKER: ShardWorker | None = None
 
 
-def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int) -> None:
+def visible_gpus(cuda_visible_devices: str | None, egl_cuda_ids: list[int | None]) -> list[str]:
+    """The GPUs this process may hand to workers, as CUDA_VISIBLE_DEVICES entries.
+
+    A CUDA_VISIBLE_DEVICES that lists GPUs is kept as given (its entries, in order); unset, the
+    NVIDIA GPUs EGL reports (their CUDA ordinals); "" / "-1" / "NoDevFiles" or no NVIDIA EGL device: none.
+    """
+    if cuda_visible_devices is not None:
+        cvd = cuda_visible_devices.strip()
+        if cvd in ("", "-1", "NoDevFiles"):
+            return []
+        return [d.strip() for d in cvd.split(",") if d.strip()]
+    return [str(c) for c in sorted({c for c in egl_cuda_ids if c is not None})]
+
+
+def gpu_for_worker(slot: int, gpus: list[str]) -> str | None:
+    """The GPU of worker ``slot``: round robin over ``gpus`` (several workers share one when there are more
+    workers than GPUs, like the ray executor's fractional GPUs); None without GPUs."""
+    return gpus[slot % len(gpus)] if gpus else None
+
+
+def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int, slots, gpus: list[str]) -> None:
     global _POOL_WORKER
+    import os
+    import queue as queue_mod
+
+    try:
+        slot = slots.get(timeout=30)
+    except queue_mod.Empty:  # more processes than slots (not expected): the first GPU
+        slot = 0
+    gpu = gpu_for_worker(slot, gpus)
+    if gpu is not None:  # before the Renderer (and CUDA/EGL) exists in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     _POOL_WORKER = ShardWorker(cfg_dict, render_threads=render_threads)
     report_queue.put(_POOL_WORKER.describe())
 
@@ -36,14 +71,23 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    import os
+
+    from datagen.visual.renderer import query_egl_cuda_ids
+
     ctx = mp.get_context("spawn")
     k = max(1, min(workers or available_cpus(), len(specs)))
     reports = ctx.Queue()
     cfg_dict = cfg.model_dump(mode="json")
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible_gpus(cvd, [] if cvd is not None else query_egl_cuda_ids())
 
     def new_pool() -> ProcessPoolExecutor:
+        slots = ctx.Queue()  # worker slot j -> GPU j mod n; a rebuilt pool hands them out afresh
+        for j in range(k):
+            slots.put(j)
         return ProcessPoolExecutor(max_workers=k, mp_context=ctx, initializer=_pool_init,
-                                   initargs=(cfg_dict, reports, max(1, available_cpus() // k)))
+                                   initargs=(cfg_dict, reports, max(1, available_cpus() // k), slots, gpus))
 
     def drain() -> None:
         while True:
