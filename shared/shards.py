@@ -225,8 +225,11 @@ class ShardWriter:
         self.closed = False
         with self._disk_full_named():
             self._file = open(self.partial_path, "wb")
-        # USTAR: no pax headers (they would carry varying fields); names here are short.
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        # The tar framing is written here, byte for byte what tarfile.TarFile writes (headers from
+        # TarInfo.tobuf, 512-byte blocks, two zero blocks and a 10240-byte record at the end), without its
+        # per-member copies: a sample has one member per frame. USTAR: no pax headers (they would carry
+        # varying fields); names here are short.
+        self._offset = 0
         self._keys: set[str] = set()
         self.n_samples = 0
 
@@ -253,12 +256,17 @@ class ShardWriter:
         if key in self._keys:
             raise ValueError(f"duplicate sample key {key!r} in {self.final_path}")
         seen: set[str] = set()
-        for suffix, data in members:
-            if suffix in seen:
-                raise ValueError(f"duplicate member {key}.{suffix}")
-            seen.add(suffix)
-            with self._disk_full_named():
-                self._tar.addfile(_tarinfo(f"{key}.{suffix}", len(data)), io.BytesIO(data))
+        with self._disk_full_named():
+            for suffix, data in members:
+                if suffix in seen:
+                    raise ValueError(f"duplicate member {key}.{suffix}")
+                seen.add(suffix)
+                header = _tarinfo(f"{key}.{suffix}", len(data)).tobuf(tarfile.USTAR_FORMAT)
+                pad = -len(data) % tarfile.BLOCKSIZE  # data is padded to whole blocks
+                self._file.write(header)
+                self._file.write(data)
+                self._file.write(b"\0" * pad)
+                self._offset += len(header) + len(data) + pad
         self._keys.add(key)
         self.n_samples += 1
 
@@ -267,7 +275,8 @@ class ShardWriter:
         if self.closed:
             return self.final_path
         with self._disk_full_named():
-            self._tar.close()
+            end = 2 * tarfile.BLOCKSIZE  # end of archive: two zero blocks, then zeros up to a whole record
+            self._file.write(b"\0" * (end + -(self._offset + end) % tarfile.RECORDSIZE))
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -279,10 +288,6 @@ class ShardWriter:
         """Drop the partial file; no final file is written."""
         if self.closed:
             return
-        try:
-            self._tar.close()
-        except Exception:  # noqa: BLE001 - the file is being discarded anyway
-            pass
         try:
             self._file.close()
         except OSError:  # flushing the rest failed (a full disk): the file is being discarded anyway
