@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -145,7 +146,15 @@ def _check_rates(sr: float, fps: float) -> None:
 
 
 def _hamming_table(lengths: np.ndarray, width: int) -> np.ndarray:
-    """Hamming windows of each frame's own length, zero beyond it (float64 [T, width])."""
+    """Hamming windows of each frame's own length, zero beyond it (float64 [T, width], read-only: cached, since
+    every clip of a run has the same frame layout)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return _hamming_table_cached(lengths.tobytes(), int(width))
+
+
+@lru_cache(maxsize=16)
+def _hamming_table_cached(lengths_bytes: bytes, width: int) -> np.ndarray:
+    lengths = np.frombuffer(lengths_bytes, dtype=np.int64)
     out = np.zeros((len(lengths), width))
     for length in np.unique(lengths):  # at most two distinct lengths
         n = int(length)
@@ -154,6 +163,7 @@ def _hamming_table(lengths: np.ndarray, width: int) -> np.ndarray:
         j = np.arange(n)
         w = 0.54 - 0.46 * np.cos(2.0 * np.pi * (j + 0.5) / n)
         out[lengths == length, :n] = w
+    out.flags.writeable = False
     return out
 
 
@@ -201,8 +211,14 @@ def band_matrix(sr: float, nfft: int, tcfg: TimelineConfig) -> np.ndarray:
 
 
 def _bins_to_bands(sr: float, nfft: int, edges: np.ndarray) -> np.ndarray:
-    """Matrix (float32 [F, len(edges)-1]) mapping rfft bins to bands ``[edges[k], edges[k+1])``, holding the
-    one-sided weight c_k (1 at DC and Nyquist, else 2); bins under ``edges[0]`` belong to no band."""
+    """Matrix (float32 [F, len(edges)-1], read-only, cached) mapping rfft bins to bands ``[edges[k], edges[k+1])``,
+    holding the one-sided weight c_k (1 at DC and Nyquist, else 2); bins under ``edges[0]`` belong to no band."""
+    return _bins_to_bands_cached(sr, int(nfft), np.asarray(edges, dtype=np.float64).tobytes())
+
+
+@lru_cache(maxsize=16)
+def _bins_to_bands_cached(sr: float, nfft: int, edges_bytes: bytes) -> np.ndarray:
+    edges = np.frombuffer(edges_bytes, dtype=np.float64)
     n_bands = len(edges) - 1
     freqs = np.arange(nfft // 2 + 1) * sr / nfft
     band = np.searchsorted(edges, freqs, side="right") - 1  # band k holds [edges[k], edges[k+1])
@@ -214,6 +230,7 @@ def _bins_to_bands(sr: float, nfft: int, edges: np.ndarray) -> np.ndarray:
     m = np.zeros((len(freqs), n_bands), np.float32)
     ok = np.nonzero(band >= 0)[0]
     m[ok, band[ok]] = c[ok]
+    m.flags.writeable = False
     return m
 
 
