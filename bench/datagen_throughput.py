@@ -8,7 +8,13 @@ For each resolution and worker count K, measured in the same run on the same wor
 * end to end: `datagen run` (the chosen executor, K workers) writing shards, wall clock including worker start-up;
 * ratios: end to end / render limit, end to end / encode limit, and against the serial combination
   1 / (1/render + 1/encode) (a worker both renders and encodes its frames);
-* scaling: end-to-end frames/s at K workers / (K x frames/s at 1 worker).
+* scaling: end-to-end frames/s at K workers / (K x frames/s at 1 worker);
+* CPU work per frame: this thread's CPU time (time.thread_time: other processes' load does not count)
+  per frame of each CPU stage of a worker on the workload's clips: audio synthesis, timeline, visual
+  plan, JPEG encoding, and the sample's members plus the tar write; "synth+timeline+tar" is their sum
+  without plan and JPEG. With ``--baseline DIR`` (a checkout of older code, e.g. ``git archive main``)
+  that measurement runs in alternating subprocesses, old code then this code, ``--repeats`` times each
+  (an interleaved A/B: load swings hit both alike), and the section gets a before/after table.
 
     .venv/bin/python bench/datagen_throughput.py --write      # replaces "## Datagen throughput" in bench/RESULTS.md
 """
@@ -28,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The code measured: this checkout, or the one named by DATAGEN_BENCH_CODE (the --baseline subprocesses).
+CODE = Path(os.environ.get("DATAGEN_BENCH_CODE", ROOT)).resolve()
+sys.path.insert(0, str(CODE))
 
 from datagen.run import available_cpus  # noqa: E402
 from shared.config import Config, build_config  # noqa: E402
@@ -144,8 +152,82 @@ def end_to_end(cfg: Config, k: int, shards: int, executor: str) -> dict:
         shutil.rmtree(out, ignore_errors=True)
 
 
+CPU_STAGES = ("synth", "timeline", "plan", "jpeg", "tar")
+
+
+def cpu_work(cfg: Config, n_clips: int) -> dict[str, float]:
+    """Thread-CPU ms per frame of each CPU stage over the first ``n_clips`` train clips (see the docstring).
+
+    Calls the stage functions the shard job calls, in its order, one clip at a time, with BLAS pinned
+    to one thread as in a shard; frames come from a Renderer (its time is not counted).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from datagen.audio import synthesize_clip
+    from datagen.shard_job import build_meta, variant_for
+    from datagen.visual import Renderer, sample_visual_plan
+    from shared import shards as S
+    from shared.seeding import sample_seed
+    from shared.timeline import compute_audio_timeline
+
+    spent = dict.fromkeys(CPU_STAGES, 0.0)
+    frames = 0
+
+    def timed(stage, fn, *a):
+        t0 = time.thread_time()
+        out = fn(*a)
+        spent[stage] += time.thread_time() - t0
+        return out
+
+    r = Renderer(cfg.render.resolution)
+    out = Path(tempfile.mkdtemp(prefix="dg-bench-cpu-"))
+    try:
+        with threadpool_limits(limits=1), S.ShardWriter(out / "shard.tar") as writer:
+            synthesize_clip(cfg, 0, "normal")  # warm caches (wavetables, FFT plans), as a long-lived worker has them
+            for i in range(n_clips):
+                shard, sample = divmod(i, cfg.data.samples_per_shard)
+                seed = sample_seed(cfg.data.seed, "train", shard, sample)
+                variant = variant_for(cfg, "train", sample, seed)
+                clip = timed("synth", synthesize_clip, cfg, seed, variant)
+                wave = timed("timeline", S.quantize_pcm16, clip.wave)
+                f, names = timed("timeline", compute_audio_timeline, wave, clip.sr, cfg.render.fps, cfg.timeline)
+                plan = timed("plan", sample_visual_plan, cfg, seed, variant)
+                rendered = [fr for c in r.render(f, names, plan, cfg.render.fps, cfg.render.chunk_frames) for fr in c]
+                jpegs = timed("jpeg", lambda: [S.encode_jpeg(fr, cfg.render.jpeg_quality) for fr in rendered])
+
+                def tar():
+                    meta = build_meta(cfg, "train", shard, sample, seed, clip.meta, plan, names, len(jpegs))
+                    writer.add_sample(S.sample_key(shard, sample), S.pixel_members(wave, clip.sr, f, jpegs, meta))
+
+                timed("tar", tar)
+                frames += len(jpegs)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        r.release()
+    per_frame = {k: 1e3 * v / frames for k, v in spent.items()}
+    per_frame["synth+timeline+tar"] = per_frame["synth"] + per_frame["timeline"] + per_frame["tar"]
+    return per_frame
+
+
+def cpu_work_ab(baseline: str, resolution: int, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """:func:`cpu_work` of the baseline code and of this code in alternating subprocesses, ``args.repeats`` each."""
+    import subprocess
+
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    flags = ["--cpu-only", "--resolutions", str(resolution), "--clips", str(args.clips), "--fps", str(args.fps),
+             "--clip-seconds", str(args.clip_seconds), "--samples-per-shard", str(args.samples_per_shard)]
+    for _ in range(args.repeats):
+        for label, code in (("before", baseline), ("after", str(ROOT))):
+            env = dict(os.environ, DATAGEN_BENCH_CODE=code, OMP_NUM_THREADS="1")
+            res = subprocess.run([sys.executable, __file__, *flags], env=env, capture_output=True, text=True, check=True)
+            runs[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rows, gl = measure(argv)
+    if args.cpu_only:
+        return 0
     text = section_text(args, rows, gl, argv)
     print(text)
     if args.write:
@@ -166,12 +248,23 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dic
     ap.add_argument("--repeats", type=int, default=1, help="Interleaved repeats per measurement; the best is kept.")
     ap.add_argument("--write", nargs="?", const=str(ROOT / "bench" / "RESULTS.md"), default=None, metavar="RESULTS.md",
                     help="Replace the section in this markdown file (default bench/RESULTS.md).")
+    ap.add_argument("--clips", type=int, default=8, help="Clips in the CPU-work-per-frame measurement.")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="A checkout of older code: CPU work per frame before (DIR) and after (this code), interleaved.")
+    ap.add_argument("--cpu-only", action="store_true", help="Print only the CPU work per frame (JSON), for --baseline.")
+    ap.add_argument("--json", default=None, metavar="PATH", help="Also write the rows as JSON here.")
     args = ap.parse_args(argv)
 
+    if args.cpu_only:
+        print(json.dumps(cpu_work(bench_config(args.resolutions[0], args), args.clips)))
+        return args, [], "?"
     rows = []
     gl = "?"
     for res in args.resolutions:
         cfg = bench_config(res, args)
+        cpu = cpu_work(cfg, args.clips)
+        ab = cpu_work_ab(args.baseline, res, args) if args.baseline else None
+        print(json.dumps({"resolution": res, "cpu_ms_per_frame": cpu, "cpu_ab": ab}), flush=True)
         base = None
         for k in args.workers:
             shards = args.shards_per_worker * k
@@ -188,9 +281,12 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dic
             base = base or e2e / k
             combined = 1.0 / (1.0 / render + 1.0 / encode)
             row = {"resolution": res, "workers": k, "frames": summary["frames_written"], "wall": wall, "e2e": e2e,
-                   "render": render, "encode": encode, "combined": combined, "scaling": e2e / (k * base)}
+                   "render": render, "encode": encode, "combined": combined, "scaling": e2e / (k * base),
+                   "cpu_ms_per_frame": cpu, "cpu_ab": ab, "load_1min": os.getloadavg()[0]}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"argv": argv or sys.argv[1:], "gl": gl, "rows": rows}, indent=1))
     return args, rows, gl
 
 
@@ -216,6 +312,28 @@ def section_text(args: argparse.Namespace, rows: list[dict], gl: str, argv: list
         lines.append(f"| {r['resolution']}² | {r['workers']} | {r['frames']} | {r['wall']:.0f} | {r['e2e']:.0f} | {r['render']:.0f} | "
                      f"{r['encode']:.0f} | {r['e2e'] / r['render']:.0%} | {r['e2e'] / r['encode']:.0%} | "
                      f"{r['e2e'] / r['combined']:.0%} | {r['scaling']:.2f} |")
+    lines += ["", f"CPU work per frame (thread CPU ms per frame, {args.clips} clips, one worker thread):", "",
+              "| res | " + " | ".join(CPU_STAGES) + " | synth+timeline+tar |", "|---:|" + "---:|" * (len(CPU_STAGES) + 1)]
+    seen = set()
+    for r in rows:
+        if r["resolution"] not in seen:
+            seen.add(r["resolution"])
+            c = r["cpu_ms_per_frame"]
+            lines.append(f"| {r['resolution']}² | " + " | ".join(f"{c[k]:.3f}" for k in (*CPU_STAGES, "synth+timeline+tar")) + " |")
+    ab_rows = [r for r in rows if r.get("cpu_ab")]
+    if ab_rows:
+        lines += ["", f"Interleaved A/B of the CPU work per frame (`--baseline`; medians of {args.repeats} alternating "
+                  "subprocess runs each, thread CPU ms per frame):", "",
+                  "| res | stage | before | after | before / after |", "|---:|---|---:|---:|---:|"]
+        seen = set()
+        for r in ab_rows:
+            if r["resolution"] in seen:
+                continue
+            seen.add(r["resolution"])
+            for k in (*CPU_STAGES, "synth+timeline+tar"):
+                b = float(np.median([x[k] for x in r["cpu_ab"]["before"]]))
+                a = float(np.median([x[k] for x in r["cpu_ab"]["after"]]))
+                lines.append(f"| {r['resolution']}² | {k} | {b:.3f} | {a:.3f} | {b / a:.2f}x |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ name is the completion marker, and a failed writer leaves no final file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -210,6 +211,34 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+_USTAR_NAME, _USTAR_SIZE, _USTAR_CHKSUM = slice(0, 100), slice(124, 136), slice(148, 155)
+
+
+def _member_header(name: str, size: int) -> bytes:
+    """The USTAR header ``TarInfo.tobuf(USTAR_FORMAT)`` gives the :func:`_tarinfo` of a member, byte for byte,
+    filled into a cached template (only name, size and checksum vary); long names or huge sizes go through tobuf.
+
+    Checksum (POSIX ustar): 256 (the checksum field counted as 8 spaces) plus every other header byte, written
+    as 6 octal digits and a NUL, the field's 8th byte staying a space, as tarfile writes it.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100 or size >= 8 ** 11:
+        return _tarinfo(name, size).tobuf(tarfile.USTAR_FORMAT)
+    template, rest = _header_template()
+    h = bytearray(template)
+    h[:len(raw)] = raw
+    h[_USTAR_SIZE] = b"%011o\0" % size
+    h[_USTAR_CHKSUM] = b"%06o\0" % (rest + sum(raw) + sum(h[_USTAR_SIZE]))
+    return bytes(h)
+
+
+@functools.lru_cache(maxsize=1)
+def _header_template() -> tuple[bytes, int]:
+    """tobuf's header of an empty-named, empty member, and 256 + its byte sum outside name, size and checksum."""
+    h = _tarinfo("", 0).tobuf(tarfile.USTAR_FORMAT)
+    return h, 256 + sum(h) - sum(h[_USTAR_NAME]) - sum(h[_USTAR_SIZE]) - sum(h[148:156])
+
+
 class ShardWriter:
     """Write one deterministic tar shard to ``final_path + ".partial"``; :meth:`close` renames it.
 
@@ -261,7 +290,7 @@ class ShardWriter:
                 if suffix in seen:
                     raise ValueError(f"duplicate member {key}.{suffix}")
                 seen.add(suffix)
-                header = _tarinfo(f"{key}.{suffix}", len(data)).tobuf(tarfile.USTAR_FORMAT)
+                header = _member_header(f"{key}.{suffix}", len(data))
                 pad = -len(data) % tarfile.BLOCKSIZE  # data is padded to whole blocks
                 self._file.write(header)
                 self._file.write(data)

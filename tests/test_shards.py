@@ -149,3 +149,14 @@ def test_writer_rejects_bad_keys_and_duplicates(tmp_path):
             w.add_sample("k", [("meta.json", b"{}")])
     h = hashlib.sha256((tmp_path / "shard-000000.tar").read_bytes()).hexdigest()
     assert len(h) == 64
+
+
+@pytest.mark.parametrize("name", ["000000_000000.frame_00000.jpg", "k.meta.json", "x", "a" * 100, "é.flac"])
+def test_member_headers_are_tarfiles_own(name):
+    """The writer's template headers equal TarInfo.tobuf's, byte for byte (checksum included), for any size."""
+    for size in (0, 1, 511, 512, 513, 123_456, 8 ** 11 - 1):
+        assert S._member_header(name, size) == S._tarinfo(name, size).tobuf(tarfile.USTAR_FORMAT), (name, size)
+    with pytest.raises(ValueError, match="name is too long"):  # what USTAR cannot hold fails as tarfile fails
+        S._member_header("b" * 101, 1)
+    with pytest.raises(ValueError, match="overflow"):
+        S._member_header(name, 8 ** 11)
