@@ -9,7 +9,6 @@ events of slice additions).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -71,49 +70,18 @@ def per_sample(values: np.ndarray, spans: np.ndarray, before: float = 0.0) -> np
     return np.repeat(np.concatenate([np.array([before], dtype=values.dtype), values]), spans)
 
 
-def note_index(starts: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
-    """Into ``out`` (int64 [n]): the run of :func:`note_spans` each sample lies in (0 before the first note,
-    j + 1 in note j's run), i.e. how many notes start at or before it. Equals
-    ``np.repeat(np.arange(M + 1), note_spans(starts, n))``, counted with a cumulative sum instead."""
-    out[:] = 0
-    bounds = np.clip(starts, 0, n)
-    np.add.at(out, bounds[bounds < n], 1)
-    return np.cumsum(out, out=out)
-
-
-def spread(values: np.ndarray, note: np.ndarray, out: np.ndarray, before: float = 0.0) -> np.ndarray:
-    """:func:`per_sample` into a buffer: ``values`` (M,) per note at each sample of :func:`note_index`."""
-    ext = np.concatenate([np.array([before], dtype=values.dtype), values])
-    return np.take(ext, note, out=out, mode="clip")  # indices are in range: "clip" skips the copy "raise" buffers
-
-
-@lru_cache(maxsize=64)
 def attack_decay_curve(n: int, sr: int, attack: float, decay: float, sustain: float) -> np.ndarray:
-    """Envelope vs samples since note-on (float32 [n], read-only, cached): linear attack, exponential decay to
-    ``sustain``."""
+    """Envelope vs samples since note-on (float32 [n]): linear attack, exponential decay to ``sustain``."""
     t = np.arange(n, dtype=np.float32) / sr
-    out = (np.minimum(1.0, t / max(attack, 1e-4))
-           * (sustain + (1.0 - sustain) * np.exp(-np.maximum(t - attack, 0.0) / decay))).astype(np.float32)
-    out.flags.writeable = False
-    return out
+    return (np.minimum(1.0, t / max(attack, 1e-4))
+            * (sustain + (1.0 - sustain) * np.exp(-np.maximum(t - attack, 0.0) / decay))).astype(np.float32)
 
 
-@lru_cache(maxsize=64)
 def release_curve(sr: int, release: float) -> np.ndarray:
-    """Envelope vs samples since note-off (float32, read-only, cached): exponential release over 8 time
-    constants, ending at exact 0."""
+    """Envelope vs samples since note-off (float32): exponential release over 8 time constants, ending at exact 0."""
     n = max(2, int(8 * release * sr))
     out = np.exp(-np.arange(n, dtype=np.float32) / (release * sr)).astype(np.float32)
     out[-1] = 0.0
-    out.flags.writeable = False
-    return out
-
-
-@lru_cache(maxsize=64)
-def _fade_out(n: int) -> np.ndarray:
-    """Linear 1 -> 0 ramp (float32 [n], read-only, cached), endpoint excluded."""
-    out = np.linspace(1.0, 0.0, n, endpoint=False, dtype=np.float32)
-    out.flags.writeable = False
     return out
 
 
@@ -128,26 +96,6 @@ def carry_levels(notes: Notes, ad: np.ndarray, rel: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Scratch(threading.local):
-    """Whole-clip work arrays, reused from voice to voice (one set per thread).
-
-    A fresh array of a clip's length comes from the OS page by page (page faults on first touch), and
-    that cost as much as the arithmetic on it; every voice of a clip has the same length.
-    """
-
-    def get(self, n: int) -> dict[str, np.ndarray]:
-        if getattr(self, "n", None) != n:
-            self.n = n
-            self.arrays = {"note": np.empty(n, np.int64), "t_on": np.empty(n, np.int64),
-                           "t_off": np.empty(n, np.int64), "i": np.empty(n, np.int64),
-                           "env": np.empty(n, np.float32), "f32": np.empty(n, np.float32),
-                           "phase": np.empty(n, np.float64), "f64": np.empty(n, np.float64)}
-        return self.arrays
-
-
-_SCRATCH = _Scratch()
-
-
 def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float, decay: float, sustain: float,
                  release: float, detune_cents: float = 0.0) -> np.ndarray:
     """Render a note sequence through a wavetable (float32 [n]); exactly 0 before the first note and after a release.
@@ -155,34 +103,29 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
     The envelope comes from two lookup curves indexed by samples since note-on and note-off
     (no per-sample ``exp``). The oscillator phase is continuous across notes (a running
     sum of the per-sample frequency), so pitch changes do not click; ``detune_cents`` adds
-    a second, detuned oscillator per voice (chorus). Per-note values reach the samples through
-    one index per sample (:func:`note_index`), into reused work arrays.
+    a second, detuned oscillator per voice (chorus).
     """
     if len(notes) == 0:
         return np.zeros(n, np.float32)
-    w = _SCRATCH.get(n)
-    note, t_on, t_off, i, env, f32, phase, f64 = (w[k] for k in ("note", "t_on", "t_off", "i", "env", "f32",
-                                                                  "phase", "f64"))
-    note_index(notes.start, n, note)
-    lead = int(np.clip(notes.start[0], 0, n))  # samples before the first note
+    spans = note_spans(notes.start, n)  # (M + 1,)
+    lead = int(spans[0])
     longest = int(np.max(notes.end - notes.start)) + 1
     ad = attack_decay_curve(min(longest, int(sr * (attack + 8 * decay)) + 1), sr, attack, decay, sustain)
     rel = release_curve(sr, release)
-    spread(-notes.start, note, t_on)  # samples since note-on (n,)
+    # In-place arithmetic below: these are whole-clip arrays, and fresh allocations cost as much as the math.
+    t_on = per_sample(-notes.start, spans)  # samples since note-on (n,)
     t_on += _arange(n)
-    spread(notes.start - notes.end, note, t_off)  # samples since note-off (n,)
+    t_off = per_sample(notes.start - notes.end, spans)  # samples since note-off (n,)
     t_off += t_on
-    np.maximum(t_off, 0, out=t_off)
-    np.minimum(t_off, len(rel) - 1, out=t_off)
-    np.minimum(t_on, len(ad) - 1, out=i)
-    np.take(ad, i, out=env, mode="clip")  # (n,) float32
-    env *= np.take(rel, t_off, out=f32, mode="clip")
-    env *= spread(notes.vel, note, f32)
+    np.clip(t_off, 0, len(rel) - 1, out=t_off)
+    env = ad[np.minimum(t_on, len(ad) - 1)]  # (n,) float32
+    env *= rel[t_off]
+    env *= per_sample(notes.vel, spans)
     # Legato: a note that starts while the previous one still sounds fades that level out over its
     # attack instead of dropping it to zero (an amplitude jump would click).
     carry = carry_levels(notes, ad, rel)  # (M,)
     xfade = max(1, int(max(attack, 0.005) * sr))
-    fade = _fade_out(xfade)
+    fade = np.linspace(1.0, 0.0, xfade, endpoint=False, dtype=np.float32)
     for j in np.nonzero(carry > 0)[0].tolist():  # a few notes: slices, not whole-clip passes
         a = int(notes.start[j])
         b = min(a + xfade, n, int(notes.start[j + 1]) if j + 1 < len(notes) else n)
@@ -196,14 +139,14 @@ def render_voice(notes: Notes, n: int, sr: int, table: np.ndarray, attack: float
         inc = hz[:, v] * (TABLE_SIZE / sr)  # table positions per sample, per note (M,)
         # phase at each note-on so that the phase runs on continuously from the previous note
         phi0 = np.concatenate([[0.0], np.cumsum(np.diff(notes.start) * inc[:-1])])  # unwrapped (detune scales it)
-        spread(inc, note, phase)  # (n,) table positions: phi0 + t_on * inc
+        phase = per_sample(inc, spans)  # (n,) table positions: phi0 + t_on * inc
         phase *= t_on
-        phase += spread(phi0, note, f64)
-        out += np.take(table, _wrap(phase, mask, i), out=f32, mode="clip")
+        phase += per_sample(phi0, spans)
+        out += table[_wrap(phase, mask)]
         if detune_cents:
             phase *= 2.0 ** (detune_cents / 1200.0)
             phase += TABLE_SIZE // 3
-            out += np.take(table, _wrap(phase, mask, i), out=f32, mode="clip")
+            out += table[_wrap(phase, mask)]
     if detune_cents:
         out *= 0.5
     out *= env
@@ -218,14 +161,11 @@ def _arange(n: int) -> np.ndarray:
     return a
 
 
-def _wrap(phase: np.ndarray, mask: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Table indices of non-negative phases: floor (a truncation), then wrap with a bit mask (table size is a
-    power of two); into ``out`` (int64) when given."""
-    if out is None:
-        out = np.empty(phase.shape, np.int64)
-    np.copyto(out, phase, casting="unsafe")
-    out &= mask
-    return out
+def _wrap(phase: np.ndarray, mask: int) -> np.ndarray:
+    """Table indices of non-negative phases: floor, then wrap with a bit mask (table size is a power of two)."""
+    idx = phase.astype(np.int64)
+    idx &= mask
+    return idx
 
 
 # ------------------------------------------------------------------ drum one-shots
