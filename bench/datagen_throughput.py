@@ -13,8 +13,9 @@ For each resolution and worker count K, measured in the same run on the same wor
   per frame of each CPU stage of a worker on the workload's clips: audio synthesis, timeline, visual
   plan, JPEG encoding, and the sample's members plus the tar write; "synth+timeline+tar" is their sum
   without plan and JPEG. With ``--baseline DIR`` (a checkout of older code, e.g. ``git archive main``)
-  that measurement runs in alternating subprocesses, old code then this code, ``--repeats`` times each
-  (an interleaved A/B: load swings hit both alike), and the section gets a before/after table.
+  that measurement runs in alternating subprocesses, old code then this code
+  (an interleaved A/B: load swings hit both alike), ``--ab-runs`` times each, and the section gets a
+  before/after table.
 
     .venv/bin/python bench/datagen_throughput.py --write      # replaces "## Datagen throughput" in bench/RESULTS.md
 """
@@ -210,13 +211,13 @@ def cpu_work(cfg: Config, n_clips: int) -> dict[str, float]:
 
 
 def cpu_work_ab(baseline: str, resolution: int, args: argparse.Namespace) -> dict[str, list[dict]]:
-    """:func:`cpu_work` of the baseline code and of this code in alternating subprocesses, ``args.repeats`` each."""
+    """:func:`cpu_work` of the baseline code and of this code in alternating subprocesses, ``args.ab_runs`` each."""
     import subprocess
 
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     flags = ["--cpu-only", "--resolutions", str(resolution), "--clips", str(args.clips), "--fps", str(args.fps),
              "--clip-seconds", str(args.clip_seconds), "--samples-per-shard", str(args.samples_per_shard)]
-    for _ in range(args.repeats):
+    for _ in range(args.ab_runs):
         for label, code in (("before", baseline), ("after", str(ROOT))):
             env = dict(os.environ, DATAGEN_BENCH_CODE=code, OMP_NUM_THREADS="1")
             res = subprocess.run([sys.executable, __file__, *flags], env=env, capture_output=True, text=True, check=True)
@@ -251,6 +252,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dic
     ap.add_argument("--clips", type=int, default=8, help="Clips in the CPU-work-per-frame measurement.")
     ap.add_argument("--baseline", default=None, metavar="DIR",
                     help="A checkout of older code: CPU work per frame before (DIR) and after (this code), interleaved.")
+    ap.add_argument("--ab-runs", type=int, default=3, help="Alternating runs per side of the --baseline A/B.")
     ap.add_argument("--cpu-only", action="store_true", help="Print only the CPU work per frame (JSON), for --baseline.")
     ap.add_argument("--json", default=None, metavar="PATH", help="Also write the rows as JSON here.")
     args = ap.parse_args(argv)
@@ -322,7 +324,7 @@ def section_text(args: argparse.Namespace, rows: list[dict], gl: str, argv: list
             lines.append(f"| {r['resolution']}² | " + " | ".join(f"{c[k]:.3f}" for k in (*CPU_STAGES, "synth+timeline+tar")) + " |")
     ab_rows = [r for r in rows if r.get("cpu_ab")]
     if ab_rows:
-        lines += ["", f"Interleaved A/B of the CPU work per frame (`--baseline`; medians of {args.repeats} alternating "
+        lines += ["", f"Interleaved A/B of the CPU work per frame (`--baseline`; medians of {args.ab_runs} alternating "
                   "subprocess runs each, thread CPU ms per frame):", "",
                   "| res | stage | before | after | before / after |", "|---:|---|---:|---:|---:|"]
         seen = set()
