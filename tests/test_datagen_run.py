@@ -296,6 +296,32 @@ def test_processes_executor_hands_out_gpus_round_robin():
     assert gpu_for_worker(3, []) is None  # Mesa: no pinning
 
 
+def test_pipelined_shard_equals_the_serial_one_and_a_failure_leaves_no_shard(tmp_path, monkeypatch):
+    """write_shard's helper threads (next clip prepared, JPEG encoding, ordered tar writes) change nothing: the
+    shard is byte for byte the serial build_sample loop's; an error on a helper thread fails the shard with it."""
+    import datagen.shard_job as J
+    from datagen.visual import Renderer
+
+    cfg = micro_cfg("data.samples_per_shard=4", "render.chunk_frames=5")  # more samples in flight than the bound
+    spec = J.ShardSpec("train", 0, str(tmp_path / "threaded"))
+    with Renderer(cfg.render.resolution) as r:
+        J.write_shard(cfg, spec, r)
+        with S.ShardWriter(tmp_path / "serial.tar") as w:
+            for i in range(4):
+                key, members, _ = J.build_sample(cfg, "train", 0, i, r)
+                w.add_sample(key, members)
+        assert spec.path.read_bytes() == (tmp_path / "serial.tar").read_bytes()
+
+        def broken(frames, quality):
+            raise RuntimeError("encoder broke")
+
+        monkeypatch.setattr(J, "encode_frames", broken)
+        bad = J.ShardSpec("train", 1, str(tmp_path / "threaded"))
+        with pytest.raises(RuntimeError, match="encoder broke"):
+            J.write_shard(cfg, bad, r)
+    assert not bad.path.exists() and not list(bad.path.parent.glob("*.partial"))
+
+
 def test_stems_stored_only_when_asked(local_run):
     """data.store_stems adds stems.npz (one fp16 array per track, summing to the mix); the default run has none."""
     import io
