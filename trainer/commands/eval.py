@@ -9,9 +9,10 @@ from pathlib import Path
 from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
 
 NAME = "eval"
-HELP = ("Evaluate a diffusion run on the val pixel shards: audio-shuffle loss gap and output sensitivity, style "
-        "diversity, silence settle, AV-Align and RMS-motion correlation, VAE bottleneck; each beside the ground "
-        "truth. Writes report.json, report.md, plots and side-by-side mp4s.")
+HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
+        "loudness -> motion/brightness/size, bands -> colour/geometry, AV-Align and beat alignment, audio retrieval, "
+        "style diversity, each beside a shuffled-audio floor and the ground-truth ceiling with a bootstrap CI; plus "
+        "the VAE diagnostic. Writes report.json, report.md, plots and side-by-side mp4s.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run).")
     add_config_args(parser, [
-        ShortFlag("--n", "eval.n_clips", int, "Val clips evaluated."),
+        ShortFlag("--n", "eval.clips_per_variant", int, "Val clips evaluated per variant (distinct audio)."),
         ShortFlag("--seed", "inference.seed", int, "Noise seed."),
         ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
         ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
@@ -38,7 +39,9 @@ def default_out(checkpoint: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.eval.evaluate import EvalError, evaluate
+    from shared.errors import SynestheteError
+    from trainer.eval.evaluate import evaluate
+    from trainer.eval.report import HEADLINE, fmt_entry
     from trainer.sample import SampleError, load_sampling_model, one_line
 
     ckpt = Path(args.checkpoint)
@@ -56,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
             rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
-    except (SampleError, EvalError) as e:
+    except (SampleError, SynestheteError) as e:  # bad input: one line; anything else keeps its traceback
         fail(one_line(e))
-    except (ValueError, RuntimeError, OSError) as e:
-        fail(f"evaluation failed: {type(e).__name__}: {one_line(e)}")
-    print(f"eval: wrote {pm} and {pj.name} ({len(rep.rows)} metrics, {rep.info['clips']} clips)", file=sys.stderr)
-    for r in rep.rows:
-        from trainer.eval.report import fmt
-
-        print(f"  {r.name:28s} generated {fmt(r.generated):>10s}   ground truth {fmt(r.ground_truth):>10s}")
+    print(f"eval: wrote {pm} and {pj.name} ({rep['info']['clips']} clips; "
+          + ", ".join(f"{v['n_clips']} {name}" for name, v in rep["variants"].items()) + ")", file=sys.stderr)
+    head = rep["variants"][HEADLINE]
+    print(f"{HEADLINE} music ({head['n_clips']} clips): floor | generated | ceiling, 95% CI")
+    for name, row in head["metrics"].items():
+        print(f"  {name:32s} {fmt_entry(row['floor']):>24s} | {fmt_entry(row['generated']):>24s} | "
+              f"{fmt_entry(row['ceiling']):>24s}")
     return 0
