@@ -23,7 +23,8 @@ COPIES = {5: 2}
 def setup(tmp_path_factory):
     with torch_threads(1):
         ckpt = shared_tiny_checkpoint(tmp_path_factory)
-        data = write_val_pixel_shards(tmp_path_factory.mktemp("pixels"), tiny_config(1), n_clips=8, audio_of=COPIES)
+        data = write_val_pixel_shards(tmp_path_factory.mktemp("pixels"), tiny_config(1), n_clips=8, audio_of=COPIES,
+                                      sibling_groups=1)
         yield ckpt, data
 
 
@@ -89,7 +90,8 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     assert v["normal"]["metrics"]["silence_settle_ratio"]["note"] == "no clip with a labelled silence segment"
     assert m["retrieval_top1"]["floor"] == {"mean": 0.5, "ci": None, "n": 2}  # chance 1/N
     assert m["retrieval_mean_rank"]["floor"]["mean"] == 1.5  # chance (N+1)/2
-    assert m["style_diversity_siblings"]["note"] == "no siblings"
+    sib = m["style_diversity_siblings"]
+    assert sib["ceiling"]["n"] == 1 and sib["ceiling"]["mean"] > 0 and "1 sibling group" in sib["note"]
     assert "TempoTokens" in rep["definitions"]["av_align"] and "sigma = 0.1 s" in rep["definitions"]["beat_alignment_score"]
     assert "lambda = 1" in rep["definitions"]["bands_colour_geometry_r2"]
     assert set(rep["vae_diagnostic"]["metrics"]["av_align"]) == {"input_own", "input_shuffled", "output_own",
@@ -134,15 +136,15 @@ def test_an_audio_blind_model_scores_chance_and_no_floor_gap(tmp_path):
     """A freshly initialised denoiser outputs exactly 0 (adaLN-Zero): its videos depend on the noise only. The
     floor video shares the generated one's noise and style, so every metric's floor -> generated gap is exactly
     0; with one clip per chunk (eval.batch_clips=1) every clip gets the same noise, so every video is the
-    same and retrieval is exactly at chance: top-1 = 1/N, mean rank = (N+1)/2. Val data with normal clips
-    only: the silence and debug sections say "no clips"."""
+    same and retrieval is exactly at chance: top-1 = 1/N, mean rank = (N+1)/2, for each of 2 pooled seeds.
+    Val data with normal clips only: the silence and debug sections say "no clips"."""
     from shared.timeline import channel_names
     from trainer.diffusion.model import Denoiser
     from trainer.eval.evaluate import evaluate
     from trainer.sample import SamplingModel
     from trainer.vae.model import FrameVAE
 
-    cfg = tiny_config(1, ["eval.write_videos=false", "eval.batch_clips=1", "eval.bootstrap=50"])
+    cfg = tiny_config(1, ["eval.write_videos=false", "eval.batch_clips=1", "eval.bootstrap=50", "eval.seeds=2"])
     data = write_val_pixel_shards(tmp_path / "pixels", cfg, n_clips=4, variants=("normal",))
     torch.manual_seed(0)
     model = SamplingModel(cfg=cfg, denoiser=Denoiser(cfg, 4, 8, len(channel_names(cfg.timeline))).eval(),
@@ -150,6 +152,7 @@ def test_an_audio_blind_model_scores_chance_and_no_floor_gap(tmp_path):
                           step_dir=Path("initial"), device=torch.device("cpu"))
     with torch_threads(1), torch.no_grad():
         rep, _, _ = evaluate(model, data, tmp_path / "eval", per_variant=4, log=lambda m: None)
+    assert rep["info"]["seeds"] == 2
     m = rep["variants"]["normal"]["metrics"]
     gaps = 0
     for name, row in m.items():
@@ -162,6 +165,7 @@ def test_an_audio_blind_model_scores_chance_and_no_floor_gap(tmp_path):
     assert m["retrieval_mean_rank"]["generated"]["mean"] == pytest.approx(5 / 2)
     assert m["output_sensitivity_motion"]["generated"]["mean"] == 0.0
     assert m["val_loss"]["generated"]["mean"] == m["val_loss"]["floor"]["mean"]
+    assert m["style_diversity_siblings"]["note"] == "no siblings"  # data without a val_siblings/ split
     for variant in ("silence", "debug"):
         v = rep["variants"][variant]
         assert v["n_clips"] == 0 and v["note"] == "no clips"
