@@ -262,6 +262,7 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
         latent_shape=model.latent_shape, clip_frames=max(1, int(math.floor(cfg.data.clip_seconds * cfg.render.fps))),
         overlap=overlap, steps=settings.steps or inf.steps,
         guidance=inf.audio_guidance_scale if settings.guidance is None else float(settings.guidance),
+        guidance_schedule=inf.audio_guidance_schedule, guidance_interval=tuple(inf.audio_guidance_interval),
         sampler=settings.sampler or inf.sampler)
 
 
