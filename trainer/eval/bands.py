@@ -7,8 +7,8 @@ regression (inputs and targets standardised with the training folds' mean and st
 :data:`RIDGE_LAMBDA` on the standardised weights, the closed form ``W = (X'X + lambda I)^-1 X'Y`` of Hoerl &
 Kennard 1970) is fitted on the music frames of all clips but one fold's and scored on the held-out clips,
 after removing each clip's own means (within-clip variation is what follows the audio); the score is the
-out-of-fold R^2 (1 - SS_res / SS_tot) averaged over the target columns that vary. Folds hold whole clips
-(:data:`N_FOLDS`, fewer when there are fewer clips), so a clip is never predicted from its own frames.
+variance-weighted out-of-fold R^2, 1 - SS_res / SS_tot summed over frames and target columns. Folds hold
+whole clips (:data:`N_FOLDS`, fewer when there are fewer clips), so a clip is never predicted from itself.
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def pooled_r2_statistic(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarr
     Inputs and targets are centred per clip first (the clip's own palette and layout are its style, not
     something the audio's changes over time could predict; what is scored is how colour and geometry follow
     the bands *within* a clip). The ridge maps are fitted once, with clip-wise folds over all clips; each
-    clip then contributes its residual and total sums of squares, and ``stat(idx)`` is the mean over target
-    columns of ``1 - sum_idx SS_res / sum_idx SS_tot``, so resampling clips resamples held-out clips, not fits.
-    NaN with fewer than 2 clips."""
+    clip then contributes its residual and total sums of squares over frames and target columns (all in [0, 1]
+    units), and ``stat(idx) = 1 - sum_idx SS_res / sum_idx SS_tot`` (the variance-weighted R^2: a column that
+    hardly varies in a clip, e.g. an unused hue, cannot blow the ratio up), so resampling clips resamples
+    held-out clips, not fits. NaN with fewer than 2 clips."""
     n = len(inputs)
     if n < 2:
         return lambda idx: float("nan")
@@ -108,11 +109,10 @@ def pooled_r2_statistic(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarr
     for f in np.unique(folds):
         test = folds == f
         pred[test] = ridge_fit_predict(x[~test], y[~test], x[test])
-    ss_res = np.stack([((y[groups == i] - pred[groups == i]) ** 2).sum(axis=0) for i in range(n)])  # (n, D)
-    ss_tot = np.stack([(y[groups == i] ** 2).sum(axis=0) for i in range(n)])  # centred: around the clip mean
+    ss_res = np.array([((y[groups == i] - pred[groups == i]) ** 2).sum() for i in range(n)])
+    ss_tot = np.array([(y[groups == i] ** 2).sum() for i in range(n)])  # centred: around the clip's own mean
 
     def stat(idx: np.ndarray) -> float:
-        res, tot = ss_res[idx].sum(axis=0), ss_tot[idx].sum(axis=0)
-        ok = tot > 1e-12 * max(1, len(idx))
-        return float(np.mean(1.0 - res[ok] / tot[ok])) if ok.any() else float("nan")
+        tot = ss_tot[idx].sum()
+        return float(1.0 - ss_res[idx].sum() / tot) if tot > 1e-12 else float("nan")
     return stat

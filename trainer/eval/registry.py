@@ -152,7 +152,7 @@ REGISTRY: list[ClipMetric | PooledMetric] = [
                lambda c: f"Spearman of audio RMS with the fraction of pixels with luma > {loudness.BRIGHT_LUMA:g} "
                          "(size), music frames"),
     PooledMetric("bands_colour_geometry_r2", "bands", ridge_r2, "higher",
-                 lambda c: f"out-of-fold R^2 of a ridge map (standardised inputs and targets, lambda = "
+                 lambda c: f"variance-weighted out-of-fold R^2 of a ridge map (standardised inputs and targets, lambda = "
                            f"{bands.RIDGE_LAMBDA:g}) from log10 band energies to per-frame mean RGB, a "
                            f"{bands.HUE_BINS}-bin hue histogram and luma in 3 radial rings, each clip's own means "
                            f"removed; pooled over the variant's clips, {bands.N_FOLDS} clip-wise folds, music "
