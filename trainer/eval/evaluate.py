@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ import numpy as np
 import torch
 
 from shared.errors import DataError
-from shared.timeline import channel_index, channel_names
+from shared.timeline import channel_names
 from trainer.eval import artifacts, rows
 from trainer.eval import metrics as M
 from trainer.eval.clips import Clip, floor_partners, read_sibling_groups, read_val_clips
-from trainer.eval.generate import generate_all, val_loss
-from trainer.eval.registry import (REGISTRY, AudioSide, PooledMetric, VideoSide, audio_side, definitions,
-                                   metric_statistic, video_side)
+from trainer.eval.bands import RIDGE_LAMBDA
+from trainer.eval.generate import Generated, generate_all, val_loss
+from trainer.eval.registry import (MUSIC_GUARD_S, REGISTRY, AudioSide, PooledMetric, VideoSide, audio_side,
+                                   definitions, metric_statistic, video_side)
 from trainer.eval.report import write_report
 from trainer.sample import SamplingModel
 
@@ -98,9 +100,105 @@ def vae_diagnostic(model: SamplingModel, clips: list[Clip], idx: list[int], part
             "metrics": metrics}
 
 
+@dataclass
+class Scored:
+    """Stage 3's output: the chosen clips, their audio sides and every video's per-frame statistics."""
+
+    clips: list[Clip]
+    partners: list[int | None]
+    frames: int                       # T, common to every clip
+    audio: list[AudioSide]            # per clip
+    gt: list[VideoSide]               # per clip: the ground-truth frames
+    own: list[list[VideoSide]]        # per seed, per clip: generated from the clip's own audio
+    floor: list[list[VideoSide]]      # per seed, per clip: generated from the floor partner's audio
+    own_summaries: np.ndarray         # (K style samples, N clips, S) frame statistics at fixed audio
+    reseeded_motion: np.ndarray       # (N, T) motion of the style-1 / seed-1 video (output sensitivity)
+    gt_latents: list[np.ndarray]      # per clip: the ground truth encoded by the run's VAE
+    siblings: list[list[Clip]] | None  # val_siblings/ groups; None: the data has no such split
+
+
+def score(model: SamplingModel, data: str | Path, clips: list[Clip], partners: list[int | None], frames: int,
+          gen: Generated) -> Scored:
+    fps, ev = model.cfg.render.fps, model.cfg.eval
+    return Scored(
+        clips=clips, partners=partners, frames=frames,
+        audio=[audio_side(c.key, c.meta, c.timeline, c.names, c.wave, c.sr, fps) for c in clips],
+        gt=[video_side(c.frames) for c in clips],
+        own=[[video_side(v) for v in g] for g in gen.own[:ev.seeds]],
+        floor=[[video_side(v) for v in g] for g in gen.floor],
+        own_summaries=np.stack([[M.frame_statistics(v) for v in g] for g in gen.own]),
+        reseeded_motion=np.stack([M.motion_energy(v) for v in gen.own[1]]),
+        gt_latents=[model.encode(c.frames).float().cpu().numpy() for c in clips],
+        siblings=read_sibling_groups(data, model.cfg.render.resolution, MAX_SIBLING_GROUPS))
+
+
+def variant_section(model: SamplingModel, sc: Scored, variant: str, ix: list[int], seed: int) -> dict[str, Any]:
+    """Stage 4 for one variant: every metric's generated / floor / ceiling entries over the clips ``ix``."""
+    cfg = model.cfg
+    if not ix:
+        return {"n_clips": 0, "clips": [], "note": rows.NO_CLIPS,
+                "metrics": {name: rows.empty_row(rows.NO_CLIPS)
+                            for name in list(definitions(cfg)) + list(rows.EXTRA_DEFINITIONS)}}
+    seeds = range(cfg.eval.seeds)
+    fl = [i for i in ix if sc.partners[i] is not None]
+    kinds = {"generated": [[(sc.audio[i], sc.own[s][i]) for s in seeds] for i in ix],
+             "floor": [[(sc.audio[i], sc.floor[s][i]) for s in seeds] for i in fl],
+             "ceiling": [[(sc.audio[i], sc.gt[i])] for i in ix]}
+    metrics = rows.registry_rows(kinds, cfg, seed)
+    sib = None if sc.siblings is None else [np.stack([M.frame_statistics(c.frames[:sc.frames]) for c in g])
+                                            for g in sc.siblings if g[0].variant == variant]
+    metrics.update(rows.style_rows(sc.own_summaries[:, ix], np.stack([sc.gt[i].summary for i in ix]), sib, cfg, seed))
+    curves = lambda vids: np.stack([vids[i].motion for i in fl]) if fl else np.zeros((0, sc.frames))  # noqa: E731
+    metrics["output_sensitivity_motion"] = rows.sensitivity_row(
+        curves(sc.own[0]), curves(sc.floor[0]), sc.reseeded_motion[fl] if fl else np.zeros((0, sc.frames)), cfg, seed)
+    losses = val_loss(model, [sc.clips[i] for i in ix], [sc.gt_latents[i] for i in ix], seed)
+    metrics["val_loss"] = rows.val_loss_row(losses, len(ix))
+    return {"n_clips": len(ix), "clips": [sc.clips[i].key for i in ix], "note": None, "metrics": metrics}
+
+
+def write_artifacts(out: Path, chosen: dict[str, list[Clip]], sc: Scored, gen: Generated,
+                    variants: dict[str, Any], cfg) -> tuple[list[dict], list[dict]]:
+    """Stage 5's pictures: (plots, videos) entries of report.json, the files written under ``out``."""
+    fps = cfg.render.fps
+    plots_out, videos = [], []
+    for variant, v in variants.items():
+        bar = artifacts.metric_bar_plot(out, variant, v["metrics"]) if v["n_clips"] else None
+        if bar:
+            plots_out.append(bar)
+    for variant, cs in chosen.items():
+        for c in cs[:MAX_PLOTS_PER_VARIANT]:
+            i = sc.clips.index(c)
+            curves = {"ground truth": sc.gt[i].motion, "generated (own audio)": sc.own[0][i].motion}
+            if sc.partners[i] is not None:
+                curves["floor (other audio)"] = sc.floor[0][i].motion
+            plots_out.append(artifacts.timeline_plot(out, c, fps, sc.audio[i].rms,
+                                                     M.audio_onset_peaks(sc.audio[i].onset), curves,
+                                                     sc.audio[i].silence_spans))
+        for c in cs[:MAX_VIDEOS_PER_VARIANT] if cfg.eval.write_videos else []:
+            i = sc.clips.index(c)
+            p = artifacts.write_side_by_side(out / "videos" / f"side_by_side_{c.key}.mp4", c.frames, gen.own[0][i],
+                                             gen.floor[0][i], c, fps)
+            videos.append({"variant": variant, "clip": c.key, "kind": "side_by_side", "path": str(p.relative_to(out))})
+    return plots_out, videos
+
+
+NOTES = [
+    "Side-by-side videos: ground truth | generated with the clip's own audio | floor (generated with a different "
+    "clip's audio, same style and noise); the clip's own audio is muxed.",
+    f"Music frames: every frame except labelled silence and the {MUSIC_GUARD_S:g} s after it; the loudness, bands, "
+    "rhythm and retrieval metrics use only those.",
+    "Clips are chosen per variant with distinct audio (copies of a debug clip count once), so floor partners always "
+    "have different audio.",
+]
+BETTER_EXTRA = {"style_diversity": "toward ceiling", "style_diversity_siblings": "toward ceiling",
+                "output_sensitivity_motion": "higher", "val_loss": "lower (floor higher)"}
+
+
 def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_variant: int | None = None,
              seed: int | None = None, log=print) -> tuple[dict[str, Any], Path, Path]:
     """Run the whole evaluation and write the report; returns (report dict, report.json, report.md)."""
+    from trainer.sample import SampleSettings, stream_spec
+
     cfg = model.cfg
     ev = cfg.eval
     out = Path(out)
@@ -113,95 +211,27 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
     t = prepare(clips, cfg)
     partners = floor_partners(clips)
     log(f"eval: {len(clips)} val clips (" + ", ".join(f"{len(cs)} {v}" for v, cs in chosen.items()) + f"), {t} frames each")
-
     # 2. generate
     gen = generate_all(model, clips, partners, seed, log)
-
-    # 3. score: every video's per-frame statistics, every clip's audio side
-    fps = cfg.render.fps
-    audio = [audio_side(c.key, c.meta, c.timeline, c.names, c.wave, c.sr, fps) for c in clips]
-    gt = [video_side(c.frames) for c in clips]
-    own = [[video_side(v) for v in g] for g in gen.own[:ev.seeds]]
-    floor = [[video_side(v) for v in g] for g in gen.floor]
-    own_summaries = np.stack([[M.frame_statistics(v) for v in g] for g in gen.own])  # (K, N, S)
-    gt_lat = [model.encode(c.frames).float().cpu().numpy() for c in clips]
-    siblings = read_sibling_groups(data, cfg.render.resolution, MAX_SIBLING_GROUPS)
+    # 3. score
+    sc = score(model, data, clips, partners, t, gen)
     log(f"eval: scored {len(clips) * (1 + 2 * ev.seeds)} videos ({time.perf_counter() - t_start:.1f} s so far)")
-
-    # 4. assemble rows per variant
-    variants: dict[str, Any] = {}
-    for variant, cs in chosen.items():
-        ix = [clips.index(c) for c in cs]
-        if not ix:
-            variants[variant] = {"n_clips": 0, "clips": [], "note": rows.NO_CLIPS,
-                                 "metrics": {name: rows.empty_row(rows.NO_CLIPS)
-                                             for name in list(definitions(cfg)) + list(rows.EXTRA_DEFINITIONS)}}
-            continue
-        fl = [i for i in ix if partners[i] is not None]
-        kinds = {"generated": [[(audio[i], own[s][i]) for s in range(ev.seeds)] for i in ix],
-                 "floor": [[(audio[i], floor[s][i]) for s in range(ev.seeds)] for i in fl],
-                 "ceiling": [[(audio[i], gt[i])] for i in ix]}
-        metrics = rows.registry_rows(kinds, cfg, seed)
-        sib = None if siblings is None else [np.stack([M.frame_statistics(c.frames[:t]) for c in g])
-                                             for g in siblings if g[0].variant == variant]
-        metrics.update(rows.style_rows(own_summaries[:, ix], np.stack([gt[i].summary for i in ix]), sib, cfg, seed))
-        metrics["output_sensitivity_motion"] = rows.sensitivity_row(
-            np.stack([own[0][i].motion for i in fl]) if fl else np.zeros((0, t)),
-            np.stack([floor[0][i].motion for i in fl]) if fl else np.zeros((0, t)),
-            np.stack([M.motion_energy(gen.own[1][i]) for i in fl]) if fl else np.zeros((0, t)), cfg, seed)
-        metrics["val_loss"] = rows.val_loss_row(val_loss(model, [clips[i] for i in ix], [gt_lat[i] for i in ix], seed),
-                                                len(ix))
-        variants[variant] = {"n_clips": len(ix), "clips": [clips[i].key for i in ix], "note": None, "metrics": metrics}
-
+    # 4. rows per variant, and the VAE diagnostic
+    variants = {v: variant_section(model, sc, v, [clips.index(c) for c in cs], seed) for v, cs in chosen.items()}
     vae_idx = [i for i, c in enumerate(clips) if c.variant == "debug"] or list(range(len(clips)))
-    vae = vae_diagnostic(model, clips, vae_idx, partners, audio, gt, gt_lat, cfg, seed)
+    vae = vae_diagnostic(model, clips, vae_idx, partners, sc.audio, sc.gt, sc.gt_latents, cfg, seed)
     vae["note"] = ("the debug clips (strongly reactive ground truth)" if clips[vae_idx[0]].variant == "debug"
                    else "no debug clip in val: all evaluated clips")
-
     # 5. artifacts
-    plots_out, videos = [], []
-    for variant, v in variants.items():
-        if v["n_clips"]:
-            bar = artifacts.metric_bar_plot(out, variant, v["metrics"])
-            if bar:
-                plots_out.append(bar)
-    for variant, cs in chosen.items():
-        for c in cs[:MAX_PLOTS_PER_VARIANT]:
-            i = clips.index(c)
-            plots_out.append(artifacts.timeline_plot(
-                out, c, fps, audio[i].rms, M.audio_onset_peaks(audio[i].onset),
-                {"ground truth": gt[i].motion, "generated (own audio)": own[0][i].motion,
-                 **({"floor (other audio)": floor[0][i].motion} if partners[i] is not None else {})},
-                audio[i].silence_spans))
-        if ev.write_videos:
-            for c in cs[:MAX_VIDEOS_PER_VARIANT]:
-                i = clips.index(c)
-                p = artifacts.write_side_by_side(out / "videos" / f"side_by_side_{c.key}.mp4", c.frames, gen.own[0][i],
-                                                 gen.floor[0][i], c, fps)
-                videos.append({"variant": variant, "clip": c.key, "kind": "side_by_side", "path": str(p.relative_to(out))})
-
-    defs = {**definitions(cfg), **rows.EXTRA_DEFINITIONS}
-    better = {m.name: m.better for m in REGISTRY}
-    better.update({"style_diversity": "toward ceiling", "style_diversity_siblings": "toward ceiling",
-                   "output_sensitivity_motion": "higher", "val_loss": "lower (floor higher)"})
-    from trainer.sample import SampleSettings, stream_spec
-
+    plots_out, videos = write_artifacts(out, chosen, sc, gen, variants, cfg)
     spec = stream_spec(model, SampleSettings())
-    info = {"step": model.step, "data": str(data), "clips": len(clips), "frames_per_clip": t, "fps": fps,
+    info = {"step": model.step, "data": str(data), "clips": len(clips), "frames_per_clip": t, "fps": cfg.render.fps,
             "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": seed,
-            "seeds": ev.seeds, "bootstrap": ev.bootstrap, "music_guard_s": 0.5, "beat_sigma_s": ev.beat_sigma_s,
-            "ridge_lambda": 1.0, "generation_seconds": round(gen.seconds, 2),
+            "seeds": ev.seeds, "bootstrap": ev.bootstrap, "music_guard_s": MUSIC_GUARD_S,
+            "beat_sigma_s": ev.beat_sigma_s, "ridge_lambda": RIDGE_LAMBDA, "generation_seconds": round(gen.seconds, 2),
             "total_seconds": round(time.perf_counter() - t_start, 2)}
-    notes = [
-        "Side-by-side videos: ground truth | generated with the clip's own audio | floor (generated with a different "
-        "clip's audio, same style and noise); the clip's own audio is muxed.",
-        "Music frames: every frame except labelled silence and the 0.5 s after it; the loudness, bands, rhythm and "
-        "retrieval metrics use only those.",
-        "Clips are chosen per variant with distinct audio (copies of a debug clip count once), so floor partners "
-        "always have different audio.",
-    ]
     rep = {"config": cfg.model_dump(mode="json"), "checkpoint": str(model.step_dir), "info": info,
            "variants": variants, "vae_diagnostic": vae, "videos": videos, "plots": plots_out,
-           "definitions": defs, "notes": notes}
-    pj, pm = write_report(out, rep, better)
+           "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS}, "notes": NOTES}
+    pj, pm = write_report(out, rep, {**{m.name: m.better for m in REGISTRY}, **BETTER_EXTRA})
     return rep, pj, pm
