@@ -113,7 +113,7 @@ def sensitivity_row(m_own0: np.ndarray, m_floor0: np.ndarray, m_own1: np.ndarray
     """Output sensitivity S on motion curves (N, T) of the clips that have a floor partner."""
     n = len(m_own0)
     if n == 0:
-        return empty_row(NO_CLIPS)
+        return empty_row("no clip with a different-audio floor partner")
     stat = lambda idx: M.output_sensitivity(m_own0[idx], m_floor0[idx], m_own1[idx])  # noqa: E731
     none = {"mean": None, "ci": None, "n": 0}
     return {"generated": entry(stat, n, cfg, seed), "floor": dict(none), "ceiling": dict(none),
