@@ -31,11 +31,12 @@ def write_side_by_side(path: Path, gt: np.ndarray, gen: np.ndarray, floor: np.nd
 
 def metric_bar_plot(out: Path, variant: str, metrics: dict[str, dict[str, Any]]) -> dict[str, str] | None:
     chosen = {name: {k: metrics[name][k]["mean"] for k in ("floor", "generated", "ceiling")}
-              for name in BAR_METRICS if name in metrics}
+              for name in BAR_METRICS if name in metrics and metrics[name]["generated"]["mean"] is not None}
     if not chosen:
         return None
-    p = plots.plot_metric_bars(out / f"metrics_{variant}.png", chosen, series=("floor", "generated", "ceiling"))
-    return {"title": f"{variant}: floor / generated / ceiling", "path": str(p.relative_to(out))}
+    cis = {name: {k: metrics[name][k]["ci"] for k in ("floor", "generated", "ceiling")} for name in chosen}
+    p = plots.plot_metric_bars(out / f"metrics_{variant}.png", chosen, series=("floor", "generated", "ceiling"), cis=cis)
+    return {"title": f"{variant}: floor / generated / ceiling (95% CI)", "path": str(p.relative_to(out))}
 
 
 def timeline_plot(out: Path, clip: Clip, fps: float, rms: np.ndarray, onset_frames: np.ndarray,
