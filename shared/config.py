@@ -61,6 +61,12 @@ class DataConfig(_Section):
     train_shards: int = Field(8, ge=1, description="Number of train shards `datagen run` writes (`--shards`).")
     val_shards: int | None = Field(None, ge=1, description="Number of val shards; null means max(1, train_shards // 100).")
     samples_per_shard: int = Field(64, ge=1, description="Clips per shard (`--samples-per-shard`).")
+    val_style_siblings: int = Field(
+        2, ge=0,
+        description="Groups of val clips sharing one normal-music audio clip with different visual plans, for "
+        "style diversity at fixed audio; one shard of 3 clips per group in their own split val_siblings/ "
+        "(train/ and val/ do not change). 0: none.",
+    )
     audio_silence_mix_prob: float = Field(
         0.3, ge=0, le=1,
         description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
@@ -152,8 +158,9 @@ class VaeConfig(_Section):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     warmup_steps: int = Field(500, ge=0, description="Linear warmup steps.")
     steps: int = Field(20000, ge=1, description="Total training steps (`--steps`).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip (1.0 only bites in the first, noisy steps).")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for caching latents.")
-    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    compile: bool = Field(False, description="torch.compile the VAE on CUDA (ignored on CPU).")
 
     @field_validator("downsample")
     @classmethod
@@ -167,6 +174,18 @@ class VaeConfig(_Section):
 
 
 class DiffusionConfig(_Section):
+    """The denoiser's shape and its training. The defaults are the GPU production model: a DiT-B/2-like
+    space-time transformer, width 768, 12 blocks, 12 heads (head dim 64), patch 2 on the 4 x 32 x 32 latents
+    of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
+    ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
+    of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
+    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
+    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
+    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
+    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
+    """
+
     # --- snippet and conditioning shapes
     snippet_frames: int = Field(8, ge=1, description="F: frames denoised jointly per snippet.", json_schema_extra=SHAPE)
     audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
@@ -174,9 +193,9 @@ class DiffusionConfig(_Section):
     p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
     prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")
     # --- backbone
-    width: int = Field(384, ge=8, description="Transformer width.", json_schema_extra=SHAPE)
+    width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
-    heads: int = Field(6, ge=1, description="Attention heads.", json_schema_extra=SHAPE)
+    heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
@@ -328,6 +347,8 @@ class RunConfig(_Section):
     executor: Literal["ray", "processes", "local"] = Field("ray", description="datagen executor.")
     workers: int | None = Field(None, ge=1, description="datagen render workers (null: one per CPU, or per GPU fraction).")
     address: str | None = Field(None, description="Ray cluster address to join (null: embedded local cluster).")
+    ray_connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for the Ray cluster at "
+                                         "run.address to answer before failing.")
     max_retries: int = Field(3, ge=0, description="Retries of a failed shard before it is reported.")
 
 

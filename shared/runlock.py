@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.errors import LockHeldError
+from shared.errors import DiskFullError, LockHeldError
+from shared.fsutil import is_enospc
 
 LOCK_NAME = ".lock"  # the name ARCHITECTURE.md gives every owned directory
 EXCL_NAME = LOCK_NAME + ".excl"
@@ -59,10 +60,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _write_record(fd: int, rec: dict[str, Any]) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(rec) + "\n").encode("utf-8"), 0)
-    os.fsync(fd)
+def _write_record(fd: int, rec: dict[str, Any], path: Path) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(rec) + "\n").encode("utf-8"), 0)
+        os.fsync(fd)
+    except OSError as e:
+        if is_enospc(e):
+            raise DiskFullError(f"{path}: no space left on device") from e
+        raise
 
 
 @contextmanager
@@ -84,7 +90,7 @@ def _excl_lock(directory: Path, what: str) -> Iterator[dict[str, Any]]:
                   "whose process is gone", file=sys.stderr)
             path.unlink(missing_ok=True)
     try:
-        _write_record(fd, rec)
+        _write_record(fd, rec, path)
         yield rec
     finally:
         os.close(fd)
@@ -115,7 +121,7 @@ def dir_lock(directory: str | os.PathLike[str], what: str) -> Iterator[dict[str,
                 yield rec
             return
         rec = _holder_record(what)
-        _write_record(fd, rec)
+        _write_record(fd, rec, path)
         try:
             yield rec
         finally:

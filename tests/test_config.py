@@ -256,7 +256,7 @@ def test_yaml_round_trip():
 def test_model_shape_detects_shape_changes():
     a, b = Config(), build_config(overrides=["diffusion.width=128", "diffusion.lr=1e-3"])
     diff = shape_mismatch(model_shape(a, ("diffusion",)), model_shape(b, ("diffusion",)))
-    assert diff == ["diffusion.width: checkpoint has 384, config asks 128"]  # lr is not a shape field
+    assert diff == ["diffusion.width: checkpoint has 768, config asks 128"]  # lr is not a shape field
 
 
 def _cli(*args):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from trainer.diffusion.sampler import Guidance, sample_snippet
+from trainer.runtime import unwrap
 
 
 def snippet_starts(n_frames: int, snippet_frames: int, overlap: int) -> list[int]:
@@ -99,7 +100,7 @@ def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_sil
     """
     b, n_frames = audio.shape[:2]
     f, p, o = spec.snippet_frames, spec.prev_frames, spec.overlap
-    net = getattr(model, "_orig_mod", model)
+    net = unwrap(model)
     weights = torch.as_tensor(crossfade_weights(o), device=device).view(1, o, 1, 1, 1)
     history: torch.Tensor | None = None  # (B, <=P, C, h, w) the last final latents
     tail: torch.Tensor | None = None     # (B, o, C, h, w) the previous snippet's overlap, not yet final

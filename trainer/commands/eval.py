@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+from shared.errors import SynestheteError
 
 NAME = "eval"
 HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
@@ -39,10 +40,9 @@ def default_out(checkpoint: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.errors import SynestheteError
     from trainer.eval.evaluate import evaluate
     from trainer.eval.report import HEADLINE, fmt_entry
-    from trainer.sample import SampleError, load_sampling_model, one_line
+    from trainer.sample import load_sampling_model, one_line
 
     ckpt = Path(args.checkpoint)
     if not ckpt.exists():
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
             rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
-    except (SampleError, SynestheteError) as e:  # bad input: one line; anything else keeps its traceback
+    except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
     print(f"eval: wrote {pm} and {pj.name} ({rep['info']['clips']} clips; "
           + ", ".join(f"{v['n_clips']} {name}" for name, v in rep["variants"].items()) + ")", file=sys.stderr)

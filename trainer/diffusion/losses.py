@@ -32,6 +32,7 @@ from shared.timeline import channel_names
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.model import style_kl
+from trainer.runtime import unwrap
 
 Batch = dict[str, torch.Tensor]
 
@@ -71,8 +72,7 @@ def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator
           ) -> dict[str, torch.Tensor]:
     """Draw noise/timesteps/dropouts and build the true-audio conditioning (shared by train and val)."""
     d = cfg.diffusion
-    net = getattr(model, "module", model)  # DDP-wrapped or not
-    net = getattr(net, "_orig_mod", net)  # torch.compile-wrapped or not
+    net = unwrap(model)  # under DDP and/or torch.compile
     x0 = batch["x"].float()  # (B, F, C, h, w)
     b, dev = x0.shape[0], x0.device
 

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from trainer.diffusion import schedule as S
+from trainer.runtime import unwrap
 
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 SAMPLERS = ("ddim", "heun")
@@ -182,7 +183,7 @@ def sample_snippet(model: Callable, cond: dict[str, torch.Tensor], shape: tuple[
         raise ValueError(f"inference.sampler must be one of {SAMPLERS}, got {sampler!r}")
     dev = torch.device(device) if device is not None else cond["audio"].device
     noise = torch.randn(shape, generator=generator).to(dev)
-    net = getattr(model, "_orig_mod", model)
+    net = unwrap(model)
     prediction = getattr(net, "prediction", "v")
     denoise = guided_denoiser(model, cond, guidance)
     return (ddim if sampler == "ddim" else heun)(denoise, noise, steps, prediction)
