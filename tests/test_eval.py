@@ -93,7 +93,7 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     sib = m["style_diversity_siblings"]
     assert sib["ceiling"]["n"] == 1 and sib["ceiling"]["mean"] > 0 and "1 sibling group" in sib["note"]
     assert "TempoTokens" in rep["definitions"]["av_align"] and "sigma = 0.1 s" in rep["definitions"]["beat_alignment_score"]
-    assert "lambda = 1" in rep["definitions"]["bands_colour_geometry_r2"]
+    assert "lambda = 1" in rep["definitions"]["bands_colour_geometry_r2"] and rep["better"]["av_align"] == "higher"
     assert set(rep["vae_diagnostic"]["metrics"]["av_align"]) == {"input_own", "input_shuffled", "output_own",
                                                                   "output_shuffled"}
     assert [x["variant"] for x in rep["videos"]] == ["normal", "silence", "debug"]

@@ -232,6 +232,7 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
             "total_seconds": round(time.perf_counter() - t_start, 2)}
     rep = {"config": cfg.model_dump(mode="json"), "checkpoint": str(model.step_dir), "info": info,
            "variants": variants, "vae_diagnostic": vae, "videos": videos, "plots": plots_out,
-           "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS}, "notes": NOTES}
-    pj, pm = write_report(out, rep, {**{m.name: m.better for m in REGISTRY}, **BETTER_EXTRA})
+           "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS},
+           "better": {**{m.name: m.better for m in REGISTRY}, **BETTER_EXTRA}, "notes": NOTES}
+    pj, pm = write_report(out, rep)
     return rep, pj, pm

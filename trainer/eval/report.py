@@ -9,7 +9,7 @@ report.json::
                         "metrics": {METRIC: {"input_own": ENTRY, "input_shuffled": ENTRY,
                                              "output_own": ENTRY, "output_shuffled": ENTRY}}},
      "videos": [{"variant", "clip", "kind": "generated" | "ground_truth" | "floor" | "side_by_side", "path"}],
-     "plots": [{"title", "path"}], "definitions": {METRIC: str}, "notes": [str]}
+     "plots": [{"title", "path"}], "definitions": {METRIC: str}, "better": {METRIC: str}, "notes": [str]}
 
 with ENTRY = ``{"mean": float | null, "ci": [lo, hi] | null, "n": int}``; variants in report order, normal
 first. Non-finite numbers never reach the JSON (null). Both files are written to a temporary name and
@@ -75,8 +75,8 @@ def metric_table(metrics: dict[str, dict[str, Any]], better: dict[str, str]) -> 
     return lines
 
 
-def markdown(rep: dict[str, Any], better: dict[str, str]) -> str:
-    info = rep["info"]
+def markdown(rep: dict[str, Any]) -> str:
+    info, better = rep["info"], rep.get("better", {})
     lines = ["# Synesthete evaluation: does the video follow the music?", "",
              f"Checkpoint `{rep['checkpoint']}` (step {info.get('step')}), data `{info.get('data')}`; "
              f"{info.get('frames_per_clip')} frames per clip at {info.get('fps')} fps; sampler {info.get('sampler')}, "
@@ -112,11 +112,11 @@ def markdown(rep: dict[str, Any], better: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | Path, rep: dict[str, Any], better: dict[str, str]) -> tuple[Path, Path]:
+def write_report(out_dir: str | Path, rep: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out_dir`` (each to a temporary name, then renamed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = json_number(rep)
     pj = atomic_write_text(out / REPORT_JSON, json.dumps(rep, indent=2, allow_nan=False) + "\n")
-    pm = atomic_write_text(out / REPORT_MD, markdown(rep, better))
+    pm = atomic_write_text(out / REPORT_MD, markdown(rep))
     return pj, pm
