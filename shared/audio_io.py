@@ -28,11 +28,13 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from shared.errors import AudioError
+
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga"})
 _STDERR_TAIL = 800  # characters of ffmpeg's stderr quoted in errors
 
 
-class AudioLoadError(RuntimeError):
+class AudioLoadError(AudioError):
     """An audio file could not be read; the message names the file and the reason."""
 
 

@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.errors import ConfigError  # noqa: F401  (re-exported: shared.config.ConfigError)
+
 SHAPE = {"shape": True}
 
 
@@ -259,10 +261,6 @@ class Config(_Section):
 
 
 SECTIONS = tuple(Config.model_fields)
-
-
-class ConfigError(ValueError):
-    """A bad config: the message names the dotted field."""
 
 
 # ------------------------------------------------------------------ layering
