@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Diffusion run dir (its latest checkpoint) or a ckpt/step-* dir.")
     parser.add_argument("--data", default="data/pixels", metavar="PIXEL_DIR",
                         help="Pixel shards with a val/ split (ground truth frames, timelines, audio, meta).")
+    parser.add_argument("--audio-dir", default=None, metavar="DIR",
+                        help="Instead of the val shards: sample every audio file in DIR (wav/flac/mp3/..., any rate) "
+                             "and score what needs no ground truth (settle, loudness-motion, AV-Align, beat score, "
+                             "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir.")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run).")
     add_config_args(parser, [
@@ -47,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
             config_or_exit(args)
         fail(f"checkpoint {str(ckpt)!r}: not found (train one with `trainer diffusion` or pass --checkpoint RUN)")
     out = Path(args.out) if args.out else default_out(ckpt)
+    if args.audio_dir:
+        from trainer.eval.audio_dir import run_command
+
+        return run_command(args, ckpt, out if args.out else out / "audio_dir")
     try:
         import torch
 
