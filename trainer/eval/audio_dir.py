@@ -37,20 +37,26 @@ import numpy as np
 from shared.audio_io import AudioLoadError, load_audio
 from shared.errors import AudioError, OutputPathError
 from shared.fsutil import atomic_write_json, atomic_write_text
-from shared.timeline import channel_index, frame_count
+from shared.timeline import frame_count
 
-# Metric functions, imported by name from one place each. (interim): until the per-variant eval's metric
-# modules land; at the merge this import names their module and trainer/eval/_interim_metrics.py is deleted.
-from trainer.eval._interim_metrics import (audio_onset_times, av_align_iou, beat_alignment_score,  # (interim)
-                                           beat_times_from_phase, bootstrap_ci, flow_magnitude, local_maxima,
-                                           music_mask, retrieval_ranks)
-from trainer.eval.metrics import motion_energy, silence_settle_ratio, spans_from_mask, spearman
+# Metric functions: the same ones the per-variant eval scores with. Until its metric modules are merged they
+# come from the interim copy; at the merge this one import becomes (and _interim_metrics.py goes):
+#   from trainer.eval.loudness import spearman_on
+#   from trainer.eval.metrics import music_mask
+#   from trainer.eval.retrieval import chance, true_audio_ranks
+#   from trainer.eval.rhythm import audio_onset_times, av_align, beat_score, farneback_flow_magnitude
+#   from trainer.eval.rows import entry, fixed
+#   from trainer.eval.stats import nanmean_of
+from trainer.eval._interim_metrics import (audio_onset_times, av_align, beat_score, chance, entry,  # interim
+                                           farneback_flow_magnitude, fixed, music_mask, nanmean_of, spearman_on,
+                                           true_audio_ranks)
+from trainer.eval.metrics import motion_energy, silence_settle_ratio, spans_from_mask
 
 VARIANT = "audio_dir"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm")
 SHIFTS_S = (1.5, 2.25, 3.0, 3.75, 4.5, 5.25, 6.0)  # circular shifts of the shift test
 MIN_SHIFT_MARGIN_S = 1.5   # a shift s is used only when s <= duration - this (else it wraps back near 0)
-MUSIC_AFTER_SILENCE_S = 0.5
+MUSIC_GUARD_S = 0.5       # detected silence and this long after it are not music frames
 DEFAULT_BEAT_SIGMA_S = 0.1   # eval.beat_sigma_s once the per-variant eval's config lands
 DEFAULT_BOOTSTRAP = 1000     # eval.bootstrap likewise
 MAX_TIMELINE_PLOTS = 8
@@ -119,7 +125,7 @@ class FrameCurves:
         x = chunk if self._prev is None else np.concatenate([self._prev[None], chunk])
         skip = 0 if self._prev is None else 1
         self._motion.append(motion_energy(x)[skip:])
-        self._flow.append(flow_magnitude(x)[skip:])
+        self._flow.append(farneback_flow_magnitude(x)[skip:])
         self._prev = chunk[-1]
 
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
@@ -132,30 +138,30 @@ class FrameCurves:
 
 
 @dataclass
-class AudioSide:
+class FileAudio:
     """What a video is scored against: one audio file's per-frame curves and event times."""
 
     rms: np.ndarray          # (T,) linear frame RMS
     is_silent: np.ndarray    # (T,) 0/1 detected silence
     onsets_s: np.ndarray     # librosa onset times (s)
-    beats_s: np.ndarray      # beat times from the timeline's beat_phase (s); empty without beat channels
+    beats_s: np.ndarray      # the timeline's beat estimate (s): shared.timeline.estimate_beats
     fps: float
 
     @property
     def n_frames(self) -> int:
         return len(self.rms)
 
-    def cut(self, n: int) -> "AudioSide":
+    def cut(self, n: int) -> "FileAudio":
         """The first ``n`` frames (and the events before them)."""
         d = n / self.fps
-        return AudioSide(self.rms[:n], self.is_silent[:n], self.onsets_s[self.onsets_s < d],
+        return FileAudio(self.rms[:n], self.is_silent[:n], self.onsets_s[self.onsets_s < d],
                          self.beats_s[self.beats_s < d], self.fps)
 
-    def rolled(self, k: int) -> "AudioSide":
+    def rolled(self, k: int) -> "FileAudio":
         """Circularly shifted later by ``k`` frames (what was at frame t is at t + k, wrapping)."""
         d = self.n_frames / self.fps
         s = k / self.fps
-        return AudioSide(np.roll(self.rms, k), np.roll(self.is_silent, k), np.sort((self.onsets_s + s) % d),
+        return FileAudio(np.roll(self.rms, k), np.roll(self.is_silent, k), np.sort((self.onsets_s + s) % d),
                          np.sort((self.beats_s + s) % d), self.fps)
 
 
@@ -164,48 +170,38 @@ class FileRun:
     """One sampled file: its audio side, the generated video's curves and where the mp4 is."""
 
     name: str
-    audio: AudioSide
+    audio: FileAudio
     motion: np.ndarray
     flow: np.ndarray
     video: Path
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _times_on(mask: np.ndarray, times_s: np.ndarray, fps: float) -> np.ndarray:
-    idx = np.floor(np.asarray(times_s) * fps + 1e-9).astype(np.int64)
-    ok = (idx >= 0) & (idx < len(mask))
-    return np.asarray(times_s)[ok][mask[idx[ok]]]
-
-
-def score_pair(motion: np.ndarray, flow: np.ndarray, audio: AudioSide, settle_delay_s: float,
+def score_pair(motion: np.ndarray, flow: np.ndarray, audio: FileAudio, settle_delay_s: float,
                beat_sigma_s: float) -> dict[str, float]:
     """The per-file metrics of a video's curves against an audio side of the same length (NaN where undefined)."""
     fps = audio.fps
     n = min(len(motion), audio.n_frames)
     motion, flow, audio = motion[:n], flow[:n], audio.cut(n)
     spans = spans_from_mask(audio.is_silent)
-    mask = music_mask(audio.is_silent, fps, MUSIC_AFTER_SILENCE_S)
-    out = {"settle_ratio": silence_settle_ratio(motion, spans, fps, settle_delay_s) if spans else float("nan")}
-    if mask.sum() < 3:
-        out.update(loudness_motion_spearman=float("nan"), av_align=float("nan"), beat_score=float("nan"))
-        return out
-    out["loudness_motion_spearman"] = spearman(audio.rms[mask], motion[mask])
-    video_peaks = np.asarray([i for i in local_maxima(flow) if mask[i]]) / fps
-    out["av_align"] = av_align_iou(_times_on(mask, audio.onsets_s, fps), video_peaks, fps)
-    events = np.asarray([i for i in local_maxima(motion) if mask[i]]) / fps
-    out["beat_score"] = beat_alignment_score(_times_on(mask, audio.beats_s, fps), events, beat_sigma_s)
-    return out
+    music = music_mask(n, spans, fps, MUSIC_GUARD_S)
+    return {"settle_ratio": silence_settle_ratio(motion, spans, fps, settle_delay_s) if spans else float("nan"),
+            "loudness_motion_spearman": spearman_on(audio.rms, motion, music),
+            "av_align": av_align(audio.onsets_s, flow, music, fps),
+            "beat_score": beat_score(audio.beats_s, motion, music, fps, beat_sigma_s)}
 
 
 def retrieval_scores(runs: Sequence[FileRun]) -> np.ndarray:
-    """s_ij (N, N): Spearman of video i's motion with audio j's RMS over audio j's music frames (common length)."""
+    """s_ij (N, N): Spearman of video i's motion with audio j's RMS over audio j's music frames, on the first
+    min(T_i, T_j) frames (files differ in length; the per-variant eval's clips do not); undefined -> 0 as there."""
     n = len(runs)
-    s = np.full((n, n), np.nan)
+    s = np.zeros((n, n))
     for i, vi in enumerate(runs):
         for j, aj in enumerate(runs):
             t = min(len(vi.motion), aj.audio.n_frames)
-            mask = music_mask(aj.audio.is_silent[:t], aj.audio.fps, MUSIC_AFTER_SILENCE_S)
-            s[i, j] = spearman(aj.audio.rms[:t][mask], vi.motion[:t][mask]) if mask.sum() >= 3 else np.nan
+            a = aj.audio.cut(t)
+            v = spearman_on(a.rms, vi.motion[:t], music_mask(t, spans_from_mask(a.is_silent), a.fps, MUSIC_GUARD_S))
+            s[i, j] = v if np.isfinite(v) else 0.0
     return s
 
 
@@ -220,6 +216,8 @@ def shift_frames(n_frames: int, fps: float) -> list[int]:
 
 def sample_one(model, path: Path, video_path: Path, settings, progress: bool) -> FileRun:
     """Sample ``path`` to ``video_path`` and collect its curves. Raises SampleError for unusable audio."""
+    from shared.audio_io import resample
+    from shared.timeline import estimate_beats
     from trainer.sample import SampleError, audio_conditioning, one_line, sample_file
 
     cfg = model.cfg
@@ -232,10 +230,9 @@ def sample_one(model, path: Path, video_path: Path, settings, progress: bool) ->
     if n == 0:
         raise SampleError(f"audio file {str(path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
     _, silent, info = audio_conditioning(wave, sr, cfg, n)  # resampled to data.sample_rate, as in training
-    names = info["names"]
-    beats = (beat_times_from_phase(info["features"][:, channel_index(names, "beat_phase")], fps)
-             if "beat_phase" in names else np.zeros(0))
-    audio = AudioSide(rms=np.asarray(info["rms"], np.float64), is_silent=np.asarray(silent, np.float64),
+    train_sr = cfg.data.sample_rate  # the timeline's beat estimate is made at the training rate
+    beats = estimate_beats(resample(wave, sr, train_sr) if sr != train_sr else wave, train_sr).beat_times(n / fps)
+    audio = FileAudio(rms=np.asarray(info["rms"], np.float64), is_silent=np.asarray(silent, np.float64),
                       onsets_s=audio_onset_times(wave, sr), beats_s=beats, fps=fps).cut(n)
     curves = FrameCurves()
     summary = sample_file(path, video_path, model, settings, progress=progress, on_frames=curves)
@@ -250,22 +247,16 @@ def sample_one(model, path: Path, video_path: Path, settings, progress: bool) ->
 # ------------------------------------------------------------------ rows
 
 
-def stat(values: Sequence[float], n_resamples: int, seed: int = 0) -> dict[str, Any]:
-    """{"mean", "ci", "n"} over the finite values (mean None and ci None when there are none / fewer than 2)."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    ci = bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
-    return {"mean": float(np.mean(v)) if v else None, "ci": list(ci) if ci else None, "n": len(v)}
+def stat(values: Sequence[float | None], cfg, seed: int = 0) -> dict[str, Any]:
+    """A report entry {"mean", "ci", "n"} over the files where the value is defined (bootstrap over them)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(float(x))], dtype=np.float64)
+    return entry(nanmean_of(v), len(v), cfg, seed)
 
 
-def row(generated: Sequence[float], floor: Sequence[float] | None, n_resamples: int, note: str | None = None
+def row(generated: Sequence[float | None], floor: Sequence[float | None] | None, cfg, note: str | None = None
         ) -> dict[str, Any]:
-    return {"generated": stat(generated, n_resamples), "floor": None if floor is None else stat(floor, n_resamples),
+    return {"generated": stat(generated, cfg), "floor": None if floor is None else stat(floor, cfg),
             "ceiling": None, "note": note}
-
-
-def chance_stat(value: float, n: int) -> dict[str, Any]:
-    """A floor that is exact (chance level): no CI."""
-    return {"mean": float(value), "ci": None, "n": int(n)}
 
 
 def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkpoint: str, folder: Path,
@@ -273,7 +264,7 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
     """The report dict (schema of report.json) for the scored files."""
     ev = cfg.eval
     delay = ev.settle_delay_s
-    sigma = float(getattr(ev, "beat_sigma_s", DEFAULT_BEAT_SIGMA_S))
+    sigma = float(getattr(ev, "beat_sigma_s", DEFAULT_BEAT_SIGMA_S))  # plain cfg.eval.* once the eval config lands
     boots = int(getattr(ev, "bootstrap", DEFAULT_BOOTSTRAP))
     n = len(runs)
     per_file, true_scores, floor_scores = [], [], []
@@ -300,7 +291,7 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
         if m == "settle_ratio":
             with_sil = sum(1 for p in per_file if p["detected_silences_s"])
             note = f"{with_sil} of {n} files have detected silence" + (f"; {one_file_note}" if one_file_note else "")
-        metrics[m] = row([t[m] for t in true_scores], None if n < 2 else [f[m] for f in floor_scores], boots, note)
+        metrics[m] = row([t[m] for t in true_scores], None if n < 2 else [f[m] for f in floor_scores], cfg, note)
 
     # retrieval across the folder
     retrieval: dict[str, Any]
@@ -311,13 +302,14 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
         metrics["retrieval_mean_rank"] = dict(metrics["retrieval_top1"])
     else:
         s = retrieval_scores(runs)
-        ranks = retrieval_ranks(np.nan_to_num(s, nan=-np.inf))
-        top1 = (ranks == 1.0).astype(float)
-        retrieval = {"skipped": None, "files": [r.name for r in runs], "scores": s.tolist(), "ranks": ranks.tolist()}
-        metrics["retrieval_top1"] = {"generated": stat(top1, boots), "floor": chance_stat(1.0 / n, n), "ceiling": None,
-                                     "note": f"chance = 1/{n}"}
-        metrics["retrieval_mean_rank"] = {"generated": stat(ranks, boots), "floor": chance_stat((n + 1) / 2, n),
-                                          "ceiling": None, "note": f"lower is better; chance = ({n}+1)/2"}
+        ranks, top1 = true_audio_ranks(s)
+        chance_top1, chance_rank = chance(n)
+        retrieval = {"skipped": None, "files": [r.name for r in runs], "scores": s.tolist(), "ranks": ranks.tolist(),
+                     "top1_credit": top1.tolist()}
+        metrics["retrieval_top1"] = {"generated": stat(top1, cfg), "floor": fixed(chance_top1, n), "ceiling": None,
+                                     "note": f"floor = chance 1/{n}"}
+        metrics["retrieval_mean_rank"] = {"generated": stat(ranks, cfg), "floor": fixed(chance_rank, n),
+                                          "ceiling": None, "note": f"lower is better; floor = chance ({n}+1)/2"}
 
     # shift test
     wins = []
@@ -331,10 +323,10 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
         shifted_means = [float(np.nanmean(p["shift_test"][m])) if np.isfinite(p["shift_test"][m]).any() else None
                          for p in per_file if p["shift_test"][m]]
         metrics[f"shift_test_{m}"] = row([p["metrics"][m] for p in per_file if p["shift_test"][m]], shifted_means,
-                                         boots, "floor = the same video against its audio circularly shifted")
+                                         cfg, "floor = the same video against its audio circularly shifted")
     no_shift = [p["file"] for p in per_file if not p["shift_test"]["shifts_s"]]
     metrics["shift_test_win_rate"] = {
-        "generated": stat(wins, boots), "floor": chance_stat(0.5, len(wins)), "ceiling": None,
+        "generated": stat(wins, cfg), "floor": fixed(0.5, len(wins)), "ceiling": None,
         "note": (f"{len(wins)} (file, shift, metric) comparisons" +
                  (f"; too short for a shift of {SHIFTS_S[0]:g} s + {MIN_SHIFT_MARGIN_S:g} s: {', '.join(no_shift)}"
                   if no_shift else ""))}
@@ -347,7 +339,7 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
         "config": {"eval": cfg.eval.model_dump(), "inference": cfg.inference.model_dump(),
                    "render": {"fps": cfg.render.fps, "resolution": cfg.render.resolution},
                    "data": {"sample_rate": cfg.data.sample_rate}, "beat_sigma_s": sigma, "bootstrap": boots,
-                   "music_after_silence_s": MUSIC_AFTER_SILENCE_S, "shifts_s": list(SHIFTS_S)},
+                   "music_after_silence_s": MUSIC_GUARD_S, "shifts_s": list(SHIFTS_S)},
         "checkpoint": checkpoint,
         "audio_dir": str(folder),
         "variants": {VARIANT: {"n_clips": n, "clips": [r.name for r in runs], "metrics": metrics}},
@@ -361,7 +353,7 @@ def build_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkp
                   "another file's audio (the next file by name), chance for retrieval, circularly shifted audio "
                   "for the shift test.",
                   "Silence is detected by the timeline (is_silent); music frames exclude it and the "
-                  f"{MUSIC_AFTER_SILENCE_S:g} s after it."],
+                  f"{MUSIC_GUARD_S:g} s after it."],
         "seconds": round(seconds, 2),
     }
 
