@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
                         help="Instead of the val shards: sample every audio file in DIR (wav/flac/mp3/..., any rate) "
                              "and score what needs no ground truth (settle, loudness-motion, AV-Align, beat score, "
-                             "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir.")
+                             "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
+                             "the shipped model).")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run).")
     add_config_args(parser, [

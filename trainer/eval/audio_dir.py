@@ -575,12 +575,14 @@ def run_command(args, checkpoint: Path, out: Path) -> int:
         files = list_audio_files(args.audio_dir)
         model = load_sampling_model(checkpoint, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
+        if not args.out and eval_run_dir(model.step_dir) is None:  # the shipped model's folder stays untouched
+            out = Path("runs") / f"eval-{Path(checkpoint).resolve().name}" / "audio_dir"
         log(f"eval --audio-dir: {len(files)} audio files in {args.audio_dir} -> {out}")
         with torch.no_grad():
             report, pj = evaluate_audio_dir(model, args.audio_dir, out, log=log)
     except (SynestheteError, SampleError) as e:
         fail(one_line(e))
-    tb = log_eval_scalars(report, model.step_dir, model.step, prefix="eval_audio_dir")
+    tb = log_eval_scalars(report, model.step_dir, model.step)  # tags eval/audio_dir/METRIC/{generated,floor}
     v = report["variants"][VARIANT]
     log(f"eval --audio-dir: wrote {pj}, report.md and report.html ({v['n_clips']} files, "
         f"{len(report['skipped'])} skipped)" + (f"; TensorBoard scalars in {tb}" if tb else
