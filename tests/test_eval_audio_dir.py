@@ -160,7 +160,9 @@ def test_shift_test_and_retrieval_on_oracle_curves():
     assert rep["per_file"][0]["shift_test"]["shifts_s"] == [k / fps for k in shift_frames(n, fps)] == list(SHIFTS_S)
     assert all(v < 1.0 for p in rep["per_file"] for v in p["shift_test"]["loudness_motion_spearman"])
     win = m["shift_test_win_rate"]
-    assert win["generated"]["mean"] == 1.0 and win["generated"]["n"] == 3 and win["floor"]["mean"] == 0.5
+    # per file: Spearman wins all 7 shifts; AV-Align ties 7 times (no onsets: IoU 0 both ways); no beats, no beat
+    # score: (7 * 1 + 7 * 0.5) / 14
+    assert win["generated"]["mean"] == 0.75 and win["generated"]["n"] == 3 and win["floor"]["mean"] == 0.5
     still = [oracle_run(f"s{i}", r, np.full(n, 0.1), fps) for i, r in enumerate(rms)]
     m = build_report(still, [], cfg, "ckpt", Path("dir"), [], [], 0.0)["variants"]["audio_dir"]["metrics"]
     assert m["retrieval_top1"]["generated"]["mean"] == pytest.approx(1 / 3) == m["retrieval_top1"]["floor"]["mean"]
