@@ -59,6 +59,9 @@ def per_variant_report() -> dict:
                    {"variant": "debug", "clip": "d0", "kind": "generated", "path": "videos/gen_d0.mp4"}],
         "plots": [{"title": "metrics", "path": "metrics.png"}],
         "definitions": {"av_align": "AV-Align (TempoTokens)", "loudness_motion_spearman": "Spearman of RMS and motion"},
+        "info": {"step": 10, "fps": 8.0},
+        "vae_diagnostic": {"n_clips": 2, "psnr_db": 31.5, "note": "the debug clips", "metrics": {
+            "av_align": {"input_own": stat(0.9, [0.8, 1.0], 2), "output_own": stat(0.7, None, 1)}}},
     }
 
 
@@ -73,6 +76,7 @@ def test_report_html_renders_and_plays_its_videos(tmp_path):
     text = page.read_text(encoding="utf-8")
     assert not re.search(r"<script|<link|@import|https?://", text), "report.html must need no external asset"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "a temp file was left behind"
+    assert '<section id="variant-silence"><h2>silence <span class="note">(0 clips)</span></h2>\n<p class="note">no clips' in text
 
     with headless_chromium() as driver:
         states = play_videos(driver, page.as_uri())
@@ -82,7 +86,7 @@ def test_report_html_renders_and_plays_its_videos(tmp_path):
         img = driver.execute_script("const i = document.querySelector('img.plot'); return [i.src.slice(0, 22), i.naturalWidth]")
         resources = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
 
-    assert sections == ["variant-normal", "variant-silence", "variant-debug"], "normal music comes first"
+    assert sections == ["variant-normal", "variant-silence", "variant-debug", "vae-diagnostic"], "normal music first"
     by_src = {s["src"]: s for s in states}
     assert set(by_src) == {"videos/side%20by%20side%20n0.mp4", "videos/gen_d0.mp4"}
     for src, want_s, want_w in (("videos/side%20by%20side%20n0.mp4", 2.0, 48), ("videos/gen_d0.mp4", 1.5, 32)):
@@ -99,7 +103,8 @@ def test_report_html_renders_and_plays_its_videos(tmp_path):
         "[0.2, 0.35]", ""]
     assert cells[("variant-normal", "retrieval_top1")] == [
         "retrieval_top1", "8", "0.25", "[0, 0.5]", "8", "0.125", "n/a", "", "n/a", "n/a", "chance = 1/8"]
-    assert [m for sec, m, _ in rows] == ["loudness_motion_spearman", "retrieval_top1", "av_align"]
+    assert [m for sec, m, _ in rows] == ["loudness_motion_spearman", "retrieval_top1", "av_align", "av_align"]
+    assert cells[("vae-diagnostic", "av_align")] == ["av_align", "2", "0.9", "[0.8, 1]", "1", "0.7", "n/a"]
     assert img == ["data:image/png;base64,", 40], "the plot is inlined and decodes"
     assert all(r.startswith("file:") for r in resources), resources
 

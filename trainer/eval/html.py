@@ -78,7 +78,8 @@ def _n(s: dict[str, Any] | None) -> str:
 
 def metric_table(metrics: dict[str, Any], definitions: dict[str, str]) -> str:
     rows = ['<table class="metrics"><thead><tr><th rowspan="2">metric</th><th colspan="3">generated</th>'
-            '<th colspan="3">floor (shuffled audio)</th><th colspan="3">ceiling (ground truth)</th>'
+            '<th colspan="3" title="the same metric with audio the video was not made from">floor</th>'
+            '<th colspan="3">ceiling (ground truth)</th>'
             '<th rowspan="2">note</th></tr><tr>' + "<th>n</th><th>mean</th><th>95% CI</th>" * 3 + "</tr></thead><tbody>"]
     for name, r in metrics.items():
         title = f' title="{esc(definitions[name])}"' if name in definitions else ""
@@ -90,6 +91,28 @@ def metric_table(metrics: dict[str, Any], definitions: dict[str, str]) -> str:
                     f'<td class="note">{esc(r.get("note") or "")}</td></tr>')
     rows.append("</tbody></table>")
     return "\n".join(rows)
+
+
+def kinds_table(metrics: dict[str, dict[str, Any]], definitions: dict[str, str]) -> str:
+    """A table of metric rows whose entries are keyed by kind (e.g. the VAE diagnostic's input_own, output_own,
+    ...): n, mean and 95% CI per kind."""
+    kinds: list[str] = []
+    for r in metrics.values():
+        kinds += [k for k, v in r.items() if isinstance(v, dict) and k not in kinds]
+    head = "".join(f'<th colspan="3">{esc(k.replace("_", " "))}</th>' for k in kinds)
+    rows = [f'<table class="kinds"><thead><tr><th rowspan="2">metric</th>{head}</tr><tr>'
+            + "<th>n</th><th>mean</th><th>95% CI</th>" * len(kinds) + "</tr></thead><tbody>"]
+    for name, r in metrics.items():
+        title = f' title="{esc(definitions[name])}"' if name in definitions else ""
+        cells = "".join(f'<td class="num">{_n(r.get(k))}</td>{_cells(r.get(k))}' for k in kinds)
+        rows.append(f'<tr data-metric="{esc(name)}"><th{title}>{esc(name)}</th>{cells}</tr>')
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
+
+
+def info_table(info: dict[str, Any]) -> str:
+    cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_num(v) or v)}</td></tr>" for k, v in info.items())
+    return f'<table class="info"><tbody>{cells}</tbody></table>'
 
 
 def video_block(videos: list[dict[str, Any]]) -> str:
@@ -146,16 +169,27 @@ def render_html(report: dict[str, Any], out_dir: Path) -> str:
     variants = report.get("variants") or {}
     videos = report.get("videos") or []
     body = [f"<h1>{esc(title)}</h1>", f'<p>checkpoint: <code>{esc(report.get("checkpoint", ""))}</code></p>']
+    if report.get("info"):
+        body.append(info_table(report["info"]))
     for name in variant_order(list(variants)):
         v = variants[name]
         body.append(f'<section id="variant-{esc(name)}"><h2>{esc(name)} <span class="note">({esc(v.get("n_clips", 0))} '
                     f'clips)</span></h2>')
+        if v.get("note"):
+            body.append(f'<p class="note">{esc(v["note"])}</p>')
         if not v.get("metrics"):
             body.append('<p class="note">no clips</p>')
         else:
             body.append(metric_table(v["metrics"], definitions))
         body.append(video_block([x for x in videos if x.get("variant") == name]))
         body.append("</section>")
+    vae = report.get("vae_diagnostic")
+    if isinstance(vae, dict) and vae.get("metrics"):
+        psnr = _num(vae.get("psnr_db"))
+        body += ['<section id="vae-diagnostic"><h2>VAE diagnostic <span class="note">'
+                 f'({esc(vae.get("n_clips", ""))} clips{", PSNR " + psnr + " dB" if psnr else ""})</span></h2>',
+                 f'<p class="note">{esc(vae.get("note") or "")}</p>', kinds_table(vae["metrics"], definitions),
+                 "</section>"]
     other = [x for x in videos if x.get("variant") not in variants]
     if other:
         body += ["<h2>other videos</h2>", video_block(other)]
