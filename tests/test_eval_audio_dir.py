@@ -16,8 +16,8 @@ import soundfile as sf
 from shared.config import build_config
 from shared.video import probe
 from trainer.cli import main
-from trainer.eval.audio_dir import (SHIFTS_S, FileAudio, FileRun, FrameCurves, build_report, eval_run_dir,
-                                    log_eval_scalars, shift_frames)
+from trainer.eval.audio_dir import SHIFTS_S, FileAudio, FileRun, FrameCurves, build_report, shift_frames
+from trainer.eval.scalars import eval_run_dir, log_eval_scalars
 from trainer.eval.metrics import motion_energy
 
 from browser import headless_chromium, play_videos

@@ -519,44 +519,6 @@ def evaluate_audio_dir(model, folder: str | Path, out: str | Path, seed: int | N
     return report, pj
 
 
-# ------------------------------------------------------------------ TensorBoard
-
-
-def eval_run_dir(step_dir: str | Path) -> Path | None:
-    """The training run a checkpoint belongs to (RUN for RUN/ckpt/step-N), or None for the shipped model
-    (under the project's models/ folder, or any run holding a MODEL_CARD.md): eval never writes there."""
-    step_dir = Path(step_dir).resolve()
-    run = step_dir.parent.parent if step_dir.parent.name == "ckpt" else step_dir
-    shipped = Path("models").resolve()
-    if (run / "MODEL_CARD.md").exists() or run == shipped or shipped in run.parents:
-        return None
-    return run
-
-
-def log_eval_scalars(report: dict[str, Any], step_dir: str | Path, step: int, prefix: str = "eval") -> Path | None:
-    """Write the report's metric means to TensorBoard under the evaluated run (RUN/tb, event files suffixed
-    ``.eval``), tagged ``PREFIX/VARIANT/METRIC/{generated,floor,ceiling}`` at the checkpoint's step.
-    Returns the tb dir, or None when the run is the shipped model (models/ is never written)."""
-    run = eval_run_dir(step_dir)
-    if run is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter  # late: tensorboard is slow to import
-
-    tb = run / "tb"
-    writer = SummaryWriter(log_dir=str(tb), filename_suffix=".eval")
-    try:
-        for variant, v in report["variants"].items():
-            for metric, r in v["metrics"].items():
-                for which in ("generated", "floor", "ceiling"):
-                    s = r.get(which)
-                    mean = s.get("mean") if isinstance(s, dict) else None
-                    if isinstance(mean, (int, float)) and math.isfinite(mean):
-                        writer.add_scalar(f"{prefix}/{variant}/{metric}/{which}", float(mean), int(step))
-    finally:
-        writer.close()
-    return tb
-
-
 # ------------------------------------------------------------------ the command
 
 
@@ -569,6 +531,7 @@ def run_command(args, checkpoint: Path, out: Path) -> int:
 
     from shared.cli import config_or_exit, fail
     from shared.errors import SynestheteError
+    from trainer.eval.scalars import eval_run_dir, log_eval_scalars
     from trainer.runtime import pick_device
     from trainer.sample import SampleError, load_sampling_model, one_line
 
