@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from shared.audio_io import resample
 from shared.config import build_config
 from shared.video import probe
 from trainer.cli import main
@@ -107,7 +108,8 @@ def test_audio_dir_bad_input(tmp_path, capsys):
     one = tmp_path / "one"
     one.mkdir()
     wave, sr = sf.read(str(REAL / "bach_bwv66.6_organ.flac"), dtype="float32")
-    sf.write(str(one / "bach_3s.wav"), wave[: int(3.5 * sr)], sr)
+    clip = resample(wave[: int(3.5 * sr)], sr, 44100)
+    sf.write(str(one / "bach_3s.wav"), np.stack([clip, 0.5 * clip], axis=1), 44100)  # 44.1 kHz stereo
     (one / "broken.mp3").write_bytes(b"not an mp3 at all")
     code, err = run_cli(capsys, "--checkpoint", MODEL, "--audio-dir", one, "--out", tmp_path / "o1")
     assert code == 0, err
@@ -117,6 +119,7 @@ def test_audio_dir_bad_input(tmp_path, capsys):
     assert rep["variants"]["audio_dir"]["metrics"]["retrieval_top1"]["generated"]["n"] == 0
     assert rep["variants"]["audio_dir"]["metrics"]["av_align"]["floor"] is None
     assert rep["per_file"][0]["shift_test"]["shifts_s"] == [1.5]  # 3.5 s leaves room for the 1.5 s shift only
+    assert rep["per_file"][0]["sample_rate"] == 44100 and rep["per_file"][0]["frames"] == 28
     assert "retrieval skipped" in (tmp_path / "o1" / "report.html").read_text()
     # nothing usable at all: exit 2, one line naming the folder
     (one / "bach_3s.wav").unlink()
