@@ -104,7 +104,10 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert md.index("## Normal music (the headline): 2 clip(s)") < md.index("## Variant: silence")
     assert "| av_align |" in md and "[" in md  # CIs in brackets
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("report")) == ["report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("report")) == ["report.html", "report.json",
+                                                                                     "report.md"]
+    page = (out / "report.html").read_text()
+    assert all(f'src="{x["path"]}"' in page for x in rep["videos"]) and "<video" in page
     assert "normal music (2 clips)" in stdout and "loudness_motion_spearman" in stdout
 
 

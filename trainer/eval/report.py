@@ -113,10 +113,14 @@ def markdown(rep: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str | Path, rep: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``out_dir`` (each to a temporary name, then renamed)."""
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir`` (each to a temporary name, then
+    renamed)."""
+    from trainer.eval.html import write_report_html
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = json_number(rep)
     pj = atomic_write_text(out / REPORT_JSON, json.dumps(rep, indent=2, allow_nan=False) + "\n")
     pm = atomic_write_text(out / REPORT_MD, markdown(rep))
+    write_report_html(rep, out)
     return pj, pm
