@@ -12,7 +12,7 @@ Two sample shapes (docs/INTERFACES.md):
   ``frames_per_clip`` of its JPEGs.
 * snippets (diffusion; from latent shards, or from pixel shards for evaluation): ``x``, ``prev``,
   ``prev_valid``, ``audio``, ``audio_timeshift``, ``frame_index``, ``is_silent``, ``style``,
-  ``variant``, ``key``.
+  ``variant``, ``audio_id`` (a hash of the clip's raw timeline: one id for copies of one debug clip), ``key``.
 
 Every random choice draws from a generator seeded by (seed, rank, worker, stage), so a stream is a
 pure function of the seed, the worker count and the rank. Corrupt or truncated samples go to
@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import functools
 import glob
+import json
 import multiprocessing as mp
 import os
 import random
 import re
 import sys
+import tarfile
 import threading
 import time
 from collections import deque
@@ -47,6 +49,7 @@ from shared.config import Config, DataConfig
 from shared.errors import DataError
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
+from trainer.diffusion.shuffle import audio_content_id
 
 VARIANTS = ("normal", "silence", "debug")
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
@@ -80,6 +83,7 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
     if isinstance(spec, (list, tuple)):
         return [u for s in spec for u in resolve_shards(s, split)]
     s = str(spec)
+    S.check_shard_set(s)  # one content fingerprint per set (warns once where there is no manifest to check)
     if _URL.match(s):
         return _expand_braces(s) if "{" in s else [s]
     if "{" in s and ".." in s:
@@ -189,23 +193,135 @@ def _flatten(stream: Iterable[list]) -> Iterator[Any]:
 # -------------------------------------------------------------- pure functions
 
 
+MIX_KNOBS = ("audio_silence_mix_prob", "audio_debug_mix_prob")  # data fields that ask the trainer for a mix
+
+
+def reweights_variants(data_cfg: DataConfig) -> bool:
+    """Whether the loader reweights clips by variant (else it draws what the shards hold).
+
+    It does when ``audio_debug_mode`` is on, when ``audio_debug_mix_schedule_steps > 0`` (the bootstrap
+    curriculum), or when a mix knob was given explicitly: in a YAML file, a flag or an override, which is
+    pydantic's ``model_fields_set`` as shared.config.build_config records it (a knob left at its default, or
+    one that only came with a ``base`` tree such as a saved run's config, is not explicit).
+    """
+    return (data_cfg.audio_debug_mode or data_cfg.audio_debug_mix_schedule_steps > 0
+            or bool(set(MIX_KNOBS) & data_cfg.model_fields_set))
+
+
 def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | None:
     """The fraction of draws per variant at a training step, or None to draw as stored.
 
-    ``audio_debug_mode`` -> debug only. Otherwise the debug fraction follows the curriculum: it falls
-    linearly from 1 to ``audio_debug_mix_prob`` over ``audio_debug_mix_schedule_steps`` (postmortem,
-    "curriculum back to diversity"); silence takes ``audio_silence_mix_prob`` of what debug leaves
-    (capped so fractions sum to 1); normal clips take the rest.
+    ``audio_debug_mode`` -> debug only, for the whole run. Otherwise, when :func:`reweights_variants`, the
+    debug fraction follows the bootstrap curriculum: it falls linearly from 1 to ``audio_debug_mix_prob``
+    over ``audio_debug_mix_schedule_steps`` (postmortem, "curriculum back to diversity"; 0 steps: the final
+    value from step 0); silence takes ``audio_silence_mix_prob`` of what debug leaves (capped so fractions sum
+    to 1); normal clips take the rest. A knob not given explicitly counts with its value (its default).
     """
     if data_cfg.audio_debug_mode:
         return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
-    if not data_cfg.reweight_variants:
+    if not reweights_variants(data_cfg):
         return None
     final = data_cfg.audio_debug_mix_prob
     n = data_cfg.audio_debug_mix_schedule_steps
     debug = final if n <= 0 else 1.0 + (final - 1.0) * min(1.0, max(0, step) / n)
     silence = min(data_cfg.audio_silence_mix_prob, 1.0 - debug)
     return {"normal": max(0.0, 1.0 - debug - silence), "silence": silence, "debug": debug}
+
+
+def wanted_variants(data_cfg: DataConfig) -> set[str] | None:
+    """The variants the loader draws at some step of the run (None: whatever the shards hold).
+
+    The shares are linear in the step between 0 and the end of the curriculum and constant after it,
+    so the two ends decide which are ever above 0.
+    """
+    ends = [target_variant_mix(data_cfg, step) for step in (0, data_cfg.audio_debug_mix_schedule_steps)]
+    if ends[0] is None:
+        return None
+    return {v for mix in ends for v, p in mix.items() if p > 0}
+
+
+def _manifest_variant_counts(root: Path) -> dict[str, dict[str, int]]:
+    """``{split/shard name: {variant: clips}}`` that a set's manifest.json records (pixel manifests of
+    ``datagen run``: ``shards[rel].variants``; latent manifests of ``cache-latents``: ``splits[split][i].variants``).
+    Shards recorded without counts are left out."""
+    try:
+        doc = json.loads((root / S.MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for rel, entry in (doc.get("shards") or {}).items() if isinstance(doc.get("shards"), dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("variants"), dict):
+            out[rel] = entry["variants"]
+    for split, records in (doc.get("splits") or {}).items():
+        for r in records if isinstance(records, list) else []:
+            if isinstance(r, dict) and isinstance(r.get("variants"), dict):
+                out[f"{split}/{r.get('name')}"] = r["variants"]
+    return out
+
+
+def scan_variant_counts(path: str | os.PathLike) -> dict[str, int]:
+    """``{variant: clips}`` of a local shard, from its ``meta.json`` members only (tarfile seeks past the rest)."""
+    counts = {v: 0 for v in VARIANTS}
+    with tarfile.open(path, "r:") as tar:
+        for info in tar:
+            if info.isfile() and info.name.endswith("." + S.META):
+                meta = S.decode_json(tar.extractfile(info).read())
+                v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
+                counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def stored_variant_counts(urls: list[str]) -> dict[str, dict[str, int] | None]:
+    """``{url: {variant: clips}}`` for each shard: from the manifest.json of its set (the split dir's parent)
+    where it records them, else counted from a local file's ``meta.json`` members, else None (a URL)."""
+    manifests: dict[Path, dict[str, dict[str, int]]] = {}
+    out: dict[str, dict[str, int] | None] = {}
+    for url in urls:
+        if _URL.match(url) or not os.path.isfile(url):
+            out[url] = None
+            continue
+        p = Path(url)
+        root = p.parent.parent
+        if root not in manifests:
+            manifests[root] = _manifest_variant_counts(root) if (root / S.MANIFEST_NAME).is_file() else {}
+        recorded = manifests[root].get(f"{p.parent.name}/{p.name}")
+        out[url] = dict(recorded) if recorded is not None else scan_variant_counts(url)
+    return out
+
+
+def check_variants_present(urls: list[str], data_cfg: DataConfig) -> bool:
+    """Refuse, before any training, a shard set that lacks a variant the mix asks for (:func:`wanted_variants`).
+
+    Raises :class:`DataError` naming the variant, the knob that asks for it and the shards. Returns False
+    where some shard's counts cannot be known (URLs): the stream then fails the same way when it meets none.
+    """
+    wanted = wanted_variants(data_cfg)
+    if not wanted:
+        return True
+    counts = stored_variant_counts(urls)
+    known = {u: c for u, c in counts.items() if c is not None}
+    if len(known) < len(counts):
+        return False
+    for v in VARIANTS:
+        if v in wanted and not any(c.get(v, 0) for c in known.values()):
+            why = ("data.audio_debug_mode=true (debug clips only)" if data_cfg.audio_debug_mode else
+                   "data.audio_debug_mix_schedule_steps > 0 (the curriculum starts at debug clips only)"
+                   if v == "debug" and data_cfg.audio_debug_mix_schedule_steps > 0 else
+                   f"the variant mix {target_variant_mix(data_cfg, data_cfg.audio_debug_mix_schedule_steps)}")
+            held = sorted({k for c in known.values() for k, n in c.items() if n})
+            names = [f"{Path(u).parent.name}/{Path(u).name}" for u in list(known)[:3]]
+            more = f" and {len(known) - 3} more" if len(known) > 3 else ""
+            raise DataError(f"{why} wants '{v}' clips, but none of the {len(known)} shards ({', '.join(names)}{more}) "
+                            f"holds one (they hold: {', '.join(held) or 'nothing'}); generate data with that variant "
+                            f"or change the mix knobs")
+    return True
+
+
+def _mix_or_fail(data_cfg: DataConfig, step: int) -> dict[str, float]:
+    mix = target_variant_mix(data_cfg, step)
+    if mix is None:
+        raise ValueError("reweighting asked for without a mix (reweights_variants is false)")
+    return mix
 
 
 def bar_frames(tempo_bpm: float, fps: float, beats_per_bar: int = 4) -> float:
@@ -323,35 +439,25 @@ def with_meta(sample: dict) -> dict:
     return sample
 
 
-def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float] | None],
-                      rng: np.random.Generator, buffer_size: int = 16, patience: int = 512) -> Iterator[dict]:
+def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float]], rng: np.random.Generator,
+                      buffer_size: int = 16, patience: int | None = None) -> Iterator[dict]:
     """Draw clips so that their variants follow ``mix_at(n)`` (n = clips yielded so far).
 
     Per-variant buffers: pick the wanted variant from the target mix, then read the stream until
     that variant's buffer has a clip; buffers over ``buffer_size`` drop their oldest clip (which is
-    how over-represented variants are thinned). A variant not met within ``patience`` reads is
-    treated as absent from the data and its share is spread over the others.
+    how over-represented variants are thinned). Every choice comes from ``rng`` and the stream, so the
+    draws are a pure function of the seed and the step the stream starts at (exact resume).
+    ``patience``: where the shards' variants could not be counted beforehand (URLs), a wanted variant not
+    met within that many reads is a :class:`DataError`; None waits for it (its presence was checked).
+    A finite stream (one epoch) ends when no wanted variant is left in it.
     """
     buffers: dict[str, deque] = {v: deque() for v in VARIANTS}
-    absent: set[str] = set()
     it = iter(src)
     n = 0
     exhausted = False
     while True:
         mix = mix_at(n)
-        if mix is None:  # no reweighting at this point: pass through
-            if any(buffers.values()):
-                for v in VARIANTS:
-                    while buffers[v]:
-                        yield buffers[v].popleft()
-                continue
-            try:
-                yield next(it)
-            except StopIteration:
-                return
-            n += 1
-            continue
-        names = [v for v in VARIANTS if mix.get(v, 0.0) > 0 and v not in absent]
+        names = [v for v in VARIANTS if mix.get(v, 0.0) > 0]
         if exhausted:
             names = [v for v in names if buffers[v]]
         if not names:
@@ -370,10 +476,10 @@ def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, flo
             if len(buffers[v]) > buffer_size:
                 buffers[v].popleft()
             reads += 1
-            if reads >= patience:
-                print(f"warning: no '{want}' clip in {patience} reads; drawing the other variants", file=sys.stderr)
-                absent.add(want)
-                break
+            if patience is not None and reads >= patience:
+                raise DataError(f"the variant mix {mix} wants '{want}' clips, but {patience} clips read in a row hold "
+                                f"none (last from {sample.get('__url__')}); generate data with that variant or change "
+                                "the mix knobs")
         if buffers[want]:
             j = int(rng.integers(len(buffers[want])))
             buffers[want].rotate(-j)
@@ -455,6 +561,7 @@ def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Ge
         "is_silent": feats[idx, channel_index(names, "is_silent")].astype(np.float32),
         "style": get(style_idx).astype(np.float32),  # (S, C, h, w)
         "variant": VARIANT_CODE[meta.get("variant", "normal")],
+        "audio_id": audio_content_id(feats),  # same for copies of one debug clip: never each other's negative
         "key": key,
     }
 
@@ -495,6 +602,10 @@ class ShardDataset(IterableDataset):
         self.style_frames, self.latent_scale = style_frames, latent_scale
         self.start_step, self.samples_per_step = start_step, max(1, samples_per_step)
         self.epoch = 0
+        # decided here, in the process that builds the loader: a variant the mix wants and the shards lack
+        # is an error now, before any training step
+        self.reweight = reweights_variants(cfg.data)
+        self.variants_checked = self.reweight and check_variants_present(self.urls, cfg.data)
 
     def set_epoch(self, epoch: int) -> None:
         """Non-resampled mode: the shard permutation of the next pass (same on every rank)."""
@@ -515,13 +626,15 @@ class ShardDataset(IterableDataset):
         stream = wds.filters.map(_naming_sample(with_meta), handler=log.handler)(stream)
         data_cfg, start, sps = self.cfg.data, self.start_step, self.samples_per_step
 
-        def mix_at(n_clips: int) -> dict[str, float] | None:
+        def mix_at(n_clips: int) -> dict[str, float]:
             # This worker produced n_clips * per_clip samples; the workers take turns filling batches.
             step = start + (n_clips * per_clip * n_workers) // sps
-            return target_variant_mix(data_cfg, step)
+            return _mix_or_fail(data_cfg, step)
 
-        if data_cfg.audio_debug_mode or data_cfg.reweight_variants:
-            stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker))
+        if self.reweight:
+            # counted present: wait long for a rare variant (a bound only against a hang on corrupt clips)
+            patience = 100_000 if self.variants_checked else 4096
+            stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker), patience=patience)
         draw_rng = self._rng(_STAGE_DRAW, worker)
         if self.kind == "frames":
             def draw(sample: dict) -> list[dict]:
