@@ -92,6 +92,12 @@ class DataConfig(_Section):
         "linearly from 1 to audio_debug_mix_prob (shuffle pressure stays on), then stays there; > 0 turns on "
         "reweighting by variant. 0: no curriculum.",
     )
+    snippets_per_clip: int = Field(
+        1, ge=1,
+        description="Trainer: snippets drawn from each clip the diffusion loader reads (its timeline and latents "
+        "are decoded once for all of them; the shuffle buffer spreads them over batches, and shuffle negatives "
+        "never pair snippets of one clip). 1: one snippet per clip read.",
+    )
     debug_set_size: int = Field(
         16, ge=1, description="Number of distinct deterministic debug clips; debug clips cycle through this set.",
     )

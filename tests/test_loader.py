@@ -332,3 +332,22 @@ def test_copies_of_one_debug_clip_share_an_audio_id(tmp_path):
     ids = dict(zip(batch["key"], batch["audio_id"].tolist()))
     assert str(batch["audio_id"].dtype) == "torch.int64" and set(ids) == {*copies, *other}
     assert ids[copies[0]] == ids[copies[1]] != ids[other[0]]
+
+
+def test_style_frames_come_from_outside_the_target_snippet(tmp_path):
+    cfg = _micro("diffusion.snippet_frames=4", "diffusion.prev_frames=1")
+    long_url, short_url = str(tmp_path / S.shard_name(0)), str(tmp_path / S.shard_name(1))
+    write_index_latent_shard(long_url, cfg, n_clips=2, n_frames=12)  # latents[t] = t: a style frame names itself
+    write_index_latent_shard(short_url, cfg, n_clips=1, n_frames=6)  # 2 frames outside a snippet, 4 style frames
+    for url, n_frames in ((long_url, 12), (short_url, 6)):
+        ds = ShardDataset([url], cfg, "snippets", source="latents", seed=0, shuffle=1, snippets_per_clip=16)
+        for s in itertools.islice(iter(ds), 32):
+            style_t = s["style"][:, 0, 0, 0].astype(int)
+            assert s["style"].shape == (4, 4, 2, 2)
+            assert not set(style_t) & set(s["frame_index"].tolist()), (style_t, s["frame_index"])
+            assert set(style_t) <= set(range(n_frames))
+    # a clip exactly one snippet long has nothing outside it: the snippet's own frames (documented fallback)
+    one = str(tmp_path / S.shard_name(2))
+    write_index_latent_shard(one, cfg, n_clips=1, n_frames=4)
+    s = next(iter(ShardDataset([one], cfg, "snippets", source="latents", seed=0, shuffle=1)))
+    assert set(s["style"][:, 0, 0, 0].astype(int)) <= set(range(4))

@@ -260,14 +260,24 @@ def _manifest_variant_counts(root: Path) -> dict[str, dict[str, int]]:
 
 
 def scan_variant_counts(path: str | os.PathLike) -> dict[str, int]:
-    """``{variant: clips}`` of a local shard, from its ``meta.json`` members only (tarfile seeks past the rest)."""
+    """``{variant: clips}`` of a local shard, from its ``meta.json`` members only (tarfile seeks past the rest).
+
+    Counts what can be read: an unparsable meta.json or a truncated tail is left to the stream's skip log.
+    """
     counts = {v: 0 for v in VARIANTS}
-    with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            if info.isfile() and info.name.endswith("." + S.META):
-                meta = S.decode_json(tar.extractfile(info).read())
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                if not (info.isfile() and info.name.endswith("." + S.META)):
+                    continue
+                try:
+                    meta = S.decode_json(tar.extractfile(info).read())
+                except ValueError:
+                    continue
                 v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
                 counts[v] = counts.get(v, 0) + 1
+    except (tarfile.TarError, OSError, EOFError):
+        pass
     return counts
 
 
@@ -307,7 +317,8 @@ def check_variants_present(urls: list[str], data_cfg: DataConfig) -> bool:
             why = ("data.audio_debug_mode=true (debug clips only)" if data_cfg.audio_debug_mode else
                    "data.audio_debug_mix_schedule_steps > 0 (the curriculum starts at debug clips only)"
                    if v == "debug" and data_cfg.audio_debug_mix_schedule_steps > 0 else
-                   f"the variant mix {target_variant_mix(data_cfg, data_cfg.audio_debug_mix_schedule_steps)}")
+                   "the variant mix " + _mix_text(target_variant_mix(data_cfg, data_cfg.audio_debug_mix_schedule_steps))
+                   + " (data.audio_silence_mix_prob / data.audio_debug_mix_prob given explicitly)")
             held = sorted({k for c in known.values() for k, n in c.items() if n})
             names = [f"{Path(u).parent.name}/{Path(u).name}" for u in list(known)[:3]]
             more = f" and {len(known) - 3} more" if len(known) > 3 else ""
@@ -315,6 +326,10 @@ def check_variants_present(urls: list[str], data_cfg: DataConfig) -> bool:
                             f"holds one (they hold: {', '.join(held) or 'nothing'}); generate data with that variant "
                             f"or change the mix knobs")
     return True
+
+
+def _mix_text(mix: dict[str, float]) -> str:
+    return ", ".join(f"{v} {p:.3g}" for v, p in mix.items())
 
 
 def _mix_or_fail(data_cfg: DataConfig, step: int) -> dict[str, float]:
@@ -361,6 +376,20 @@ def snippet_indices(n_frames: int, snippet_frames: int, prev_frames: int, start:
     frames = np.arange(start, start + snippet_frames)
     prev = np.arange(start - prev_frames, start)
     return frames, np.clip(prev, 0, None), prev >= 0
+
+
+def style_indices(n_frames: int, start: int, snippet_frames: int, style_frames: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Frame indices (sorted) for the style posterior, drawn from the clip outside the target snippet
+    ``[start, start + snippet_frames)``, so that style cannot carry the content audio should explain.
+
+    Without replacement where the rest of the clip has ``style_frames`` frames, with replacement where it
+    has fewer. A clip no longer than the snippet has no frame outside it: its style frames are then drawn
+    from the snippet itself (the only fallback; clips are normally many snippets long).
+    """
+    outside = np.concatenate([np.arange(0, start), np.arange(start + snippet_frames, n_frames)])
+    pool = outside if len(outside) else np.arange(start, start + snippet_frames)
+    return np.sort(rng.choice(pool, size=style_frames, replace=len(pool) < style_frames))
 
 
 def frame_to_unit(frames_uint8: np.ndarray) -> np.ndarray:
@@ -477,7 +506,7 @@ def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, flo
                 buffers[v].popleft()
             reads += 1
             if patience is not None and reads >= patience:
-                raise DataError(f"the variant mix {mix} wants '{want}' clips, but {patience} clips read in a row hold "
+                raise DataError(f"the variant mix {_mix_text(mix)} wants '{want}' clips, but {patience} clips read in a row hold "
                                 f"none (last from {sample.get('__url__')}); generate data with that variant or change "
                                 "the mix knobs")
         if buffers[want]:
@@ -520,7 +549,7 @@ def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[n
         lat = S.decode_npy(sample[S.LATENTS])  # (T, C, h, w) fp16
         if lat.ndim != 4:
             raise ValueError(f"sample {sample.get('__key__')}: latents must be [T, C, h, w], got {lat.shape}")
-        return (lambda idx: lat[idx].astype(np.float32) * scale), len(lat)
+        return (lambda idx: (lat[idx].astype(np.float32) * scale).astype(np.float16)), len(lat)
     suffixes = S.frame_suffixes(sample)
 
     def get(idx: np.ndarray) -> np.ndarray:
@@ -529,8 +558,12 @@ def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[n
     return get, len(suffixes)
 
 
-def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator, start: int | None = None) -> dict:
-    """One snippet from a decoded-meta clip (see the module docstring for the fields)."""
+def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator,
+                  starts: list[int | None]) -> list[dict]:
+    """Snippets of one decoded-meta clip, one per entry of ``starts`` (None: a random start); the clip's
+    timeline, audio windows and latents are decoded once for all of them (see the module docstring for the
+    fields). Latent tensors (``x``, ``prev``, ``style``) stay fp16 as stored (times the latent scale), half
+    the bytes to collate, pin and copy to the device; the loss casts them; pixel snippets are float32."""
     meta = sample["meta"]
     key = sample["__key__"]
     feats = S.decode_timeline(sample[S.TIMELINE])  # (T, Ch)
@@ -542,34 +575,48 @@ def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Ge
     F, P = spec.snippet_frames, spec.prev_frames
     if n_frames < F or n_frames < 2:
         raise ValueError(f"sample {key}: {n_frames} frames, fewer than a snippet of {F}")
-    if start is None:
-        start = int(rng.integers(0, n_frames - F + 1))
-    idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
     windows = audio_windows(feats[:n_frames], names, spec.k, spec.normalize)  # (T, 2k+1, Ch)
-    offset = timeshift_offset_frames(float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps), n_frames, rng)
-    x = get(idx)  # (F, C, h, w)
-    prev = get(prev_idx) if P else np.zeros((0,) + x.shape[1:], np.float32)  # (P, C, h, w)
-    prev[~prev_valid] = 0.0
-    style_idx = np.sort(rng.choice(n_frames, size=min(spec.style_frames, n_frames), replace=False))
-    return {
-        "x": x.astype(np.float32),
-        "prev": prev.astype(np.float32),
-        "prev_valid": prev_valid,
-        "audio": windows[idx],
-        "audio_timeshift": windows[(idx + offset) % n_frames],
-        "frame_index": idx.astype(np.int64),
-        "is_silent": feats[idx, channel_index(names, "is_silent")].astype(np.float32),
-        "style": get(style_idx).astype(np.float32),  # (S, C, h, w)
-        "variant": VARIANT_CODE[meta.get("variant", "normal")],
-        "audio_id": audio_content_id(feats),  # same for copies of one debug clip: never each other's negative
-        "key": key,
-    }
+    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    audio_id = audio_content_id(feats)  # same for copies of one debug clip: never each other's negative
+    tempo, fps = float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps)
+    out = []
+    for start in starts:
+        if start is None:
+            start = int(rng.integers(0, n_frames - F + 1))
+        idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
+        offset = timeshift_offset_frames(tempo, fps, n_frames, rng)
+        x = get(idx)  # (F, C, h, w)
+        prev = get(prev_idx) if P else np.zeros((0,) + x.shape[1:], x.dtype)  # (P, C, h, w)
+        prev[~prev_valid] = 0.0
+        style_idx = style_indices(n_frames, start, F, spec.style_frames, rng)
+        out.append({
+            "x": x,
+            "prev": prev,
+            "prev_valid": prev_valid,
+            "audio": windows[idx],
+            "audio_timeshift": windows[(idx + offset) % n_frames],
+            "frame_index": idx.astype(np.int64),
+            "is_silent": silent[idx],
+            "style": get(style_idx),  # (S, C, h, w)
+            "variant": VARIANT_CODE[meta.get("variant", "normal")],
+            "audio_id": audio_id,
+            "key": key,
+        })
+    return out
+
+
+def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator, start: int | None = None) -> dict:
+    """One snippet from a decoded-meta clip (:func:`make_snippets` with one start)."""
+    return make_snippets(sample, spec, source, rng, [start])[0]
 
 
 # ------------------------------------------------------------------ dataset
 
 
+# members the stages never use are not read out of the tar (webdataset's select_files): no audio or stems from
+# pixel shards; no posterior stds from latent shards (training uses the posterior means; nothing reads the stds)
 _PIXEL_SKIP = (S.AUDIO, S.STEMS)
+_LATENT_SKIP = (S.LATENTS_STD,)
 
 
 class ShardDataset(IterableDataset):
@@ -618,7 +665,7 @@ class ShardDataset(IterableDataset):
         worker, n_workers = _worker()
         log = SkipLog()
         per_clip = self.frames_per_clip if self.kind == "frames" else self.snippets_per_clip
-        skip = _PIXEL_SKIP if self.source == "pixels" else ()
+        skip = _PIXEL_SKIP if self.source == "pixels" else _LATENT_SKIP
         stream: Iterable = shard_urls(self.urls, self._rng(_STAGE_SHARDS, worker), self.resampled, self.shardshuffle,
                                       self.rank, self.world_size,
                                       np.random.default_rng(derive_seed(self.seed, self.epoch, _STAGE_SHARDS)))
@@ -643,7 +690,7 @@ class ShardDataset(IterableDataset):
             spec = SnippetSpec(self.cfg, self.style_frames, self.latent_scale)
 
             def draw(sample: dict) -> list[dict]:
-                return [make_snippet(sample, spec, self.source, draw_rng) for _ in range(self.snippets_per_clip)]
+                return make_snippets(sample, spec, self.source, draw_rng, [None] * self.snippets_per_clip)
         stream = _flatten(wds.filters.map(_naming_sample(draw), handler=log.handler)(stream))
         if self.shuffle > 1:
             # webdataset's buffer with our own seeded generator: exact on resume because the trainer restarts
@@ -714,9 +761,17 @@ def frame_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int
 def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int,
                    source: str = "latents", rank: int = 0, world_size: int = 1, num_workers: int = 0,
                    resampled: bool = True, latent_scale: float = 1.0,
-                   snippets_per_clip: int = 1, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
+                   snippets_per_clip: int | None = None, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
                    pin_memory: bool = False, drop_last: bool = True) -> DataLoader:
-    """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation)."""
+    """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation).
+
+    ``snippets_per_clip`` defaults to ``data.snippets_per_clip``. ``pin_memory`` (the trainer sets it on CUDA)
+    collates into page-locked memory, so that the training loop's ``.to(device, non_blocking=True)`` copies
+    overlap the step. Workers: ``run.num_workers`` per rank, enough that the loader stays >= 3x ahead of the
+    step (bench/RESULTS.md, "Snippet loader").
+    """
+    if snippets_per_clip is None:
+        snippets_per_clip = cfg.data.snippets_per_clip
     ds = ShardDataset(resolve_shards(spec, split), cfg, "snippets", source=source, seed=seed, rank=rank,
                       world_size=world_size, resampled=resampled, shuffle=shuffle, snippets_per_clip=snippets_per_clip,
                       style_frames=style_frames, latent_scale=latent_scale, start_step=start_step,
@@ -734,6 +789,6 @@ def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
 __all__ = [
     "VARIANTS", "VARIANT_CODE", "SKIPPED", "SkipLog", "skipped_in", "skip_counts", "ShardDataset", "SnippetSpec",
     "resolve_shards", "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices",
-    "reweight_variants", "make_snippet", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
+    "reweight_variants", "make_snippet", "make_snippets", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
     "unit_to_frame", "read_pixel_clip", "audio_windows",
 ]
