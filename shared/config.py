@@ -338,7 +338,9 @@ class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="Training seed (init, noise, loader order).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Compute device.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
-    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank.")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank. Enough that the loader stays >= 3x "
+                             "ahead of the training step: ceil(3 x step snippets/s / per-worker snippets/s), "
+                             "bench/RESULTS.md 'Snippet loader'.")
     log_every: int = Field(50, ge=1, description="Steps between metrics lines.")
     sample_every: int = Field(1000, ge=1, description="Steps between sample/reconstruction grids.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints.")
