@@ -351,3 +351,15 @@ def test_style_frames_come_from_outside_the_target_snippet(tmp_path):
     write_index_latent_shard(one, cfg, n_clips=1, n_frames=4)
     s = next(iter(ShardDataset([one], cfg, "snippets", source="latents", seed=0, shuffle=1)))
     assert set(s["style"][:, 0, 0, 0].astype(int)) <= set(range(4))
+
+
+def test_snippets_per_clip_from_the_config_and_fp16_latents(tmp_path):
+    cfg = _micro("data.snippets_per_clip=3", "diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    keys = write_index_latent_shard(tmp_path / "train" / S.shard_name(0), cfg, n_clips=2, n_frames=9)
+    batches = list(snippet_loader(tmp_path, cfg, "train", 2, seed=0, resampled=False, shuffle=1, drop_last=False))
+    got = [k for b in batches for k in b["key"]]
+    assert got == [keys[0]] * 3 + [keys[1]] * 3  # three snippets of each clip read, one pass
+    b = batches[0]
+    assert {str(b[f].dtype) for f in ("x", "prev", "style")} == {"torch.float16"}  # as stored: half the bytes
+    assert str(b["audio"].dtype) == "torch.float32"
+    assert len({tuple(s.tolist()) for b in batches for s in b["frame_index"]}) > 1  # different windows

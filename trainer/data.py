@@ -281,6 +281,9 @@ def scan_variant_counts(path: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
+_SCANNED: dict[tuple[str, int, int], dict[str, int]] = {}
+
+
 def stored_variant_counts(urls: list[str]) -> dict[str, dict[str, int] | None]:
     """``{url: {variant: clips}}`` for each shard: from the manifest.json of its set (the split dir's parent)
     where it records them, else counted from a local file's ``meta.json`` members, else None (a URL)."""
@@ -295,7 +298,12 @@ def stored_variant_counts(urls: list[str]) -> dict[str, dict[str, int] | None]:
         if root not in manifests:
             manifests[root] = _manifest_variant_counts(root) if (root / S.MANIFEST_NAME).is_file() else {}
         recorded = manifests[root].get(f"{p.parent.name}/{p.name}")
-        out[url] = dict(recorded) if recorded is not None else scan_variant_counts(url)
+        if recorded is None:
+            st = os.stat(url)  # scanned once per file version: the trainer rebuilds its loader at every checkpoint
+            recorded = _SCANNED.get((url, st.st_size, st.st_mtime_ns))
+            if recorded is None:
+                recorded = _SCANNED[(url, st.st_size, st.st_mtime_ns)] = scan_variant_counts(url)
+        out[url] = dict(recorded)
     return out
 
 
