@@ -363,3 +363,17 @@ def test_snippets_per_clip_from_the_config_and_fp16_latents(tmp_path):
     assert {str(b[f].dtype) for f in ("x", "prev", "style")} == {"torch.float16"}  # as stored: half the bytes
     assert str(b["audio"].dtype) == "torch.float32"
     assert len({tuple(s.tolist()) for b in batches for s in b["frame_index"]}) > 1  # different windows
+
+
+def test_pixel_manifest_counts_decide_for_the_vae_frame_loader(tmp_path):
+    cfg = _micro()
+    write_pixel_shards(tmp_path, cfg, train_shards=1, val_shards=1, samples_per_shard=3)  # normal, silence, debug
+    # as `datagen run` records them (shards[rel].variants); here it says the train shard holds no debug clip
+    (tmp_path / "manifest.json").write_text(json.dumps({"content_id": "c", "shards": {
+        "train/shard-000000.tar": {"content_id": "c", "variants": {"normal": 2, "silence": 1, "debug": 0}},
+        "val/shard-000000.tar": {"content_id": "c", "variants": {"normal": 1, "silence": 1, "debug": 1}}}}))
+    debug = _micro("data.audio_debug_mode=true")
+    with pytest.raises(DataError, match=r"wants 'debug' clips, but none of the 1 shards \(train/shard-000000.tar\)"):
+        frame_loader(tmp_path, debug, "train", batch_size=1, seed=0)
+    batch = next(iter(frame_loader(tmp_path, debug, "val", batch_size=2, seed=0)))
+    assert set(batch["key"]) == {S.sample_key(0, 2)}  # the val shard's debug clip only
