@@ -19,7 +19,7 @@ Arms (postmortem: conditioning that is present but not necessary gets ignored):
 
 Arms 1-4 and 6 are evaluated at guidance 1 (no CFG) so that arm 5 isolates CFG. The data is generated
 with a generous debug share (so that arm 6's curriculum has debug clips to draw); every arm reweights
-the loader to the same final mix (``data.reweight_variants=true``, debug 0.05), so arms differ only in
+the loader to the same final mix (the mix knobs given as overrides, debug 0.05), so arms differ only in
 the knobs named above.
 
 Resumable: a step whose output marker exists is skipped (an arm whose report.json exists is not
@@ -133,7 +133,7 @@ def arms(steps: int, tune: bool = False) -> list[Arm]:
 
     ``tune`` adds the tuning tries on arm 6's recipe: a stronger shuffle weight (1, 2) and a wider margin.
     """
-    mix = ["data.reweight_variants=true", f"data.audio_debug_mix_prob={FINAL_DEBUG_PROB}",
+    mix = [f"data.audio_debug_mix_prob={FINAL_DEBUG_PROB}",
            "data.audio_debug_mix_schedule_steps=0"]
     base = mix + ["data.audio_silence_mix_prob=0", "diffusion.audio_feature_normalize_per_clip=true",
                   "diffusion.audio_shuffle_loss_weight=0"]
