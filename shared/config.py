@@ -16,6 +16,7 @@ refuses a config whose shape fields differ (see :func:`model_shape`).
 from __future__ import annotations
 
 import difflib
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -70,24 +71,32 @@ class DataConfig(_Section):
     audio_silence_mix_prob: float = Field(
         0.3, ge=0, le=1,
         description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
-        "generated; in the trainer: what the loader draws (0 removes silence clips from training).",
+        "generated. In the trainer, only when given explicitly (YAML, flag or override) or with "
+        "audio_debug_mix_schedule_steps > 0: the fraction the loader draws (0 removes silence clips from training); "
+        "otherwise the loader draws what the shards hold.",
     )
     audio_debug_mode: bool = Field(
-        False, description="Bootstrap mode (postmortem §3): debug clips only, a small deterministic set of strongly "
-        "reactive signals.",
+        False, description="Bootstrap / diagnosis mode (postmortem §3, Principle D): debug clips only, a small "
+        "deterministic set of strongly reactive signals. In datagen: only debug clips are generated; in the trainer: "
+        "only debug clips are drawn for the whole run (shards without debug clips are refused before training).",
     )
     audio_debug_mix_prob: float = Field(
         0.05, ge=0, le=1,
-        description="Fraction of debug-variant clips. In datagen: what is generated; in the trainer: the final value of "
-        "the curriculum that lowers it from 1 (see audio_debug_mix_schedule_steps).",
+        description="Fraction of debug-variant clips. In datagen: what is generated. In the trainer, only when given "
+        "explicitly (YAML, flag or override) or with audio_debug_mix_schedule_steps > 0: the debug share the loader "
+        "draws (the final value of the curriculum); otherwise the loader draws what the shards hold.",
     )
     audio_debug_mix_schedule_steps: int = Field(
         0, ge=0,
-        description="Trainer curriculum: steps over which audio_debug_mix_prob is lowered linearly from 1 to its value "
-        "(0 = no curriculum, the value applies from step 0).",
+        description="Trainer bootstrap curriculum: over this many steps the debug share the loader draws falls "
+        "linearly from 1 to audio_debug_mix_prob (shuffle pressure stays on), then stays there; > 0 turns on "
+        "reweighting by variant. 0: no curriculum.",
     )
-    reweight_variants: bool = Field(
-        False, description="Trainer: reweight loader draws by `variant` to the mix knobs above (false = draw as stored).",
+    snippets_per_clip: int = Field(
+        1, ge=1,
+        description="Trainer: snippets drawn from each clip the diffusion loader reads (its timeline and latents "
+        "are decoded once for all of them; the shuffle buffer spreads them over batches, and shuffle negatives "
+        "never pair snippets of one clip). 1: one snippet per clip read.",
     )
     debug_set_size: int = Field(
         16, ge=1, description="Number of distinct deterministic debug clips; debug clips cycle through this set.",
@@ -315,11 +324,21 @@ class InferenceConfig(_Section):
 
 
 class EvalConfig(_Section):
-    n_clips: int = Field(16, ge=1, description="Val clips evaluated (`--n`).")
+    clips_per_variant: int = Field(8, ge=1, description="Val clips evaluated per variant (normal, silence, debug, ...), "
+                                   "distinct audio, picked deterministically (`--n`).")
+    seeds: int = Field(1, ge=1, description="Generation repeated with this many noise/style seeds; per-clip values are "
+                       "pooled (averaged) over them.")
+    bootstrap: int = Field(1000, ge=1, description="Bootstrap resamples (over clips) for every metric's 95% CI.")
+    beat_sigma_s: float = Field(0.1, gt=0, description="Sigma (seconds) of the beat alignment score's Gaussian.")
     settle_delay_s: float = Field(0.5, ge=0, description="Seconds after a silence segment starts before motion is measured.")
-    av_align_tolerance_frames: int = Field(1, ge=0, description="Onset/motion-peak matching tolerance for AV-Align.")
+    av_align_tolerance_frames: int = Field(1, ge=0, description="Matching tolerance of the frame-difference AV-Align proxy.")
     n_style_samples: int = Field(4, ge=2, description="Style latents drawn per clip for the diversity metric.")
+    batch_clips: int = Field(8, ge=1, description="Clips generated together in one batch (clips in the same batch "
+                             "position share their noise; 1: every clip gets the same noise).")
     write_videos: bool = Field(True, description="Write side-by-side mp4s into the report.")
+
+    n_clips: int | None = Field(None, ge=1, description="Ignored: read from runs saved before clips_per_variant "
+                                "replaced it (it was a total over variants).")
 
 
 # ---------------------------------------------------------------------------- run
@@ -329,7 +348,9 @@ class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="Training seed (init, noise, loader order).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Compute device.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
-    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank.")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank. Enough that the loader stays >= 3x "
+                             "ahead of the training step: ceil(3 x step snippets/s / per-worker snippets/s), "
+                             "bench/RESULTS.md 'Snippet loader'.")
     log_every: int = Field(50, ge=1, description="Steps between metrics lines.")
     sample_every: int = Field(1000, ge=1, description="Steps between sample/reconstruction grids.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints.")
@@ -391,6 +412,29 @@ def check_dotted_key(key: str) -> tuple[str, str]:
     return section, name
 
 
+# Keys that configs may still carry, ignored with a warning saying what replaced them (a saved run's config,
+# passed as ``base``, is read without the warning).
+DEPRECATED = {
+    "data.reweight_variants": "the trainer now reweights by variant exactly when a mix knob "
+    "(data.audio_silence_mix_prob, data.audio_debug_mix_prob) is given explicitly, "
+    "data.audio_debug_mix_schedule_steps > 0 or data.audio_debug_mode=true; otherwise it draws what the shards hold",
+}
+
+
+def _drop_deprecated(layer: Any, origin: str, warn: bool = True) -> Any:
+    """``layer`` without the :data:`DEPRECATED` keys (a copy), warning once per key that was there."""
+    if not isinstance(layer, dict):
+        return layer
+    out = {sec: dict(body) if isinstance(body, dict) else body for sec, body in layer.items()}
+    for dotted, why in DEPRECATED.items():
+        section, name = dotted.split(".")
+        if isinstance(out.get(section), dict) and name in out[section]:
+            del out[section][name]
+            if warn:
+                print(f"warning: {origin}: {dotted} is deprecated and ignored: {why}", file=sys.stderr)
+    return out
+
+
 def _check_layer(layer: dict[str, Any], origin: str) -> None:
     if not isinstance(layer, dict):
         raise ConfigError(f"{origin}: expected a mapping of sections, got {type(layer).__name__}")
@@ -440,6 +484,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         layer = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    layer = _drop_deprecated(layer, str(p))
     _check_layer(layer, str(p))
     return layer
 
@@ -465,24 +510,42 @@ def build_config(
     ``flags`` maps dotted keys to values (the short flags, already mapped); a
     value of None means the flag was not given. ``base`` is a config tree that
     sits under the YAML files (e.g. the config a checkpoint was trained with).
+
+    Each section's ``model_fields_set`` names the keys a user gave: in a YAML file, a flag or an override.
+    Keys that only came with ``base`` count as not given (a saved config spells out every key), so
+    "explicitly set" means the same for a fresh config and one layered on a saved run.
     """
     tree: dict[str, Any] = {}
+    given: dict[str, Any] = {}  # the user's layers only
     if base:
+        base = _drop_deprecated(base, "base config", warn=False)
         _check_layer(base, "base config")
         tree = _merge(tree, base)
     for f in yaml_files or []:
-        tree = _merge(tree, load_yaml(f))
+        layer = load_yaml(f)
+        tree, given = _merge(tree, layer), _merge(given, layer)
     for key, value in (flags or {}).items():
         if value is not None:
             check_dotted_key(key)
             _set_dotted(tree, key, value)
+            _set_dotted(given, key, value)
     for text in overrides or []:
+        dotted = text.split("=", 1)[0].strip()
+        if dotted in DEPRECATED:
+            section, name = dotted.split(".")
+            _drop_deprecated({section: {name: None}}, f"override '{text}'")  # warns
+            continue
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
+        _set_dotted(given, key, value)
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e)) from None
+    for section in SECTIONS:
+        object.__setattr__(getattr(cfg, section), "__pydantic_fields_set__",
+                           set(given.get(section) or {}) & set(field_names(section)))
+    return cfg
 
 
 def to_yaml(cfg: Config) -> str:

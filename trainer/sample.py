@@ -280,8 +280,9 @@ def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, 
 
 
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
-                progress: bool = True) -> dict[str, Any]:
-    """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
+                progress: bool = True, on_frames: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
+    """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s).
+    ``on_frames`` gets each uint8 chunk (n, H, W, 3) as it is written (``trainer eval --audio-dir`` scores them)."""
     wave, sr = load_audio(audio_path)
     cfg = model.cfg
     fps = cfg.render.fps
@@ -302,6 +303,8 @@ def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingMod
     with Mp4Writer(out_path, fps, res, res, audio=mux_audio(audio_path, wave, sr)) as writer:
         for chunk in generate_frames(model, windows[None], silent[None], style_z, spec, settings.seed):
             writer.write(chunk[0])
+            if on_frames is not None:
+                on_frames(chunk[0])
             if bar is not None:
                 bar.update(chunk.shape[1])
     if bar is not None:
