@@ -88,9 +88,10 @@ def loop_api():
     from trainer import runtime as rt
     from trainer.diffusion.losses import diffusion_loss
     from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
-    from trainer.diffusion.train import loss_generator, param_groups, to_device, train
+    from trainer.diffusion.train import param_groups, train
+    from trainer.loop import to_device
 
-    return rt, diffusion_loss, synthetic_batch, n_audio_channels, loss_generator, param_groups, to_device, train
+    return rt, diffusion_loss, synthetic_batch, n_audio_channels, rt.step_generator, param_groups, to_device, train
 
 
 def tiny_config(device: Any, *extra: str):
@@ -172,7 +173,7 @@ def step_ddp(ctx: Context) -> dict:
 
     from trainer.diffusion.model import Denoiser
 
-    rt, diffusion_loss, synthetic_batch, n_audio_channels, loss_generator, param_groups, to_device, _ = loop_api()
+    rt, diffusion_loss, synthetic_batch, n_audio_channels, step_generator, param_groups, to_device, _ = loop_api()
     dev = ctx.device
     backend = "nccl" if dev.type == "cuda" else "gloo"
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
@@ -191,7 +192,7 @@ def step_ddp(ctx: Context) -> dict:
         losses = []
         for m in (net, plain):
             with rt.autocast(cfg.run, dev):
-                loss, _ = diffusion_loss(m, batch, cfg, loss_generator(cfg.run.seed, 0, 0))
+                loss, _ = diffusion_loss(m, batch, cfg, step_generator(cfg.run.seed, 0, 0))
             loss.backward()
             losses.append(loss.item())
         g_ddp = torch.cat([p.grad.flatten().float() for p in model.parameters()])

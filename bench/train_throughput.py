@@ -34,7 +34,8 @@ from trainer import runtime as rt  # noqa: E402
 from trainer.diffusion.losses import diffusion_loss  # noqa: E402
 from trainer.diffusion.model import Denoiser, count_parameters  # noqa: E402
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch  # noqa: E402
-from trainer.diffusion.train import param_groups, to_device  # noqa: E402
+from trainer.diffusion.train import param_groups  # noqa: E402
+from trainer.loop import to_device  # noqa: E402
 from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## Diffusion training throughput"
