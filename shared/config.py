@@ -196,6 +196,11 @@ class DiffusionConfig(_Section):
     width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
     heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
+    cond_token_in_spatial: bool = Field(
+        True, description="Put each frame's audio token into its spatial attention as an extra token (1 + N tokens; "
+        "true: the layout of every existing checkpoint). False: N tokens only (a multiple of 128 at the production "
+        "shape, whole flash-attention tiles); the audio still reaches every patch by addition, adaLN and temporal "
+        "attention. Ablate with `trainer eval` before a preset uses false.", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
@@ -294,6 +299,9 @@ class InferenceConfig(_Section):
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
     batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")
+    compile: bool = Field(
+        True, description="On CUDA, torch.compile the denoiser's per-step pass for sampling with CUDA graphs "
+        "(mode reduce-overhead: the sampling shapes are fixed); ignored on the CPU.")
     snippet_overlap: int = Field(
         1, ge=0, description="Frames each snippet of a long sample shares with the previous one; the shared latents "
         "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "

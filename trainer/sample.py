@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,9 +33,10 @@ from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteEr
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
 from shared.video import Mp4Writer, VideoError, read_video_frames
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
-from trainer.data import audio_windows, frame_to_unit, unit_to_frame
+from trainer.data import audio_windows, frame_to_unit
 from trainer.diffusion.model import Denoiser
-from trainer.runtime import autocast
+from trainer.diffusion.sampler import SamplingNet
+from trainer.runtime import autocast, enable_tf32
 from trainer.runtime import progress as progress_bar
 from trainer.sample_core import StreamSpec, latent_stream, pad_to
 from trainer.vae.model import load_vae
@@ -60,6 +61,13 @@ def one_line(e: BaseException | str) -> str:
 # ------------------------------------------------------------------ the model bundle
 
 
+def frames_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Decoded frames (n, 3, H, W) in ~[-1, 1] -> uint8 (n, H, W, 3) on their device: the math of
+    :func:`trainer.data.unit_to_frame` (round half up, clip to [0, 255]) without leaving the device."""
+    y = ((x.float() + 1.0) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
 @dataclass
 class SamplingModel:
     """Everything sampling needs from a diffusion run: the EMA denoiser, its VAE and the latent scale."""
@@ -72,19 +80,33 @@ class SamplingModel:
     step: int
     step_dir: Path
     device: torch.device
+    _net: SamplingNet | None = field(default=None, repr=False)
 
     def to(self, device: str | torch.device) -> "SamplingModel":
         """Move both networks to ``device`` (in place); returns self."""
         self.device = torch.device(device)
         self.denoiser.to(self.device)
         self.vae.to(self.device)
+        self._net = None
         return self
 
+    def sampling_net(self) -> SamplingNet:
+        """The denoiser as the sampler runs it, compiled with CUDA graphs when ``inference.compile`` is on and the
+        device is CUDA (built once: the graphs are recorded at the first snippet of each shape)."""
+        if self._net is None:
+            on = self.cfg.inference.compile and self.device.type == "cuda"
+            self._net = SamplingNet(self.denoiser, "reduce-overhead" if on else None)
+        return self._net
+
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3)."""
+    def decode_on_device(self, latents: torch.Tensor) -> torch.Tensor:
+        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3), left on the device."""
         x = self.vae.decode(latents.to(self.device).float() / self.latent_scale)  # (n, 3, H, W) in ~[-1, 1]
-        return unit_to_frame(x.clamp(-1, 1))
+        return frames_uint8(x.clamp(-1, 1))
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3) on the host."""
+        return self.decode_on_device(latents).cpu().numpy()
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, batch: int = 32) -> torch.Tensor:
@@ -248,23 +270,77 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
         sampler=settings.sampler or inf.sampler)
 
 
+class _Decoded:
+    """A snippet's frames on their way to the host: ``result()`` waits for them (B, n, H, W, 3) uint8."""
+
+    def __init__(self, frames: torch.Tensor | np.ndarray, shape: tuple[int, int], event=None):
+        self.frames, self.shape, self.event = frames, shape, event
+
+    def result(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        frames = self.frames.numpy() if isinstance(self.frames, torch.Tensor) else self.frames
+        return frames.reshape(self.shape + frames.shape[1:])
+
+
+class FrameDecoder:
+    """VAE decode of each snippet's latents to uint8 frames.
+
+    On CUDA the decode runs on its own stream (bf16 under the sampler's autocast), writes into pinned host
+    memory with a non-blocking copy, and is only waited for when the frames are wanted: the next snippet's
+    denoising (queued meanwhile on the main stream) overlaps it. On the CPU it decodes at once.
+    """
+
+    def __init__(self, model: SamplingModel):
+        self.model = model
+        self.stream = torch.cuda.Stream(model.device) if model.device.type == "cuda" else None
+
+    def submit(self, latents: torch.Tensor) -> _Decoded:
+        """Start decoding latents (B, n, C, h, w)."""
+        b, n = latents.shape[:2]
+        flat = latents.flatten(0, 1)
+        if self.stream is None:
+            return _Decoded(self.model.decode(flat), (b, n))
+        self.stream.wait_stream(torch.cuda.current_stream(self.model.device))
+        with torch.cuda.stream(self.stream):
+            frames = self.model.decode_on_device(flat)
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        flat.record_stream(self.stream)  # made on the main stream, read on this one: not reused before it is done
+        return _Decoded(host, (b, n), event)
+
+
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
                     spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
-    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T)."""
-    gen = torch.Generator().manual_seed(int(seed))
+    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T).
+
+    On CUDA the stream runs one snippet ahead: snippet j + 1's denoising is queued before snippet j's frames are
+    waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The noise comes from a generator
+    on the model's device (on the CPU the same numbers as before; on CUDA, CUDA's generator).
+    """
+    enable_tf32(model.device)
+    gen = torch.Generator(device=model.device).manual_seed(int(seed))
     audio = torch.from_numpy(np.ascontiguousarray(windows))
     sil = torch.from_numpy(np.ascontiguousarray(silent))
     style = None if style_z is None else style_z.to(model.device)
-    stream = latent_stream(model.denoiser, spec, audio, sil, style, gen, model.device, on_snippet)
-    while True:
+    stream = latent_stream(model.sampling_net(), spec, audio, sil, style, gen, model.device, on_snippet)
+    decoder = FrameDecoder(model)
+    ahead = 1 if decoder.stream is not None else 0
+
+    def next_snippet() -> _Decoded | None:
         with torch.no_grad(), autocast(model.cfg.run, model.device):  # bf16 on CUDA (run.precision=auto)
             item = next(stream, None)
-            if item is None:
-                return
-            lat = item[1]
-            b, n = lat.shape[:2]
-            frames = model.decode(lat.flatten(0, 1))  # (B*n, H, W, 3)
-        yield frames.reshape((b, n) + frames.shape[1:])
+            return None if item is None else decoder.submit(item[1])
+
+    queue: list[_Decoded] = []
+    while True:
+        while len(queue) <= ahead and (job := next_snippet()) is not None:
+            queue.append(job)
+        if not queue:
+            return
+        yield queue.pop(0).result()  # outside autocast and no_grad: the caller's code runs as it chose
 
 
 def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
