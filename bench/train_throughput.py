@@ -121,9 +121,11 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     net = torch.compile(model) if compiled else model
     batch = to_device(synthetic_batch(cfg, batch_size, c, latent, torch.Generator().manual_seed(0)), device)
 
-    def step(i: int) -> None:
+    rt.enable_tf32(device)  # as the loop does
+
+    def step(i: int) -> None:  # the loop's step (trainer/loop.py) on a resident batch: draws on the device
         with rt.autocast(cfg.run, device):
-            loss, _ = diffusion_loss(net, batch, cfg, torch.Generator().manual_seed(i))
+            loss, _ = diffusion_loss(net, batch, cfg, rt.step_generator(cfg.run.seed, 0, i, device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.diffusion.grad_clip)
@@ -136,7 +138,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     counter = FlopCounterMode(display=False)
     with counter:
         with rt.autocast(cfg.run, device):
-            loss, _ = diffusion_loss(model, batch, cfg, torch.Generator().manual_seed(0))
+            loss, _ = diffusion_loss(model, batch, cfg, rt.step_generator(cfg.run.seed, 0, 0, device))
         loss.backward()
     flops_per_step = counter.get_total_flops()
     opt.zero_grad(set_to_none=True)

@@ -313,11 +313,11 @@ class FrameDecoder:
 
 
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
-                    spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
+                    spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None, overlap: bool = True):
     """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T).
 
-    On CUDA the stream runs one snippet ahead: snippet j + 1's denoising is queued before snippet j's frames are
-    waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The noise comes from a generator
+    On CUDA (and ``overlap``) the stream runs one snippet ahead: snippet j + 1's denoising is queued before
+    snippet j's frames are waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The noise comes from a generator
     on the model's device (on the CPU the same numbers as before; on CUDA, CUDA's generator).
     """
     enable_tf32(model.device)
@@ -327,7 +327,7 @@ def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarra
     style = None if style_z is None else style_z.to(model.device)
     stream = latent_stream(model.sampling_net(), spec, audio, sil, style, gen, model.device, on_snippet)
     decoder = FrameDecoder(model)
-    ahead = 1 if decoder.stream is not None else 0
+    ahead = 1 if overlap and decoder.stream is not None else 0
 
     def next_snippet() -> _Decoded | None:
         with torch.no_grad(), autocast(model.cfg.run, model.device):  # bf16 on CUDA (run.precision=auto)
