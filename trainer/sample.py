@@ -15,6 +15,7 @@ exits 2); anything else (a bug, running out of memory) keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -355,34 +356,93 @@ def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, 
     return (data[:, 0] if data.shape[1] == 1 else data), sr
 
 
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus")  # what a folder yields
+
+
+def audio_inputs(paths: list[str | Path]) -> list[Path]:
+    """``--audio`` arguments -> audio files: a file as given, a folder's audio files (by suffix) in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise AudioError(f"folder {str(p)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise AudioError(f"audio file {str(p)!r}: " + ("not a regular file" if p.exists() else "not found"))
+    return out
+
+
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
                 progress: bool = True) -> dict[str, Any]:
     """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
-    wave, sr = load_audio(audio_path)
+    return sample_files([audio_path], [out_path], model, settings, progress)[0]
+
+
+def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], model: SamplingModel,
+                 settings: SampleSettings, progress: bool = True, batch: int | None = None) -> list[dict[str, Any]]:
+    """Sample one video per audio file, ``batch`` files (default ``inference.batch_snippets``) as the B streams of
+    one batched stream through the model; returns one summary per file.
+
+    Every file gets the style the one-file path would give it (the same seed or reference). Shorter files of a
+    batch are padded with their last frame's audio up to the longest and cut back when written. The noise is
+    drawn for the B streams together, so a file sampled in a batch differs from the same file sampled alone
+    (reproducible for the same files, order and seed); a batch of one is exactly the one-file path.
+    """
+    if len(audio_paths) != len(out_paths):
+        raise ValueError(f"{len(audio_paths)} audio files but {len(out_paths)} outputs")
     cfg = model.cfg
-    fps = cfg.render.fps
-    n_frames = frame_count(len(wave), sr, fps)
-    if n_frames == 0:
-        raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
-    windows, silent, info = audio_conditioning(wave, sr, cfg, n_frames)
+    fps, res = cfg.render.fps, cfg.render.resolution
     spec = stream_spec(model, settings)
     if settings.style_from:
-        style_z = style_from_reference(model, settings.style_from)
+        style_one = style_from_reference(model, settings.style_from)
     else:
-        style_z = style_from_prior(cfg.diffusion.style_dim,
-                                   settings.style_seed if settings.style_seed is not None else settings.seed)
-    res = cfg.render.resolution
-    out_path = Path(out_path)
-    t0 = time.perf_counter()
-    bar = progress_bar(n_frames, 0, f"sample {Path(audio_path).name}", unit="frame") if progress else None
-    with Mp4Writer(out_path, fps, res, res, audio=mux_audio(audio_path, wave, sr)) as writer:
-        for chunk in generate_frames(model, windows[None], silent[None], style_z, spec, settings.seed):
-            writer.write(chunk[0])
-            if bar is not None:
-                bar.update(chunk.shape[1])
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    return {"out": str(out_path), "frames": n_frames, "duration_s": len(wave) / sr, "fps": fps,
-            "wall_s": seconds, "frames_per_s": n_frames / max(seconds, 1e-9), "silent_frac": float(silent.mean()),
-            "step": model.step, "checkpoint": str(model.step_dir)}
+        style_one = style_from_prior(cfg.diffusion.style_dim,
+                                     settings.style_seed if settings.style_seed is not None else settings.seed)
+    size = max(1, batch or cfg.inference.batch_snippets)
+    summaries: list[dict[str, Any]] = []
+    for g in range(0, len(audio_paths), size):
+        group = list(zip(audio_paths[g:g + size], out_paths[g:g + size]))
+        items = []
+        for audio_path, out_path in group:
+            wave, sr = load_audio(audio_path)
+            n_frames = frame_count(len(wave), sr, fps)
+            if n_frames == 0:
+                raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame "
+                                 f"at {fps:g} fps")
+            windows, silent, _ = audio_conditioning(wave, sr, cfg, n_frames)
+            items.append({"audio": Path(audio_path), "out": Path(out_path), "wave": wave, "sr": sr,
+                          "frames": n_frames, "windows": windows, "silent": silent})
+        longest = max(it["frames"] for it in items)
+        windows = np.stack([pad_to(it["windows"], longest) for it in items])  # (B, T, 2k+1, Ch)
+        silent = np.stack([pad_to(it["silent"], longest) for it in items])  # (B, T)
+        style_z = style_one.expand(len(items), -1).contiguous()
+        total = sum(it["frames"] for it in items)
+        name = items[0]["audio"].name if len(items) == 1 else f"{len(items)} files"
+        bar = progress_bar(total, 0, f"sample {name}", unit="frame") if progress else None
+        t0 = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(Mp4Writer(it["out"], fps, res, res,
+                                                     audio=mux_audio(it["audio"], it["wave"], it["sr"])))
+                       for it in items]
+            done = 0
+            for chunk in generate_frames(model, windows, silent, style_z, spec, settings.seed):
+                n = chunk.shape[1]
+                for writer, it, frames in zip(writers, items, chunk):
+                    keep = max(0, min(n, it["frames"] - done))
+                    if keep:
+                        writer.write(frames[:keep])
+                        if bar is not None:
+                            bar.update(keep)
+                done += n
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        for it in items:
+            summaries.append({"out": str(it["out"]), "frames": it["frames"], "duration_s": len(it["wave"]) / it["sr"],
+                              "fps": fps, "wall_s": seconds, "frames_per_s": total / max(seconds, 1e-9),
+                              "silent_frac": float(it["silent"].mean()), "batch": len(items), "step": model.step,
+                              "checkpoint": str(model.step_dir)})
+    return summaries
