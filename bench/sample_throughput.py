@@ -187,10 +187,10 @@ def write_results(r: dict, path: Path) -> None:
         "second of wall time for `trainer sample`'s path (timeline, autoregressive snippets with audio CFG, VAE decode, "
         "mp4 writing), single stream; and for `inference.batch_snippets` streams denoised together (as `trainer eval` "
         "runs, mp4 writing excluded). Weights are initial ones: the speed does not depend on them.", "",
-        "| size | hardware | precision | params | resolution | snippet / overlap | sampler x steps | CFG | audio | "
+        "| size | hardware | precision | compiled | params | resolution | snippet / overlap | sampler x steps | CFG | audio | "
         "single stream frames/s | batched (B) frames/s | snippet latency ms (first) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {r['size']} | {r['hardware']} | {r['precision']} | {r['params_M']} M | {r['resolution']}² @ {r['fps']:g} fps | "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['size']} | {r['hardware']} | {r['precision']} | {r['compiled']} | {r['params_M']} M | {r['resolution']}² @ {r['fps']:g} fps | "
         f"{r['snippet']} / {r['overlap']} | {r['sampler']} x {r['steps']} | {r['guidance']:g} | {r['seconds']:g} s "
         f"({r['frames']} frames) | {r['single']} | {r['batched']} ({r['batch']}) | {r['snippet_latency_ms']} "
         f"({r['first_snippet_ms']}) |",

@@ -164,7 +164,8 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
         "precision": str(dtype).replace("torch.", ""), "compiled": compiled, "params_M": round(count_parameters(model) / 1e6, 2),
         "batch": batch_size, "snippet_frames": cfg.diffusion.snippet_frames, "latent": [c, latent, latent],
         "width": cfg.diffusion.width, "depth": cfg.diffusion.depth,
-        "tokens_per_snippet": (cfg.diffusion.prev_frames + cfg.diffusion.snippet_frames) * (1 + (latent // cfg.diffusion.patch_size) ** 2),
+        "tokens_per_snippet": (cfg.diffusion.prev_frames + cfg.diffusion.snippet_frames)
+        * (int(cfg.diffusion.cond_token_in_spatial) + (latent // cfg.diffusion.patch_size) ** 2),
         "gflop_per_step": round(flops_per_step / 1e9, 2), "steps": args.steps, "seconds": round(seconds, 3),
         "samples_per_s": round(batch_size * args.steps / seconds, 2), "achieved_tflops": round(achieved / 1e12, 4),
         "peak_tflops": round(peak / 1e12, 3), "mfu": round(achieved / peak, 4),

@@ -179,10 +179,10 @@ class DiffusionConfig(_Section):
     of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
     ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
     of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
-    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
-    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
-    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
-    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (forward and backward, the shuffle pressure's second forward included); 2.42 GiB of saved activations per
+    trained snippet (99.8% of the bytes bf16, since the position tables are cast to the activation dtype; 2.9 GiB,
+    a third fp32, when they promoted the residual stream), about 77 GiB at the default batch of 32 per rank,
+    which fits a 141 GB H200 (on an 80 GB H100 use ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
     (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
     """
 
