@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       "patch_size": 2, "style_dim": 4, "batch_size": 4, "steps": 3, "warmup_steps": 0,
                       "ema_decay": 0.5, "compile": False, "val_every": 1000},
         "inference": {"steps": 2, "batch_snippets": 4},
-        "eval": {"n_clips": 2, "n_style_samples": 2},
+        "eval": {"clips_per_variant": 2, "n_style_samples": 2, "bootstrap": 200},
         "run": {**_COMMON_RUN, "log_every": 1, "checkpoint_every": 1000, "workers": 1, "executor": "local",
                 "device": "cpu"},
     },
@@ -91,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       "patch_size": 2, "style_dim": 8, "batch_size": 16, "steps": 600, "warmup_steps": 50,
                       "lr": 1e-3, "ema_decay": 0.99, "compile": False, "val_every": 200},
         "inference": {"steps": 10, "batch_snippets": 4},
-        "eval": {"n_clips": 12, "n_style_samples": 2},
+        "eval": {"clips_per_variant": 8, "n_style_samples": 2},
         "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 300, "workers": 2, "device": "cpu"},
     },
     # One H100 (16 cores): data and VAE once, each arm ~2-3 min of training; every command < 10 min.
@@ -107,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       "patch_size": 2, "style_dim": 16, "batch_size": 64, "steps": 3000, "warmup_steps": 200,
                       "lr": 5e-4, "ema_decay": 0.999, "compile": True, "val_every": 1000},
         "inference": {"steps": 25, "batch_snippets": 16},
-        "eval": {"n_clips": 16, "n_style_samples": 4},
+        "eval": {"clips_per_variant": 8, "n_style_samples": 4},
         "run": {**_COMMON_RUN, "num_workers": 4, "log_every": 100, "checkpoint_every": 2000, "workers": 8,
                 "device": "auto"},
     },
@@ -275,7 +275,7 @@ TABLE = [  # (column title, report metric, has a ground-truth ceiling)
     ("S (motion)", "output_sensitivity_motion"),
     ("settle ratio", "silence_settle_ratio"),
     ("AV-Align", "av_align"),
-    ("RMS-motion Spearman", "rms_motion_spearman"),
+    ("loudness-motion Spearman", "loudness_motion_spearman"),
     ("style diversity", "style_diversity"),
 ]
 
@@ -290,10 +290,26 @@ def fmt(x: Any) -> str:
     return f"{x:.3g}"
 
 
+METRIC_VARIANT = {"silence_settle_ratio": "silence"}  # read from this variant; every other metric: normal music
+KIND = {"generated": "generated", "ground_truth": "ceiling", "floor": "floor"}
+
+
 def metric(rep: dict[str, Any], name: str, which: str = "generated") -> float | None:
-    """One value of a report.json (None when missing or not finite)."""
-    v = rep.get("metrics", {}).get(name, {}).get(which)
+    """One mean of a report.json (None when missing or not finite): normal music, except the silence-settle
+    ratio (silence clips); ``val_loss_gap`` is the val loss with wrong audio (floor) minus with own audio."""
+    if name == "val_loss_gap":
+        good, bad = metric(rep, "val_loss"), metric(rep, "val_loss", "floor")
+        return bad - good if which == "generated" and good is not None and bad is not None else None
+    row = rep.get("variants", {}).get(METRIC_VARIANT.get(name, "normal"), {}).get("metrics", {}).get(name, {})
+    v = (row.get(KIND[which]) or {}).get("mean")
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def entry_text(e: dict[str, Any]) -> str:
+    """A report entry as 'mean [lo, hi]' (n/a when undefined)."""
+    if e.get("mean") is None:
+        return "n/a"
+    return fmt(e["mean"]) + (f" [{fmt(e['ci'][0])}, {fmt(e['ci'][1])}]" if e.get("ci") else "")
 
 
 def cell(rep: dict[str, Any], name: str) -> str:
@@ -305,7 +321,7 @@ def cell(rep: dict[str, Any], name: str) -> str:
 def goal_check(rep: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     """The issue's goal: RMS-motion >= 0.8 of GT, settle <= 0.2, S >= 2x the baseline's."""
     parts = []
-    sp, spt = metric(rep, "rms_motion_spearman"), metric(rep, "rms_motion_spearman", "ground_truth")
+    sp, spt = metric(rep, "loudness_motion_spearman"), metric(rep, "loudness_motion_spearman", "ground_truth")
     parts.append("✓" if sp is not None and spt and sp >= 0.8 * spt else "✗")
     st = metric(rep, "silence_settle_ratio")
     parts.append("✓" if st is not None and st <= 0.2 else "✗")
@@ -424,7 +440,7 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
           f"{cfg['data']['train_shards']}×{cfg['data']['samples_per_shard']} train clips of "
           f"{cfg['data']['clip_seconds']:g} s, VAE {cfg['vae']['steps']} steps, diffusion {steps} steps per arm "
           f"(width {cfg['diffusion']['width']}, depth {cfg['diffusion']['depth']}), eval on "
-          f"{cfg['eval']['n_clips']} val clips with {cfg['inference']['steps']} sampling steps",
+          f"{cfg['eval']['clips_per_variant']} val clips per variant with {cfg['inference']['steps']} sampling steps",
           f"- Total wall time of the commands: {total_wall / 60:.1f} min", "",
           "## Table", "",
           "Goal (issue 8) per arm as three marks: RMS-motion Spearman ≥ 0.8 × GT · settle ratio ≤ 0.2 · "
@@ -439,12 +455,12 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
         L.append(f"| {arm.key} | {arm.title} | {arm.guidance:g} | " + " | ".join(cell(rep, n) for _, n in TABLE)
                  + f" | {goal_check(rep, reps['1'])} | {fmt(train_w)}{' (arm ' + arm.ckpt_of + ')' if arm.ckpt_of else ''}"
                  f" | {fmt(w.get('eval'))} |")
-    vb = reps["1"].get("vae_bottleneck", {})
+    vb = reps["1"].get("vae_diagnostic", {}).get("metrics", {})
     if vb:
         L += ["", "VAE bottleneck (the same for every arm: one VAE): the ground truth's metrics after a round trip "
               "through the VAE, beside the original frames'. This is the ceiling a latent model can reach.", "",
               "| metric | VAE round trip | original |", "|---|---|---|"]
-        L += [f"| {k} | {fmt(v.get('roundtrip'))} | {fmt(v.get('original'))} |" for k, v in vb.items()]
+        L += [f"| {k} | {fmt(v['output_own']['mean'])} | {fmt(v['input_own']['mean'])} |" for k, v in vb.items()]
     L += ["", "## Per arm", ""]
     note_text = notes.read_text().strip() if notes and notes.is_file() else ""
     for arm in arm_list:
@@ -452,7 +468,7 @@ def write_results(path: Path, work: Path, preset: str, steps: int, log: Log, sti
         L += [f"### Arm {arm.key}: {arm.title}", "",
               arm_text(arm, reps[arm.key], reps.get(prev) if prev else None, prev), ""]
         slug = arm_slug(arm.reuse_report_of or arm.key)
-        vids = reps[arm.key].get("files", {}).get("videos_side_by_side") or []
+        vids = [v["path"] for v in reps[arm.key].get("videos", []) if v["kind"] == "side_by_side"]
         if vids:
             png = extract_still(work / "eval" / slug / vids[0], stills_dir / f"{slug}.png")
             if png is not None:
@@ -550,13 +566,15 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, steps: int, cfg: di
          f"Arm {arm.key} of the ablation ({arm.title}), {steps} steps"
          + (f" ({wall / 60:.1f} min wall on the CPU)" if wall else "") + ":", "",
          f"```\n{train_cmd}\n```", "",
-         "## Evaluation (`trainer eval` on the val clips)", "",
-         "| metric | generated | ground truth | better |", "|---|---|---|---|"]
-    for mname, row in rep.get("metrics", {}).items():
-        L.append(f"| {mname} | {fmt(row.get('generated'))} | {fmt(row.get('ground_truth'))} | {row.get('better')} |")
-    sp, spt = metric(rep, "rms_motion_spearman"), metric(rep, "rms_motion_spearman", "ground_truth")
+         "## Evaluation (`trainer eval` on the val clips, normal music)", "",
+         "| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
+    normal = rep.get("variants", {}).get("normal", {})
+    for mname, row in normal.get("metrics", {}).items():
+        L.append(f"| {mname} | {entry_text(row['floor'])} | {entry_text(row['generated'])} | "
+                 f"{entry_text(row['ceiling'])} | {row['generated']['n']} |")
+    sp, spt = metric(rep, "loudness_motion_spearman"), metric(rep, "loudness_motion_spearman", "ground_truth")
     st = metric(rep, "silence_settle_ratio")
-    L += ["", "Against the issue's goal (RMS-motion Spearman ≥ 0.8 × ground truth, settle ratio ≤ 0.2): "
+    L += ["", "Against the issue's goal (loudness-motion Spearman ≥ 0.8 × ground truth, settle ratio ≤ 0.2): "
           f"Spearman {fmt(sp)} vs GT {fmt(spt)} ({fmt(sp / spt if sp is not None and spt else None)} of it), "
           f"settle ratio {fmt(st)}. Style diversity {fmt(metric(rep, 'style_diversity'))} against the ground "
           f"truth's {fmt(metric(rep, 'style_diversity', 'ground_truth'))}: the model varies its look across "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One set-up for the Makefile, CI and the Docker images.
 #   scripts/setup.sh [--system-only | --python-only] [--cuda] [--no-dev] [--no-gl]
-# System packages: ffmpeg, libegl1, libgl1 (headless EGL through Mesa or the NVIDIA driver).
+# System packages: ffmpeg, libegl1, libgl1 (headless EGL through Mesa or the NVIDIA driver);
+# with the dev tools also chromium, chromium-driver (the report.html test).
 # Python: a .venv (or $VENV) with the package installed editable plus dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,11 @@ done
 need_pkgs() {
   local missing=()
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+  if [ "$dev" = 1 ]; then  # the report.html test drives Debian's headless chromium (selenium + chromedriver)
+    for p in chromium chromium-driver; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+  fi
   [ "$gl" = 1 ] || { echo "${missing[@]:-}"; return; }
   for p in libegl1 libgl1; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

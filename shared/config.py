@@ -323,11 +323,21 @@ class InferenceConfig(_Section):
 
 
 class EvalConfig(_Section):
-    n_clips: int = Field(16, ge=1, description="Val clips evaluated (`--n`).")
+    clips_per_variant: int = Field(8, ge=1, description="Val clips evaluated per variant (normal, silence, debug, ...), "
+                                   "distinct audio, picked deterministically (`--n`).")
+    seeds: int = Field(1, ge=1, description="Generation repeated with this many noise/style seeds; per-clip values are "
+                       "pooled (averaged) over them.")
+    bootstrap: int = Field(1000, ge=1, description="Bootstrap resamples (over clips) for every metric's 95% CI.")
+    beat_sigma_s: float = Field(0.1, gt=0, description="Sigma (seconds) of the beat alignment score's Gaussian.")
     settle_delay_s: float = Field(0.5, ge=0, description="Seconds after a silence segment starts before motion is measured.")
-    av_align_tolerance_frames: int = Field(1, ge=0, description="Onset/motion-peak matching tolerance for AV-Align.")
+    av_align_tolerance_frames: int = Field(1, ge=0, description="Matching tolerance of the frame-difference AV-Align proxy.")
     n_style_samples: int = Field(4, ge=2, description="Style latents drawn per clip for the diversity metric.")
+    batch_clips: int = Field(8, ge=1, description="Clips generated together in one batch (clips in the same batch "
+                             "position share their noise; 1: every clip gets the same noise).")
     write_videos: bool = Field(True, description="Write side-by-side mp4s into the report.")
+
+    n_clips: int | None = Field(None, ge=1, description="Ignored: read from runs saved before clips_per_variant "
+                                "replaced it (it was a total over variants).")
 
 
 # ---------------------------------------------------------------------------- run

@@ -27,7 +27,7 @@ TINY_OVERRIDES = [
     "diffusion.width=32", "diffusion.depth=2", "diffusion.heads=2", "diffusion.batch_size=8",
     "diffusion.warmup_steps=5", "diffusion.val_every=1000", "diffusion.lr=1e-3",
     "inference.steps=4", "inference.audio_guidance_scale=2.0", "run.device=cpu", "run.num_workers=0",
-    "eval.n_clips=3", "eval.n_style_samples=2",
+    "eval.clips_per_variant=3", "eval.n_style_samples=2", "eval.bootstrap=200",
 ]
 
 
@@ -120,10 +120,16 @@ def build_tiny_checkpoint(root: Path, steps: int = 40, extra: list[str] = ("diff
     return run_dir
 
 
-def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4) -> Path:
+def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4,
+                           variants: tuple[str, ...] = ("normal", "silence", "debug"),
+                           audio_of: dict[int, int] | None = None, sibling_groups: int = 0) -> Path:
     """``root/val/shard-000000.tar`` (and one train shard) of ground-truth clips that follow their audio:
-    a disc whose radius follows the RMS and which flashes on loudness steps; the ``silence`` clips have a
-    labelled silent segment (meta ``segments``) during which the picture stands still."""
+    a disc whose radius follows the RMS and which flashes on loudness steps. Clip i has variant
+    ``variants[i % len(variants)]``; ``silence`` clips have a labelled silent segment (meta ``segments``)
+    during which the picture stands still, ``normal`` clips a labelled track-dropout segment (quieter audio).
+    ``audio_of`` maps a clip to the clip whose audio (and picture) it copies, like the repeated debug clips.
+    ``sibling_groups``: that many shards in ``val_siblings/`` (datagen's ``data.val_style_siblings`` layout), each
+    3 normal clips sharing one audio with different pictures (disc colour and background)."""
     from shared import shards as S
     from shared.timeline import compute_audio_timeline
 
@@ -131,12 +137,16 @@ def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4) -> Path:
 
     sr, fps, res = cfg.data.sample_rate, cfg.render.fps, cfg.render.resolution
     names = channel_names(cfg.timeline)
-    variants = ("normal", "silence", "debug")
-    for split, count in (("val", n_clips), ("train", 1)):
-        with S.ShardWriter(root / split / S.shard_name(0)) as w:
+    jobs = [("val", 0, n_clips), ("train", 0, 1)] + [("val_siblings", g, 3) for g in range(sibling_groups)]
+    for split, shard, count in jobs:
+        with S.ShardWriter(root / split / S.shard_name(shard)) as w:
             for i in range(count):
-                rng = np.random.default_rng([i, split == "val"])
-                variant = variants[i % 3]
+                if split == "val_siblings":
+                    src = 100 + shard  # one audio per sibling group
+                else:
+                    src = (audio_of or {}).get(i, i) if split == "val" else i
+                rng = np.random.default_rng([src, split == "val"])
+                variant = "normal" if split == "val_siblings" else variants[i % len(variants)]
                 n = int(sr * cfg.data.clip_seconds)
                 t = np.arange(n) / sr
                 env = np.repeat(rng.uniform(0.1, 1.0, 64), sr // 4)[:n]
@@ -146,6 +156,11 @@ def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4) -> Path:
                     env[int(a / fps * sr):int(b / fps * sr)] = 0.0
                     segments.append({"kind": "silence", "tracks": [], "start_s": a / fps, "end_s": b / fps,
                                      "start_frame": a, "end_frame": b})
+                if variant == "normal":
+                    a, b = int(1.0 * fps), int(2.0 * fps)
+                    env[int(a / fps * sr):int(b / fps * sr)] *= 0.3
+                    segments.append({"kind": "dropout", "tracks": ["lead"], "start_s": a / fps, "end_s": b / fps,
+                                     "start_frame": a, "end_frame": b})
                 wave = S.quantize_pcm16((0.4 * env * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
                 feats, _ = compute_audio_timeline(wave, sr, fps, cfg.timeline)  # (T, C)
                 rms = feats[:, names.index("rms")]
@@ -154,11 +169,12 @@ def write_val_pixel_shards(root: Path, cfg: Config, n_clips: int = 4) -> Path:
                 frames = []
                 for f in range(len(feats)):
                     radius = 0.1 + 0.35 * level[f]
-                    img = np.full((res, res, 3), 30, np.uint8)
-                    img[(xx - 0.5) ** 2 + (yy - 0.5) ** 2 < radius ** 2] = (220, 120 + 40 * (i % 3), 60)
+                    look = i if split == "val_siblings" else src  # siblings: same audio, their own look
+                    img = np.full((res, res, 3), 30 + 40 * (look % 3) * (split == "val_siblings"), np.uint8)
+                    img[(xx - 0.5) ** 2 + (yy - 0.5) ** 2 < radius ** 2] = (220, 120 + 40 * (look % 3), 60)
                     frames.append(S.encode_jpeg(img, 90))
-                key = S.sample_key(0, i)
-                meta = {"schema_version": S.SCHEMA_VERSION, "seed": i, "shard": 0, "sample": i, "variant": variant,
+                key = S.sample_key(shard, i)
+                meta = {"schema_version": S.SCHEMA_VERSION, "seed": src, "shard": shard, "sample": i, "variant": variant,
                         "tempo": 120.0, "segments": segments, "fps": fps, "resolution": res, "n_frames": len(feats),
                         "timeline_channels": names}
                 w.add_sample(key, S.pixel_members(wave, sr, feats, frames, meta))

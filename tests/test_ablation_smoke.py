@@ -48,8 +48,8 @@ def test_smoke_ablation_writes_every_arm_and_resumes(tmp_path):
     for key in ARM_KEYS:
         slug = {"5 (g=1)": "arm4"}.get(key, "arm" + key.replace(" (g=", "_g").replace(")", ""))
         rep = json.loads((work / "eval" / slug / "report.json").read_text())
-        s = rep["metrics"]["output_sensitivity_motion"]["generated"]
-        assert rows[key][s_col] == f"{s:.3g}", (key, rows[key][s_col], s)
+        s = rep["variants"]["normal"]["metrics"]["output_sensitivity_motion"]["generated"]["mean"]
+        assert rows[key][s_col] == ("n/a" if s is None else f"{s:.3g}"), (key, rows[key][s_col], s)
     # guidance sweep reuses arm 4's checkpoint: three distinct guidance values, one training
     assert [rows[k][2] for k in ("5 (g=1)", "5 (g=2)", "5 (g=4)")] == ["1", "2", "4"]
     assert "still to be made" in md and "## Commands" in md and "python -m trainer diffusion" in md

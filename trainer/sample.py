@@ -376,15 +376,19 @@ def audio_inputs(paths: list[str | Path]) -> list[Path]:
 
 
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
-                progress: bool = True) -> dict[str, Any]:
-    """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
-    return sample_files([audio_path], [out_path], model, settings, progress)[0]
+                progress: bool = True, on_frames: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
+    """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s).
+    ``on_frames`` gets each uint8 chunk (n, H, W, 3) as it is written (``trainer eval --audio-dir`` scores them)."""
+    each = None if on_frames is None else (lambda _i, frames: on_frames(frames))
+    return sample_files([audio_path], [out_path], model, settings, progress, on_frames=each)[0]
 
 
 def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], model: SamplingModel,
-                 settings: SampleSettings, progress: bool = True, batch: int | None = None) -> list[dict[str, Any]]:
+                 settings: SampleSettings, progress: bool = True, batch: int | None = None,
+                 on_frames: Callable[[int, np.ndarray], None] | None = None) -> list[dict[str, Any]]:
     """Sample one video per audio file, ``batch`` files (default ``inference.batch_snippets``) as the B streams of
-    one batched stream through the model; returns one summary per file.
+    one batched stream through the model; returns one summary per file. ``on_frames(i, chunk)`` gets each uint8
+    chunk (n, H, W, 3) of file i as it is written.
 
     Every file gets the style the one-file path would give it (the same seed or reference). Shorter files of a
     batch are padded with their last frame's audio up to the longest and cut back when written. The noise is
@@ -430,10 +434,12 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
             done = 0
             for chunk in generate_frames(model, windows, silent, style_z, spec, settings.seed):
                 n = chunk.shape[1]
-                for writer, it, frames in zip(writers, items, chunk):
+                for i, (writer, it, frames) in enumerate(zip(writers, items, chunk)):
                     keep = max(0, min(n, it["frames"] - done))
                     if keep:
                         writer.write(frames[:keep])
+                        if on_frames is not None:
+                            on_frames(g + i, frames[:keep])
                         if bar is not None:
                             bar.update(keep)
                 done += n

@@ -10,9 +10,10 @@ from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
 from shared.errors import SynestheteError
 
 NAME = "eval"
-HELP = ("Evaluate a diffusion run on the val pixel shards: audio-shuffle loss gap and output sensitivity, style "
-        "diversity, silence settle, AV-Align and RMS-motion correlation, VAE bottleneck; each beside the ground "
-        "truth. Writes report.json, report.md, plots and side-by-side mp4s.")
+HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
+        "loudness -> motion/brightness/size, bands -> colour/geometry, AV-Align and beat alignment, audio retrieval, "
+        "style diversity, each beside a shuffled-audio floor and the ground-truth ceiling with a bootstrap CI; plus "
+        "the VAE diagnostic. Writes report.json, report.md, plots and side-by-side mp4s.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Diffusion run dir (its latest checkpoint) or a ckpt/step-* dir.")
     parser.add_argument("--data", default="data/pixels", metavar="PIXEL_DIR",
                         help="Pixel shards with a val/ split (ground truth frames, timelines, audio, meta).")
+    parser.add_argument("--audio-dir", default=None, metavar="DIR",
+                        help="Instead of the val shards: sample every audio file in DIR (wav/flac/mp3/..., any rate) "
+                             "and score what needs no ground truth (settle, loudness-motion, AV-Align, beat score, "
+                             "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
+                             "the shipped model).")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run).")
     add_config_args(parser, [
-        ShortFlag("--n", "eval.n_clips", int, "Val clips evaluated."),
+        ShortFlag("--n", "eval.clips_per_variant", int, "Val clips evaluated per variant (distinct audio)."),
         ShortFlag("--seed", "inference.seed", int, "Noise seed."),
         ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
         ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
@@ -39,7 +45,9 @@ def default_out(checkpoint: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.eval.evaluate import EvalError, evaluate
+    from trainer.eval.evaluate import evaluate
+    from trainer.eval.report import HEADLINE, fmt_entry
+    from trainer.eval.scalars import log_eval_scalars
     from trainer.sample import load_sampling_model, one_line
 
     ckpt = Path(args.checkpoint)
@@ -48,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             config_or_exit(args)
         fail(f"checkpoint {str(ckpt)!r}: not found (train one with `trainer diffusion` or pass --checkpoint RUN)")
     out = Path(args.out) if args.out else default_out(ckpt)
+    if args.audio_dir:
+        from trainer.eval.audio_dir import run_command
+
+        return run_command(args, ckpt, out if args.out else out / "audio_dir")
     try:
         import torch
 
@@ -57,11 +69,16 @@ def run(args: argparse.Namespace) -> int:
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
             rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
-    except (SynestheteError, EvalError) as e:  # bad input: one line, exit 2; anything else keeps its traceback
+        tb = log_eval_scalars(rep, model.step_dir, model.step)
+    except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
-    print(f"eval: wrote {pm} and {pj.name} ({len(rep.rows)} metrics, {rep.info['clips']} clips)", file=sys.stderr)
-    for r in rep.rows:
-        from trainer.eval.report import fmt
-
-        print(f"  {r.name:28s} generated {fmt(r.generated):>10s}   ground truth {fmt(r.ground_truth):>10s}")
+    if tb is not None:
+        print(f"eval: scalars in {tb} (TensorBoard)", file=sys.stderr)
+    print(f"eval: wrote {pm}, {pj.name} and report.html ({rep['info']['clips']} clips; "
+          + ", ".join(f"{v['n_clips']} {name}" for name, v in rep["variants"].items()) + ")", file=sys.stderr)
+    head = rep["variants"][HEADLINE]
+    print(f"{HEADLINE} music ({head['n_clips']} clips): floor | generated | ceiling, 95% CI")
+    for name, row in head["metrics"].items():
+        print(f"  {name:32s} {fmt_entry(row['floor']):>24s} | {fmt_entry(row['generated']):>24s} | "
+              f"{fmt_entry(row['ceiling']):>24s}")
     return 0

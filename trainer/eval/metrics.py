@@ -1,4 +1,7 @@
-"""Audio-responsiveness metrics: pure numpy functions on frames and timelines.
+"""Per-frame video signals and the settle family (silence settle, dropout return), style diversity and output
+sensitivity: pure numpy functions on frames and timelines. The other metric families live in
+:mod:`trainer.eval.loudness`, :mod:`~trainer.eval.bands`, :mod:`~trainer.eval.rhythm` and
+:mod:`~trainer.eval.retrieval`; :mod:`trainer.eval.registry` lists them all.
 
 Conventions used throughout:
 
@@ -86,12 +89,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def rms_motion_spearman(rms: np.ndarray, motion: np.ndarray) -> float:
-    """Spearman correlation of the audio frame RMS with motion energy (frame 0 skipped: its motion is a copy)."""
-    return spearman(np.asarray(rms)[1:], np.asarray(motion)[1:])
-
-
-# ------------------------------------------------------------------ AV-Align (Yariv et al. 2024)
+# ------------------------------------------------------------------ peaks of the AV-Align proxy (trainer.eval.rhythm)
 
 
 def audio_onset_peaks(onset_env: np.ndarray, delta: float = 0.07, pre_max: int = 1, post_max: int = 1,
@@ -158,11 +156,6 @@ def av_align_from_peaks(audio_peaks: Sequence[int], video_peaks: Sequence[int], 
     return i / (na + nv - i)
 
 
-def av_align(onset_env: np.ndarray, motion: np.ndarray, tolerance: int = 1) -> float:
-    """AV-Align (Yariv et al. 2024) of a clip: audio onset peaks vs motion-energy peaks (frame difference)."""
-    return av_align_from_peaks(audio_onset_peaks(onset_env), motion_peaks(motion), tolerance)
-
-
 # ------------------------------------------------------------------ silence settle
 
 
@@ -205,7 +198,39 @@ def spans_from_mask(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def silence_spans_from_meta(meta: dict) -> list[tuple[int, int]]:
     """The ``kind == "silence"`` segments of a clip's meta.json as (start_frame, end_frame) spans."""
-    return [(int(s["start_frame"]), int(s["end_frame"])) for s in meta.get("segments", []) if s.get("kind") == "silence"]
+    return segment_spans_from_meta(meta, "silence")
+
+
+def segment_spans_from_meta(meta: dict, kind: str) -> list[tuple[int, int]]:
+    """The ``kind`` ("silence" or "dropout") segments of a clip's meta.json as (start_frame, end_frame) spans."""
+    return [(int(s["start_frame"]), int(s["end_frame"])) for s in meta.get("segments", []) if s.get("kind") == kind]
+
+
+def music_mask(n_frames: int, silent_spans: Iterable[tuple[int, int]], fps: float, guard_s: float = 0.5) -> np.ndarray:
+    """Music frames ``[T]`` bool: every frame except labelled silence and the ``guard_s`` seconds after each
+    silence span ends (where the music is only coming back and a visualizer's decay is still legitimate)."""
+    keep = np.ones(n_frames, dtype=bool)
+    guard = int(math.ceil(guard_s * fps))
+    for start, end in silent_spans:
+        keep[max(0, int(start)):min(n_frames, int(end) + guard)] = False
+    return keep
+
+
+def dropout_return(motion: np.ndarray, dropout_spans: Iterable[tuple[int, int]], fps: float,
+                   window_s: float = 0.5, eps: float = 1e-4) -> float:
+    """Motion step when a dropped-out track comes back: mean motion over ``window_s`` after the segment end
+    over the mean over ``window_s`` before it, ``(after + eps) / (before + eps)``, averaged over the clip's
+    dropout segments whose both windows fit in the clip (frame 0 excluded: its motion is a copy). > 1: motion
+    rises when the track returns. NaN when no segment fits."""
+    m = np.asarray(motion, dtype=np.float64)
+    w = max(1, int(round(window_s * fps)))
+    ratios = []
+    for _, end in dropout_spans:
+        end = int(end)
+        if end - w < 1 or end + w > len(m):
+            continue
+        ratios.append((m[end:end + w].mean() + eps) / (m[end - w:end].mean() + eps))
+    return float(np.mean(ratios)) if ratios else float("nan")
 
 
 # ------------------------------------------------------------------ sensitivity and diversity

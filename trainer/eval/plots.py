@@ -2,7 +2,7 @@
 
 * :func:`plot_clip_timeline`: audio RMS with onset markers over time, against the motion energy of
   the generated video and of the ground truth, silence segments shaded.
-* :func:`plot_metric_bars`: each metric's generated value beside its ground-truth ceiling.
+* :func:`plot_metric_bars`: each metric's floor, generated value and ground-truth ceiling, with CIs.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ def plot_clip_timeline(path: str | Path, fps: float, rms: np.ndarray, onset_fram
 
 
 def plot_metric_bars(path: str | Path, metrics: Mapping[str, Mapping[str, float | None]],
-                     series: Sequence[str] = ("generated", "ground_truth")) -> Path:
-    """One small bar panel per metric: the value of each series (missing / non-finite drawn as absent)."""
+                     series: Sequence[str] = ("generated", "ground_truth"),
+                     cis: Mapping[str, Mapping[str, Sequence[float] | None]] | None = None) -> Path:
+    """One small bar panel per metric: the value of each series (missing / non-finite drawn as absent), with its
+    confidence interval ``cis[metric][series] = (lo, hi)`` as an error bar where one is given."""
     path = Path(path)
     names = list(metrics)
     cols = min(4, max(1, len(names)))
@@ -68,6 +70,10 @@ def plot_metric_bars(path: str | Path, metrics: Mapping[str, Mapping[str, float 
         vals = [metrics[name].get(s) for s in series]
         heights = [v if (v is not None and math.isfinite(v)) else 0.0 for v in vals]
         bars = ax.bar(range(len(series)), heights, color=colors[: len(series)])
+        for x, (s_name, h) in enumerate(zip(series, heights)):
+            ci = ((cis or {}).get(name) or {}).get(s_name)
+            if ci is not None:
+                ax.errorbar(x, h, yerr=[[max(0.0, h - ci[0])], [max(0.0, ci[1] - h)]], color="k", capsize=3, lw=1)
         for b, v in zip(bars, vals):
             text = "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
             ax.annotate(text, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)

@@ -1,42 +1,33 @@
-"""The evaluation report: ``report.json`` (machine-readable) and ``report.md`` (the table a person reads).
+"""Stage 5 of the evaluation: ``report.json`` (machine-readable) and ``report.md`` (what a person reads).
 
-Every metric row holds the generated video's value beside the ground truth's (its ceiling), and which
-direction is better. Non-finite numbers are written as JSON ``null`` and shown as ``n/a`` (with
-``inf`` kept as the string ``"inf"`` in JSON so it is not confused with a missing value).
+report.json::
+
+    {"config": {...}, "checkpoint": str, "info": {...},
+     "variants": {"normal" | "silence" | "debug" | ...: {"n_clips": int, "clips": [keys], "note": str | None,
+                  "metrics": {METRIC: {"generated": ENTRY, "floor": ENTRY, "ceiling": ENTRY, "note": str | None}}}},
+     "vae_diagnostic": {"n_clips": int, "clips": [keys], "note": str | None, "psnr_db": float | None,
+                        "metrics": {METRIC: {"input_own": ENTRY, "input_shuffled": ENTRY,
+                                             "output_own": ENTRY, "output_shuffled": ENTRY}}},
+     "videos": [{"variant", "clip", "kind": "generated" | "ground_truth" | "floor" | "side_by_side", "path"}],
+     "plots": [{"title", "path"}], "definitions": {METRIC: str}, "better": {METRIC: str}, "notes": [str]}
+
+with ENTRY = ``{"mean": float | null, "ci": [lo, hi] | null, "n": int}``; variants in report order, normal
+first. Non-finite numbers never reach the JSON (null). Both files are written to a temporary name and
+renamed (:func:`shared.fsutil.atomic_write_text`), so a crash never leaves half a report.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.fsutil import atomic_write_text
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-
-
-@dataclass
-class MetricRow:
-    """One metric: generated value, ground-truth value (None where the metric has no ground truth)."""
-
-    name: str
-    generated: float | None
-    ground_truth: float | None
-    better: str  # "higher" | "lower" | "closer to ground truth"
-    description: str
-
-
-@dataclass
-class Report:
-    title: str
-    rows: list[MetricRow] = field(default_factory=list)
-    vae_rows: list[MetricRow] = field(default_factory=list)  # generated := round-tripped, ground_truth := original
-    info: dict[str, Any] = field(default_factory=dict)        # checkpoint, step, clips, config summary
-    per_clip: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, Any] = field(default_factory=dict)       # plots and videos, relative to the report dir
-    notes: list[str] = field(default_factory=list)
+HEADLINE = "normal"
 
 
 def json_number(x: Any) -> Any:
@@ -59,59 +50,77 @@ def json_number(x: Any) -> Any:
 def fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
+    if isinstance(x, str):
+        return x
     if isinstance(x, float) and math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    return f"{x:.4g}"
+    return f"{x:.3g}"
 
 
-def _row_dict(r: MetricRow) -> dict[str, Any]:
-    return {"generated": r.generated, "ground_truth": r.ground_truth, "better": r.better, "description": r.description}
+def fmt_entry(e: dict[str, Any] | None) -> str:
+    """``0.123 [0.05, 0.2]`` (CI in brackets when there is one), ``n/a`` when undefined."""
+    if not e or e.get("mean") is None:
+        return "n/a"
+    ci = e.get("ci")
+    return fmt(e["mean"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
 
 
-def report_dict(rep: Report) -> dict[str, Any]:
-    return json_number({
-        "title": rep.title,
-        "info": rep.info,
-        "metrics": {r.name: _row_dict(r) for r in rep.rows},
-        "vae_bottleneck": {r.name: {"roundtrip": r.generated, "original": r.ground_truth, "better": r.better,
-                                    "description": r.description} for r in rep.vae_rows},
-        "per_clip": rep.per_clip,
-        "files": rep.files,
-        "notes": rep.notes,
-    })
+def metric_table(metrics: dict[str, dict[str, Any]], better: dict[str, str]) -> list[str]:
+    lines = ["| metric | floor (other audio) | generated | ceiling (ground truth) | n | better | note |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in metrics.items():
+        lines.append(f"| {name} | {fmt_entry(row['floor'])} | {fmt_entry(row['generated'])} | "
+                     f"{fmt_entry(row['ceiling'])} | {row['generated']['n']} | {better.get(name, '')} | "
+                     f"{row.get('note') or ''} |")
+    return lines
 
 
-def markdown(rep: Report) -> str:
-    lines = [f"# {rep.title}", ""]
-    for k, v in rep.info.items():
-        lines.append(f"- **{k}**: {fmt(v) if isinstance(v, float) else v}")
-    lines += ["", "## Metrics: generated vs ground truth", "",
-              "| metric | generated | ground truth | better | what it measures |", "|---|---|---|---|---|"]
-    for r in rep.rows:
-        lines.append(f"| {r.name} | {fmt(r.generated)} | {fmt(r.ground_truth)} | {r.better} | {r.description} |")
-    if rep.vae_rows:
-        lines += ["", "## VAE bottleneck: metrics on VAE round-tripped vs original ground-truth frames", "",
-                  "| metric | round-tripped | original | better | what it measures |", "|---|---|---|---|---|"]
-        for r in rep.vae_rows:
-            lines.append(f"| {r.name} | {fmt(r.generated)} | {fmt(r.ground_truth)} | {r.better} | {r.description} |")
-    if rep.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in rep.notes]
-    if rep.files:
+def markdown(rep: dict[str, Any]) -> str:
+    info, better = rep["info"], rep.get("better", {})
+    lines = ["# Synesthete evaluation: does the video follow the music?", "",
+             f"Checkpoint `{rep['checkpoint']}` (step {info.get('step')}), data `{info.get('data')}`; "
+             f"{info.get('frames_per_clip')} frames per clip at {info.get('fps')} fps; sampler {info.get('sampler')}, "
+             f"{info.get('steps')} steps, audio guidance {info.get('guidance')}; {info.get('seeds')} seed(s); 95% "
+             f"bootstrap CIs over clips ({info.get('bootstrap')} resamples) in brackets; n = clips where the metric "
+             "is defined. Floor: the same metric for video generated from a different clip's audio (same style and "
+             "noise), scored against this clip's audio. Ceiling: the ground-truth frames.", ""]
+    for i, (variant, v) in enumerate(rep["variants"].items()):
+        head = "Normal music (the headline)" if variant == HEADLINE else f"Variant: {variant}"
+        lines += [f"## {head}: {v['n_clips']} clip(s)", ""]
+        if v["n_clips"] == 0:
+            lines += [f"{v.get('note') or 'no clips'}.", ""]
+            continue
+        lines += metric_table(v["metrics"], better) + [""]
+    vd = rep.get("vae_diagnostic")
+    if vd:
+        lines += ["## VAE diagnostic (postmortem §4): metrics against the clip's own vs shuffled audio", "",
+                  f"{vd['n_clips']} clip(s) ({vd.get('note') or ''}); input = ground-truth frames, output = the same "
+                  f"frames encoded and decoded by the VAE (PSNR {fmt(vd.get('psnr_db'))} dB).", "",
+                  "| metric | input, own audio | input, shuffled audio | output, own audio | output, shuffled audio |",
+                  "|---|---|---|---|---|"]
+        for name, row in vd["metrics"].items():
+            lines.append(f"| {name} | {fmt_entry(row['input_own'])} | {fmt_entry(row['input_shuffled'])} | "
+                         f"{fmt_entry(row['output_own'])} | {fmt_entry(row['output_shuffled'])} |")
+        lines.append("")
+    lines += ["## Definitions", ""] + [f"- **{k}**: {d}" for k, d in rep["definitions"].items()]
+    if rep.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in rep["notes"]]
+    if rep.get("plots") or rep.get("videos"):
         lines += ["", "## Files", ""]
-        for k, v in rep.files.items():
-            items = v if isinstance(v, list) else [v]
-            links = ", ".join(f"[{Path(p).name}]({p})" for p in items)
-            lines.append(f"- {k}: {links}")
-            if k.startswith("plot") or k.endswith("plots"):
-                lines += [f"  ![{Path(p).name}]({p})" for p in items if str(p).endswith(".png")]
+        lines += [f"![{p['title']}]({p['path']})" for p in rep.get("plots", [])]
+        lines += [f"- [{v['kind']} {v['variant']} {v['clip']}]({v['path']})" for v in rep.get("videos", [])]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | Path, rep: Report) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``out_dir``; return their paths."""
+def write_report(out_dir: str | Path, rep: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir`` (each to a temporary name, then
+    renamed)."""
+    from trainer.eval.html import write_report_html
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pj, pm = out / REPORT_JSON, out / REPORT_MD
-    pj.write_text(json.dumps(report_dict(rep), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    pm.write_text(markdown(rep), encoding="utf-8")
+    rep = json_number(rep)
+    pj = atomic_write_text(out / REPORT_JSON, json.dumps(rep, indent=2, allow_nan=False) + "\n")
+    pm = atomic_write_text(out / REPORT_MD, markdown(rep))
+    write_report_html(rep, out)
     return pj, pm

@@ -1,0 +1,46 @@
+"""Plots and videos beside the report: per-variant metric bars, per-clip timelines, side-by-side mp4s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.eval import plots
+from trainer.eval.clips import Clip
+
+BAR_METRICS = ("loudness_motion_spearman", "loudness_brightness_spearman", "bands_colour_geometry_r2", "av_align",
+               "beat_alignment_score", "silence_settle_ratio", "retrieval_top1", "style_diversity")
+
+
+def write_side_by_side(path: Path, gt: np.ndarray, gen: np.ndarray, floor: np.ndarray, clip: Clip, fps: float) -> Path:
+    """mp4: ground truth | generated (own audio) | floor (generated from other audio), the clip's audio muxed."""
+    from shared.video import Mp4Writer
+
+    t = min(len(gt), len(gen), len(floor))
+    h = gt.shape[1]
+    sep = np.full((t, h, 2, 3), 255, np.uint8)
+    video = np.concatenate([gt[:t], sep, gen[:t], sep, floor[:t]], axis=2)  # (T, H, 3W+4, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Mp4Writer(path, fps, video.shape[2], h, audio=(clip.wave, clip.sr)) as wr:
+        for i in range(0, t, 64):
+            wr.write(video[i:i + 64])
+    return path
+
+
+def metric_bar_plot(out: Path, variant: str, metrics: dict[str, dict[str, Any]]) -> dict[str, str] | None:
+    chosen = {name: {k: metrics[name][k]["mean"] for k in ("floor", "generated", "ceiling")}
+              for name in BAR_METRICS if name in metrics and metrics[name]["generated"]["mean"] is not None}
+    if not chosen:
+        return None
+    cis = {name: {k: metrics[name][k]["ci"] for k in ("floor", "generated", "ceiling")} for name in chosen}
+    p = plots.plot_metric_bars(out / f"metrics_{variant}.png", chosen, series=("floor", "generated", "ceiling"), cis=cis)
+    return {"title": f"{variant}: floor / generated / ceiling (95% CI)", "path": str(p.relative_to(out))}
+
+
+def timeline_plot(out: Path, clip: Clip, fps: float, rms: np.ndarray, onset_frames: np.ndarray,
+                  motion: dict[str, np.ndarray], spans: list[tuple[int, int]]) -> dict[str, str]:
+    p = plots.plot_clip_timeline(out / "plots" / f"timeline_{clip.key}.png", fps, rms, onset_frames, motion, spans,
+                                 title=f"{clip.key} ({clip.variant})")
+    return {"title": f"{clip.variant} {clip.key}: audio RMS and onsets vs motion energy", "path": str(p.relative_to(out))}
