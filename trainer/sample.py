@@ -318,8 +318,9 @@ def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarra
     """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T).
 
     On CUDA (and ``overlap``) the stream runs one snippet ahead: snippet j + 1's denoising is queued before
-    snippet j's frames are waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The noise comes from a generator
-    on the model's device (on the CPU the same numbers as before; on CUDA, CUDA's generator).
+    snippet j's frames are waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The
+    noise comes from a generator on the model's device (on the CPU the same numbers as before; on CUDA, CUDA's
+    Philox generator, so CUDA samples differ from the CPU's for the same seed).
     """
     enable_tf32(model.device)
     gen = torch.Generator(device=model.device).manual_seed(int(seed))

@@ -304,8 +304,8 @@ class Denoiser(nn.Module):
         """Everything of the forward pass that depends on the conditioning only (not on x_t or t).
 
         A sampler calls it once per snippet and hands the result to :meth:`denoise` at every step. Keys:
-        ``audio_tok`` (B, F, D) the per-frame audio tokens (nulls applied), ``style`` and ``pooled``
-        (B, D) the adaLN vector's style and pooled-audio terms, ``pos_time`` / ``fidx`` (., P+F, 1, D) the frame embeddings,
+        ``audio_tok`` (B, F, D) the per-frame audio tokens (nulls applied), ``style`` and ``pooled`` (B, D) the
+        adaLN vector's style and pooled-audio terms, ``pos_time`` / ``fidx`` (., P+F, 1, D) the frame embeddings,
         and ``prev`` (B, P, S, D) the previous frames' tokens (S = 1 + N with the conditioning token, else N).
         """
         b, p = cond["audio"].shape[0], self.prev_frames
@@ -325,7 +325,8 @@ class Denoiser(nn.Module):
         idx = torch.cat([first - p + torch.arange(p, device=first.device), cond["frame_index"]], dim=1)  # (B, P+F)
         fidx = self.frame_index_mlp(timestep_embedding(idx, dim))[:, :, None, :]  # (B, P+F, 1, D)
         dtype = audio_tok.dtype  # the activation dtype (bf16 under autocast): the position tables are cast to it
-        enc = {"audio_tok": audio_tok, "style": style, "pooled": pooled, "fidx": fidx.to(dtype), "pos_time": self.pos_time.to(dtype)}
+        enc = {"audio_tok": audio_tok, "style": style, "pooled": pooled, "fidx": fidx.to(dtype),
+               "pos_time": self.pos_time.to(dtype)}
         if p:
             pv = self.prev_embed(patchify(cond["prev"], self.p))  # (B, P, N, D)
             pv = torch.where(cond["prev_valid"][:, :, None, None], pv, self.null_prev.to(pv.dtype))
