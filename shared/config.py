@@ -188,10 +188,10 @@ class DiffusionConfig(_Section):
     of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
     ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
     of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
-    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
-    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
-    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
-    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (forward and backward, the shuffle pressure's second forward included); 2.42 GiB of saved activations per
+    trained snippet (99.8% of the bytes bf16, since the position tables are cast to the activation dtype; 2.9 GiB,
+    a third fp32, when they promoted the residual stream), about 77 GiB at the default batch of 32 per rank,
+    which fits a 141 GB H200 (on an 80 GB H100 use ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
     (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
     """
 
@@ -205,6 +205,11 @@ class DiffusionConfig(_Section):
     width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
     heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
+    cond_token_in_spatial: bool = Field(
+        True, description="Put each frame's audio token into its spatial attention as an extra token (1 + N tokens; "
+        "true: the layout of every existing checkpoint). False: N tokens only (a multiple of 128 at the production "
+        "shape, whole flash-attention tiles); the audio still reaches every patch by addition, adaLN and temporal "
+        "attention. Ablate with `trainer eval` before a preset uses false.", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
@@ -303,6 +308,9 @@ class InferenceConfig(_Section):
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
     batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")
+    compile: bool = Field(
+        True, description="On CUDA, torch.compile the denoiser's per-step pass for sampling with CUDA graphs "
+        "(mode reduce-overhead: the sampling shapes are fixed); ignored on the CPU.")
     snippet_overlap: int = Field(
         1, ge=0, description="Frames each snippet of a long sample shares with the previous one; the shared latents "
         "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "
