@@ -190,6 +190,14 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     return finish_sample(cfg, p, jpegs)
 
 
+def _one_math_thread() -> None:
+    """Helper-thread initializer: math libraries single-threaded on this thread too (see :func:`write_shard`;
+    the shard's own ``threadpool_limits`` context restores the process-wide settings when it ends)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
     """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
 
@@ -202,8 +210,8 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
     Math libraries run single-threaded inside: a multi-threaded BLAS splits sums (the timeline's
     ``power @ bands``) by thread count, and its float32 result then differs in the last bit between
     an executor whose workers get one thread (Ray actors) and one whose get all cores (local), so
-    shard bytes would depend on the executor. (``threadpool_limits`` sets the libraries' global
-    thread count, so it holds on the helper threads too.) Shards run in parallel as whole units instead.
+    shard bytes would depend on the executor. Shards run in parallel as whole units instead. (The
+    limit is set again on each helper thread: an OpenMP library keeps its thread count per thread.)
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -222,7 +230,7 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
         return meta
 
     with (threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer,
-          ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-cpu") as cpu,
+          ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-cpu", initializer=_one_math_thread) as cpu,
           ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-write") as tar):
         written: list[Future] = []
         upcoming = cpu.submit(prepare_clip, cfg, spec.split, spec.index, 0)
