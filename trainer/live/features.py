@@ -260,3 +260,21 @@ class StreamingTimeline:
         if cut > self._buf_start:
             self._buf = self._buf[cut - self._buf_start:]
             self._buf_start = cut
+
+
+def channel_selection(names: list[str], wanted: list[str] | None) -> list[int] | None:
+    """Column indices of the ``wanted`` channels (``diffusion.audio_channels``) in a timeline with ``names``.
+
+    None selects every channel (returns None: no selection). The loader can call this on a stored shard's
+    timeline names, so a model trained on a subset (the causal channels) needs no regenerated shards.
+    An unknown or repeated name is a ValueError naming it.
+    """
+    if wanted is None:
+        return None
+    names = list(names)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ValueError(f"diffusion.audio_channels: {missing} not in the timeline's channels {names}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"diffusion.audio_channels: a channel is named twice in {list(wanted)}")
+    return [names.index(w) for w in wanted]
