@@ -139,7 +139,6 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
             recorder = Recorder(args.out, fps, res, res, sr)
             sinks.append(recorder)
         with torch.no_grad():
-            gen.warm_up()
             sched = LiveScheduler(source, gen, sinks, clock, sr, fps, cfg.timeline, realtime=realtime,
                                   min_steps=inf.live_min_steps, stall_s=inf.live_stall_s, channels=channels)
             summary = sched.run()

@@ -4,12 +4,16 @@ Timing model. Snippet j (frames ``s = jF .. s+F-1``) can start once the timeline
 ``s + F - 1 + f`` (the look-ahead, :func:`trainer.live.generator.lookahead_frames`), or the stream has
 ended. Its *ready time* is ``max(arrival of that frame's audio, ready time of snippet j-1 + F/fps)``: a
 snippet is never due before its audio arrived, nor sooner after the previous one than real time allows
-(a pipe that delivers faster than real time gives slack, not a backlog). It is due ``F/fps`` after its
-ready time, so that frames leave at the audio's rate and latency stays bounded.
+(a pipe that delivers faster than real time gives slack, not a backlog). It is due ``2F/fps`` after its
+ready time: one snippet period to keep pace with the audio and one of slack, so a generator slightly
+slower than real time loses a few steps or an occasional snippet rather than every one. Latency stays
+bounded by the look-ahead plus two snippet periods and the polling interval.
 
-Degrading (realtime mode). With ``remaining = due - now`` and the measured costs (an EMA of seconds per
-sampling step and of the fixed per-snippet cost: conditioning and VAE decode), the snippet gets
-``steps = min(full, floor((remaining - fixed) / per_step))`` sampling steps. Below
+Degrading (realtime mode). From the measured costs (an EMA of seconds per sampling step and of the fixed
+per-snippet cost: conditioning and VAE decode), ``fit(s)`` is the most steps whose cost fits in ``s``
+seconds. A snippet gets ``steps = min(fit(remaining), max(min_steps, fit(F/fps)), full)`` with
+``remaining = due - now``: never more steps than keep pace with the audio (the slack absorbs jitter, it
+does not buy quality), never more than fit before the snippet is due. Below
 ``inference.live_min_steps`` it is not generated: its frames repeat the last frame shown and count as
 dropped (the first snippet is always generated, there is nothing to repeat yet). So falling behind
 first costs quality, then frames, and never accumulates delay. Flat out (``realtime=False``: a file with
@@ -67,12 +71,13 @@ class CostModel:
         return int(min(full, math.floor((seconds - self.fixed) / self.per_step)))
 
 
-def choose_steps(remaining_s: float, cost: CostModel, full: int, min_steps: int, realtime: bool,
+def choose_steps(remaining_s: float, period_s: float, cost: CostModel, full: int, min_steps: int, realtime: bool,
                  have_frame: bool) -> int:
-    """Sampling steps for a snippet with ``remaining_s`` until it is due; 0 means drop (repeat frames)."""
+    """Sampling steps for a snippet due in ``remaining_s`` (snippets every ``period_s``); 0 means drop (repeat frames)."""
     if not realtime:
         return full
-    steps = cost.steps_within(remaining_s, full)
+    pace = max(min_steps, cost.steps_within(period_s, full))
+    steps = min(cost.steps_within(remaining_s, full), pace)
     if steps >= min_steps:
         return steps
     return 0 if have_frame else min_steps
@@ -138,7 +143,13 @@ class LiveScheduler:
     # -------------------------------------------------------------- the loop
 
     def run(self) -> dict:
-        """Stream until the source ends; returns the summary (also handed to every sink's ``close``)."""
+        """Stream until the source ends; returns the summary (also handed to every sink's ``close``).
+
+        The generator's ``warm_up`` (one snippet on silence) runs first: it pays first-call costs before the
+        audio starts and gives the cost model its first measurement.
+        """
+        warm = self.gen.warm_up()
+        self.cost.update(self.gen.full_steps, warm.sample_s, warm.decode_s)
         self.source.start()
         t_start = self.clock.now()
         last_audio = t_start
@@ -184,7 +195,7 @@ class LiveScheduler:
         ready = arrived if self._prev_ready is None else max(arrived, self._prev_ready + f / self.fps)
         self._prev_ready = ready
         now = self.clock.now()
-        steps = choose_steps(ready + f / self.fps - now, self.cost, self.gen.full_steps, self.min_steps,
+        steps = choose_steps(ready + 2 * f / self.fps - now, f / self.fps, self.cost, self.gen.full_steps, self.min_steps,
                              self.realtime, self._last_frame is not None)
         n_out = min(f, n_rows - start) if ended else f  # frames past the end are not emitted
         if steps == 0:

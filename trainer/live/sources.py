@@ -96,7 +96,7 @@ class FileSource:
                 due = int((self.clock.now() - self.t0) * self.sr)
                 if due <= self.pos:
                     return None
-            end = min(len(self.wave), due)
+            end = min(len(self.wave), due, self.pos + self.block)  # one block a call: each keeps its arrival time
             arrived = self.t0 + end / self.sr
         out = Block(self.wave[self.pos:end], arrived)
         self.pos = end
