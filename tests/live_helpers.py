@@ -21,5 +21,5 @@ def make_music(path: Path, seconds: float = 5.0, music_s: float = 4.0, sr: int =
     """Write ffmpeg-synthesised music (then silence) to ``path`` (format from its suffix); returns it."""
     expr = f"({_MUSIC})*lt(t,{music_s})"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-                    "-i", f"aevalsrc='{expr}':s={sr}:d={seconds}", "-ac", "1", *fmt_args, str(path)], check=True)
+                    "-i", f"aevalsrc='{expr}':s={sr}:d={seconds}", *(fmt_args or ("-ac", "1")), str(path)], check=True)
     return path

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                         help="Serve a page with the live video, latency/fps/dropped counters and (for a file) "
                              "its audio in sync. HOST defaults to 127.0.0.1 (loopback only).")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="With --serve and a file at real-time pace: start at once instead of waiting for the "
+                             "first page to connect (so the page sees the song from its start).")
     parser.add_argument("--exit-at-end", action="store_true",
                         help="With --serve: exit when the stream ends (default: keep the page up until Ctrl-C).")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
@@ -133,6 +136,9 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
                                 inf.live_stall_s, info={"lookahead_frames": gen.lookahead}).start()
             sinks.append(server)
             print(f"live: serving {server.url}", file=sys.stderr, flush=True)
+            if wave is not None and realtime and not args.no_wait:
+                print(f"live: open {server.url} to start (or pass --no-wait)", file=sys.stderr, flush=True)
+                server.client_connected.wait()
         if args.out:
             from trainer.live.recorder import Recorder
 

@@ -96,6 +96,7 @@ class LiveServer:
         self._emits: deque[float] = deque(maxlen=256)
         self.counters = {"frames": 0, "dropped": 0, "latency_ms": None, "fps": 0.0, "waiting": False, "ended": False}
         self._last_jpeg: bytes | None = None
+        self.client_connected = threading.Event()  # set when the first page subscribes to /events
         handler = type("Handler", (_Handler,), {"live": self})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -237,6 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _events(self) -> None:
         q = self.live._subscribe()
+        self.live.client_connected.set()
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

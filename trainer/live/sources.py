@@ -111,12 +111,16 @@ def decode_command(sr: int) -> list[str]:
     mix (``-ac 2`` would upmix mono at -3 dB). Inputs of more channels keep only front left, right and centre.
     """
     return [require_tool("ffmpeg", AudioError), "-nostdin", "-hide_banner", "-v", "error",
-            "-probesize", "32768", "-analyzeduration", "0", "-i", "pipe:0",
+            "-probesize", "32768", "-analyzeduration", "100000", "-i", "pipe:0",
             "-map", "0:a:0", "-af", "pan=stereo|c0=FL+FC|c1=FR+FC", "-ar", str(int(sr)), "-f", "f32le", "-flush_packets", "1", "pipe:1"]
 
 
 class PipeSource:
-    """Audio of any format from a byte stream (``sys.stdin.buffer``), decoded by ffmpeg as it arrives."""
+    """Audio of any format from a byte stream (``sys.stdin.buffer``), decoded by ffmpeg as it arrives.
+
+    ffmpeg holds back the start of a stream while it identifies it: a wav stream's first 64 KiB (its
+    S/PDIF probe: 0.37 s of CD-rate stereo, 2 s of 16 kHz mono), then decodes with about 0.1 s of lag.
+    """
 
     def __init__(self, stream: BinaryIO, sr: int, clock, name: str = "stdin"):
         self.sr, self.clock, self.name = int(sr), clock, name
