@@ -25,7 +25,7 @@ need_pkgs() {
   local missing=()
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
   [ "$gl" = 1 ] || { echo "${missing[@]:-}"; return; }
-  for p in libegl1 libgl1; do
+  for p in libegl1 libgl1 chromium chromium-driver; do  # chromium: the live page test (tests/test_live_page.py)
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   echo "${missing[@]:-}"
