@@ -89,3 +89,12 @@ def test_bad_arguments(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(["live", "--checkpoint", str(MODEL)] + argv)
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("sounddevice") is not None,
+                    reason="sounddevice is installed: the capture path is not testable here (no device on CI)")
+def test_input_device_without_sounddevice_says_what_to_install(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["live", "--input-device", "--checkpoint", str(MODEL)])
+    assert e.value.code == 2
+    assert "--input-device needs the optional sounddevice package" in capsys.readouterr().err

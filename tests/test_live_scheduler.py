@@ -164,3 +164,26 @@ def test_window_indices_match_the_offline_context_windows():
     live = np.stack([feats[window_indices(t, 2, 2, 7), 0] for t in range(7)])
     np.testing.assert_array_equal(live, offline)
     assert window_indices(0, 2, 0, 7).tolist() == [0, 0, 0]
+
+
+class InterruptedSource(FileSource):
+    """Real-time audio that the user stops with Ctrl-C after ``after_s`` seconds."""
+
+    def __init__(self, wave, clock, after_s):
+        super().__init__(wave, SR, clock, realtime=True)
+        self.after_s = after_s
+
+    def poll(self, timeout):
+        if self.clock.now() - self.t0 >= self.after_s:
+            raise KeyboardInterrupt
+        return super().poll(timeout)
+
+
+def test_ctrl_c_ends_the_stream_like_the_end_of_the_audio():
+    clock = SimClock(0.0)
+    wave = (0.1 * np.random.default_rng(2).standard_normal(10 * SR)).astype(np.float32)
+    source = InterruptedSource(wave, clock, after_s=3.0)
+    summary, sink, gen, _ = _run(per_step=0.01, clock=clock, source=source)
+    assert sink.summary is summary  # the sinks were closed (the recorder finalises its mp4)
+    assert summary["frames"] == len(sink.frames) == int(sink.audio / SR * FPS)  # every frame whose audio came
+    assert 2.9 * FPS <= summary["frames"] <= 3.1 * FPS

@@ -20,7 +20,8 @@ first costs quality, then frames, and never accumulates delay. Flat out (``realt
 ``--no-realtime``) every snippet gets the full steps and nothing is dropped.
 
 Every frame ``t < T = frame_count(samples)`` is emitted exactly once, in order, so a recording is as long
-as the audio. Sinks get ``on_audio(samples)``, ``on_frames(first, frames, infos)`` and ``on_status(dict)``
+as the audio. Ctrl-C (KeyboardInterrupt) ends the stream like the end of the audio: the frames whose
+audio has arrived are finished and the sinks closed (a device source only ends this way). Sinks get ``on_audio(samples)``, ``on_frames(first, frames, infos)`` and ``on_status(dict)``
 ("waiting for audio" after ``stall_s`` without audio), then ``close(summary)``.
 """
 
@@ -114,6 +115,9 @@ class LiveScheduler:
         self._last_frame: np.ndarray | None = None
         self._prev_ready: float | None = None
         self._waiting = False
+        self._start = 0    # the next snippet's first frame
+        self._samples = 0  # samples received
+        self.interrupted = False
 
     # -------------------------------------------------------------- helpers
 
@@ -152,20 +156,38 @@ class LiveScheduler:
         self.cost.update(self.gen.full_steps, warm.sample_s, warm.decode_s)
         self.source.start()
         t_start = self.clock.now()
-        last_audio = t_start
-        start, ended, samples = 0, False, 0
+        try:
+            self._stream()
+        except KeyboardInterrupt:  # Ctrl-C ends a live stream (a device never does): finish what has arrived
+            self.interrupted = True
+        while self._ready(self._start, True):
+            self._snippet(self._start, True)
+            self._start += self.gen.snippet_frames
+        samples = self._samples
+        if self.n_rows == 0:
+            raise AudioError(f"the audio stream ended after {samples / self.sr:.3f} s, shorter than one frame "
+                             f"at {self.fps:g} fps")
+        summary = self.summary(samples, self.clock.now() - t_start)
+        for s in self.sinks:
+            s.close(summary)
+        return summary
+
+    def _stream(self) -> None:
+        """Read, featurise and generate until the source ends."""
+        last_audio = self.clock.now()
+        ended = False
         while True:
             block = self.source.poll(self.poll_s)
             now = self.clock.now()
             if block is not None and len(block.samples):
-                samples += len(block.samples)
+                self._samples += len(block.samples)
                 for s in self.sinks:
                     s.on_audio(block.samples)
                 for row in self.timeline.push(block.samples):  # one row at a time: the row buffer stays bounded
                     self._add_row(row, block.arrived)
-                    while self._ready(start, False):
-                        self._snippet(start, False)
-                        start += self.gen.snippet_frames
+                    while self._ready(self._start, False):
+                        self._snippet(self._start, False)
+                        self._start += self.gen.snippet_frames
                 last_audio = now
                 if self._waiting:
                     self._waiting = False
@@ -175,18 +197,8 @@ class LiveScheduler:
             if not ended and not self._waiting and now - last_audio > self.stall_s:
                 self._waiting = True
                 self._status(waiting=True, message="waiting for audio")
-            while self._ready(start, ended):
-                self._snippet(start, ended)
-                start += self.gen.snippet_frames
-            if ended and start >= self.n_rows:
-                break
-        if self.n_rows == 0:
-            raise AudioError(f"the audio stream ended after {samples / self.sr:.3f} s, shorter than one frame "
-                             f"at {self.fps:g} fps")
-        summary = self.summary(samples, self.clock.now() - t_start)
-        for s in self.sinks:
-            s.close(summary)
-        return summary
+            if ended:
+                return
 
     def _snippet(self, start: int, ended: bool) -> None:
         f, n_rows = self.gen.snippet_frames, self.n_rows
