@@ -180,8 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, metavar="FILE.json", help="Write the summary here.")
     p.add_argument("--write", action="store_true", help="Replace the ## Live latency section of bench/RESULTS.md.")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
+    p.add_argument("--rewrite", default=None, metavar="FILE.json",
+                   help="Only (re)write the RESULTS.md section from a summary an earlier run wrote with --json.")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the checkpoint's config.")
     args = p.parse_args(argv)
+    if args.rewrite:
+        write_results(json.loads(Path(args.rewrite).read_text()), Path(args.results))
+        return 0
 
     import torch
 
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     wave, clicks = click_track(args.minutes * 60.0, args.click_every)
     data = wav_stream(wave, FEED_SR)
     header = len(data) - len(wave) * 4
-    load_start, rss_start = uptime(), rss_mb()
+    load_start, rss_start, machine = uptime(), rss_mb(), machine_description()
 
     clock = RealClock()
     r_fd, w_fd = os.pipe()
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "click_latency_max_ms": round(1000 * float(np.max(lat)), 1) if lat else None,
         "rss_mb_start": round(rss_start, 1), "rss_mb_first": round(rss[0], 1) if rss else None,
         "rss_mb_last": round(rss[-1], 1) if rss else None, "rss_mb_max": round(max(rss), 1) if rss else None,
-        "load_start": load_start, "load_end": uptime(), "machine": machine_description(),
+        "load_start": load_start, "load_end": uptime(), "machine": machine,
     }
     print(json.dumps(r, indent=2))
     if args.json:

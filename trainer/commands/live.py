@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "machines have no capture device).")
     parser.add_argument("--no-realtime", action="store_true",
                         help="Flat out: read the file as fast as frames are made, and never degrade or drop "
-                             "(every snippet at the full steps). For recording; the page then runs ahead of the audio.")
+                             "(every snippet at the full steps). For recording: frames come faster than real time.")
     parser.add_argument("--out", default=None, metavar="FILE.mp4",
                         help="Record the stream (dropped frames as the repeated frames shown) with the audio muxed in.")
     parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
