@@ -178,14 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the box is shared).")
     p.add_argument("--json", default=None, metavar="FILE.json", help="Write the summary here.")
-    p.add_argument("--write", action="store_true", help="Replace the ## Live latency section of bench/RESULTS.md.")
+    p.add_argument("--write", action="store_true",
+                   help="Keep the summary as bench/live_latency_<model>_<device>.json and rebuild the ## Live latency "
+                        "section of bench/RESULTS.md from every such summary (one row each).")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
-    p.add_argument("--rewrite", default=None, metavar="FILE.json",
-                   help="Only (re)write the RESULTS.md section from a summary an earlier run wrote with --json.")
+    p.add_argument("--rewrite", action="store_true",
+                   help="Only rebuild the RESULTS.md section from the kept summaries (no run).")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the checkpoint's config.")
     args = p.parse_args(argv)
     if args.rewrite:
-        write_results(json.loads(Path(args.rewrite).read_text()), Path(args.results))
+        write_results(Path(args.results))
         return 0
 
     import torch
@@ -256,19 +258,32 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_json(args.json, r, indent=2)
     if args.write:
-        write_results(r, Path(args.results))
+        from shared.fsutil import atomic_write_json
+
+        atomic_write_json(kept_summary(r), r, indent=2)
+        write_results(Path(args.results))
     return 0
 
 
-def write_results(r: dict, path: Path) -> None:
-    """Replace this benchmark's section of the results file (other sections are left as they are)."""
-    row = (f"| {r['device']} ({r['threads']} thread) | {Path(r['checkpoint']).name} | {r['resolution']}² @ {r['fps']:g} fps, "
+def kept_summary(r: dict) -> Path:
+    """Where --write keeps a run's summary: bench/live_latency_<model>_<device>.json."""
+    device = str(r["device"]).split(":")[0]
+    return ROOT / "bench" / f"live_latency_{Path(r['checkpoint']).name}_{device}.json"
+
+
+def table_row(r: dict) -> str:
+    return (f"| {r['device']} ({r['threads']} thread) | {Path(r['checkpoint']).name} | {r['resolution']}² @ {r['fps']:g} fps, "
            f"F={r['snippet_frames']}, look-ahead {r['lookahead_frames']} frames | {r['minutes']:g} min | "
            f"{r['sustained_x_realtime']} | {r['dropped']} / {r['frames']} | {r['steps_mean']} of {r['steps_full']} | "
            f"{r['click_latency_mean_ms']} / {r['click_latency_p95_ms']} ms ({r['clicks_measured']} clicks, "
            f"{r['clicks_missed']} missed) | {r['pipeline_latency_mean_ms']} ms | {r['drift_frames']} | "
            f"{r['rss_mb_first']} → {r['rss_mb_last']} (max {r['rss_mb_max']}) MB | {r['load_start'].split('load average:')[-1].strip()} → "
            f"{r['load_end'].split('load average:')[-1].strip()} |")
+
+
+def write_results(path: Path) -> None:
+    """Rebuild this benchmark's section of the results file from the kept summaries (other sections untouched)."""
+    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "bench").glob("live_latency_*.json"))]
     body = [
         SECTION, "",
         "`python bench/live_latency.py --minutes M --write`: `trainer live --audio -`'s path on the real clock, fed "
@@ -277,17 +292,18 @@ def write_results(r: dict, path: Path) -> None:
         "emission of the first frame whose motion rises above the silent baseline. Pipeline latency: emission minus "
         "arrival of each frame's own audio. Drift: last tenth minus first tenth of the pipeline latency, in frames. "
         "Sustained: frames emitted per wall second / fps.", "",
-        f"Machine: {r['machine']}.", "",
+        *[f"Machine ({Path(r['checkpoint']).name}): {r['machine']}." for r in runs], "",
         "| device | model | shape | run | sustained (x real time) | dropped / frames | steps used (mean) | click "
         "latency mean / p95 | pipeline latency | drift (frames) | RSS first → last | load (uptime 1/5/15 min) start → end |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        row, "",
-        "Figures under load: the 2-core box was shared with 7 other jobs while this ran (load averages in the row), "
-        "so a quiet machine does better. `models/synesthete-tiny` is not causal: each snippet of 4 frames waits "
-        "for 4 - 1 + 2 = 5 frames (625 ms) of audio after its first frame, so its latency is bounded below by the "
-        "look-ahead, far from the live goal (<= 1 frame + 150 ms), which needs the causal live model "
-        "(`diffusion.audio_context_future=0`, 1-frame snippets; not trained yet). GPU rows at 256² are still to be "
-        "measured: no device was drawn for this task.", "",
+        *[table_row(r) for r in runs], "",
+        "Figures under load: the 2-core box was shared with 7 other jobs while these ran (load averages in each "
+        "row), so a quiet machine does better. `models/synesthete-tiny` is not causal: each snippet of 4 frames "
+        "waits for 4 - 1 + 2 = 5 frames (625 ms) of audio after its first frame, so its latency is bounded below "
+        "by that look-ahead. `models/synesthete-tiny-live` (1-frame snippets, a 1-frame audio window: no "
+        "look-ahead) waits for its own frame only, and pays for it in compute: one snippet (10 DDIM steps with "
+        "CFG) per frame instead of per 4 frames. GPU rows at 256² are still to be measured: no device was drawn "
+        "for this task.", "",
     ]
     replace_section(path, SECTION, "\n".join(body))
 
