@@ -17,6 +17,7 @@ from trainer.cli import main
 from trainer.eval.metrics import motion_energy
 
 MODEL = ROOT / "models" / "synesthete-tiny"
+LIVE_MODEL = ROOT / "models" / "synesthete-tiny-live"  # 1-frame snippets, no look-ahead
 TRAINER = [sys.executable, "-m", "trainer"]
 
 
@@ -56,14 +57,16 @@ def test_stdin_closed_before_any_audio_is_a_one_line_error(tmp_path):
     assert not list(tmp_path.iterdir())  # no partial mp4, no temp folder left
 
 
-def test_a_file_flat_out_records_every_frame(tmp_path, one_torch_thread, capsys):
+@pytest.mark.parametrize("model,lookahead", [(MODEL, "look-ahead 5 frames"), (LIVE_MODEL, "look-ahead 0 frames")])
+def test_a_file_flat_out_records_every_frame(tmp_path, one_torch_thread, capsys, model, lookahead):
     wav = make_music(tmp_path / "a.wav", seconds=2.0, music_s=2.0, sr=16000)
     out = tmp_path / "a.mp4"
     with pytest.raises(SystemExit) as e:
-        main(["live", "--audio", str(wav), "--no-realtime", "--out", str(out), "--checkpoint", str(MODEL),
+        main(["live", "--audio", str(wav), "--no-realtime", "--out", str(out), "--checkpoint", str(model),
               "--steps", "2"])
     assert e.value.code == 0
-    assert "16 frames" in capsys.readouterr().err and probe(out)["n_frames"] == 16
+    err = capsys.readouterr().err
+    assert "16 frames" in err and lookahead in err and probe(out)["n_frames"] == 16
 
 
 def test_a_port_in_use_is_a_one_line_error(tmp_path, capsys):
