@@ -6,12 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from live_helpers import ROOT, SPEECH, make_music
+from live_helpers import ROOT, make_music
 from shared.video import probe, read_video_frames
 from trainer.cli import main
 from trainer.eval.metrics import motion_energy

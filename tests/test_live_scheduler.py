@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from shared.config import TimelineConfig
 from trainer.live.generator import SnippetTimings, lookahead_frames, window_indices
 from trainer.live.scheduler import CostModel, LiveScheduler, choose_steps
-from trainer.live.sources import Block, FileSource, SimClock
+from trainer.live.sources import FileSource, SimClock
 
 SR, FPS = 8000, 8.0
 TCFG = TimelineConfig(n_bands=4, n_fft=256, beat_channels=False)

@@ -95,7 +95,6 @@ class LiveServer:
         self._lock = threading.Lock()
         self._emits: deque[float] = deque(maxlen=256)
         self.counters = {"frames": 0, "dropped": 0, "latency_ms": None, "fps": 0.0, "waiting": False, "ended": False}
-        self._last_jpeg: bytes | None = None
         self.client_connected = threading.Event()  # set when the first page subscribes to /events
         handler = type("Handler", (_Handler,), {"live": self})
         try:
@@ -170,7 +169,6 @@ class LiveServer:
             span = self._emits[-1] - self._emits[0]
             c["fps"] = round((len(self._emits) - 1) / span, 2) if span > 0 else 0.0
             jpeg = encode_jpeg(frame)
-            self._last_jpeg = jpeg
             payload = {"t": info["t"], "ts": info["ts"], "steps": info["steps"], "jpeg": base64.b64encode(jpeg).decode(),
                        **{k: c[k] for k in ("frames", "dropped", "latency_ms", "fps")}}
             self._broadcast("frame", payload, jpeg)
