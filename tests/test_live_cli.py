@@ -100,3 +100,14 @@ def test_input_device_without_sounddevice_says_what_to_install(capsys):
         main(["live", "--input-device", "--checkpoint", str(MODEL)])
     assert e.value.code == 2
     assert "--input-device needs the optional sounddevice package" in capsys.readouterr().err
+
+
+def test_the_default_model_is_the_live_one_unless_there_is_a_run(tmp_path, monkeypatch):
+    from trainer.commands.live import LIVE_MODEL, resolve_live_checkpoint
+
+    (tmp_path / "models").symlink_to(ROOT / "models", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_live_checkpoint(None) == LIVE_MODEL
+    (tmp_path / "runs" / "diffusion").mkdir(parents=True)
+    assert resolve_live_checkpoint(None).as_posix() == "runs/diffusion"
+    assert resolve_live_checkpoint("elsewhere").as_posix() == "elsewhere"

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-at-end", action="store_true",
                         help="With --serve: exit when the stream ends (default: keep the page up until Ctrl-C).")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
-                        help="Diffusion run dir or ckpt/step-* dir. Default: runs/diffusion, else the shipped model.")
+                        help="Diffusion run dir or ckpt/step-* dir. Default: runs/diffusion, else the shipped live "
+                             "model models/synesthete-tiny-live (no look-ahead), else models/synesthete-tiny.")
     parser.add_argument("--summary", default=None, metavar="FILE.json",
                         help="Write the run's figures (frames, dropped, latency, speed vs real time) as JSON.")
     add_config_args(parser, [
@@ -48,12 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ])
 
 
+LIVE_MODEL = Path("models/synesthete-tiny-live")  # see its MODEL_CARD.md
+
+
+def resolve_live_checkpoint(path: str | None) -> Path:
+    """``--checkpoint``, else runs/diffusion, else the shipped live model, else what `trainer sample` would use."""
+    from trainer.sample import DEFAULT_RUN, resolve_checkpoint_arg
+
+    if path is None and not Path(DEFAULT_RUN).exists() and LIVE_MODEL.exists():
+        return LIVE_MODEL
+    return resolve_checkpoint_arg(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from shared.errors import SynestheteError
-    from trainer.sample import SampleError, one_line, resolve_checkpoint_arg
+    from trainer.sample import SampleError, one_line
 
     try:
-        ckpt = resolve_checkpoint_arg(args.checkpoint)
+        ckpt = resolve_live_checkpoint(args.checkpoint)
     except SampleError as e:
         if args.dry_run:
             config_or_exit(args)
