@@ -145,6 +145,16 @@ def end_to_end(cfg: Config, k: int, shards: int, executor: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args, rows, gl = measure(argv)
+    text = section_text(args, rows, gl, argv)
+    print(text)
+    if args.write:
+        replace_section(args.write, SECTION, text)
+    return 0
+
+
+def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dict], str]:
+    """Parse the command line and measure every (resolution, workers) row: (arguments, rows, GL renderer)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
@@ -181,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                    "render": render, "encode": encode, "combined": combined, "scaling": e2e / (k * base)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    return args, rows, gl
 
+
+def section_text(args: argparse.Namespace, rows: list[dict], gl: str, argv: list[str] | None) -> str:
     cmd = ".venv/bin/python bench/datagen_throughput.py " + " ".join(argv or sys.argv[1:])
     lines = [
         SECTION, "",
@@ -203,11 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['resolution']}² | {r['workers']} | {r['frames']} | {r['wall']:.0f} | {r['e2e']:.0f} | {r['render']:.0f} | "
                      f"{r['encode']:.0f} | {r['e2e'] / r['render']:.0%} | {r['e2e'] / r['encode']:.0%} | "
                      f"{r['e2e'] / r['combined']:.0%} | {r['scaling']:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        replace_section(args.write, SECTION, text)
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def synthetic_timeline(n: int, fps: float, n_bands: int = 8) -> tuple[np.ndarray
     return f, names
 
 
-def measure(renderer, name: str, features, names, fps: float) -> tuple[float, float]:
+def measure_primitive(renderer, name: str, features, names, fps: float) -> tuple[float, float]:
     """(frames/s with readback, frames/s draw only) for one primitive."""
     from datagen.visual import single_plan
 
@@ -67,6 +67,16 @@ def measure(renderer, name: str, features, names, fps: float) -> tuple[float, fl
 
 
 def main(argv: list[str] | None = None) -> int:
+    args, results, info = measure(argv)
+    text = section_text(args, results, info, argv)
+    print(text)
+    if args.write:
+        replace_section(args.write, SECTION, text)
+    return 0
+
+
+def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[tuple[str, int], tuple[float, float]], dict]:
+    """Parse the command line and time every (primitive, resolution): (arguments, results, GL info)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=48, help="Frames per measurement.")
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
@@ -86,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         r = Renderer(res, gpu_index=args.gpu)
         info = r.info
         for p in prims:
-            results[p, res] = measure(r, p, features, names, fps)
+            results[p, res] = measure_primitive(r, p, features, names, fps)
             print(f"{p:14s} {res:4d}²  draw+read {results[p, res][0]:8.1f} f/s   draw {results[p, res][1]:8.1f} f/s",
                   flush=True)
         r.release()
+    return args, results, info
+
+
+def section_text(args: argparse.Namespace, results: dict, info: dict, argv: list[str] | None) -> str:
+    prims = list(dict.fromkeys(p for p, _ in results))
     head = "| primitive | " + " | ".join(f"{r}² draw+read | {r}² draw" for r in args.resolutions) + " |"
     rule = "|---|" + "---:|---:|" * len(args.resolutions)
     rows = [f"| {p} | " + " | ".join(f"{results[p, r][0]:.0f} | {results[p, r][1]:.0f}" for r in args.resolutions) + " |"
@@ -103,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{cmd.strip()}`", "",
         head, rule, *rows, "",
     ])
-    print(text)
-    if args.write:
-        replace_section(args.write, SECTION, text)
-    return 0
+    return text
 
 
 if __name__ == "__main__":

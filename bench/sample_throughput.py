@@ -10,7 +10,12 @@ overlaps) -> VAE decode -> h264/AAC mp4 through the shared writer. Two figures:
 
 * ``single stream``: one audio file, ``trainer sample``'s path end to end (timeline and mp4 writing included);
 * ``batched``: ``inference.batch_snippets`` independent streams denoised together (how ``trainer eval`` runs),
-  frames of all streams per second, mp4 writing excluded.
+  frames of all streams per second, mp4 writing excluded;
+* ``snippet latency``: in one stream, the wall time from a snippet's audio being available (the previous
+  snippet done, since each snippet is conditioned on the last one's frames) to its last frame decoded:
+  the median time between successive decoded snippets over the first ``--latency-snippets``, and the
+  first snippet's time on its own (mp4 writing excluded); and the same median for the batched streams
+  (one snippet of each of the B streams).
 
 Goal on an H100 for the default full-size model with default steps: >= 24 frames/s (real time at 24 fps).
 ``--write`` replaces the ``## Sampling throughput`` section of bench/RESULTS.md.
@@ -19,6 +24,7 @@ Goal on an H100 for the default full-size model with default steps: >= 24 frames
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -80,11 +86,33 @@ def hardware(device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args, r = measure(argv)
+    print(r)
+    if args.write:
+        write_results(r, Path(args.results))
+    return 0
+
+
+def snippet_times(chunks) -> tuple[list[float], int]:
+    """For an iterator of decoded snippets (B, n, H, W, 3): the seconds from the start (or the previous snippet)
+    to each one, and the frames of all streams together."""
+    times, frames, t = [], 0, time.perf_counter()
+    for chunk in chunks:
+        now = time.perf_counter()
+        times.append(now - t)
+        frames += chunk.shape[0] * chunk.shape[1]
+        t = now
+    return times, frames
+
+
+def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
+    """Parse the command line and run the three measurements: (arguments, the result row)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=("tiny", "full"), default="full", help="configs/tiny.yaml or the defaults.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seconds", type=float, default=20.0, help="Length of the test audio.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+    p.add_argument("--latency-snippets", type=int, default=12, help="Snippets timed one by one in one stream.")
     p.add_argument("--write", action="store_true", help="Write the result into bench/RESULTS.md.")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("overrides", nargs="*", help="section.key=value config overrides (e.g. inference.steps=10).")
@@ -115,27 +143,34 @@ def main(argv: list[str] | None = None) -> int:
         single = n / (time.perf_counter() - t0)
     assert summary["frames"] == n
 
+    # snippet latency in one stream (no mp4 writer): the first snippet, then the median of the next ones
+    win, sil, _ = audio_conditioning(wave, sr, cfg, n)
+    stream = generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0)
+    times, _ = snippet_times(itertools.islice(stream, args.latency_snippets))
+    stream.close()
+    first_ms, steady_ms = 1e3 * times[0], 1e3 * float(np.median(times[1:] if len(times) > 1 else times))
+
     # batched streams (as evaluation runs them)
     b = cfg.inference.batch_snippets
-    win, sil, _ = audio_conditioning(wave, sr, cfg, n)
     style = torch.cat([style_from_prior(cfg.diffusion.style_dim, i) for i in range(b)])
     sync(device)
     t0 = time.perf_counter()
-    made = sum(chunk.shape[0] * chunk.shape[1] for chunk in
-               generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))
+    batch_times, made = snippet_times(
+        generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))
     sync(device)
     batched = made / (time.perf_counter() - t0)
+    batched_ms = 1e3 * float(np.median(batch_times[1:] if len(batch_times) > 1 else batch_times))
 
     r = {"size": args.size, "hardware": hardware(device), "device": device.type,
          "precision": "bf16 autocast" if device.type == "cuda" and cfg.run.precision != "fp32" else "fp32",
          "params_M": round(count_parameters(model.denoiser) / 1e6, 2), "resolution": cfg.render.resolution,
          "fps": cfg.render.fps, "snippet": cfg.diffusion.snippet_frames, "overlap": spec.overlap, "steps": spec.steps,
          "sampler": spec.sampler, "guidance": spec.guidance, "seconds": args.seconds, "frames": n,
-         "single": round(single, 1), "batch": b, "batched": round(batched, 1)}
-    print(r)
-    if args.write:
-        write_results(r, Path(args.results))
-    return 0
+         "single": round(single, 1), "batch": b, "batched": round(batched, 1),
+         "snippet_latency_ms": round(steady_ms, 1), "first_snippet_ms": round(first_ms, 1),
+         "batched_snippet_latency_ms": round(batched_ms, 1),
+         "latency_snippets": len(times)}
+    return args, r
 
 
 def write_results(r: dict, path: Path) -> None:
@@ -147,11 +182,12 @@ def write_results(r: dict, path: Path) -> None:
         "mp4 writing), single stream; and for `inference.batch_snippets` streams denoised together (as `trainer eval` "
         "runs, mp4 writing excluded). Weights are initial ones: the speed does not depend on them.", "",
         "| size | hardware | precision | params | resolution | snippet / overlap | sampler x steps | CFG | audio | "
-        "single stream frames/s | batched (B) frames/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "single stream frames/s | batched (B) frames/s | snippet latency ms (first) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {r['size']} | {r['hardware']} | {r['precision']} | {r['params_M']} M | {r['resolution']}² @ {r['fps']:g} fps | "
         f"{r['snippet']} / {r['overlap']} | {r['sampler']} x {r['steps']} | {r['guidance']:g} | {r['seconds']:g} s "
-        f"({r['frames']} frames) | {r['single']} | {r['batched']} ({r['batch']}) |",
+        f"({r['frames']} frames) | {r['single']} | {r['batched']} ({r['batch']}) | {r['snippet_latency_ms']} "
+        f"({r['first_snippet_ms']}) |",
         "",
     ]
     if r["device"] == "cpu":

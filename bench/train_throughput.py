@@ -3,9 +3,11 @@
 A training step here is what ``trainer diffusion`` does per step: ``diffusion_loss`` (with the shuffle
 pressure's second, wrong-audio forward: 2B snippets through the network), backward, grad clipping, AdamW,
 EMA. FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one such step (matmuls, convs
-and attention, forward and backward); the peak is a large matmul in the step's precision measured in the
-same run (bf16 on CUDA). MFU = counted FLOPs per second / measured peak. Batches are synthetic and
-resident on the device, so the loader is out of the measurement.
+and attention, forward and backward). MFU = counted FLOPs per second over two peaks: a large matmul in the
+step's precision measured in the same run (8192³ bf16 on CUDA), and on a GPU the datasheet's dense bf16
+rate for the GPU torch names (:func:`datasheet_bf16_tflops`). Peak memory is the CUDA allocator's maximum
+over the timed steps. Batches are synthetic and resident on the device, so the loader is out of the
+measurement.
 
     python bench/train_throughput.py                       # CUDA: default full-size model, bf16, compiled
     python bench/train_throughput.py --size tiny --device cpu --steps 5 --write   # what runs on a CPU box
@@ -63,7 +65,31 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> 
     return best
 
 
+# Dense (no sparsity) bf16 tensor-core TFLOP/s from NVIDIA's datasheets, keyed by a fragment of the name
+# torch.cuda.get_device_name / nvidia-smi report; the most specific fragment wins ("H100 PCIe" before "H100").
+DATASHEET_BF16_DENSE_TFLOPS = {
+    "H200 NVL": 835.5, "H200": 989.5,              # H200 datasheet: 1,671 / 1,979 TFLOPS with sparsity
+    "H100 NVL": 835.5, "H100 PCIe": 756.5, "H100": 989.5,  # H100 datasheet (SXM5 is "H100 80GB HBM3")
+    "A100": 312.0, "L40S": 362.05, "L4": 121.0,
+}
+
+
+def datasheet_bf16_tflops(gpu_name: str) -> float | None:
+    """The datasheet's dense bf16 peak for a GPU name such as 'NVIDIA H200' (None when the table lacks it)."""
+    hits = [k for k in DATASHEET_BF16_DENSE_TFLOPS if k.lower() in gpu_name.lower()]
+    return DATASHEET_BF16_DENSE_TFLOPS[max(hits, key=len)] if hits else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    args, result = measure(argv)
+    print(json.dumps(result, indent=2))
+    if args.write:
+        write_results(result, Path(args.results))
+    return 0
+
+
+def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
+    """Parse the command line and run the measurement: (arguments, the result row)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=("full", "tiny"), default="full", help="full: the schema defaults (configs/full.yaml).")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -117,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.warmup):
         step(i)
     sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t = time.perf_counter()
     for i in range(args.steps):
         step(args.warmup + i)
@@ -126,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 1024, 5 if device.type == "cuda" else 3)
     achieved = flops_per_step * args.steps / seconds
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    sheet = datasheet_bf16_tflops(gpu) if device.type == "cuda" and dtype == torch.bfloat16 else None
+    peak_mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
     result = {
         "size": args.size, "device": str(device), "hardware": gpu, "threads": torch.get_num_threads(),
         "precision": str(dtype).replace("torch.", ""), "compiled": compiled, "params_M": round(count_parameters(model) / 1e6, 2),
@@ -135,11 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "gflop_per_step": round(flops_per_step / 1e9, 2), "steps": args.steps, "seconds": round(seconds, 3),
         "samples_per_s": round(batch_size * args.steps / seconds, 2), "achieved_tflops": round(achieved / 1e12, 4),
         "peak_tflops": round(peak / 1e12, 3), "mfu": round(achieved / peak, 4),
+        "datasheet_tflops": sheet, "mfu_datasheet": round(achieved / (sheet * 1e12), 4) if sheet else None,
+        "peak_memory_gib": round(peak_mem, 2) if peak_mem is not None else None,
     }
-    print(json.dumps(result, indent=2))
-    if args.write:
-        write_results(result, Path(args.results))
-    return 0
+    return args, result
 
 
 def write_results(r: dict, path: Path) -> None:
@@ -149,12 +178,15 @@ def write_results(r: dict, path: Path) -> None:
         "`python bench/train_throughput.py [--size tiny --device cpu]`: full training steps of `trainer diffusion` "
         "(loss with the shuffle pressure's second forward, backward, clip, AdamW, EMA) on resident synthetic batches. "
         "MFU = FLOPs counted by `torch.utils.flop_counter.FlopCounterMode` per second over a matmul peak measured "
-        "in the same run and precision.", "",
-        "| size | hardware | precision | compiled | params | batch x frames | tokens/snippet | GFLOP/step | samples/s | achieved TFLOP/s | peak TFLOP/s | MFU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "in the same run and precision (and, on a GPU, over the datasheet's dense bf16 peak).", "",
+        "| size | hardware | precision | compiled | params | batch x frames | tokens/snippet | GFLOP/step | samples/s | "
+        "achieved TFLOP/s | peak TFLOP/s | MFU | datasheet TFLOP/s | MFU (datasheet) | peak memory |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {r['size']} | {r['hardware']} ({r['device']}, torch threads={r['threads']}) | {r['precision']} | {r['compiled']} | "
         f"{r['params_M']} M | {r['batch']} x {r['snippet_frames']} | {r['tokens_per_snippet']} | {r['gflop_per_step']} | "
-        f"{r['samples_per_s']} | {r['achieved_tflops']} | {r['peak_tflops']} | {r['mfu'] * 100:.1f}% |",
+        f"{r['samples_per_s']} | {r['achieved_tflops']} | {r['peak_tflops']} | {r['mfu'] * 100:.1f}% | "
+        f"{r['datasheet_tflops'] or '-'} | {f'{r_ds * 100:.1f}%' if (r_ds := r['mfu_datasheet']) else '-'} | "
+        f"{str(r['peak_memory_gib']) + ' GiB' if r['peak_memory_gib'] is not None else '-'} |",
         "",
     ]
     if r["device"] == "cpu":

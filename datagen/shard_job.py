@@ -3,7 +3,7 @@
 ``write_shard(cfg, spec, renderer)`` is a pure function of (config, base seed,
 split, shard index) apart from its one side effect, the shard file, written
 through :class:`shared.shards.ShardWriter` (``.partial`` then renamed). The
-executors in :mod:`datagen.run` (serial, process pool, Ray actors) only decide
+executors in :mod:`datagen.executors` (serial, process pool, Ray actors) only decide
 *where* it runs; :class:`ShardWorker` is the long-lived worker state they all
 share: one Renderer (one GL context) created inside the worker process.
 
@@ -11,14 +11,14 @@ Per sample ``i`` of shard ``s`` in split ``split``:
     seed     = sample_seed(data.seed, split, s, i)      (train and val seeds are disjoint)
     variant  = choose_variant(data, seed)               (val: fixed slots forced to silence / debug)
     audio    = synthesize_clip(cfg, seed, variant)
-    timeline = compute_audio_timeline(PCM_16-quantised audio)   (equals a fresh compute on the stored FLAC)
+    timeline = compute_audio_timeline(PCM_16-quantised audio)   (equals a fresh compute on the stored FLAC;
+               BLAS pinned to one thread, so the bytes do not depend on the executor's thread count)
     plan     = sample_visual_plan(cfg, seed, variant)
     frames   = renderer.render(timeline, names, plan, fps, chunk_frames) -> JPEG 4:2:0
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -33,9 +33,14 @@ import numpy as np
 from shared import shards as S
 from shared.config import Config
 from shared.seeding import sample_seed
+from shared.timeline import TIMELINE_VERSION
 
-SPLITS = ("train", "val")
+SIBLINGS = "val_siblings"
+SPLITS = ("train", "val", SIBLINGS)
 VARIANTS = ("normal", "silence", "debug")
+# val_siblings/: shard g is sibling group g, SIBLINGS_PER_GROUP normal-music clips that share the audio of seed
+# sample_seed(data.seed, "val_siblings", g, 0) and draw their visual plans from seeds (g, 1), (g, 2), ...
+SIBLINGS_PER_GROUP = 3
 
 # Val shards: sample slots i % VAL_CYCLE == 0 are silence clips, == 1 debug clips, the rest follow the mix knobs.
 # So every val shard with >= 2 samples holds both (the silence probe and the ceilings need them).
@@ -63,11 +68,23 @@ class ShardSpec:
         return asdict(self)
 
 
+def split_counts(cfg: Config) -> dict[str, int]:
+    """How many shards each split of the run has."""
+    return {"train": cfg.data.train_shards, "val": cfg.data.resolved_val_shards(), SIBLINGS: cfg.data.val_style_siblings}
+
+
+def samples_in(cfg: Config, split: str) -> int:
+    """Clips per shard of ``split`` (a sibling shard is one group)."""
+    return SIBLINGS_PER_GROUP if split == SIBLINGS else cfg.data.samples_per_shard
+
+
 def plan_shards(cfg: Config, out_dir: str | os.PathLike) -> list[ShardSpec]:
-    """Every shard of the run: val first (small, and the trainer's eval needs it), then train."""
+    """Every shard of the run: val and its sibling groups first (small, and the trainer's eval needs them), then train."""
     out = str(out_dir)
-    return ([ShardSpec("val", i, out) for i in range(cfg.data.resolved_val_shards())]
-            + [ShardSpec("train", i, out) for i in range(cfg.data.train_shards)])
+    n = split_counts(cfg)
+    return ([ShardSpec("val", i, out) for i in range(n["val"])]
+            + [ShardSpec(SIBLINGS, i, out) for i in range(n[SIBLINGS])]
+            + [ShardSpec("train", i, out) for i in range(n["train"])])
 
 
 def variant_for(cfg: Config, split: str, sample: int, seed: int) -> str:
@@ -98,6 +115,7 @@ def build_meta(cfg: Config, split: str, shard: int, sample: int, seed: int, audi
         "clip_seconds": cfg.data.clip_seconds,
         "n_frames": n_frames,
         "timeline_channels": list(channel_names),
+        "timeline_version": TIMELINE_VERSION,
         **visual_meta(plan),  # visualizers, visual_plan, style_vector
     })
     return meta
@@ -109,19 +127,26 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     from datagen.visual import sample_visual_plan
     from shared.timeline import compute_audio_timeline
 
-    seed = sample_seed(cfg.data.seed, split, shard, sample)
-    variant = variant_for(cfg, split, sample, seed)
+    if split == SIBLINGS:  # one audio clip per group, a visual plan per sibling
+        seed, plan_seed = (sample_seed(cfg.data.seed, split, shard, 0),
+                           sample_seed(cfg.data.seed, split, shard, sample + 1))
+        variant = "normal"
+    else:
+        seed = plan_seed = sample_seed(cfg.data.seed, split, shard, sample)
+        variant = variant_for(cfg, split, sample, seed)
     clip = synthesize_clip(cfg, seed, variant)
     # The stored audio is PCM_16: compute the timeline from exactly what a reader will decode.
     wave = S.quantize_pcm16(clip.wave)  # (N,)
     features, names = compute_audio_timeline(wave, clip.sr, cfg.render.fps, cfg.timeline)  # (T, C)
-    plan = sample_visual_plan(cfg, seed, variant)
+    plan = sample_visual_plan(cfg, plan_seed, variant)
     jpegs: list[bytes] = []
     for chunk in renderer.render(features, names, plan, cfg.render.fps, cfg.render.chunk_frames):  # (n, H, W, 3)
         jpegs.extend(S.encode_jpeg(frame, cfg.render.jpeg_quality) for frame in chunk)
     if len(jpegs) != features.shape[0]:
         raise RuntimeError(f"renderer returned {len(jpegs)} frames for a {features.shape[0]}-frame timeline")
     meta = build_meta(cfg, split, shard, sample, seed, clip.meta, plan, names, len(jpegs))
+    if split == SIBLINGS:
+        meta.update(sibling_group=shard, style_seed=plan_seed)  # "seed" is the shared audio's
     if meta.get("variant") != variant:
         raise RuntimeError(f"synthesize_clip returned variant {meta.get('variant')!r}, asked for {variant!r}")
     stems = clip.stems if cfg.data.store_stems else None
@@ -129,35 +154,37 @@ def build_sample(cfg: Config, split: str, shard: int, sample: int, renderer) -> 
     return S.sample_key(shard, sample), members, meta
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
-    """Write one shard (``.partial``, renamed on success) and return its stats for the manifest."""
+    """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
+
+    Math libraries run single-threaded inside: a multi-threaded BLAS splits sums (the timeline's
+    ``power @ bands``) by thread count, and its float32 result then differs in the last bit between
+    an executor whose workers get one thread (Ray actors) and one whose get all cores (local), so
+    shard bytes would depend on the executor. Shards run in parallel as whole units instead.
+    """
+    from threadpoolctl import threadpool_limits
+
     if spec.split not in SPLITS:
         raise ValueError(f"unknown split {spec.split!r} (expected one of {SPLITS})")
     t0 = time.perf_counter()
     variants: Counter[str] = Counter()
     n_frames = 0
-    with S.ShardWriter(spec.path) as writer:
-        for i in range(cfg.data.samples_per_shard):
+    with threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer:
+        for i in range(samples_in(cfg, spec.split)):
             key, members, meta = build_sample(cfg, spec.split, spec.index, i, renderer)
             writer.add_sample(key, members)
             variants[meta["variant"]] += 1
             n_frames += meta["n_frames"]
+    st = spec.path.stat()
     return {
         "split": spec.split,
         "index": spec.index,
         "path": spec.rel_path,
-        "samples": cfg.data.samples_per_shard,
+        "samples": samples_in(cfg, spec.split),
         "frames": n_frames,
-        "bytes": spec.path.stat().st_size,
-        "sha256": file_sha256(spec.path),
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,  # the hash cache key with bytes (datagen.reconcile.verified)
+        "sha256": S.file_sha256(spec.path),
         "seconds": round(time.perf_counter() - t0, 4),
         "variants": {v: variants.get(v, 0) for v in VARIANTS},
     }
@@ -227,9 +254,10 @@ def read_shard_stats(path: str | os.PathLike, split: str, index: int) -> dict[st
         frames += len(S.frame_suffixes(members))
         samples += 1
     p = Path(path)
+    st = p.stat()
     return {
         "split": split, "index": index, "path": f"{split}/{p.name}", "samples": samples, "frames": frames,
-        "bytes": p.stat().st_size, "sha256": file_sha256(p), "seconds": None,
+        "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": S.file_sha256(p), "seconds": None,
         "variants": {v: variants.get(v, 0) for v in VARIANTS}, "rebuilt": True,
     }
 

@@ -38,6 +38,19 @@ ARG RAY_VERSION=2.60.0
 
 COPY --from=ffmpeg /ffmpeg /ffprobe /usr/local/bin/
 
+# A C and a C++ compiler: torch.compile (on by default, diffusion.compile) needs gcc for Triton's CUDA
+# launchers and g++ for TorchInductor's CPU kernels, and the -runtime images ship neither, so the first
+# compiled step fails (pytorch#116696). The base is Ubuntu 22.04 (jammy): gcc/g++ are its metapackages
+# (gcc-11, about 190 MB in all) and libc6-dev, which gcc only recommends, holds the C runtime objects
+# and headers every link needs (the pins are not resolved here: no Docker engine; `trainer selftest`,
+# the last step, fails the build when the compilers do not work).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        gcc=4:11.2.0-1ubuntu1 \
+        g++=4:11.2.0-1ubuntu1 \
+        libc6-dev=2.35-0ubuntu3.* \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --gid 10001 synesthete \
     && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash synesthete
 
@@ -65,5 +78,8 @@ RUN ffmpeg -hide_banner -encoders | grep libx264 > /dev/null \
 WORKDIR /workspace
 # The synesthete user, numeric so that Kubernetes runAsNonRoot can check it.
 USER 10001:10001
+# The image's self-test, as the user that runs it: imports, ffmpeg, the compilers, and a compiled forward
+# of a tiny denoiser (on the CPU here: no GPU at build time; TorchInductor's CPU path needs g++ too).
+RUN trainer selftest
 ENTRYPOINT ["trainer"]
 CMD ["--help"]

@@ -5,7 +5,7 @@
 * ``.wav``, ``.flac``, ``.ogg``/``.oga`` go through soundfile (libsndfile);
   should libsndfile refuse one (an exotic wav codec, say) it falls back to ffmpeg;
 * everything else (mp3, m4a, aac, opus, webm, mp4, ...) goes through the ffmpeg
-  CLI: ``ffprobe`` finds the first audio stream's rate and channel count, then
+  CLI (driven through ffmpeg-python): ``ffprobe`` finds the first audio stream's rate and channel count, then
   ``ffmpeg`` decodes it at that rate to raw float32 (``f32le``) on a pipe;
 * several channels are mixed down by their mean (ffmpeg's own ``-ac 1`` would
   scale stereo by 1/sqrt(2); the mean keeps both paths identical);
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+import ffmpeg
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
@@ -32,6 +32,7 @@ from shared.errors import AudioError
 
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga"})
 _STDERR_TAIL = 800  # characters of ffmpeg's stderr quoted in errors
+QUIET = ("-nostdin", "-hide_banner", "-v", "error")  # global options of every ffmpeg run: errors only, never stdin
 
 
 class AudioLoadError(AudioError):
@@ -133,15 +134,14 @@ def stderr_tail(stderr: bytes | str, limit: int = _STDERR_TAIL) -> str:
 
 def _probe_audio_stream(path: Path) -> tuple[int, int]:
     """(sample rate, channels) of the first audio stream, via ffprobe."""
-    cmd = [require_tool("ffprobe"), "-v", "error", "-select_streams", "a:0",
-           "-show_entries", "stream=sample_rate,channels", "-of", "json", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise AudioLoadError(f"audio file {str(path)!r}: not readable as audio (ffprobe: {stderr_tail(proc.stderr)})")
     try:
-        streams = json.loads(proc.stdout or b"{}").get("streams", [])
+        info = ffmpeg.probe(str(path), cmd=require_tool("ffprobe"), v="error", select_streams="a:0")
+    except ffmpeg.Error as err:
+        raise AudioLoadError(f"audio file {str(path)!r}: not readable as audio (ffprobe: {stderr_tail(err.stderr or b'')})"
+                             ) from err
     except json.JSONDecodeError as err:
-        raise AudioLoadError(f"audio file {str(path)!r}: ffprobe gave unreadable output ({err})") from None
+        raise AudioLoadError(f"audio file {str(path)!r}: ffprobe gave unreadable output ({err})") from err
+    streams = info.get("streams", [])
     if not streams:
         raise AudioLoadError(f"audio file {str(path)!r}: not audio (no audio stream found)")
     rate, channels = int(streams[0].get("sample_rate") or 0), int(streams[0].get("channels") or 0)
@@ -154,12 +154,14 @@ def _probe_audio_stream(path: Path) -> tuple[int, int]:
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     """Decode the first audio stream at its own rate and channel count to float32 ``[N, channels]``."""
     rate, channels = _probe_audio_stream(path)
-    cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
-           "-map", "0:a:0", "-vn", "-ac", str(channels), "-ar", str(rate), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise AudioLoadError(f"audio file {str(path)!r}: ffmpeg could not decode it: {stderr_tail(proc.stderr)}")
-    raw = proc.stdout
+    decode = (ffmpeg.input(str(path))["a:0"]
+              .output("pipe:", vn=None, ac=channels, ar=rate, format="f32le", acodec="pcm_f32le")
+              .global_args(*QUIET))
+    try:
+        raw, _ = decode.run(cmd=require_tool("ffmpeg"), capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as err:
+        raise AudioLoadError(f"audio file {str(path)!r}: ffmpeg could not decode it: {stderr_tail(err.stderr or b'')}"
+                             ) from err
     usable = (len(raw) // (4 * channels)) * 4 * channels
     data = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)  # (N, channels)
     return data, rate

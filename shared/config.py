@@ -16,19 +16,39 @@ refuses a config whose shape fields differ (see :func:`model_shape`).
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from shared.errors import ConfigError  # noqa: F401  (re-exported: shared.config.ConfigError)
 
 SHAPE = {"shape": True}
 
 
+def _is_number_field(annotation: Any) -> bool:
+    """True for an int or float field (also ``int | None``); False where a bool is a legal value or for a
+    container of numbers (``tuple[float, float]``: its elements are checked by pydantic itself)."""
+    if typing.get_origin(annotation) in (tuple, list, dict):
+        return False
+    args = typing.get_args(annotation) or (annotation,)
+    return bool(set(args) & {int, float}) and bool not in args
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float field refuses inf and NaN (a weight of inf or a NaN rate poisons a run
+    # silently; no knob means "unbounded" by inf).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Numeric fields refuse booleans: pydantic's lax mode would read ``steps=true`` as 1."""
+        if isinstance(value, bool) and _is_number_field(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number, not a boolean")
+        return value
 
 
 # --------------------------------------------------------------------------- data
@@ -41,6 +61,12 @@ class DataConfig(_Section):
     train_shards: int = Field(8, ge=1, description="Number of train shards `datagen run` writes (`--shards`).")
     val_shards: int | None = Field(None, ge=1, description="Number of val shards; null means max(1, train_shards // 100).")
     samples_per_shard: int = Field(64, ge=1, description="Clips per shard (`--samples-per-shard`).")
+    val_style_siblings: int = Field(
+        2, ge=0,
+        description="Groups of val clips sharing one normal-music audio clip with different visual plans, for "
+        "style diversity at fixed audio; one shard of 3 clips per group in their own split val_siblings/ "
+        "(train/ and val/ do not change). 0: none.",
+    )
     audio_silence_mix_prob: float = Field(
         0.3, ge=0, le=1,
         description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
@@ -132,8 +158,9 @@ class VaeConfig(_Section):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     warmup_steps: int = Field(500, ge=0, description="Linear warmup steps.")
     steps: int = Field(20000, ge=1, description="Total training steps (`--steps`).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip (1.0 only bites in the first, noisy steps).")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for caching latents.")
-    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    compile: bool = Field(False, description="torch.compile the VAE on CUDA (ignored on CPU).")
 
     @field_validator("downsample")
     @classmethod
@@ -147,6 +174,18 @@ class VaeConfig(_Section):
 
 
 class DiffusionConfig(_Section):
+    """The denoiser's shape and its training. The defaults are the GPU production model: a DiT-B/2-like
+    space-time transformer, width 768, 12 blocks, 12 heads (head dim 64), patch 2 on the 4 x 32 x 32 latents
+    of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
+    ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
+    of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
+    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
+    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
+    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
+    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
+    """
+
     # --- snippet and conditioning shapes
     snippet_frames: int = Field(8, ge=1, description="F: frames denoised jointly per snippet.", json_schema_extra=SHAPE)
     audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
@@ -160,9 +199,9 @@ class DiffusionConfig(_Section):
     p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
     prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")
     # --- backbone
-    width: int = Field(384, ge=8, description="Transformer width.", json_schema_extra=SHAPE)
+    width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
-    heads: int = Field(6, ge=1, description="Attention heads.", json_schema_extra=SHAPE)
+    heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
@@ -185,9 +224,24 @@ class DiffusionConfig(_Section):
     )
     audio_shuffle_loss_margin: float = Field(0.05, ge=0, description="Margin m demanded between L_bad and L_good.")
     audio_shuffle_loss_prob: float = Field(1.0, ge=0, le=1, description="Probability that a step applies the shuffle penalty.")
-    audio_shuffle_negatives: Literal["derange", "hard", "timeshift"] = Field(
-        "derange", description="Wrong audio: derange (batch permutation, no fixed points), hard (most dissimilar in "
-        "batch), timeshift (same clip shifted by a non-whole number of bars).",
+    audio_shuffle_negatives: Literal["derange", "hard", "timeshift", "band_permuted", "loudness_matched"] = Field(
+        "derange", description="Wrong audio: derange (another clip of the batch, at random), hard (the most dissimilar "
+        "other clip), loudness_matched (the other clip with the most similar log-RMS curve), timeshift (the same clip "
+        "shifted by a non-whole number of bars), band_permuted (the same clip with its band channels permuted: right "
+        "loudness, wrong spectrum). A negative is never the same audio: not the same clip, not a copy of it (by "
+        "batch['audio_id']), not silence against silence; a snippet without such a negative sits the pressure out.",
+    )
+    audio_shuffle_loss_type: Literal["hinge", "infonce"] = Field(
+        "hinge", description="Shuffle pressure objective: hinge weight*relu(margin + L_good - L_bad) on one negative, or "
+        "infonce weight*cross-entropy over [true audio, K negatives] with logits -error/temperature (the true audio must "
+        "win). audio_shuffle_loss_weight and audio_shuffle_loss_prob apply to both.",
+    )
+    audio_contrastive_negatives: int = Field(
+        3, ge=1, description="K: negatives per snippet for infonce ((K+1)*B denoiser rows per step, one batched forward); "
+        "must be < diffusion.batch_size for the batch negative kinds, and 1 for timeshift.",
+    )
+    audio_contrastive_temperature: float = Field(
+        0.1, gt=0, description="InfoNCE temperature on the per-snippet errors: logits = -error / temperature.",
     )
     audio_shuffle_loss_space: Literal["pred", "x0"] = Field(
         "pred", description="Where L_good/L_bad are compared: the network's prediction space (v/eps) or x0-prediction space.",
@@ -209,12 +263,39 @@ class DiffusionConfig(_Section):
     compile: bool = Field(True, description="torch.compile the denoiser on CUDA (ignored on CPU).")
     val_every: int = Field(1000, ge=1, description="Steps between val losses with true vs shuffled audio.")
 
+    @model_validator(mode="after")
+    def _contrastive(self) -> "DiffusionConfig":
+        if self.audio_shuffle_loss_type != "infonce":
+            return self
+        k, b = self.audio_contrastive_negatives, self.batch_size
+        if b < 2:
+            raise ValueError(f"diffusion.batch_size={b}: audio_shuffle_loss_type=infonce needs a batch of at least 2")
+        if self.audio_shuffle_negatives in ("derange", "hard", "loudness_matched") and k >= b:
+            raise ValueError(f"diffusion.audio_contrastive_negatives={k} must be < diffusion.batch_size={b}: "
+                             f"{self.audio_shuffle_negatives} negatives are other clips of the batch")
+        if self.audio_shuffle_negatives == "timeshift" and k != 1:
+            raise ValueError(f"diffusion.audio_contrastive_negatives={k} must be 1 with audio_shuffle_negatives=timeshift "
+                             "(the loader cuts one shifted window per snippet)")
+        return self
+
 
 # ---------------------------------------------------------------------- inference
 
 
 class InferenceConfig(_Section):
-    audio_guidance_scale: float = Field(2.0, ge=0, description="Audio classifier-free guidance scale (1 = conditional only).")
+    audio_guidance_scale: float = Field(
+        2.0, ge=0, description="Audio classifier-free guidance scale g, the peak of audio_guidance_schedule (1 = "
+        "conditional only).",
+    )
+    audio_guidance_schedule: Literal["constant", "linear", "cosine", "interval"] = Field(
+        "constant", description="Guidance weight w over the sampler's time tau (1 = noise, 0 = clean). constant: w = g; "
+        "linear: w = 1 + (g - 1)(1 - tau); cosine: the same ramp eased by (1 - cos(pi (1 - tau))) / 2; interval: w = g "
+        "for tau in audio_guidance_interval, else 1. Steps with w = 1 skip the unconditional pass.",
+    )
+    audio_guidance_interval: tuple[float, float] = Field(
+        (0.17, 0.88), description="[lo, hi] of tau where the interval schedule guides (0 <= lo < hi <= 1). The default is "
+        "the range Kynkaenniemi et al. 2024 found best, sigma in (0.28, 5.42], mapped to this cosine schedule's tau.",
+    )
     sampler: Literal["ddim", "heun"] = Field("ddim", description="Sampler.")
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
@@ -228,6 +309,16 @@ class InferenceConfig(_Section):
         "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "
         "conditioning only). Must be < diffusion.snippet_frames.",
     )
+
+    @field_validator("audio_guidance_interval")
+    @classmethod
+    def _interval(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
+            raise ValueError("inference.audio_guidance_interval must lie inside [0, 1]")
+        if lo >= hi:
+            raise ValueError("inference.audio_guidance_interval [lo, hi] is empty: needs lo < hi")
+        return v
 
 
 # --------------------------------------------------------------------------- eval
@@ -256,6 +347,8 @@ class RunConfig(_Section):
     executor: Literal["ray", "processes", "local"] = Field("ray", description="datagen executor.")
     workers: int | None = Field(None, ge=1, description="datagen render workers (null: one per CPU, or per GPU fraction).")
     address: str | None = Field(None, description="Ray cluster address to join (null: embedded local cluster).")
+    ray_connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for the Ray cluster at "
+                                         "run.address to answer before failing.")
     max_retries: int = Field(3, ge=0, description="Retries of a failed shard before it is reported.")
 
 
@@ -268,6 +361,13 @@ class Config(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _band_permuted_needs_bands(self) -> "Config":
+        if self.diffusion.audio_shuffle_negatives == "band_permuted" and self.timeline.n_bands < 2:
+            raise ValueError(f"diffusion.audio_shuffle_negatives=band_permuted needs timeline.n_bands >= 2 "
+                             f"(got {self.timeline.n_bands}): one band cannot be permuted")
+        return self
 
 
 SECTIONS = tuple(Config.model_fields)

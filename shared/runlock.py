@@ -1,10 +1,10 @@
 """One writer per output directory: ``datagen run``, ``cache-latents`` and training runs take this lock.
 
-``flock`` on ``<dir>/.synesthete.lock``, which holds the holder's host, pid, start time and what it is
+``flock`` on ``<dir>/.lock``, which holds the holder's host, pid, start time and what it is
 doing, so a second writer fails at once with a line naming the holder. The kernel drops a flock when its
 holder dies (even by SIGKILL), so a crashed run never leaves the directory locked. Where the filesystem
 refuses ``flock`` (some network filesystems answer ENOLCK or EOPNOTSUPP), the lock is an ``O_EXCL`` file
-``<dir>/.synesthete.lock.excl`` instead; it survives a crash, so a lock file whose pid is dead on this
+``<dir>/.lock.excl`` instead; it survives a crash, so a lock file whose pid is dead on this
 same host is taken over with a warning (a pid on another host cannot be checked and is never taken over).
 The flock file is never deleted: unlinking it would let two processes lock two different inodes.
 """
@@ -23,9 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.errors import LockHeldError
+from shared.errors import DiskFullError, LockHeldError
+from shared.fsutil import is_enospc
 
-LOCK_NAME = ".synesthete.lock"
+LOCK_NAME = ".lock"  # the name ARCHITECTURE.md gives every owned directory
 EXCL_NAME = LOCK_NAME + ".excl"
 _FLOCK_REFUSED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
 
@@ -59,10 +60,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _write_record(fd: int, rec: dict[str, Any]) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(rec) + "\n").encode("utf-8"), 0)
-    os.fsync(fd)
+def _write_record(fd: int, rec: dict[str, Any], path: Path) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(rec) + "\n").encode("utf-8"), 0)
+        os.fsync(fd)
+    except OSError as e:
+        if is_enospc(e):
+            raise DiskFullError(f"{path}: no space left on device") from e
+        raise
 
 
 @contextmanager
@@ -84,7 +90,7 @@ def _excl_lock(directory: Path, what: str) -> Iterator[dict[str, Any]]:
                   "whose process is gone", file=sys.stderr)
             path.unlink(missing_ok=True)
     try:
-        _write_record(fd, rec)
+        _write_record(fd, rec, path)
         yield rec
     finally:
         os.close(fd)
@@ -115,7 +121,7 @@ def dir_lock(directory: str | os.PathLike[str], what: str) -> Iterator[dict[str,
                 yield rec
             return
         rec = _holder_record(what)
-        _write_record(fd, rec)
+        _write_record(fd, rec, path)
         try:
             yield rec
         finally:

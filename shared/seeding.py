@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLITS = {"train": 0, "val": 1, "preview": 2, "eval": 3}
+SPLITS = {"train": 0, "val": 1, "preview": 2, "eval": 3, "val_siblings": 4}
 
 
 def derive_seed(base: int, *path: int | str) -> int:

@@ -18,9 +18,12 @@ name is the completion marker, and a failed writer leaves no final file.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -211,19 +214,36 @@ class ShardWriter:
     """Write one deterministic tar shard to ``final_path + ".partial"``; :meth:`close` renames it.
 
     Use as a context manager: on an exception the partial file is removed and no
-    file with the final name appears.
+    file with the final name appears. A full disk raises :class:`shared.errors.DiskFullError`
+    naming the shard (the partial file removed first).
     """
 
     def __init__(self, final_path: str | os.PathLike):
         self.final_path = Path(final_path)
         self.partial_path = Path(str(self.final_path) + PARTIAL_SUFFIX)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.partial_path, "wb")
+        self.closed = False
+        with self._disk_full_named():
+            self._file = open(self.partial_path, "wb")
         # USTAR: no pax headers (they would carry varying fields); names here are short.
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self._keys: set[str] = set()
         self.n_samples = 0
-        self.closed = False
+
+    @contextlib.contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        """ENOSPC while writing: drop the partial file, raise DiskFullError naming the shard."""
+        from shared.errors import DiskFullError
+        from shared.fsutil import is_enospc
+
+        try:
+            yield
+        except OSError as e:
+            if not is_enospc(e):
+                raise
+            if hasattr(self, "_file"):
+                self.abort()
+            raise DiskFullError(f"{self.final_path}: no space left on device") from e
 
     def add_sample(self, key: str, members: Iterable[tuple[str, bytes]]) -> None:
         if self.closed:
@@ -237,7 +257,8 @@ class ShardWriter:
             if suffix in seen:
                 raise ValueError(f"duplicate member {key}.{suffix}")
             seen.add(suffix)
-            self._tar.addfile(_tarinfo(f"{key}.{suffix}", len(data)), io.BytesIO(data))
+            with self._disk_full_named():
+                self._tar.addfile(_tarinfo(f"{key}.{suffix}", len(data)), io.BytesIO(data))
         self._keys.add(key)
         self.n_samples += 1
 
@@ -245,10 +266,11 @@ class ShardWriter:
         """Finish the tar, fsync, and rename to the final name (the completion marker)."""
         if self.closed:
             return self.final_path
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with self._disk_full_named():
+            self._tar.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         os.replace(self.partial_path, self.final_path)
         self.closed = True
         return self.final_path
@@ -261,7 +283,10 @@ class ShardWriter:
             self._tar.close()
         except Exception:  # noqa: BLE001 - the file is being discarded anyway
             pass
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # flushing the rest failed (a full disk): the file is being discarded anyway
+            pass
         self.partial_path.unlink(missing_ok=True)
         self.closed = True
 
@@ -304,6 +329,15 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, b
         yield key, members
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks (the checksum manifests record)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def frame_suffixes(members: dict[str, Any]) -> list[str]:
     """The frame member suffixes of a sample, in frame order."""
     return sorted((s for s in members if is_frame_member(s)), key=frame_index)
@@ -323,3 +357,82 @@ def decode_pixel_sample(members: dict[str, bytes]) -> dict[str, Any]:
         "frames": np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8),
         "meta": decode_json(members[META]),
     }
+
+
+# ------------------------------------------------------------ shard sets
+
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "val", "val_siblings")
+_warned_unchecked: set[str] = set()
+
+
+def shard_set_root(spec: str | os.PathLike) -> Path | None:
+    """The directory whose ``manifest.json`` describes the shards of ``spec`` (a set dir or one of its split
+    dirs), or None when ``spec`` is a glob, URL, brace pattern or a directory without a manifest."""
+    s = str(spec)
+    if "://" in s or any(c in s for c in "*?[{"):
+        return None
+    p = Path(s)
+    for d in (p, p.parent):
+        if d.is_dir() and (d / MANIFEST_NAME).is_file():
+            return d
+    return None
+
+
+def shard_fingerprints(root: str | os.PathLike) -> dict[str, str | None]:
+    """``{split/shard name: content id}`` for every finished shard on disk under ``root``, from its manifest.
+
+    Pixel manifests (``datagen run``) list ``shards`` entries with the ``content_id`` of the config and code
+    versions that made them; latent manifests (``cache-latents``) list per split records with a
+    ``content_id`` naming the pixel content and the VAE checkpoint. A shard on disk that the manifest does
+    not list maps to None. Entries from before content ids were recorded inherit the manifest's own.
+    """
+    root = Path(root)
+    try:
+        doc = json.loads((root / MANIFEST_NAME).read_text())
+    except (OSError, ValueError) as e:
+        from shared.errors import DataError
+
+        raise DataError(f"{root / MANIFEST_NAME}: unreadable manifest ({type(e).__name__}: {e})") from None
+    default = doc.get("content_id", "unrecorded")
+    listed: dict[str, str] = {}
+    if isinstance(doc.get("shards"), dict):  # pixel manifest
+        for rel, entry in doc["shards"].items():
+            listed[rel] = entry.get("content_id", default)
+    for split, records in (doc.get("splits") or {}).items():  # latent manifest
+        if isinstance(records, list):
+            for r in records:
+                listed[f"{split}/{r['name']}"] = r.get("content_id", default)
+    out: dict[str, str | None] = {}
+    for split in SPLITS:
+        for p in sorted((root / split).glob("shard-*.tar")):
+            rel = f"{split}/{p.name}"
+            out[rel] = listed.get(rel)
+    return out
+
+
+def check_shard_set(spec: str | os.PathLike) -> None:
+    """Refuse a shard set whose shards come from different content fingerprints (or are not in its manifest).
+
+    ``spec`` is what the loaders take (a set dir, a split dir, a glob, a URL). Raises
+    :class:`shared.errors.DataError` naming each fingerprint with a shard of it; for inputs without a
+    manifest (globs, URLs, bare dirs) prints a warning, once per spec, that nothing can be checked.
+    """
+    root = shard_set_root(spec)
+    if root is None:
+        if str(spec) not in _warned_unchecked:
+            _warned_unchecked.add(str(spec))
+            print(f"warning: {spec}: no manifest.json to check that its shards come from one content fingerprint "
+                  "(config, code version, VAE); nothing is checked", file=sys.stderr)
+        return
+    groups: dict[str | None, list[str]] = {}
+    for rel, cid in shard_fingerprints(root).items():
+        groups.setdefault(cid, []).append(rel)
+    if len(groups) > 1:
+        from shared.errors import DataError
+
+        parts = [f"{'not in manifest.json' if cid is None else cid} ({len(rels)} shards, e.g. {rels[0]})"
+                 for cid, rels in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))]
+        raise DataError(f"{root}: shards from {len(groups)} different content fingerprints: {'; '.join(parts)}; "
+                        "regenerate it (`datagen run --force` / `trainer cache-latents --force`) or move the odd "
+                        "shards away")

@@ -1,4 +1,4 @@
-"""The one mp4 writer (and reader/prober) of the project, on the ffmpeg CLI.
+"""The one mp4 writer (and reader/prober) of the project, on the ffmpeg CLI (command lines built by ffmpeg-python).
 
 Every mp4 the project writes: h264 (libx264) ``yuv420p``, ``-movflags +faststart``
 (the ``moov`` atom before ``mdat``), AAC audio at 44.1 or 48 kHz (other rates are
@@ -18,7 +18,6 @@ black pixel column/row (``pad`` filter), so the file is ``even(width) x even(hei
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import subprocess
@@ -27,9 +26,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
+import ffmpeg
 import numpy as np
 
-from shared.audio_io import load_audio, require_tool, resample, stderr_tail, write_wav
+from shared.audio_io import QUIET, load_audio, require_tool, resample, stderr_tail, write_wav
 from shared.timeline import frame_count
 
 AAC_RATES = (44100, 48000)
@@ -55,9 +55,11 @@ def passthrough_flag(version_text: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _ffmpeg_passthrough(ffmpeg: str) -> tuple[str, ...]:
-    proc = subprocess.run([ffmpeg, "-version"], capture_output=True, check=False)
-    return tuple(passthrough_flag(proc.stdout.decode("utf-8", "replace").splitlines()[0] if proc.stdout else ""))
+def _ffmpeg_passthrough(ffmpeg_bin: str) -> dict[str, str]:
+    """:func:`passthrough_flag` of the installed ffmpeg, as an ffmpeg-python output option."""
+    proc = subprocess.run([ffmpeg_bin, "-version"], capture_output=True, check=False)
+    flag, value = passthrough_flag(proc.stdout.decode("utf-8", "replace").splitlines()[0] if proc.stdout else "")
+    return {flag.lstrip("-"): value}
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -183,20 +185,19 @@ class Mp4Writer:
 
     def _command(self, audio_wav: Path | None) -> list[str]:
         w2, h2 = even_size(self.width, self.height)
-        ffmpeg = require_tool("ffmpeg", VideoError)
-        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
-               "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0"]
-        if audio_wav is not None:
-            cmd += ["-i", str(audio_wav)]
+        ffmpeg_bin = require_tool("ffmpeg", VideoError)
+        video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}",
+                             framerate=f"{self.rate.numerator}/{self.rate.denominator}")["v:0"]
         if (w2, h2) != (self.width, self.height):
-            cmd += ["-vf", f"pad={w2}:{h2}:0:0:black"]
-        cmd += ["-map", "0:v:0", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-                "-pix_fmt", "yuv420p", *_ffmpeg_passthrough(ffmpeg)]
+            video = video.filter("pad", w2, h2, 0, 0, "black")
+        streams = [video]
+        options: dict = {"vcodec": "libx264", "preset": self.preset, "crf": self.crf, "pix_fmt": "yuv420p",
+                         **_ffmpeg_passthrough(ffmpeg_bin)}
         if audio_wav is not None:
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", self.audio_bitrate, "-ar", str(aac_rate(self.audio[1]))]
-        cmd += ["-movflags", "+faststart", "-f", "mp4", str(self._partial)]
-        return cmd
+            streams.append(ffmpeg.input(str(audio_wav))["a:0"])
+            options.update(acodec="aac", audio_bitrate=self.audio_bitrate, ar=aac_rate(self.audio[1]))
+        out = ffmpeg.output(*streams, str(self._partial), movflags="+faststart", format="mp4", **options)
+        return out.global_args(*QUIET).overwrite_output().compile(cmd=ffmpeg_bin)
 
     def open(self) -> "Mp4Writer":
         if self._proc is not None:
@@ -315,14 +316,14 @@ class Mp4Writer:
 # ------------------------------------------------------------- probe and read
 
 
-def _ffprobe_json(path: Path, extra: list[str]) -> dict:
+def _ffprobe_json(path: Path, count_frames: bool) -> dict:
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
-    cmd = [require_tool("ffprobe", VideoError), "-v", "error", *extra, "-of", "json", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise VideoError(f"{path}: ffprobe failed: {stderr_tail(proc.stderr)}")
-    return json.loads(proc.stdout)
+    try:
+        return ffmpeg.probe(str(path), cmd=require_tool("ffprobe", VideoError), v="error",
+                            **({"count_frames": None} if count_frames else {}))
+    except ffmpeg.Error as e:
+        raise VideoError(f"{path}: ffprobe failed: {stderr_tail(e.stderr or b'')}") from e
 
 
 def _rate(text: str | None) -> float | None:
@@ -340,8 +341,7 @@ def probe(path: str | Path, count_frames: bool = True) -> dict:
     ``audio_codec``, ``audio_sample_rate``, ``audio_channels``, ``audio_duration``.
     """
     path = Path(path)
-    extra = ["-show_streams", "-show_format"] + (["-count_frames"] if count_frames else [])
-    info = _ffprobe_json(path, extra)
+    info = _ffprobe_json(path, count_frames)
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -376,11 +376,12 @@ def read_video_frames(path: str | Path, size: tuple[int, int] | None = None) -> 
     if info["video"] is None:
         raise VideoError(f"{path}: no video stream")
     width, height = size if size is not None else (info["width"], info["height"])
-    ffmpeg = require_tool("ffmpeg", VideoError)
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0"]
+    ffmpeg_bin = require_tool("ffmpeg", VideoError)
+    video = ffmpeg.input(str(path))["v:0"]
     if size is not None:
-        cmd += ["-vf", f"scale={int(width)}:{int(height)}:flags=bicubic"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", *_ffmpeg_passthrough(ffmpeg), "pipe:1"]
+        video = video.filter("scale", int(width), int(height), flags="bicubic")
+    cmd = (ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24", **_ffmpeg_passthrough(ffmpeg_bin))
+           .global_args(*QUIET).compile(cmd=ffmpeg_bin))
     frame_bytes = int(width) * int(height) * 3
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)

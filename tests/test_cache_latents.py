@@ -17,6 +17,7 @@ from shared.command_line import run_cli
 from shared.config import build_config
 from trainer.data import frame_to_unit
 from trainer.vae import load_vae, psnr
+from tiny_disk import TinyDisk
 from trainer_shards import write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def test_rerun_skips_finished_shards_and_redoes_missing_ones(cached, tmp_path):
     (out / "train").mkdir(parents=True)
     (out / "val").mkdir()
     for split in ("train", "val"):
-        for p in (latents / split).glob("*.tar"):
+        for p in (latents / split).glob("shard-*"):  # the shards and their records (shard-NNNNNN.tar.json)
             (out / split / p.name).write_bytes(p.read_bytes())
     (out / "train" / S.shard_name(1)).unlink()
     (out / "train" / (S.shard_name(1) + ".partial")).write_bytes(b"left by a crash")
@@ -118,3 +119,118 @@ def test_rerun_skips_finished_shards_and_redoes_missing_ones(cached, tmp_path):
     assert (out / "train" / S.shard_name(1)).read_bytes() == (latents / "train" / S.shard_name(1)).read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["this_run"]["shards_written"] == 1 and manifest["this_run"]["shards_skipped"] == 2
+
+
+def _copy_latents(latents: Path, out: Path) -> None:
+    import shutil
+
+    shutil.copytree(latents, out, copy_function=shutil.copy2)
+
+
+def test_repaired_pixel_shard_is_encoded_again(cached, tmp_path, capsys):
+    """A pixel shard repaired after caching (here: the corrupt clip restored) gets a new latent shard; the
+    others, whose pixel shards did not change, are kept."""
+    import shutil
+
+    pixels, vae, latents, keys, victim = cached
+    px, out = tmp_path / "pixels", tmp_path / "latents"
+    shutil.copytree(pixels, px)
+    _copy_latents(latents, out)
+    cfg = build_config([ROOT / "configs" / "tiny.yaml"], overrides=TINY)
+    write_pixel_shards(tmp_path / "clean", cfg, train_shards=2, val_shards=1, samples_per_shard=3)
+    shutil.copy(tmp_path / "clean" / "train" / S.shard_name(1), px / "train" / S.shard_name(1))
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/shard-*.tar") if p.name != S.shard_name(1) or p.parent.name == "val"}
+    assert trainer("cache-latents", "--data", str(px), "--vae", str(vae), "--out", str(out), *TINY) == 0
+    assert "train/shard-000001.tar: its pixel shard changed; encoding it again" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["this_run"]["shards_written"] == 1 and manifest["this_run"]["shards_skipped"] == 2
+    assert [r["samples"] for r in manifest["splits"]["train"]] == [3, 3]  # the restored clip is in the cache now
+    assert victim in dict(S.iter_tar_samples(out / "train" / S.shard_name(1)))
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+
+
+def test_changed_vae_encodes_everything_again_and_force_does_too(cached, tmp_path, capsys):
+    import shutil
+
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+    pixels, vae, latents, _, _ = cached
+    other = tmp_path / "vae"
+    shutil.copytree(vae, other, symlinks=True)
+    # another VAE checkpoint (re-saved, so that its file listing is right: an edited file would read as damaged)
+    step, tensors, state = load_checkpoint(other)
+    name = sorted(tensors["ema"])[0]
+    tensors["ema"][name] = tensors["ema"][name] + 1e-3
+    save_checkpoint(other, step, tensors, state, keep=1)
+    weights = other / "latest" / "ema.safetensors"
+    out = tmp_path / "latents"
+    _copy_latents(latents, out)
+    assert trainer("cache-latents", "--data", str(pixels), "--vae", str(other), "--out", str(out), *TINY) == 0
+    assert "the VAE checkpoint changed; encoding it again" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["this_run"]["shards_written"] == 3
+    assert manifest["vae"]["sha256"] == S.file_sha256(weights)
+    assert {r["vae_sha256"] for rs in manifest["splits"].values() for r in rs} == {manifest["vae"]["sha256"]}
+    assert len({r["content_id"] for rs in manifest["splits"].values() for r in rs}) == 1
+    S.check_shard_set(out)
+    assert trainer("cache-latents", "--data", str(pixels), "--vae", str(other), "--out", str(out), *TINY) == 0
+    assert json.loads((out / "manifest.json").read_text())["this_run"]["shards_skipped"] == 3
+    assert trainer("cache-latents", "--data", str(pixels), "--vae", str(other), "--out", str(out), "--force", *TINY) == 0
+    assert json.loads((out / "manifest.json").read_text())["this_run"]["shards_written"] == 3
+
+
+def test_latent_shards_of_vanished_pixel_shards_are_removed_and_a_mixed_dir_refused(cached, tmp_path, capsys):
+    import shutil
+
+    from shared.errors import DataError
+
+    pixels, vae, latents, _, _ = cached
+    px, out = tmp_path / "pixels", tmp_path / "latents"
+    shutil.copytree(pixels, px)
+    (px / "train" / S.shard_name(1)).unlink()  # a smaller pixel set
+    _copy_latents(latents, out)
+    assert trainer("cache-latents", "--data", str(px), "--vae", str(vae), "--out", str(out), *TINY) == 0
+    assert "removed 1 latent shards whose pixel shards are gone" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "train").glob("shard-*.tar")) == [S.shard_name(0)]
+    S.check_shard_set(out)
+    shutil.copy(latents / "train" / S.shard_name(1), out / "train" / S.shard_name(1))  # copied back by hand
+    with pytest.raises(DataError, match="different content fingerprints.*not in manifest.json .1 shards, "
+                                        "e.g. train/shard-000001.tar"):
+        S.check_shard_set(out)
+
+
+def test_second_cache_latents_on_a_held_out_dir_is_refused(cached, tmp_path, capsys):
+    """Another process holds --out: cache-latents exits 2 with one line naming it and writes nothing."""
+    import subprocess
+    import sys
+
+    pixels, vae, _, _, _ = cached
+    out = tmp_path / "latents"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from shared.runlock import dir_lock\n"
+                               "with dir_lock(sys.argv[1], 'trainer cache-latents'):\n"
+                               "    print('held', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as e:
+            trainer("cache-latents", "--data", str(pixels), "--vae", str(vae), "--out", str(out), *TINY)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {out} is locked by trainer cache-latents (pid {holder.pid} on ")
+    assert not list(out.glob("*/shard-*"))
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_shard(cached, tmp_path, monkeypatch, capsys):
+    pixels, vae, _, _, _ = cached
+    out = tmp_path / "latents"
+    TinyDisk(20_000).install(monkeypatch)  # less than one latent shard
+    with pytest.raises(SystemExit) as e:
+        trainer("cache-latents", "--data", str(pixels), "--vae", str(vae), "--out", str(out), *TINY)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: {out / 'train' / S.shard_name(0)}: no space left on device"
+    assert [p for p in out.rglob("*") if p.is_file() and p.name != ".lock"] == []

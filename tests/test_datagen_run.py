@@ -21,12 +21,13 @@ import pytest
 from shared import shards as S
 from shared.command_line import run_cli
 from shared.config import build_config
+from tiny_disk import TinyDisk
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 # 3 s: the silence variant needs room for a silence segment with music around it.
 MICRO = ["data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=32", "render.fps=8",
-         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2"]
+         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2", "data.val_style_siblings=0"]
 
 
 def micro_cfg(*extra: str, **flags):
@@ -125,11 +126,12 @@ def test_inspect_passes_then_names_corrupted_shard_and_sample(local_run, tmp_pat
     shutil.copytree(ref, bad)
     target = bad / "train" / "shard-000001.tar"
     data = bytearray(target.read_bytes())
-    # Overwrite the middle of sample 1's first JPEG frame with garbage (the tar stays well-formed).
+    # Overwrite the header of sample 1's first JPEG frame (markers and tables: undecodable whatever the
+    # picture) with garbage; the tar stays well-formed.
     members = list(S.iter_tar_samples(target))
     jpg = members[1][1]["f0000.jpg"]
-    at = bytes(data).index(jpg) + len(jpg) // 3
-    data[at:at + 64] = b"\xff\xd9" * 32
+    at = bytes(data).index(jpg)
+    data[at:at + 64] = b"\x00" * 64
     target.write_bytes(bytes(data))
     assert datagen("inspect", str(bad)) == 1
     err = capsys.readouterr().err
@@ -144,7 +146,8 @@ def test_silence_mix_fraction_within_binomial_bounds_with_labelled_segments(tmp_
     cfg = build_config([TINY], overrides=[
         "data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=16", "render.fps=2",
         "timeline.n_fft=256", "data.samples_per_shard=12", "data.train_shards=4", "data.val_shards=1",
-        "data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.3", "run.executor=local"])
+        "data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.3", "data.val_style_siblings=0",
+        "run.executor=local"])
     code, summary = run_datagen(cfg, tmp_path / "px", progress=False)
     assert code == 0
     n, p = 48, 0.3
@@ -329,3 +332,194 @@ def test_processes_executor_survives_a_killed_worker_process(local_run, tmp_path
     assert killed, "the run ended before a worker could be killed"
     assert code == 0 and summary["lost_workers"] >= 1 and summary["retries"] >= 1
     assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
+
+
+# ------------------------------------------------------------ concurrency, verification, fingerprints, full disk
+
+
+def _datagen_proc(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).parent / "datagen"), "run", *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_second_run_on_the_same_out_is_refused_naming_the_holder(local_run, tmp_path):
+    """Two real `datagen run` processes on one --out: the second exits 2 with one line naming the first
+    (pid, host) and leaves its shards alone; the first completes byte-identical to the serial reference.
+    The first is paused (SIGSTOP) while it holds the lock, so the overlap does not depend on speed."""
+    ref, _ = local_run
+    out = tmp_path / "px"
+    argv = ["--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    first = _datagen_proc(*argv)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.005)
+        first.send_signal(signal.SIGSTOP)
+        partials = sorted(out.rglob("*.partial"))
+        second = subprocess.run([str(Path(sys.executable).parent / "datagen"), "run", *argv], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert sorted(out.rglob("*.partial")) == partials  # the first's unfinished shard is not deleted
+        first.send_signal(signal.SIGCONT)
+        _, first_err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
+            first.kill()
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert f"{out.resolve()} is locked by datagen run (pid {first.pid} on " in lines[0]
+    assert first.returncode == 0, first_err
+    assert shard_files(out) == shard_files(ref)
+    assert datagen("inspect", str(out)) == 0
+
+
+def _corrupt_same_size(path: Path, keep_mtime: bool = False) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == st.st_size
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_rerun_regenerates_a_same_size_corrupted_shard(local_run, tmp_path, capsys):
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    _corrupt_same_size(out / "train" / "shard-000001.tar")
+    argv = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    assert datagen(*argv) == 0
+    assert "train/shard-000001.tar: size or sha256 differs from the manifest; regenerating" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards_written"] == 1 and summary["shards_skipped"] == 3
+    assert shard_files(out) == shard_files(ref)
+    assert datagen("inspect", str(out)) == 0
+
+
+def test_inspect_repair_hashes_in_full_and_regenerates(local_run, tmp_path, capsys):
+    """A corruption that keeps size and mtime passes a re-run's size+mtime hash cache (documented), but
+    `inspect --repair` hashes every shard, regenerates the bad one, and the set then inspects clean."""
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out, copy_function=shutil.copy2)  # copy2 keeps mtimes: the manifest's cache keys hold
+    _corrupt_same_size(out / "val" / "shard-000000.tar", keep_mtime=True)
+    assert datagen("inspect", str(out)) == 1
+    capsys.readouterr()
+    assert datagen("inspect", "--repair", str(out)) == 0
+    captured = capsys.readouterr()
+    assert "val/shard-000000.tar: failed `datagen inspect`; regenerating" in captured.err
+    assert "1 shard(s) regenerated" in captured.err and f"datagen inspect: {out} OK" in captured.out
+    assert shard_files(out) == shard_files(ref)
+
+
+def test_force_with_a_content_change_removes_the_old_shards_beyond_the_new_count(local_run, tmp_path, capsys):
+    from shared.errors import DataError
+    from shared.shards import check_shard_set
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    shutil.copytree(ref, out)
+    check_shard_set(out)  # one content fingerprint: accepted
+    base = ["run", "--config", TINY, "--executor", "local", "--val-shards", "1", "--shards", "1", "--out", str(out),
+            "--no-progress"]
+    assert datagen(*base, "--force", *MICRO, "render.resolution=16") == 0
+    err = capsys.readouterr().err
+    assert "removed 2 shards of the old set beyond the new count" in err and "render.resolution: 32 -> 16" in err
+    assert sorted(shard_files(out)) == ["train/shard-000000.tar", "val/shard-000000.tar"]
+    assert json.loads((out / "summary.json").read_text())["shards_removed"] == 2
+    check_shard_set(out)
+    # A set that mixes contents (an old shard copied back in) is refused, naming both fingerprints.
+    shutil.copy(ref / "train" / "shard-000002.tar", out / "train" / "shard-000002.tar")
+    with pytest.raises(DataError, match=r"shards from 2 different content fingerprints: [0-9a-f]{16} \(2 shards, "
+                                        r"e.g. train/shard-000000.tar\); not in manifest.json \(1 shards, e.g. "
+                                        r"train/shard-000002.tar\)"):
+        check_shard_set(out)
+    # The same config over the same dir is not a content change: nothing is removed.
+    os.unlink(out / "train" / "shard-000002.tar")
+    assert datagen(*base, *MICRO, "render.resolution=16") == 0
+    assert json.loads((out / "summary.json").read_text())["shards_removed"] == 0
+
+
+def test_content_id_names_config_and_timeline_version(monkeypatch):
+    import shared.timeline
+    from datagen.manifest import content_fingerprint, content_id
+
+    cfg = micro_cfg()
+    a = content_id(content_fingerprint(cfg))
+    assert content_fingerprint(cfg)["versions"]["timeline"] == shared.timeline.TIMELINE_VERSION
+    assert content_id(content_fingerprint(micro_cfg("data.train_shards=9"))) == a  # a count is not content
+    assert content_id(content_fingerprint(micro_cfg("data.seed=1"))) != a
+    monkeypatch.setattr(shared.timeline, "TIMELINE_VERSION", 3)
+    assert content_id(content_fingerprint(cfg)) != a
+
+
+def test_unmanifested_input_warns_that_nothing_is_checked(local_run, capsys):
+    from shared.shards import check_shard_set
+
+    ref, _ = local_run
+    check_shard_set(str(ref / "train" / "shard-*.tar"))
+    err = capsys.readouterr().err
+    assert "no manifest.json" in err and "nothing is checked" in err
+
+
+def test_full_disk_is_one_line_naming_the_path_and_keeps_finished_shards(local_run, tmp_path, monkeypatch, capsys):
+    ref, _ = local_run
+    out = tmp_path / "px"
+    sizes = {rel: len(b) for rel, b in shard_files(ref).items()}
+    # Room for val/0 and train/0 and the manifest writes, not for train/1.
+    TinyDisk(sizes["val/shard-000000.tar"] + sizes["train/shard-000000.tar"] + 60_000).install(monkeypatch)
+    argv = ["run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1", "--out", str(out),
+            "--no-progress", *MICRO]
+    with pytest.raises(SystemExit) as e:
+        datagen(*argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "no space left on device" in errors[0] and str(out.resolve() / "train") in errors[0], errors[0]
+    leftovers = [p.name for p in out.rglob("*") if p.is_file() and (".partial" in p.name or ".tmp" in p.name)]
+    assert leftovers == [], leftovers
+    finished = shard_files(out)
+    assert finished and all(finished[k] == shard_files(ref)[k] for k in finished), sorted(finished)
+    # The shard's own error line keeps the reason (it used to be cut before it).
+    assert "datagen run: shard train/shard-000001.tar (index 1) failed: DiskFullError: " in err
+    assert "train/shard-000001.tar: no space left on device; stopping" in err
+    monkeypatch.undo()  # space freed: the re-run resumes and completes the set
+    assert datagen(*argv) == 0
+    assert shard_files(out) == shard_files(ref)
+
+
+def test_val_style_siblings_share_audio_with_different_visual_plans_in_their_own_split(local_run, tmp_path):
+    """data.val_style_siblings=1: val_siblings/shard-000000.tar holds 3 normal-music clips with the same audio and
+    timeline bytes and different visual plans and frames (read with stock webdataset); train/ and val/ are the
+    bytes of a run without siblings; inspect checks the new split."""
+    import webdataset as wds
+
+    from datagen.run import run_datagen
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    cfg = micro_cfg("data.val_style_siblings=1", **{"data.train_shards": 3, "data.val_shards": 1,
+                                                    "run.executor": "local"})
+    code, summary = run_datagen(cfg, out, progress=False)
+    assert code == 0 and summary["variants"]["val_siblings"] == {"normal": 3, "silence": 0, "debug": 0}
+    files = shard_files(out)
+    assert {k: v for k, v in files.items() if not k.startswith("val_siblings/")} == shard_files(ref)
+    samples = list(wds.WebDataset([str(out / "val_siblings" / "shard-000000.tar")], shardshuffle=False))
+    assert len(samples) == 3
+    assert len({s["audio.flac"] for s in samples}) == 1 and len({s["timeline.npy"] for s in samples}) == 1
+    metas = [json.loads(s["meta.json"]) for s in samples]
+    assert {m["sibling_group"] for m in metas} == {0} and len({m["seed"] for m in metas}) == 1
+    assert len({m["style_seed"] for m in metas}) == 3
+    assert len({json.dumps(m["visual_plan"], sort_keys=True) for m in metas}) == 3
+    assert len({s["f0010.jpg"] for s in samples}) == 3
+    val_seeds = {json.loads(s["meta.json"])["seed"] for s in wds.WebDataset([str(out / "val" / "shard-000000.tar")],
+                                                                              shardshuffle=False)}
+    assert not val_seeds & {m["seed"] for m in metas}
+    assert datagen("inspect", str(out)) == 0

@@ -9,7 +9,7 @@ import torch
 
 from trainer.diffusion import schedule as S
 from trainer.diffusion.losses import comparison_loss, denoising_loss
-from trainer.diffusion.sampler import apply_guidance, ddim, heun, time_grid
+from trainer.diffusion.sampler import Guidance, apply_guidance, ddim, guidance_weight, guided_denoiser, heun, time_grid
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -103,6 +103,82 @@ def test_guidance_scale_one_is_conditional():
     torch.testing.assert_close(apply_guidance(c, u, 3.0), u + 3 * (c - u))
 
 
+@pytest.mark.parametrize("schedule, tau, want", [
+    ("constant", 1.0, 3.0), ("constant", 0.0, 3.0),
+    ("linear", 1.0, 1.0), ("linear", 0.0, 3.0), ("linear", 0.75, 1.5), ("linear", 0.5, 2.0),
+    ("cosine", 1.0, 1.0), ("cosine", 0.0, 3.0), ("cosine", 0.5, 2.0),
+    ("cosine", 0.75, 1.0 + 2.0 * (1 - math.sqrt(0.5)) / 2),  # (1 - cos(pi/4)) / 2 of the way to g
+    ("interval", 0.2, 3.0), ("interval", 0.6, 3.0), ("interval", 0.4, 3.0),  # closed interval [0.2, 0.6]
+    ("interval", 0.1, 1.0), ("interval", 0.61, 1.0), ("interval", 1.0, 1.0),
+])
+def test_guidance_schedule_oracle(schedule, tau, want):
+    assert guidance_weight(tau, 3.0, schedule, (0.2, 0.6)) == pytest.approx(want, abs=1e-12)
+
+
+def test_guidance_schedules_ramp_monotonically_from_one_to_g():
+    taus = [1 - i / 20 for i in range(21)]  # from pure noise to clean, as the sampler runs
+    for schedule in ("linear", "cosine"):
+        w = [guidance_weight(t, 4.0, schedule) for t in taus]
+        assert all(a <= b for a, b in zip(w, w[1:]))
+        assert w[0] == 1.0 and w[-1] == pytest.approx(4.0)  # exactly 1 at pure noise: that step skips the uncond pass
+    # the cosine easing stays closer to 1 near the noise end and closer to g near the clean end than linear
+    assert guidance_weight(0.9, 4.0, "cosine") < guidance_weight(0.9, 4.0, "linear")
+    assert guidance_weight(0.1, 4.0, "cosine") > guidance_weight(0.1, 4.0, "linear")
+
+
+def test_guidance_rule_refuses_bad_input():
+    with pytest.raises(ValueError, match="audio_guidance_schedule"):
+        guidance_weight(0.5, 2.0, "exponential")
+    with pytest.raises(ValueError, match="audio_guidance_schedule"):
+        Guidance(2.0, "exponential")
+    for bad in ((0.5, 0.5), (0.6, 0.2), (-0.1, 0.5), (0.2, 1.5)):
+        with pytest.raises(ValueError, match="audio_guidance_interval"):
+            Guidance(2.0, "interval", bad)
+
+
+class CountingDenoiser:
+    """Records the batch size of every call; predicts cond-dependent values so guidance is visible."""
+
+    def __init__(self):
+        self.rows: list[int] = []
+
+    def __call__(self, x_t, t, cond):
+        self.rows.append(x_t.shape[0])
+        null = cond["audio_null"].float().view(-1, *([1] * (x_t.dim() - 1)))
+        return 0.5 * x_t + (1 - null) * cond["audio"].mean() + t.view(-1, *([1] * (x_t.dim() - 1)))
+
+
+@pytest.mark.parametrize("schedule, sampler, doubled", [
+    # ddim, 4 steps: tau = 1, 0.75, 0.5, 0.25
+    ("constant", ddim, [True, True, True, True]),
+    ("linear", ddim, [False, True, True, True]),  # w(1) = 1: the first step is conditional only
+    ("cosine", ddim, [False, True, True, True]),
+    ("interval", ddim, [False, False, True, False]),  # only tau = 0.5 lies in [0.3, 0.6]
+    # heun, 4 steps: step 0 at tau = 1 (Euler), steps 1-2 at (0.75, 0.5) and (0.5, 0.25), step 3 at 0.25 (Euler)
+    ("interval", heun, [False, False, True, True, False, False]),
+])
+def test_steps_with_weight_one_skip_the_unconditional_pass(schedule, sampler, doubled):
+    b = 3
+    cond = {"audio": torch.ones(b, 2), "audio_null": torch.zeros(b, dtype=torch.bool)}
+    model = CountingDenoiser()
+    rule = Guidance(2.5, schedule, (0.3, 0.6))
+    sampler(guided_denoiser(model, cond, rule), torch.zeros(b, 4), 4)
+    assert model.rows == [2 * b if d else b for d in doubled]
+
+
+def test_guided_denoiser_applies_the_weight_of_its_step():
+    b = 2
+    cond = {"audio": torch.ones(b, 2) * 3.0, "audio_null": torch.zeros(b, dtype=torch.bool)}
+    model = CountingDenoiser()
+    x = torch.randn(b, 4, generator=torch.Generator().manual_seed(0))
+    denoise = guided_denoiser(model, cond, Guidance(4.0, "linear"))
+    for tau in (1.0, 0.5, 0.0):
+        tt = torch.full((b,), tau)
+        c = model(x, tt, cond)
+        u = model(x, tt, {**cond, "audio_null": torch.ones(b, dtype=torch.bool)})
+        torch.testing.assert_close(denoise(x, tau), apply_guidance(c, u, 1.0 + 3.0 * (1 - tau)))
+
+
 @pytest.mark.parametrize("sampler", [ddim, heun])
 @pytest.mark.parametrize("prediction", ["v", "eps"])
 def test_samplers_recover_a_point_mass(sampler, prediction):
@@ -110,7 +186,7 @@ def test_samplers_recover_a_point_mass(sampler, prediction):
     target = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(4))
 
     def exact(x, t):
-        ls = S.logsnr_cosine(t)
+        ls = S.logsnr_cosine(torch.full((x.shape[0],), t))
         x0 = target.expand_as(x)
         e = S.eps_from_x0(x, x0, ls)
         return S.v_from_x0_eps(x0, e, ls) if prediction == "v" else e
@@ -125,7 +201,7 @@ def test_heun_beats_euler_on_a_gaussian():
     c = 0.5
 
     def exact(x, t):  # E[x0 | x_t] for x0 ~ N(0, c^2): x0_hat = alpha c^2 / (alpha^2 c^2 + sigma^2) x_t
-        a, s = S.alpha_sigma(S.logsnr_cosine(t))
+        a, s = S.alpha_sigma(S.logsnr_cosine(torch.full((x.shape[0],), t)))
         a, s = a[:, None], s[:, None]
         x0 = a * c * c / (a * a * c * c + s * s) * x
         e = (x - a * x0) / s

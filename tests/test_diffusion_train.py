@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,15 @@ import torch
 
 from shared import shards as S
 from shared.config import build_config
+from shared.errors import DataError
 from shared.provenance import write_resolved_config
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names
 from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
 from trainer.diffusion.train import train
+from killing import KILLED, run_killed
+from trainer_shards import rewrite_member
 
 ROOT = Path(__file__).resolve().parents[1]
 C, H = 2, 4
@@ -53,7 +57,7 @@ def _train(cfg, run_dir, **kw):
 
 
 def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
-    full = _cfg(micro_cfg, "diffusion.steps=6", "run.checkpoint_every=3", "diffusion.val_every=3")
+    full = _cfg(micro_cfg, "diffusion.steps=6", "run.checkpoint_every=2", "diffusion.val_every=3")
     summary = _train(full, tmp_path / "a")
     a = tmp_path / "a"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "latest", "tb"):
@@ -68,8 +72,9 @@ def test_run_layout_metrics_and_exact_resume(micro_cfg, tmp_path):
     assert summary["val"]["val_gap"] == pytest.approx(vals[-1]["val/val_gap"])
     assert json.loads((a / "summary.json").read_text())["steps"] == 6
 
-    # interrupted at step 3, then resumed to 6: identical weights, EMA and optimizer state
-    _train(_cfg(micro_cfg, "diffusion.steps=3", "run.checkpoint_every=3", "diffusion.val_every=3"), tmp_path / "b")
+    # stopped at step 3 (off the data-segment grid of checkpoint_every=2), then resumed to 6: the resumed run
+    # replays step 3's batch of the segment that starts at 2; identical weights, EMA and optimizer state
+    _train(_cfg(micro_cfg, "diffusion.steps=3", "run.checkpoint_every=2", "diffusion.val_every=3"), tmp_path / "b")
     resumed = _train(full, tmp_path / "b")
     assert resumed["resumed_from"] == 3
     _, ta, _ = ckpt.load_checkpoint(a)
@@ -144,12 +149,34 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+def _damaged_copy(latents: Path, dst: Path) -> set[str]:
+    """A copy of the latent shards with a broken meta.json in each train shard and a third, truncated train shard;
+    returns the skip ids the loader must report (trainer.data.SkipLog)."""
+    shutil.copytree(latents, dst)
+    train = dst / "train"
+    expect = set()
+    for shard, victim in ((0, 1), (1, 0)):
+        path = train / S.shard_name(shard)
+        key = S.sample_key(shard, victim)
+        rewrite_member(latents / "train" / S.shard_name(shard), path, f"{key}.{S.META}", lambda _: b"{not json")
+        expect.add(f"sample:{path}#{key}")
+    whole = (latents / "train" / S.shard_name(1)).read_bytes()
+    cut = whole.find(f"{S.sample_key(1, 1)}.{S.LATENTS}".encode()) + 512 + 100  # inside the 2nd sample's latents
+    (train / S.shard_name(2)).write_bytes(whole[:cut])
+    expect.add(f"shard:{train / S.shard_name(2)}")
+    return expect
+
+
 def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
+    """2 ranks x 2 steps on shards with 2 corrupt samples and a truncated shard, each read many times by both
+    ranks: the run counts 2 corrupt samples and 1 unreadable shard, once each, and saves them in its state."""
     root, cfg_file = latent_data
     out = root / "ddp"
+    expect = _damaged_copy(root / "latents", root / "latents_damaged")
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(Path(sys.executable).with_name("trainer")),
-           "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents"), "--out", str(out)] + CLI_ARGS
+           "diffusion", "--config", str(cfg_file), "--latents", str(root / "latents_damaged"), "--out", str(out)] + CLI_ARGS
+    cmd += ["run.log_every=2", "run.sample_every=1"]  # a preview at step 1 flushes metrics early on every rank
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert "val gap" in proc.stdout
@@ -159,13 +186,16 @@ def test_torchrun_two_gloo_processes_run_two_steps(latent_data):
     assert summary["train"]["frame_proxy"] >= 0 and "val_gap" in summary["val"]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "train/L_good" in x] == [1, 2]
-    assert ckpt.load_checkpoint(out)[0] == 2
+    step, _, state = ckpt.load_checkpoint(out)
+    assert step == 2 and set(state["skipped"]) == expect
+    assert summary["skipped"] == {"corrupt_samples": 2, "unreadable_shards": 1}
     from trainer.vae.model import load_vae  # the VAE trained against is recorded in the run and loads on its own
     vae, vcfg, _ = load_vae(out / "vae")
     assert vcfg.vae.latent_channels == 2
     import matplotlib.image  # EMA samples decoded by the recorded VAE, under the decoded truth
     img = matplotlib.image.imread(out / "samples" / "step-00000002.png")
     assert img.shape[0] == 4 * 2 * 16 and img.shape[1] == 2 * 16  # 4 clips x (truth, sample) x 16 px; 2 frames
+    assert (out / "samples" / "step-00000001.png").is_file()
 
 
 def test_throughput_benchmark_runs_on_cpu_and_keeps_other_sections(tmp_path, capsys):
@@ -192,13 +222,13 @@ def test_latent_manifest_errors_name_what_is_missing(latent_data, tmp_path):
     manifest = read_latent_manifest(root / "latents")
     assert latent_scale_of(manifest) == 0.8
     assert ckpt.find_checkpoint(vae_path_of(manifest, root / "latents")) is not None
-    with pytest.raises(FileNotFoundError, match="cache-latents"):
+    with pytest.raises(DataError, match="cache-latents"):
         read_latent_manifest(tmp_path)
-    with pytest.raises(KeyError, match="latent_scale"):
+    with pytest.raises(DataError, match="latent_scale"):
         latent_scale_of({"vae": "x"})
-    with pytest.raises(KeyError, match="does not record the VAE"):
+    with pytest.raises(DataError, match="does not record the VAE"):
         vae_path_of({"latent_scale": 1.0}, tmp_path)
-    with pytest.raises(FileNotFoundError, match="is gone"):
+    with pytest.raises(DataError, match="is gone"):
         vae_path_of({"vae": {"run": str(tmp_path / "nowhere")}}, tmp_path)
 
 
@@ -219,3 +249,48 @@ def test_a_run_keeps_the_vae_it_was_trained_against(latent_data, tmp_path):
         record_vae(tmp_path, vae_run, 0.5)
     record_vae(tmp_path, vae_run, 0.5, force=True)
     assert ckpt.load_checkpoint(dest)[2]["latent_scale"] == 0.5
+
+
+def test_killed_during_a_checkpoint_write_resumes_to_the_same_weights(latent_data, tmp_path):
+    """kill -9 while step 4's checkpoint is being written (2 loader workers on real latent shards), then the same
+    command again: the half-written temp dir is removed, the run resumes from step 2 and ends bit-identical."""
+    from shared.command_line import run_cli
+
+    root, cfg_file = latent_data
+    args = ["--config", str(cfg_file), "--latents", str(root / "latents"), "--steps", "6", "diffusion.val_every=100",
+            "run.sample_every=100", *TINY_MODEL, "run.checkpoint_every=2", "run.num_workers=2"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--out", str(a), *args]) == 0
+    proc = run_killed(["diffusion", "--out", str(b), *args], "trainer.checkpoint", "save_file",
+                      "'step-00000004' in args[1] and args[1].endswith('ema.safetensors')")
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    assert (b / "latest").resolve().name == "step-00000002"
+    [stale] = (b / "ckpt").glob(".tmp-step-00000004-*")
+    assert (stale / "model.safetensors").is_file()
+    assert run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--out", str(b), *args]) == 0
+    assert not stale.exists()
+    _, ta, sa = ckpt.load_checkpoint(a)
+    step_b, tb, sb = ckpt.load_checkpoint(b)
+    assert step_b == 6 and sa["samples_seen"] == sb["samples_seen"] == 6 * 4
+    for part in ("model", "ema"):
+        for k in ta[part]:
+            assert torch.equal(ta[part][k], tb[part][k]), (part, k)
+    for i in ta["optim"]["state"]:
+        for k in ta["optim"]["state"][i]:
+            assert torch.equal(ta["optim"]["state"][i][k], tb["optim"]["state"][i][k]), (i, k)
+
+
+def test_a_bug_inside_training_keeps_its_traceback(latent_data, tmp_path, monkeypatch):
+    """Only bad input becomes a one-line exit 2: a KeyError raised inside a training step reaches the top as itself."""
+    import trainer.diffusion.train as dt
+    from shared.command_line import run_cli
+
+    def broken_loss(*args, **kwargs):
+        raise KeyError("a bug in the loss")
+
+    monkeypatch.setattr(dt, "diffusion_loss", broken_loss)
+    root, cfg_file = latent_data
+    with pytest.raises(KeyError, match="a bug in the loss"):
+        run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--config", str(cfg_file), "--latents",
+                str(root / "latents"), "--out", str(tmp_path / "run"), *CLI_ARGS])
+    assert ckpt.list_checkpoints(tmp_path / "run") == []

@@ -431,6 +431,19 @@ def test_trainer_image_cuda_base_without_gl():
     assert "/ffmpeg" in copies and "/ffprobe" in copies
 
 
+def test_trainer_image_has_compilers_and_ends_with_its_selftest():
+    """torch.compile needs gcc (Triton) and g++ (TorchInductor's CPU kernels): pytorch#116696."""
+    ins = instructions(DOCKER / "trainer.Dockerfile")
+    runs = " ".join(a for i, a in ins if i == "RUN")
+    pins = dict(re.findall(r"\b([a-z0-9][a-z0-9.+-]+)=(\d[^\s]*)", runs))
+    for pkg in ("gcc", "g++", "libc6-dev"):
+        assert pkg in pins, f"trainer image: {pkg} not installed with a pinned version"
+    # the self-test is the last build step, run as the image's (non-root) user
+    last_run = max(n for n, (i, _) in enumerate(ins) if i == "RUN")
+    last_user = max(n for n, (i, _) in enumerate(ins) if i == "USER")
+    assert ins[last_run][1].startswith("trainer selftest") and last_user < last_run, ins[last_run]
+
+
 # --------------------------------------------------------------------------------------------
 # The CLI cross-check
 # --------------------------------------------------------------------------------------------
@@ -450,7 +463,7 @@ def test_command_lines_found_in_every_file():
         "docker/slurm-trainer.sbatch": {"torchrun", "trainer diffusion"},
         "README.md": {"datagen run", "trainer diffusion", "torchrun"},
         "docker/datagen.Dockerfile": {"datagen run", "datagen --help"},
-        "docker/trainer.Dockerfile": {"trainer diffusion", "torchrun", "trainer --help"},
+        "docker/trainer.Dockerfile": {"trainer diffusion", "torchrun", "trainer --help", "trainer selftest"},
     }
     for src, progs in expect.items():
         assert progs <= by_file.get(src, set()), f"{src}: expected {progs}, found {by_file.get(src)}"

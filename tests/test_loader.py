@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import collections
-import io
 import itertools
 import math
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import webdataset as wds
 
 from shared import shards as S
 from shared.config import build_config
 from shared.timeline import channel_names
+from shared.errors import DataError
 from trainer.data import (
-    ShardDataset, SkipCounter, frame_loader, make_loader, resolve_shards, target_variant_mix, timeshift_offset_frames,
-    VARIANT_CODE,
+    ShardDataset, frame_loader, make_loader, resolve_shards, skip_counts, skipped_in, target_variant_mix,
+    timeshift_offset_frames, VARIANT_CODE,
 )
-from trainer_shards import write_index_latent_shard, write_pixel_shards
+from trainer_shards import rewrite_member, write_index_latent_shard, write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +51,9 @@ def test_resolve_shards_forms(pixel_dir, tmp_path):
         "https://example.invalid/shard-000000.tar", "https://example.invalid/shard-000001.tar"]
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "shard-000000.tar.partial").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="no finished shards"):
+    with pytest.raises(DataError, match="no finished shards"):
         resolve_shards(tmp_path, "train")
-    with pytest.raises(FileNotFoundError, match="missing"):
+    with pytest.raises(DataError, match="missing"):
         resolve_shards(str(root / "train" / "shard-{000000..000009}.tar"))
 
 
@@ -138,7 +138,7 @@ def test_pixel_snippets_decode_the_right_frames(pixel_dir):
     cfg = _micro("diffusion.snippet_frames=3", "diffusion.prev_frames=1")
     urls = resolve_shards(root, "val")
     ds = ShardDataset(urls, cfg, "snippets", source="pixels", seed=0, shuffle=1, resampled=False)
-    members = dict(S.iter_tar_samples(urls[0]))
+    members = {m["__key__"]: m for m in wds.WebDataset(urls[0], shardshuffle=False)}  # stock webdataset reader
     for s in ds:
         clip = members[s["key"]]
         want = np.stack([S.decode_jpeg(clip[S.frame_member(int(i))]) for i in s["frame_index"]])
@@ -198,35 +198,31 @@ def test_timeshift_offset_is_never_whole_bars():
         timeshift_offset_frames(120.0, 8.0, 1, rng)
 
 
-def _corrupt_one_jpeg(src, dst, key, member):
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
-        for info in tin:
-            data = tin.extractfile(info).read()
-            if info.name == f"{key}.{member}":
-                data = b"\xff\xd8 not a jpeg at all" + data[40:80]
-                info.size = len(data)
-            tout.addfile(info, io.BytesIO(data))
-
-
 def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_path):
     root, keys = pixel_dir
     urls = resolve_shards(root, "train")
     bad = tmp_path / "shard-000000.tar"
     victim = keys["train"][1]
-    _corrupt_one_jpeg(urls[0], bad, victim, S.frame_member(3))
+    rewrite_member(urls[0], bad, f"{victim}.{S.frame_member(3)}", lambda data: b"\xff\xd8 not a jpeg at all" + data[40:80])
     # a truncated shard as well: its first sample survives, the shard is counted once
     truncated = tmp_path / "shard-000001.tar"
     data = open(urls[1], "rb").read()
     first_two = [k for k in keys["train"] if k.startswith("000001")][:2]
     cut = data.find(f"{first_two[1]}.meta.json".encode())
     truncated.write_bytes(data[: cut + 512 + 10])  # inside the last member's body
-    counter = SkipCounter()
-    ds = ShardDataset([str(bad), str(truncated), urls[2], urls[3]], _micro(), "frames", seed=0, resampled=False,
-                      frames_per_clip=64, shuffle=4, counter=counter)
-    got = collections.Counter(k for batch in make_loader(ds, 4, num_workers=2, drop_last=False) for k in batch["key"])
-    assert counter.as_dict() == {"corrupt_samples": 1, "unreadable_shards": 1}
+    urls = [str(bad), str(truncated), urls[2], urls[3]]
+    got: collections.Counter = collections.Counter()
+    skipped: list[str] = []
+    for epoch in range(2):  # two passes read the damage twice; it is still one corrupt sample and one bad shard
+        ds = ShardDataset(urls, _micro(), "frames", seed=0, resampled=False, frames_per_clip=64, shuffle=4)
+        ds.set_epoch(epoch)
+        for batch in make_loader(ds, 4, num_workers=2, drop_last=False):
+            got.update(batch["key"])
+            skipped += sorted(skipped_in(batch))
+    assert sorted(skipped) == sorted(2 * [f"sample:{bad}#{victim}", f"shard:{truncated}"])  # once per read
+    assert skip_counts(set(skipped)) == {"corrupt_samples": 1, "unreadable_shards": 1}  # once per sample
     n_frames = 16
     expect = {k for k in keys["train"] if k.startswith(("000000", "000002", "000003"))} - {victim}
     expect |= {first_two[0]}
     assert set(got) == expect
-    assert all(v == n_frames for v in got.values())
+    assert all(v == 2 * n_frames for v in got.values())

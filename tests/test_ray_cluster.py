@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 BIN = Path(sys.executable).parent
 MICRO = ["data.sample_rate=8000", "data.clip_seconds=3.0", "render.resolution=32", "render.fps=8",
-         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2"]
+         "timeline.n_fft=256", "render.chunk_frames=8", "data.samples_per_shard=2", "data.val_style_siblings=0"]
 ARGS = ["--config", TINY, "--shards", "8", "--val-shards", "1", "--no-progress", *MICRO]
 N_SHARDS = 9
 
@@ -216,3 +216,75 @@ def test_multinode_cluster_survives_losing_a_worker_node(reference, tmp_path, tw
     got = shard_files(out)
     assert {k: got[k] for k in shard_files(reference)} == shard_files(reference)
     assert run_cli("datagen", "datagen.commands", "", ["inspect", str(out)]) == 0
+
+
+def test_tiny_config_shards_are_byte_identical_under_local_processes_and_ray(tmp_path):
+    """At configs/tiny.yaml sizes (64 px, 16 kHz, 8 bands) the timeline's BLAS products are big enough to be
+    split across threads: local and processes run with a 2-thread BLAS, Ray actors with 1, and all three
+    must still write the same bytes (shard jobs pin math libraries to one thread)."""
+    argv = ["--config", TINY, "--shards", "1", "--val-shards", "1", "--samples-per-shard", "1", "--no-progress",
+            "data.val_style_siblings=0"]
+    two_threads = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    runs = {"local": two_threads, "processes": two_threads, "ray": {}}
+    got = {}
+    for executor, threads in runs.items():
+        out = tmp_path / executor
+        proc = subprocess.run([str(BIN / "datagen"), "run", *argv, "--executor", executor, "--workers", "1",
+                               "--out", str(out)], cwd=ROOT, env=ray_env(**threads), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got[executor] = shard_files(out)
+    assert sorted(got["local"]) == ["train/shard-000000.tar", "val/shard-000000.tar"]
+    assert got["processes"] == got["local"]
+    assert got["ray"] == got["local"]
+
+
+def test_unanswering_ray_address_fails_within_the_connect_timeout_naming_it(tmp_path):
+    """Nothing listens on the port: `datagen run --address` fails in about run.ray_connect_timeout_s, naming the
+    address, instead of waiting for minutes."""
+    address = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    proc = subprocess.run([str(BIN / "datagen"), "run", "--config", TINY, "--address", address, "--out",
+                           str(tmp_path / "px"), "--no-progress", *MICRO, "run.ray_connect_timeout_s=2"], cwd=ROOT,
+                          env=ray_env(), capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: the Ray cluster at {address} does not answer")
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 30, elapsed  # 2 s of probing plus interpreter and Ray import start-up
+
+
+def test_port_that_accepts_but_is_no_ray_head_fails_within_the_connect_timeout():
+    """A TCP port that accepts connections but never speaks Ray's protocol makes ray.init wait for minutes: the
+    connection attempt is abandoned after the timeout with an error naming the address."""
+    import ray
+
+    from datagen.executors.ray import connect_within
+    from datagen.manifest import RunError
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        address = f"127.0.0.1:{srv.getsockname()[1]}"
+        t0 = time.monotonic()
+        with pytest.raises(RunError, match=f"the Ray cluster at {address} did not answer within 2 s"):
+            connect_within(ray, address, 2.0)
+        assert time.monotonic() - t0 < 5
+
+
+def test_a_remote_error_keeps_its_reason():
+    """A shard that failed inside a Ray actor is reported by its own error (here a full disk), not by the first
+    line of Ray's wrapper (which is the traceback's header and cut the reason off)."""
+    import traceback
+
+    from ray.exceptions import RayTaskError
+
+    from datagen.executors.base import error_text, is_disk_full
+    from shared.errors import DiskFullError
+
+    try:
+        raise DiskFullError("/shared/pixels/train/shard-000001.tar: no space left on device")
+    except DiskFullError as e:
+        wrapped = RayTaskError("ShardWorker.run", traceback.format_exc(), e).as_instanceof_cause()
+    assert error_text(wrapped) == "DiskFullError: /shared/pixels/train/shard-000001.tar: no space left on device"
+    assert is_disk_full(wrapped)

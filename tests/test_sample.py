@@ -151,6 +151,58 @@ def test_crossfade_blends_disagreeing_snippets_linearly():
 # ------------------------------------------------------------------ the command
 
 
+@pytest.mark.parametrize("schedule, doubled", [("constant", [1, 1, 1, 1]), ("linear", [0, 1, 1, 1]),
+                                               ("interval", [0, 0, 1, 0])])
+def test_stream_applies_the_guidance_schedule_of_its_spec(schedule, doubled):
+    """Every snippet runs the schedule: steps at tau = 1, 0.75, 0.5, 0.25; w = 1 steps are conditional only."""
+    f, n, b = 4, 10, 2
+    model = OracleDenoiser(1)
+    rows = []
+    orig = model.forward
+    model.forward = lambda x_t, t, cond: (rows.append(x_t.shape[0]), orig(x_t, t, cond))[1]
+    spec = StreamSpec(snippet_frames=f, prev_frames=1, latent_shape=(2, 2, 2), clip_frames=16, overlap=1, steps=4,
+                      guidance=3.0, sampler="ddim", guidance_schedule=schedule, guidance_interval=(0.4, 0.6))
+    audio = torch.rand(b, n, 3, 1, generator=torch.Generator().manual_seed(0))
+    list(latent_stream(model, spec, audio, torch.zeros(b, n), None, torch.Generator().manual_seed(0), "cpu"))
+    per_snippet = [b * (1 + d) for d in doubled]
+    assert rows == per_snippet * len(snippet_starts(n, f, 1))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "heun"])
+def test_the_sampling_loop_never_reads_a_device_value(sampler):
+    """No host sync per step: the whole stream runs on the meta device, where reading any value (.item(),
+    bool(), .tolist()) raises, so a sync anywhere in the loop (or the model's forward) fails this test."""
+    from shared.config import build_config
+    from trainer.diffusion.model import Denoiser
+
+    cfg = build_config([], overrides=["diffusion.snippet_frames=4", "diffusion.audio_context_frames=1", "diffusion.width=16",
+                                      "diffusion.depth=1", "diffusion.heads=2", "diffusion.style_dim=4", "timeline.n_bands=2"])
+    n_ch = 9  # log_rms, rms, 2 bands, onset, centroid, is_silent, beat_phase, downbeat
+    model = Denoiser(cfg, 2, 4, n_ch).to("meta").eval()
+    spec = StreamSpec(snippet_frames=4, prev_frames=1, latent_shape=(2, 4, 4), clip_frames=16, overlap=1, steps=3,
+                      guidance=2.0, sampler=sampler, guidance_schedule="cosine")
+    audio = torch.rand(2, 11, 3, n_ch)
+    with pytest.raises(RuntimeError, match="meta"):
+        torch.zeros(1, device="meta").item()  # the premise: a read of a meta tensor raises
+    chunks = list(latent_stream(model, spec, audio, torch.zeros(2, 11), None, torch.Generator().manual_seed(0), "meta"))
+    assert sum(c.shape[1] for _, c in chunks) == 11 and chunks[0][1].device.type == "meta"
+
+
+def test_sample_and_eval_take_the_schedule_from_the_config(tiny_cfg):
+    from types import SimpleNamespace
+
+    from shared.config import build_config
+    from trainer.diffusion.sampler import Guidance
+
+    cfg = build_config(base=tiny_cfg.model_dump(mode="json"), overrides=[
+        "inference.audio_guidance_schedule=cosine", "inference.audio_guidance_interval=[0.2, 0.7]"])
+    model = SimpleNamespace(cfg=cfg, latent_shape=(2, 2, 2))  # all stream_spec reads of a SamplingModel
+    spec = stream_spec(model, SampleSettings(guidance=4.0))  # trainer eval builds its spec through stream_spec too
+    assert (spec.guidance, spec.guidance_schedule, spec.guidance_interval) == (4.0, "cosine", (0.2, 0.7))
+    assert spec.guidance_rule().weight(1.0) == 1.0 and spec.guidance_rule().weight(0.0) == 4.0
+    assert spec.guidance_rule() == Guidance.from_config(cfg.inference, 4.0)  # the one rule sample_snippet takes
+
+
 @pytest.mark.parametrize("kind", ["wav-44k-stereo", "flac-16k-mono"])
 def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread, kind):
     if kind == "wav-44k-stereo":

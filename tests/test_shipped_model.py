@@ -48,3 +48,14 @@ def test_sample_without_checkpoint_uses_the_shipped_model(tmp_path):
     frames = np.frombuffer(raw, np.uint8).reshape(-1, info["height"], info["width"], 3).astype(np.float32)
     assert frames.std() > 1.0
     assert np.abs(np.diff(frames, axis=0)).mean() > 0.1
+
+
+def test_shipped_config_spells_out_every_field_so_schema_defaults_do_not_reach_it():
+    import yaml
+
+    from shared.config import SECTIONS, Config
+
+    saved = yaml.safe_load((MODEL / "config.yaml").read_text())["config"]
+    for section in SECTIONS:
+        fields = set(type(getattr(Config(), section)).model_fields)
+        assert set(saved[section]) == fields, f"{section}: missing {sorted(fields - set(saved[section]))}"

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from shared.config import TimelineConfig
+from shared.errors import AudioError
 from shared.timeline import (
+    TIMELINE_VERSION,
     band_edges,
     channel_index,
     channel_names,
@@ -19,7 +21,9 @@ from shared.timeline import (
     estimate_beats,
     frame_bounds,
     frame_count,
+    moving_average,
     normalize_per_clip,
+    tempo_scores,
 )
 
 RATES = [8000, 16000, 22050, 44100]
@@ -87,9 +91,37 @@ def test_frame_t_covers_exactly_its_samples(sr, fps):
             assert np.nonzero(col(feats, names, "rms"))[0].tolist() == [t]
 
 
-def test_short_audio_gives_zero_frames():
-    feats, names = compute_audio_timeline(np.zeros(100, np.float32), 16000, 8.0, TimelineConfig())
-    assert feats.shape == (0, len(names))
+def test_audio_shorter_than_one_frame_is_an_audio_error():
+    with pytest.raises(AudioError, match=r"0\.0063 s long \(100 samples at 16000 Hz\), shorter than one video frame"):
+        compute_audio_timeline(np.zeros(100, np.float32), 16000, 8.0, TimelineConfig())
+    with pytest.raises(AudioError, match="shorter than one video frame"):
+        compute_audio_timeline(np.zeros(0, np.float32), 22050, 24.0, TimelineConfig())
+
+
+@pytest.mark.parametrize("sr", [16000, 22050, 44100])
+def test_any_length_from_one_frame_up_works(sr):
+    """One frame, and the 0.08-1 s range where the 1 s moving average of the tempo envelope used to
+    return more values than its input (np.convolve 'same' gives max(len, kernel) values) and crashed."""
+    fps = 24.0
+    for seconds in (1.0 / fps, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 0.99, 1.0, 1.02, 1.5):
+        n = max(int(math.ceil(seconds * sr)), frame_bounds(1, sr, fps)[1])  # at least one whole frame
+        wave = click_track(120.0, n / sr + 0.01, sr, offset_s=0.02)[:n]
+        feats, names = compute_audio_timeline(wave, sr, fps, TimelineConfig())
+        assert feats.shape == (frame_count(n, sr, fps), len(names)) and len(feats) >= 1, seconds
+        assert np.all(np.isfinite(feats)), seconds
+        phase = col(feats, names, "beat_phase")
+        assert np.all((phase >= 0) & (phase < 1))
+
+
+def test_moving_average_keeps_the_length_and_matches_convolve_same():
+    for n, k in ((200, 50), (201, 7), (10, 50), (1, 50), (49, 50), (50, 50)):
+        x = np.random.default_rng(n).random(n)
+        out = moving_average(x, k)
+        assert out.shape == (n,)
+        if n >= k:  # where numpy's "same" mode keeps the length, the same values
+            np.testing.assert_allclose(out, np.convolve(x, np.ones(k) / k, mode="same"), rtol=1e-12)
+        ref = [x[max(0, i - (k - 1) // 2 - (k % 2 == 0)):i + (k - 1) // 2 + 1].sum() / k for i in range(n)]
+        np.testing.assert_allclose(out, ref, rtol=1e-12)  # centred window, zeros beyond the ends
 
 
 # ----------------------------------------------------------- channel meaning
@@ -124,8 +156,8 @@ def test_impulse_over_noise_still_peaks_in_its_frame():
         w = wave.copy()
         w[int(t * sr)] += 0.9
         feats, names = compute_audio_timeline(w, sr, fps, TimelineConfig())
-        onset = col(feats, names, "onset")[1:]  # frame 0 holds the onset of the noise itself
-        assert int(np.argmax(onset)) + 1 == math.floor(t * fps)
+        onset = col(feats, names, "onset")
+        assert int(np.argmax(onset)) == math.floor(t * fps)
 
 
 @pytest.mark.parametrize("sr,cfg", [
@@ -156,6 +188,26 @@ def test_band_energies_add_up_to_rms_for_noise():
     assert np.allclose(np.sqrt((bands ** 2).sum(1)), rms, rtol=0.08)
     assert np.allclose(rms, 0.2, rtol=0.05)
     assert np.allclose(col(feats, names, "log_rms"), 20 * np.log10(rms), atol=1e-3)
+
+
+def test_onset_of_frame_0_is_not_a_spurious_maximum():
+    """A loop cut out of a track starts mid-sound: frame 0 has no previous frame, so no rise (it used to be
+    the rise over -100 dB silence: the clip's largest onset, which hid the real ones; issue 12, item 8)."""
+    from datagen.audio import synthesize_clip
+    from shared.config import build_config
+
+    cfg = build_config(overrides=["data.tempo_min=128", "data.tempo_max=128", "data.clip_seconds=3"])
+    for seed in range(3):  # a four-on-the-floor procedural track at 128 BPM, cut 0.37 s in (mid-note)
+        clip = synthesize_clip(cfg, seed, "normal")
+        loop = clip.wave[int(0.37 * clip.sr):]
+        feats, names = compute_audio_timeline(loop, clip.sr, cfg.render.fps, cfg.timeline)
+        onset = col(feats, names, "onset")
+        assert onset[0] == 0.0 and onset[1:].max() > 10.0  # the kicks' onsets are still there
+    # a steady tone has no onset anywhere, frame 0 included (leakage moves its weak bins by ~2 dB a frame;
+    # frame 0 used to read 24 dB)
+    feats, names = compute_audio_timeline(tone(440.0, 1.0, 22050), 22050, 24.0, TimelineConfig())
+    onset = col(feats, names, "onset")
+    assert onset[0] == 0.0 and onset.max() < 5.0
 
 
 def test_is_silent_in_digital_silence_and_not_in_loud_signal():
@@ -193,6 +245,30 @@ def test_silence_threshold_applies_in_dbfs():
 
 
 # ------------------------------------------------------------------- tempo
+
+
+@pytest.mark.parametrize("sr", [16000, 22050, 44100])
+def test_tempo_of_a_60_to_180_bpm_click_grid_within_2_percent(sr):
+    """Every 4 BPM from 60 to 180 (offsets vary): within 2%, so no octave (x2, x1/2) or x3/2 errors. The old
+    whole-hop autocorrelation halved 128, 134, 140, ... BPM (issue 15, item 10)."""
+    misses = []
+    for bpm in np.arange(60.0, 181.0, 4.0):
+        offset = float((bpm * 0.0137) % (60.0 / bpm))
+        est = estimate_beats(click_track(float(bpm), 8.0, sr, offset_s=offset, accent_every=4), sr).bpm
+        if abs(est / bpm - 1.0) > 0.02:
+            misses.append((float(bpm), round(est, 1)))
+    assert not misses, misses
+
+
+def test_tempo_scores_halve_the_octaves_of_a_steady_beat():
+    """An ideal pulse train at period P: P scores twice its sub-multiple 2P and twice P/2 (precision x recall)."""
+    rate, bpm = 50.0, 100.0  # 30 envelope steps per beat
+    env = np.zeros(1200)
+    env[::30] = 1.0
+    s = tempo_scores(env, rate, np.array([bpm, bpm / 2, bpm * 2]))
+    assert s[1] / s[0] == pytest.approx(0.5, rel=0.05) and s[2] / s[0] == pytest.approx(0.5, rel=0.05)
+    chunked = tempo_scores(env, rate, np.geomspace(60, 200, 50), max_elements=500)  # a few tempi per chunk
+    np.testing.assert_allclose(chunked, tempo_scores(env, rate, np.geomspace(60, 200, 50)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("bpm,offset", [(100.0, 0.13), (120.0, 0.0), (120.0, 0.499), (150.0, 0.37)])
@@ -327,3 +403,20 @@ def test_downbeat_follows_chord_changes_over_accents():
     bars = est.downbeat_times(8.0)
     changes = offset + 2.0 * np.arange(4)
     assert np.max(np.min(np.abs(changes[:, None] - bars[None, :]), axis=1)) < 0.03, bars
+
+
+# Column sums of a fixed 3 s signal's timeline, recorded at TIMELINE_VERSION 2. A change to shared/timeline.py
+# that moves them changes shard contents: bump TIMELINE_VERSION (part of the shards' content fingerprint, so old
+# and new data never mix silently) and record the new sums here.
+GOLDEN_VERSION = 2
+GOLDEN_SUMS = [-1630.5752, 5.4137, 0.1046, 5.1098, 0.2829, 0.5876, 361.678, 11.7208, 0.0, 35.8423, 2.0]
+
+
+def test_timeline_version_matches_its_output():
+    wave = click_track(128.0, 3.0, 16000, offset_s=0.05, accent_every=4) + tone(220.0, 3.0, 16000, amp=0.1)
+    feats, names = compute_audio_timeline(wave, 16000, 24.0, TimelineConfig(n_bands=4))
+    sums = feats.astype(np.float64).sum(axis=0)
+    same = np.allclose(sums, GOLDEN_SUMS, rtol=1e-4, atol=1e-3)
+    assert TIMELINE_VERSION == GOLDEN_VERSION and same, (
+        f"the timeline's output changed (sums {np.round(sums, 4).tolist()}) or its version did "
+        f"({TIMELINE_VERSION}): bump TIMELINE_VERSION when the output changes, then update GOLDEN_*")

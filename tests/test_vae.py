@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,8 @@ from shared.config import build_config
 from trainer.checkpoint import load_checkpoint
 from trainer.vae import FrameVAE, edge_loss, kl_loss, psnr, vae_loss
 from trainer.vae.model import stage_widths
-from trainer_shards import write_pixel_shards
+from killing import KILLED, run_killed
+from trainer_shards import rewrite_member, write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["render.resolution=32", "render.fps=8", "data.sample_rate=8000", "data.clip_seconds=2.0", "timeline.n_fft=256",
@@ -66,22 +65,13 @@ def test_model_shapes(downsample):
             model.encode(torch.zeros(1, 3, 36, 36))
 
 
-def _corrupt_meta(src: Path, dst: Path, key: str) -> None:
-    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
-        for info in tin:
-            data = tin.extractfile(info).read()
-            if info.name == f"{key}.{S.META}":
-                data = b"{not json"
-                info.size = len(data)
-            tout.addfile(info, io.BytesIO(data))
-
-
 def test_loss_falls_and_run_dir_is_complete(pixels, tmp_path):
     src, keys = pixels
     data = tmp_path / "pixels"
     (data / "train").mkdir(parents=True)
     (data / "val").mkdir()
-    _corrupt_meta(src / "train" / S.shard_name(0), data / "train" / S.shard_name(0), keys["train"][1])
+    rewrite_member(src / "train" / S.shard_name(0), data / "train" / S.shard_name(0), f"{keys['train'][1]}.{S.META}",
+                   lambda _: b"{not json")
     (data / "train" / S.shard_name(1)).write_bytes((src / "train" / S.shard_name(1)).read_bytes())
     (data / "val" / S.shard_name(0)).write_bytes((src / "val" / S.shard_name(0)).read_bytes())
     out = tmp_path / "run"
@@ -97,8 +87,10 @@ def test_loss_falls_and_run_dir_is_complete(pixels, tmp_path):
     assert (out / "latest").resolve().name == "step-00000030" and (out / "config.yaml").is_file()
     assert any((out / "tb").iterdir())
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 30 and summary["final"]["val_psnr_ema"] > 0
-    assert summary["corrupt_samples"] >= 1  # the clip with the broken meta.json was drawn, skipped and counted
+    assert summary["steps"] == 30 and summary["val"]["psnr_ema"] > 0
+    # the clip with the broken meta.json was drawn (many times), skipped and counted once
+    assert summary["skipped"] == {"corrupt_samples": 1, "unreadable_shards": 0}
+    assert load_checkpoint(out)[2]["skipped"] == [f"sample:{data / 'train' / S.shard_name(0)}#{keys['train'][1]}"]
     # a different model shape in the same run dir is refused, naming the field
     with pytest.raises(SystemExit) as e:
         trainer("vae", "--data", str(data), "--out", str(out), "--steps", "31", *TINY, "vae.base_channels=4")
@@ -110,17 +102,10 @@ def _final_tensors(out: Path):
     return step, tensors
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_path):
-    data, _ = pixels
-    common = [*TINY, "run.checkpoint_every=2", "run.sample_every=100"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert trainer("vae", "--data", str(data), "--out", str(a), "--steps", "5", *common) == 0
-    # "interrupted" after step 3 (mid-segment: segments start at steps 0, 2, 4), then resumed to 5
-    assert trainer("vae", "--data", str(data), "--out", str(b), "--steps", "3", *common) == 0
-    assert trainer("vae", "--data", str(data), "--out", str(b), "--steps", "5", *common) == 0
+def _assert_same_weights(a: Path, b: Path) -> None:
     step_a, ta = _final_tensors(a)
     step_b, tb = _final_tensors(b)
-    assert step_a == step_b == 5
+    assert step_a == step_b
     for name in ("model", "ema"):
         assert ta[name].keys() == tb[name].keys()
         for k in ta[name]:
@@ -130,5 +115,20 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_pa
     for i in oa["state"]:
         for k in oa["state"][i]:
             assert torch.equal(oa["state"][i][k], ob["state"][i][k]), (i, k)
-    steps_logged = [json.loads(l)["step"] for l in (b / "metrics.jsonl").read_text().splitlines()]
-    assert steps_logged == sorted(steps_logged)  # the resumed log reads as one run
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(pixels, tmp_path):
+    """kill -9 between checkpoints, with 2 loader workers, then the same command again: identical weights."""
+    data, _ = pixels
+    common = ["--data", str(data), "--steps", "6", *TINY, "run.num_workers=2", "run.checkpoint_every=2",
+              "run.sample_every=100"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert trainer("vae", "--out", str(a), *common) == 0
+    # killed in step 5 (index 4), after the checkpoint at step 4, its loader workers mid-stream
+    proc = run_killed(["vae", "--out", str(b), *common], "trainer.vae.train", "VaeTask.loss", "args[4] == 4")
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    assert (b / "latest").resolve().name == "step-00000004"
+    assert trainer("vae", "--out", str(b), *common) == 0
+    _assert_same_weights(a, b)
+    steps_logged = [json.loads(l)["step"] for l in (b / "metrics.jsonl").read_text().splitlines() if "train/loss" in l]
+    assert steps_logged == [1, 2, 3, 4, 5, 6]  # the resumed log reads as one run

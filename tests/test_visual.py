@@ -444,3 +444,26 @@ def test_hue_rotation_keeps_grey_and_is_a_rotation():
     np.testing.assert_allclose(m @ np.ones(3), np.ones(3), atol=1e-12)
     np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(hue_rotation_matrix(120.0) @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
+
+
+class FloatReadback(Renderer):
+    """The readback before the output pass, as the oracle: the post pass's float target converted to bytes
+    by glReadPixels itself, rows bottom-up (flipped below, on the CPU)."""
+
+    def _draw_output(self, frame_tex) -> None:
+        self._out_fbo = self.ctx.framebuffer([frame_tex])
+
+
+def test_rgba_readback_flipped_in_the_shader_equals_glreadpixels_of_the_float_frame(clip, tcfg):
+    from shared.config import build_config
+
+    f, names = clip
+    cfg = build_config([], overrides=["render.resolution=37"])
+    plans = [sample_visual_plan(cfg, seed, v) for seed, v in ((3, "normal"), (4, "silence"), (5, "debug"))]
+    with Renderer(37) as new, FloatReadback(37) as old:  # 37: rows not a multiple of 4 bytes
+        for plan in plans:
+            got = list(new.render(f[:7], names, plan, FPS, 3))  # chunks of 3, 3, 1: both pixel buffers reused
+            want = np.concatenate(list(old.render(f[:7], names, plan, FPS, 7)))[:, ::-1]
+            assert [c.shape for c in got] == [(3, 37, 37, 3), (3, 37, 37, 3), (1, 37, 37, 3)]
+            np.testing.assert_array_equal(np.concatenate(got), want)
+            assert want.std() > 0  # frames with content, not a blank that any path reproduces

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import soundfile as sf
 
 from datagen.cli import main
 from datagen.visual import PRIMITIVES
+from shared.timeline import compute_audio_timeline
 from shared.video import probe, read_video_frames
 
 SR = 16000
@@ -130,3 +133,90 @@ def test_preview_visual_is_the_default_view_and_sidecar_records_the_plan(tmp_pat
     timeline = tmp_path / "t.mp4"
     assert datagen("preview", *argv, "--view", "timeline", "--out", str(timeline)) == 0
     assert json.loads(timeline.with_suffix(".json").read_text())["visual_plan"] == plan
+
+
+# ------------------------------------------------------------ input and output safety (issue 15, items 1 and 9)
+
+FAST = ["--visualizer", "rings", "--resolution", "32", "--fps", "8", "timeline.n_fft=256"]
+
+
+def one_error_line(err: str) -> str:
+    """The command's stderr holds one ``error:`` line and no traceback; returns it."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_visualize_refuses_to_overwrite_its_input(audio_file, tmp_path, capsys):
+    wav = tmp_path / "tone.wav"
+    wav.write_bytes(audio_file.read_bytes())
+    before = wav.read_bytes()
+    (tmp_path / "link.wav").symlink_to(wav)
+    (tmp_path / "hard.wav").hardlink_to(wav)
+    for audio, out in ((wav, wav), (wav, tmp_path / "link.wav"), (tmp_path / "link.wav", wav),
+                       (wav, tmp_path / "hard.wav"), (wav, tmp_path / "sub" / ".." / "tone.wav")):
+        assert datagen("visualize", "--audio", str(audio), "--out", str(out), *FAST) == 2
+        assert "it would be overwritten" in one_error_line(capsys.readouterr().err)
+        assert wav.read_bytes() == before
+    assert not (tmp_path / "sub").exists()
+
+
+def test_visualize_output_problems_are_one_line_errors(audio_file, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    cases = [(tmp_path / "afile" / "x.mp4", f"{str(tmp_path / 'afile')!r} is a file, not a folder"),
+             (tmp_path / "afile" / "deeper" / "x.mp4", "is a file, not a folder"),
+             (tmp_path / "adir", "is a folder; give a file name")]
+    for out, expected in cases:
+        assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), *FAST) == 2
+        assert expected in one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fill a disk")
+def test_visualize_full_disk_is_one_line_and_keeps_the_old_output(audio_file, tmp_path, capsys):
+    """ffmpeg writes <out>.partial; pointing that at /dev/full makes every write fail with ENOSPC."""
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"the previous video")
+    (tmp_path / "clip.mp4.partial").symlink_to("/dev/full")
+    assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), *FAST) == 2
+    assert one_error_line(capsys.readouterr().err) == f"error: {out}: no space left on device"
+    assert out.read_bytes() == b"the previous video"  # untouched
+    assert not (tmp_path / "clip.mp4.partial").exists() and not (tmp_path / "clip.mp4.partial").is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: cannot test an unwritable folder")
+def test_visualize_unwritable_folder_is_one_line(audio_file, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert datagen("visualize", "--audio", str(audio_file), "--out", str(folder / "x.mp4"), *FAST) == 2
+        assert "is not writable" in one_error_line(capsys.readouterr().err)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_visualize_resamples_to_the_training_rate_like_trainer_sample(tmp_path, capsys):
+    """The ground truth for a 16 or 44.1 kHz file is what training renders: the timeline at data.sample_rate,
+    identical to what `trainer sample` conditions on."""
+    from datagen.commands.visualize import visualize_timeline
+    from shared.config import build_config
+    from trainer.sample import audio_conditioning
+
+    cfg = build_config(overrides=["render.fps=8", "timeline.n_fft=256"])
+    for sr in (16000, 44100):
+        t = np.arange(int(1.5 * sr)) / sr
+        wave = (0.3 * np.sin(2 * np.pi * 3000.0 * t) * (t % 0.5 < 0.1)).astype(np.float32)
+        feats, names = visualize_timeline(wave, sr, cfg)
+        n_frames = int(1.5 * 8)
+        _, _, info = audio_conditioning(wave, sr, cfg, n_frames)
+        assert feats.shape == (n_frames, len(names))
+        np.testing.assert_array_equal(feats, info["features"])
+        native, _ = compute_audio_timeline(wave, sr, 8.0, cfg.timeline)  # what it used to compute
+        assert not np.allclose(native, feats, rtol=1e-3)  # band edges and levels depend on the rate
+        path = tmp_path / f"clip{sr}.wav"
+        sf.write(path, wave, sr)
+        assert datagen("visualize", "--audio", str(path), "--out", str(tmp_path / f"clip{sr}.mp4"), *FAST) == 0
+        assert f"resampled {sr} -> 22050 Hz (data.sample_rate)" in capsys.readouterr().out

@@ -6,7 +6,10 @@ audio RMS) so that a tiny VAE can learn them in a few dozen steps.
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -94,3 +97,15 @@ def write_index_latent_shard(path: str | Path, cfg: Config, n_clips: int, n_fram
             w.add_sample(key, S.latent_members(lat, np.ones_like(lat), feats, meta))
             keys.append(key)
     return keys
+
+
+def rewrite_member(src: str | Path, dst: str | Path, name: str, damage: Callable[[bytes], bytes]) -> None:
+    """Copy the tar ``src`` to ``dst`` with the bytes of member ``name`` replaced by ``damage(bytes)``
+    (a corrupt sample for the skip-and-count tests)."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as tout:
+        for info in tin:
+            data = tin.extractfile(info).read()
+            if info.name == name:
+                data = damage(data)
+                info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))

@@ -6,6 +6,13 @@
     RUN/ckpt/step-00001000/model.safetensors, ema.safetensors, optim.safetensors, state.json
     RUN/latest -> ckpt/step-00001000     swapped atomically once the step dir is complete
 
+``state.json`` lists every other file of its step dir with its size and sha256. Loading a run dir checks
+them and falls back to the newest intact checkpoint with a warning naming the damaged file; a step dir
+given by name that is damaged, or a run with nothing intact left, is a :class:`CheckpointError` naming
+the file. Checkpoints written before the listing existed (the shipped model) load with a warning.
+A save interrupted by a crash leaves ``ckpt/.tmp-step-*``: :func:`remove_stale_temp` clears them at the
+start of the next run (under the run directory's lock).
+
 Tensors go to safetensors, everything else to JSON: loading never unpickles. Nested state dicts
 (an optimizer's ``{"state": {0: {...}}, "param_groups": [...]}``) are flattened: their tensors
 become safetensors entries named by their path, and the rest of the structure is kept in
@@ -15,28 +22,32 @@ become safetensors entries named by their path, and the rest of the structure is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from shared.config import Config, model_shape
+from shared.config import Config, model_shape, shape_mismatch
+from shared.errors import CheckpointError
+from shared.fsutil import atomic_path
+from shared.provenance import write_resolved_config
 
 CKPT_DIR = "ckpt"
 LATEST = "latest"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 STEP_PREFIX = "step-"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the run."""
+TMP_PREFIX = f".tmp-{STEP_PREFIX}"
 
 
 class ShapeMismatchError(CheckpointError):
@@ -122,13 +133,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def save_checkpoint(run_dir: str | os.PathLike, step: int, tensors: dict[str, Any], state: dict[str, Any],
                     keep: int) -> Path:
     """Write ``ckpt/step-NNNNNNNN/`` ({name}.safetensors per entry of ``tensors`` + state.json).
 
-    The step dir is written under a temporary name, fsynced and renamed; only then is ``latest``
-    re-pointed (a new symlink renamed over the old one, which is atomic), and the oldest step dirs
-    beyond ``keep`` are removed. A crash at any point leaves ``latest`` on a complete checkpoint.
+    ``state.json`` is written last and lists the other files with size and sha256. The step dir is
+    written under a temporary name, fsynced and renamed; only then is ``latest`` re-pointed (a new
+    symlink renamed over the old one, which is atomic), and the oldest step dirs beyond ``keep`` are
+    removed. A crash at any point leaves ``latest`` on a complete checkpoint.
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1 (got {keep})")
@@ -136,18 +154,21 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, tensors: dict[str, An
     root = run / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
+    tmp = root / f"{TMP_PREFIX}{int(step):08d}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         skeletons: dict[str, Any] = {}
+        files: dict[str, dict[str, Any]] = {}
         for name, sd in tensors.items():
             flat: dict[str, torch.Tensor] = {}
             skeletons[name] = flatten_state(sd, "", flat)
-            save_file(flat, str(tmp / f"{name}.safetensors"))
+            f = tmp / f"{name}.safetensors"
+            save_file(flat, str(f))
+            files[f.name] = {"size": f.stat().st_size, "sha256": file_digest(f)}
         doc = {"step": int(step), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "structure": skeletons, "state": state}
+               "files": files, "structure": skeletons, "state": state}
         (tmp / STATE_FILE).write_text(json.dumps(doc), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -159,11 +180,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, tensors: dict[str, An
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    link_tmp = run / f".{LATEST}.tmp-{os.getpid()}"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    os.symlink(os.path.join(CKPT_DIR, final.name), link_tmp)
-    os.replace(link_tmp, run / LATEST)
+    with atomic_path(run / LATEST) as link_tmp:
+        os.symlink(os.path.join(CKPT_DIR, final.name), link_tmp)
     _fsync_dir(run)
     prune_checkpoints(run, keep)
     return final
@@ -183,7 +201,31 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
     return removed
 
 
+def remove_stale_temp(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove what interrupted saves left behind (``ckpt/.tmp-step-*``, a half-made ``latest`` link).
+
+    Call it only while holding the run directory's lock: a running save owns its temp dir.
+    """
+    run = Path(run_dir)
+    stale = list((run / CKPT_DIR).glob(f"{TMP_PREFIX}*")) if (run / CKPT_DIR).is_dir() else []
+    stale += [p for p in run.glob(f".{LATEST}.tmp-*")] if run.is_dir() else []
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return stale
+
+
 # ------------------------------------------------------------------ load
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    step_dir: Path
+    tensors: dict[str, Any]  # name -> state dict
+    state: dict[str, Any]
 
 
 def resolve_latest(run_dir: str | os.PathLike) -> Path | None:
@@ -195,7 +237,7 @@ def resolve_latest(run_dir: str | os.PathLike) -> Path | None:
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path | None:
-    """A step dir itself, or a run dir's ``latest``; None when the run has no checkpoint yet."""
+    """A step dir itself, or a run dir's ``latest``; None when the run has no checkpoint yet (nothing is read)."""
     p = Path(path)
     if (p / STATE_FILE).is_file():
         return p
@@ -204,28 +246,88 @@ def find_checkpoint(path: str | os.PathLike) -> Path | None:
     return resolve_latest(p)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_step_dir(step_dir: Path, names: Iterable[str] | None = None, map_location: str | torch.device = "cpu"
+                  ) -> Checkpoint:
+    """Read one step dir (all its state dicts, or only ``names``), checking each file against the listing.
+
+    Raises :class:`CheckpointError` naming the file that is missing, cut short, altered or unreadable.
+    """
+    state_file = step_dir / STATE_FILE
+    try:
+        doc = json.loads(state_file.read_text(encoding="utf-8"))
+        structure = doc["structure"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{state_file}: unreadable checkpoint state ({type(e).__name__}: {e})") from e
+    wanted = list(structure) if names is None else list(names)
+    listing = doc.get("files")
+    if listing is None:
+        _warn(f"{step_dir} does not list its files' sizes and checksums (written by an older version): "
+              "loading it unchecked")
+    tensors: dict[str, Any] = {}
+    for name in wanted:
+        f = step_dir / f"{name}.safetensors"
+        if name not in structure or not f.is_file():
+            raise CheckpointError(f"{f}: missing (the checkpoint has {', '.join(sorted(structure)) or 'nothing'})")
+        if listing is not None:
+            want = listing.get(f.name)
+            if want is None:
+                raise CheckpointError(f"{f}: not listed in {state_file}")
+            size = f.stat().st_size
+            if size != want["size"]:
+                raise CheckpointError(f"{f}: {size} bytes, {state_file} lists {want['size']} (cut short or replaced)")
+            if file_digest(f) != want["sha256"]:
+                raise CheckpointError(f"{f}: sha256 differs from the one {state_file} lists (the file was altered)")
+        try:
+            flat = load_file(str(f), device=str(map_location))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from e
+        tensors[name] = unflatten_state(structure[name], flat)
+    return Checkpoint(int(doc["step"]), step_dir, tensors, doc.get("state", {}))
+
+
+def read_checkpoint(path: str | os.PathLike, names: Iterable[str] | None = None,
+                    map_location: str | torch.device = "cpu") -> Checkpoint | None:
+    """The newest intact checkpoint of a run dir, or a given step dir; None when the run has none yet.
+
+    In a run dir, a damaged checkpoint (``latest`` first, then the other step dirs newest first) is
+    passed over with a warning naming the damaged file. Raises :class:`CheckpointError` when a step dir
+    given by name is damaged, or when no checkpoint of the run is intact.
+    """
+    p = Path(path)
+    if (p / STATE_FILE).is_file():
+        return read_step_dir(p, names, map_location)
+    if not p.exists():
+        return None
+    latest = resolve_latest(p)
+    candidates = ([latest] if latest is not None else []) + [d for d in reversed(list_checkpoints(p))
+                                                              if latest is None or d.resolve() != latest.resolve()]
+    damaged: list[str] = []
+    for step_dir in candidates:
+        try:
+            ckpt = read_step_dir(step_dir, names, map_location)
+        except CheckpointError as e:
+            damaged.append(str(e))
+            continue
+        for msg in damaged:
+            _warn(f"damaged checkpoint passed over: {msg}; using {step_dir} instead")
+        return ckpt
+    if damaged:
+        raise CheckpointError(f"no intact checkpoint in {p}: " + "; ".join(damaged))
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
-    """``(step, {name: state_dict}, state)`` from a run dir (via ``latest``) or a step dir; None if none.
+    """``(step, {name: state_dict}, state)`` of :func:`read_checkpoint`; None if there is none.
 
     Reads safetensors and JSON only (no pickle anywhere).
     """
-    step_dir = find_checkpoint(path)
-    if step_dir is None:
-        return None
-    try:
-        doc = json.loads((step_dir / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{step_dir / STATE_FILE}: unreadable checkpoint state ({e})") from None
-    device = str(map_location)
-    tensors: dict[str, Any] = {}
-    for name, skeleton in doc["structure"].items():
-        f = step_dir / f"{name}.safetensors"
-        if not f.is_file():
-            raise CheckpointError(f"{step_dir}: missing {f.name}")
-        flat = load_file(str(f), device=device)
-        tensors[name] = unflatten_state(skeleton, flat)
-    return int(doc["step"]), tensors, doc["state"]
+    ckpt = read_checkpoint(path, map_location=map_location)
+    return None if ckpt is None else (ckpt.step, ckpt.tensors, ckpt.state)
 
 
 # ------------------------------------------------------------ run config
@@ -236,7 +338,12 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     p = Path(run_dir) / CONFIG_FILE
     if not p.is_file():
         return None
-    doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{p}: unreadable run config ({type(e).__name__}: {' '.join(str(e).split())})") from e
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{p}: not a config mapping")
     return doc.get("config", doc)
 
 
@@ -257,8 +364,6 @@ def check_run_config(run_dir: str | os.PathLike, cfg: Config, sections: tuple[st
     old checkpoints are moved aside (``ckpt.replaced-<time>``, nothing deleted) so the run starts
     fresh with the new shape.
     """
-    from shared.config import shape_mismatch
-
     saved = read_run_config(run_dir)
     if saved is None:
         return []
@@ -280,18 +385,12 @@ def check_run_config(run_dir: str | os.PathLike, cfg: Config, sections: tuple[st
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, cfg: Config, sections: tuple[str, ...], force: bool = False,
-                    extra: dict[str, Any] | None = None, write: bool = True) -> Path:
-    """Check the shape against a previous run, then (main rank) write ``config.yaml``."""
-    from shared.provenance import write_resolved_config
-
+                    extra: dict[str, Any] | None = None, before_write: Callable[[Path], None] | None = None) -> Path:
+    """Check the shape against a previous run, call ``before_write(run_dir)``, then write ``config.yaml``."""
     run = Path(run_dir)
     check_run_config(run, cfg, sections, force)
-    if write:
-        run.mkdir(parents=True, exist_ok=True)
-        write_resolved_config(run / CONFIG_FILE, cfg, extra)
+    run.mkdir(parents=True, exist_ok=True)
+    if before_write is not None:
+        before_write(run)
+    write_resolved_config(run / CONFIG_FILE, cfg, extra)
     return run
-
-
-def load_torch_file(path: str | os.PathLike) -> Any:
-    """The one place a ``.pt`` file may be read: ``weights_only=True`` refuses arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)

@@ -4,6 +4,7 @@
 
     shard list ─► shards (resampled, or shuffled per epoch) ─► split by rank ─► split by worker
       ─► tar members (webdataset) ─► meta ─► [reweight by variant] ─► frames | snippets ─► shuffle buffer
+      ─► skip report (``__skipped__``)
 
 Two sample shapes (docs/INTERFACES.md):
 
@@ -14,29 +15,38 @@ Two sample shapes (docs/INTERFACES.md):
   ``variant``, ``key``.
 
 Every random choice draws from a generator seeded by (seed, rank, worker, stage), so a stream is a
-pure function of the seed, the worker count and the rank. Corrupt or truncated samples go to a
-handler that skips them and counts them in a counter shared with the DataLoader workers
-(:class:`SkipCounter`); the training loop reads it and writes it to the run summary.
+pure function of the seed, the worker count and the rank. Corrupt or truncated samples go to
+webdataset's error-handler hook (``map(..., handler=)``), which skips them and records them in the
+stream's :class:`SkipLog`; each sample carries what was skipped just before it (``__skipped__``), so
+the training loop counts every skip exactly, with the batch it came before (:func:`skipped_in`).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import multiprocessing as mp
 import os
+import random
 import re
 import sys
+import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import braceexpand
 import numpy as np
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shared import shards as S
 from shared.config import Config, DataConfig
+from shared.errors import DataError
 from shared.seeding import derive_seed
+from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
 
 VARIANTS = ("normal", "silence", "debug")
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
@@ -53,8 +63,6 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^pipe:")
 
 
 def _expand_braces(spec: str) -> list[str]:
-    import braceexpand
-
     return list(braceexpand.braceexpand(spec))
 
 
@@ -67,7 +75,7 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
     """Shard URLs from a spec: a dir holding ``train/``/``val/`` (or tars directly), a glob, a brace
     pattern (``shard-{000000..000009}.tar``), a URL webdataset opens, or a list of those.
 
-    A spec that resolves to nothing is an error naming the spec.
+    A spec that resolves to nothing is a :class:`DataError` naming the spec.
     """
     if isinstance(spec, (list, tuple)):
         return [u for s in spec for u in resolve_shards(s, split)]
@@ -78,12 +86,12 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
         out = _expand_braces(s)
         missing = [p for p in out if not os.path.exists(p)]
         if missing:
-            raise FileNotFoundError(f"shard pattern {s!r}: {len(missing)} of {len(out)} files missing, e.g. {missing[0]}")
+            raise DataError(f"shard pattern {s!r}: {len(missing)} of {len(out)} files missing, e.g. {missing[0]}")
         return out
     if any(c in s for c in "*?["):
         out = _finished_tars(glob.glob(s))
         if not out:
-            raise FileNotFoundError(f"shard glob {s!r} matches no finished .tar files")
+            raise DataError(f"shard glob {s!r} matches no finished .tar files")
         return out
     p = Path(s)
     if p.is_file():
@@ -95,68 +103,87 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
         if not out:
             out = _finished_tars(str(x) for x in where.glob("*.tar"))
         if not out:
-            raise FileNotFoundError(f"no finished shards in {where} (looked for shard-*.tar; split {split!r})")
+            raise DataError(f"no finished shards in {where} (looked for shard-*.tar; split {split!r})")
         return out
-    raise FileNotFoundError(f"shard spec {s!r} is not a file, directory, glob, brace pattern or URL")
+    raise DataError(f"shard spec {s!r} is not a file, directory, glob, brace pattern or URL")
 
 
 # ------------------------------------------------------------ corrupt samples
 
 
-class SkipCounter:
-    """Counts what the loader skipped, across the DataLoader's worker processes: corrupt samples
-    (undecodable or missing members) and unreadable shards (truncated or missing tars; the samples
-    before the damage still arrive).
+SKIPPED = "__skipped__"  # sample/batch field: ids of what the stream skipped just before this sample
 
-    The counts live in shared memory created before the workers start, so they travel to the
-    workers with the dataset and every worker adds to the same numbers.
+
+class SkipLog:
+    """What one (rank, worker) stream skipped, reported inside the stream itself.
+
+    :meth:`handler` is the error handler the stages get: it records one id per skip (``sample:<url>#<key>``
+    for a corrupt sample, ``shard:<url>`` for an unreadable, e.g. truncated, shard whose samples before
+    the damage did arrive) and returns True (skip, keep going). :meth:`report` hands the ids recorded
+    since the last sample out to the next sample, newline-joined under ``__skipped__`` (strings collate
+    into a list per batch). So the training loop learns of each skip with the batch that follows it,
+    whatever the workers prefetch, and a stream that is replayed reports the same skips again.
     """
 
-    def __init__(self, context: str = MP_CONTEXT):
-        self._counts = mp.get_context(context).Array("q", 2)  # [samples, shards]
-
-    def add(self, n: int = 1, kind: str = "samples") -> None:
-        i = 0 if kind == "samples" else 1
-        with self._counts.get_lock():
-            self._counts[i] += n
-
-    def reset(self) -> None:
-        with self._counts.get_lock():
-            self._counts[0] = self._counts[1] = 0
-
-    @property
-    def samples(self) -> int:
-        return int(self._counts[0])
-
-    @property
-    def shards(self) -> int:
-        return int(self._counts[1])
-
-    @property
-    def value(self) -> int:
-        """All skips: corrupt samples plus unreadable shards."""
-        return self.samples + self.shards
-
-    def as_dict(self) -> dict[str, int]:
-        return {"corrupt_samples": self.samples, "unreadable_shards": self.shards}
-
-
-class SkipAndCount:
-    """An error handler (webdataset style): count the exception, warn (the first few), keep going."""
-
-    def __init__(self, counter: SkipCounter, kind: str = "samples", max_warnings: int = 10):
-        self.counter = counter
-        self.kind = kind
+    def __init__(self, max_warnings: int = 10):
+        self.pending: list[str] = []
         self.max_warnings = max_warnings
         self._warned = 0
 
-    def __call__(self, exn: BaseException) -> bool:
-        self.counter.add(1, self.kind)
+    def handler(self, exn: BaseException) -> bool:
+        sid = getattr(exn, "skip_id", None) or f"sample:?#{type(exn).__name__}"
+        self.pending.append(sid)
         if self._warned < self.max_warnings:
             self._warned += 1
-            what = "a corrupt sample" if self.kind == "samples" else "the rest of an unreadable shard"
-            print(f"warning: skipped {what}: {type(exn).__name__}: {exn}", file=sys.stderr)
+            print(f"warning: skipped {sid}: {type(exn).__name__}: {exn}", file=sys.stderr)
         return True
+
+    def report(self, stream: Iterable[dict]) -> Iterator[dict]:
+        """Attach the pending ids to each sample. One sample is held back, so that skips after the last
+        sample of a finite stream are reported with that sample."""
+        held = None
+        for sample in stream:
+            if held is not None:
+                yield self._attach(held)
+            held = sample
+        if held is not None:
+            yield self._attach(held)
+
+    def _attach(self, sample: dict) -> dict:
+        sample[SKIPPED] = "\n".join(self.pending)
+        self.pending.clear()
+        return sample
+
+
+def skipped_in(batch: dict) -> set[str]:
+    """The skip ids a batch (or one sample) carries; see :class:`SkipLog`."""
+    field = batch.get(SKIPPED, "")
+    parts = [field] if isinstance(field, str) else list(field)
+    return {sid for part in parts for sid in part.split("\n") if sid}
+
+
+def skip_counts(ids: Iterable[str]) -> dict[str, int]:
+    """``{"corrupt_samples": n, "unreadable_shards": m}`` from a set of skip ids."""
+    ids = list(ids)
+    return {"corrupt_samples": sum(i.startswith("sample:") for i in ids),
+            "unreadable_shards": sum(i.startswith("shard:") for i in ids)}
+
+
+def _naming_sample(f: Callable[[dict], Any]) -> Callable[[dict], Any]:
+    """``f`` whose exceptions carry the id of the sample they failed on (webdataset's handlers see only the
+    exception)."""
+    def named(sample: dict) -> Any:
+        try:
+            return f(sample)
+        except Exception as exn:
+            exn.skip_id = f"sample:{sample.get('__url__')}#{sample.get('__key__')}"
+            raise
+    return named
+
+
+def _flatten(stream: Iterable[list]) -> Iterator[Any]:
+    for items in stream:
+        yield from items
 
 
 # -------------------------------------------------------------- pure functions
@@ -236,8 +263,6 @@ def unit_to_frame(x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def audio_windows(features: np.ndarray, names: list[str], k: int, normalize: bool) -> np.ndarray:
     """Timeline ``[T, C]`` -> windows ``[T, 2k+1, C]`` (z-scored per clip first when asked)."""
-    from shared.timeline import context_windows, normalize_per_clip
-
     feats = normalize_per_clip(features, names) if normalize else np.asarray(features, np.float32)
     return context_windows(feats.astype(np.float32), k)
 
@@ -274,8 +299,6 @@ def tar_samples(urls: Iterable[dict[str, str]], handler: Callable, skip_suffixes
     (webdataset's own handlers would see the same error at several layers); the samples read
     before the damage have been passed on, the cut sample is dropped.
     """
-    import webdataset as wds
-
     def keep(name: str) -> bool:
         return not name.endswith(skip_suffixes) if skip_suffixes else True
 
@@ -283,24 +306,21 @@ def tar_samples(urls: Iterable[dict[str, str]], handler: Callable, skip_suffixes
         try:
             yield from wds.tarfile_to_samples(handler=wds.reraise_exception, select_files=keep)([src])
         except Exception as exn:  # noqa: BLE001 - the handler decides
-            if not handler(RuntimeError(f"{src['url']}: {type(exn).__name__}: {exn}")):
+            exn.skip_id = f"shard:{src['url']}"
+            if not handler(exn):
                 raise
 
 
-def decode_meta(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
+def with_meta(sample: dict) -> dict:
     """Parse ``meta.json`` into ``sample["meta"]`` (needed by the reweighting and draw stages)."""
-    for sample in src:
-        try:
-            if S.META not in sample:
-                raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {S.META}")
-            sample["meta"] = S.decode_json(sample[S.META])
-            if sample["meta"].get("variant", "normal") not in VARIANT_CODE:
-                raise ValueError(f"sample {sample.get('__key__')}: unknown variant {sample['meta'].get('variant')!r}")
-        except Exception as exn:  # noqa: BLE001 - the handler decides
-            if handler(exn):
-                continue
-            raise
-        yield sample
+    if S.META not in sample:
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no {S.META}")
+    sample["meta"] = S.decode_json(sample[S.META])
+    if not isinstance(sample["meta"], dict):
+        raise ValueError(f"sample {sample.get('__key__')}: meta.json is not an object")
+    if sample["meta"].get("variant", "normal") not in VARIANT_CODE:
+        raise ValueError(f"sample {sample.get('__key__')}: unknown variant {sample['meta'].get('variant')!r}")
+    return sample
 
 
 def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float] | None],
@@ -361,39 +381,14 @@ def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, flo
             n += 1
 
 
-def shuffle_buffer(src: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
-    """Reservoir-style shuffle: fill ``size`` items, then emit a random one per item read."""
-    if size <= 1:
-        yield from src
-        return
-    buf: list[Any] = []
-    for item in src:
-        if len(buf) < size:
-            buf.append(item)
-            continue
-        j = int(rng.integers(size))
-        buf[j], item = item, buf[j]
-        yield item
-    order = rng.permutation(len(buf))
-    for j in order:
-        yield buf[int(j)]
-
-
-def draw_frames(src: Iterable[dict], frames_per_clip: int, rng: np.random.Generator, handler: Callable) -> Iterator[dict]:
+def frames_of(sample: dict, frames_per_clip: int, rng: np.random.Generator) -> list[dict]:
     """Pixel clip -> ``frames_per_clip`` random single frames; only those JPEGs are decoded."""
-    for sample in src:
-        try:
-            suffixes = S.frame_suffixes(sample)
-            if not suffixes:
-                raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no frames")
-            picks = rng.choice(len(suffixes), size=min(frames_per_clip, len(suffixes)), replace=False)
-            # uint8 (H, W, 3) until after the shuffle buffer: 4x smaller than float32
-            out = [{"frame": S.decode_jpeg(sample[suffixes[int(i)]]), "key": sample["__key__"]} for i in picks]
-        except Exception as exn:  # noqa: BLE001
-            if handler(exn):
-                continue
-            raise
-        yield from out
+    suffixes = S.frame_suffixes(sample)
+    if not suffixes:
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no frames")
+    picks = rng.choice(len(suffixes), size=min(frames_per_clip, len(suffixes)), replace=False)
+    # uint8 (H, W, 3) until after the shuffle buffer: 4x smaller than float32
+    return [{"frame": S.decode_jpeg(sample[suffixes[int(i)]]), "key": sample["__key__"]} for i in picks]
 
 
 class SnippetSpec:
@@ -407,8 +402,6 @@ class SnippetSpec:
         self.style_frames = style_frames
         self.latent_scale = float(latent_scale)
         self.fps = cfg.render.fps
-        from shared.timeline import channel_names
-
         self.default_channels = channel_names(cfg.timeline)  # when meta.json does not list them
 
 
@@ -446,8 +439,6 @@ def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Ge
     if start is None:
         start = int(rng.integers(0, n_frames - F + 1))
     idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
-    from shared.timeline import channel_index
-
     windows = audio_windows(feats[:n_frames], names, spec.k, spec.normalize)  # (T, 2k+1, Ch)
     offset = timeshift_offset_frames(float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps), n_frames, rng)
     x = get(idx)  # (F, C, h, w)
@@ -468,18 +459,6 @@ def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Ge
     }
 
 
-def draw_snippets(src: Iterable[dict], spec: SnippetSpec, source: str, per_clip: int, rng: np.random.Generator,
-                  handler: Callable) -> Iterator[dict]:
-    for sample in src:
-        try:
-            out = [make_snippet(sample, spec, source, rng) for _ in range(per_clip)]
-        except Exception as exn:  # noqa: BLE001
-            if handler(exn):
-                continue
-            raise
-        yield from out
-
-
 # ------------------------------------------------------------------ dataset
 
 
@@ -497,8 +476,7 @@ class ShardDataset(IterableDataset):
     def __init__(self, urls: list[str], cfg: Config, kind: str, *, source: str = "pixels", seed: int = 0,
                  rank: int = 0, world_size: int = 1, resampled: bool = True, shardshuffle: bool = True,
                  shuffle: int = 128, frames_per_clip: int = 4, snippets_per_clip: int = 1, style_frames: int = 4,
-                 latent_scale: float = 1.0, start_step: int = 0, samples_per_step: int = 1,
-                 counter: SkipCounter | None = None):
+                 latent_scale: float = 1.0, start_step: int = 0, samples_per_step: int = 1):
         if kind not in ("frames", "snippets"):
             raise ValueError(f"kind must be 'frames' or 'snippets' (got {kind!r})")
         if source not in ("pixels", "latents"):
@@ -516,7 +494,6 @@ class ShardDataset(IterableDataset):
         self.frames_per_clip, self.snippets_per_clip = frames_per_clip, snippets_per_clip
         self.style_frames, self.latent_scale = style_frames, latent_scale
         self.start_step, self.samples_per_step = start_step, max(1, samples_per_step)
-        self.counter = counter if counter is not None else SkipCounter()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -528,14 +505,14 @@ class ShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         worker, n_workers = _worker()
-        handler = SkipAndCount(self.counter)
+        log = SkipLog()
         per_clip = self.frames_per_clip if self.kind == "frames" else self.snippets_per_clip
         skip = _PIXEL_SKIP if self.source == "pixels" else ()
         stream: Iterable = shard_urls(self.urls, self._rng(_STAGE_SHARDS, worker), self.resampled, self.shardshuffle,
                                       self.rank, self.world_size,
                                       np.random.default_rng(derive_seed(self.seed, self.epoch, _STAGE_SHARDS)))
-        stream = tar_samples(stream, SkipAndCount(self.counter, "shards"), skip)
-        stream = decode_meta(stream, handler)
+        stream = tar_samples(stream, log.handler, skip)
+        stream = wds.filters.map(_naming_sample(with_meta), handler=log.handler)(stream)
         data_cfg, start, sps = self.cfg.data, self.start_step, self.samples_per_step
 
         def mix_at(n_clips: int) -> dict[str, float] | None:
@@ -547,51 +524,90 @@ class ShardDataset(IterableDataset):
             stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker))
         draw_rng = self._rng(_STAGE_DRAW, worker)
         if self.kind == "frames":
-            stream = draw_frames(stream, self.frames_per_clip, draw_rng, handler)
+            def draw(sample: dict) -> list[dict]:
+                return frames_of(sample, self.frames_per_clip, draw_rng)
         else:
             spec = SnippetSpec(self.cfg, self.style_frames, self.latent_scale)
-            stream = draw_snippets(stream, spec, self.source, self.snippets_per_clip, draw_rng, handler)
-        stream = shuffle_buffer(stream, self.shuffle, self._rng(_STAGE_SHUFFLE, worker))
+
+            def draw(sample: dict) -> list[dict]:
+                return [make_snippet(sample, spec, self.source, draw_rng) for _ in range(self.snippets_per_clip)]
+        stream = _flatten(wds.filters.map(_naming_sample(draw), handler=log.handler)(stream))
+        if self.shuffle > 1:
+            # webdataset's buffer with our own seeded generator: exact on resume because the trainer restarts
+            # the stream at every checkpoint step and replays it from there (trainer/loop.py).
+            shuffle_rng = random.Random(derive_seed(self.seed, self.epoch, self.rank, worker, _STAGE_SHUFFLE))
+            stream = wds.filters.shuffle(bufsize=self.shuffle, initial=self.shuffle, rng=shuffle_rng)(iter(stream))
         if self.kind == "frames":
             stream = ({"frame": frame_to_unit(s["frame"]), "key": s["key"]} for s in stream)  # (3, H, W) in [-1, 1]
-        yield from stream
+        yield from log.report(stream)
+
+
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, dead but not yet reaped by its parent, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _exit_with_owner(owner_pid: int, worker_id: int, interval_s: float = 1.0) -> None:
+    """``worker_init_fn``: end this loader worker within ``interval_s`` of the training process's death.
+
+    A worker started through the fork server has the fork server as its parent, so PyTorch's own
+    watchdog (which watches the parent) misses a ``kill -9`` of the trainer; seen here: the workers and
+    the fork server then outlived it for good (the workers hold the pipe whose closing ends the server).
+    """
+    def watch() -> None:
+        while _alive(owner_pid):
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
 
 
 def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
                 drop_last: bool = True) -> DataLoader:
     """A DataLoader over a :class:`ShardDataset`; workers start by forkserver/spawn, never fork
-    (a forked GL or CUDA context hangs the children)."""
+    (a forked GL or CUDA context hangs the children), and end when the process that made them dies."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         if MP_CONTEXT == "forkserver":
             # the fork server imports this once; each loader's workers then fork from it in milliseconds
             mp.set_forkserver_preload(["trainer.data"])
-        kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False)
+        kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False,
+                      worker_init_fn=functools.partial(_exit_with_owner, os.getpid()))
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                       drop_last=drop_last, **kwargs)
 
 
 def frame_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0, resampled: bool = True, counter: SkipCounter | None = None,
+                 world_size: int = 1, num_workers: int = 0, resampled: bool = True,
                  frames_per_clip: int = 4, shuffle: int = 128, start_step: int = 0, pin_memory: bool = False,
                  drop_last: bool = True) -> DataLoader:
     """Frame batches ``{"frame": (B, 3, H, W), "key": [B]}`` from pixel shards."""
     ds = ShardDataset(resolve_shards(spec, split), cfg, "frames", source="pixels", seed=seed, rank=rank,
                       world_size=world_size, resampled=resampled, shuffle=shuffle, frames_per_clip=frames_per_clip,
-                      start_step=start_step, samples_per_step=batch_size, counter=counter)
+                      start_step=start_step, samples_per_step=batch_size)
     return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
 
 
 def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int,
                    source: str = "latents", rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                   resampled: bool = True, counter: SkipCounter | None = None, latent_scale: float = 1.0,
+                   resampled: bool = True, latent_scale: float = 1.0,
                    snippets_per_clip: int = 1, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
                    pin_memory: bool = False, drop_last: bool = True) -> DataLoader:
     """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation)."""
     ds = ShardDataset(resolve_shards(spec, split), cfg, "snippets", source=source, seed=seed, rank=rank,
                       world_size=world_size, resampled=resampled, shuffle=shuffle, snippets_per_clip=snippets_per_clip,
                       style_frames=style_frames, latent_scale=latent_scale, start_step=start_step,
-                      samples_per_step=batch_size, counter=counter)
+                      samples_per_step=batch_size)
     return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
 
 
@@ -603,8 +619,8 @@ def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
 
 
 __all__ = [
-    "VARIANTS", "VARIANT_CODE", "SkipCounter", "SkipAndCount", "ShardDataset", "SnippetSpec", "resolve_shards",
-    "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices", "reweight_variants",
-    "shuffle_buffer", "make_snippet", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
+    "VARIANTS", "VARIANT_CODE", "SKIPPED", "SkipLog", "skipped_in", "skip_counts", "ShardDataset", "SnippetSpec",
+    "resolve_shards", "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices",
+    "reweight_variants", "make_snippet", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
     "unit_to_frame", "read_pixel_clip", "audio_windows",
 ]

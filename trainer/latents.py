@@ -2,8 +2,10 @@
 
 One latent sample per pixel sample, same ``__key__``: ``latents.npy`` (fp16 posterior means
 ``[T, C, h, w]``), ``latents_std.npy`` (fp16 posterior stds), and ``timeline.npy`` / ``meta.json``
-copied byte for byte. Each latent shard is written as ``.partial`` and renamed when complete, so
-a re-run skips finished shards. Under torchrun the shards are split across ranks.
+copied byte for byte. Each latent shard is written as ``.partial`` and renamed when complete, and
+``shard-NNNNNN.tar.json`` beside it records the sha256 of its pixel shard and of the VAE weights, so
+a re-run skips a finished shard only while both are unchanged. Under torchrun the shards are split
+across ranks; the main rank holds the output dir's lock.
 
 ``manifest.json`` records the latent scale factor: 1 / std of the cached means over the train
 split (Rombach et al. 2022, LDM: scale latents to unit variance before diffusion), the VAE it came
@@ -12,6 +14,7 @@ from (path, step, config) and per-shard counts and checksums.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +29,7 @@ import torch
 
 from shared import shards as S
 from shared.config import Config
+from shared.fsutil import atomic_write_json
 from trainer import runtime as rt
 from trainer.data import frame_to_unit, resolve_shards
 
@@ -119,23 +123,75 @@ def latent_statistics(paths: list[Path]) -> dict[str, Any]:
             "n_values": int(count)}
 
 
-def read_manifest(latent_dir: str | os.PathLike) -> dict[str, Any]:
-    """The latent manifest (for the diffusion trainer: ``latent_scale``, ``vae``)."""
-    p = Path(latent_dir) / MANIFEST
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing: run `trainer cache-latents` first")
-    return json.loads(p.read_text())
+SIDECAR_SUFFIX = ".json"  # shard-NNNNNN.tar.json beside each latent shard: what it was made from
 
 
-def cache_latents(cfg: Config, data: str, vae: str, out: str) -> dict[str, Any]:
-    from trainer.vae.model import load_vae
+def latent_content_id(pixel_content_id: str | None, vae_sha256: str) -> str:
+    """A latent shard's content id: its pixel set's content id and the VAE weights' sha256, hashed (16 hex digits)."""
+    return hashlib.sha256(f"{pixel_content_id}:{vae_sha256}".encode()).hexdigest()[:16]
+
+
+def _read_sidecar(dst: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(Path(str(dst) + SIDECAR_SUFFIX).read_text())
+        return rec if isinstance(rec, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def stale_reason(dst: Path, source_sha: str | None, vae_sha: str, force: bool) -> str | None:
+    """Why the latent shard ``dst`` must be (re)made, or None when it is finished from this pixel shard and VAE."""
+    if not dst.exists():
+        return "missing"
+    if force:
+        return "--force"
+    rec = _read_sidecar(dst)
+    if rec is None or rec.get("bytes") != dst.stat().st_size:
+        return "no record of what it was made from"
+    if source_sha is not None and rec.get("source_sha256") != source_sha:
+        return "its pixel shard changed"
+    if rec.get("vae_sha256") != vae_sha:
+        return "the VAE checkpoint changed"
+    return None
+
+
+def pixel_sources(data: str) -> tuple[dict[str, str], str | None]:
+    """``({split/name: sha256}, pixel content id)`` from the pixel set's manifest (empty, None without one)."""
+    root = S.shard_set_root(data)
+    if root is None:
+        return {}, None
+    doc = json.loads((root / MANIFEST).read_text())
+    shas = {rel: e["sha256"] for rel, e in (doc.get("shards") or {}).items() if isinstance(e, dict) and "sha256" in e}
+    return shas, doc.get("content_id")
+
+
+def cache_latents(cfg: Config, data: str, vae: str, out: str, force: bool = False) -> dict[str, Any]:
+    """Encode every pixel shard of ``data`` into ``out`` (holding ``out``'s lock on the main rank).
+
+    A finished latent shard is kept only when its record (``shard-NNNNNN.tar.json``) names the same
+    pixel shard sha256 and VAE weights sha256; otherwise (or with ``force``) it is made again. Latent
+    shards whose pixel shard is gone are removed. A pixel set whose shards come from different
+    content fingerprints is refused (shared.shards.check_shard_set).
+    """
+    from shared.runlock import dir_lock
 
     dist = rt.setup_distributed(cfg.run.device)
+    out_dir = Path(out)
+    with dir_lock(out_dir, "trainer cache-latents") if dist.is_main else contextlib.nullcontext():
+        return _cache_locked(cfg, data, vae, out_dir, force, dist)
+
+
+def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, dist: Any) -> dict[str, Any]:
+    from trainer.vae.model import load_vae
+
     device = dist.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    S.check_shard_set(data)
     model, vae_cfg, step_dir = load_vae(vae, device)  # EMA weights
-    out_dir = Path(out)
+    vae_sha = S.file_sha256(step_dir / "ema.safetensors")
+    source_shas, pixel_cid = pixel_sources(data)
+    content = latent_content_id(pixel_cid, vae_sha)
     jobs: list[tuple[str, str]] = []
     for split in SPLITS:
         try:
@@ -145,20 +201,32 @@ def cache_latents(cfg: Config, data: str, vae: str, out: str) -> dict[str, Any]:
                 raise
             print(f"cache-latents: no {split} split under {data}; skipping it", file=sys.stderr)
     mine = jobs[dist.rank::dist.world_size]
-    totals = {"corrupt_samples": 0, "unreadable_shards": 0, "samples": 0, "shards_written": 0, "shards_skipped": 0}
+    totals = {"corrupt_samples": 0, "unreadable_shards": 0, "samples": 0, "shards_written": 0, "shards_skipped": 0,
+              "shards_removed": 0}
     t0 = time.time()
     bar = rt.progress(len(mine), 0, "cache-latents", disable=not dist.is_main, unit="shard")
-    for split, src in mine:
-        dst = out_dir / split / Path(src).name
-        if dst.exists():
-            totals["shards_skipped"] += 1  # finished by an earlier run: the final name is the marker
-        else:
-            counts = cache_shard(model, src, dst, cfg.vae.batch_size, device)
-            for k, v in counts.items():
-                totals[k] += v
-            totals["shards_written"] += 1
-        bar.update(1)
-    bar.close()
+    try:
+        for split, src in mine:
+            dst = out_dir / split / Path(src).name
+            src_sha = source_shas.get(f"{split}/{Path(src).name}")
+            if src_sha is None and os.path.isfile(src):
+                src_sha = S.file_sha256(src)
+            why = stale_reason(dst, src_sha, vae_sha, force)
+            if why is None:
+                totals["shards_skipped"] += 1  # finished by an earlier run from this pixel shard and VAE
+            else:
+                if why != "missing":
+                    print(f"cache-latents: {split}/{dst.name}: {why}; encoding it again", file=sys.stderr)
+                counts = cache_shard(model, src, dst, cfg.vae.batch_size, device)
+                for k, v in counts.items():
+                    totals[k] += v
+                atomic_write_json(str(dst) + SIDECAR_SUFFIX, {
+                    "source": str(src), "source_sha256": src_sha, "vae_sha256": vae_sha, "pixel_content_id": pixel_cid,
+                    "content_id": content, "bytes": dst.stat().st_size, **counts}, indent=1, sort_keys=True)
+                totals["shards_written"] += 1
+            bar.update(1)
+    finally:
+        bar.close()  # also on an error, so that its message starts on a line of its own
     keys = sorted(totals)
     summed = rt.all_reduce_sum([totals[k] for k in keys], dist)
     totals = {k: int(v) for k, v in zip(keys, summed)}
@@ -167,25 +235,41 @@ def cache_latents(cfg: Config, data: str, vae: str, out: str) -> dict[str, Any]:
     if dist.is_main:
         from shared.provenance import provenance
 
+        wanted = {f"{split}/{Path(src).name}" for split, src in jobs}
+        for split in SPLITS:  # latent shards of pixel shards that are gone (a smaller or regenerated set)
+            for p in sorted((out_dir / split).glob("shard-*.tar")) if (out_dir / split).is_dir() else []:
+                if f"{split}/{p.name}" not in wanted:
+                    p.unlink()
+                    Path(str(p) + SIDECAR_SUFFIX).unlink(missing_ok=True)
+                    totals["shards_removed"] += 1
+        if totals["shards_removed"]:
+            print(f"cache-latents: removed {totals['shards_removed']} latent shards whose pixel shards are gone",
+                  file=sys.stderr)
         splits = {s: sorted((out_dir / s).glob("shard-*.tar")) for s in SPLITS if (out_dir / s).is_dir()}
         stats = latent_statistics(splits.get("train", []))
+
+        def record(p: Path) -> dict[str, Any]:
+            side = _read_sidecar(p) or {}
+            return {**shard_record(p), **{k: side.get(k) for k in ("source_sha256", "vae_sha256", "pixel_content_id",
+                                                                    "content_id")}}
+
         manifest = {
             "kind": "latents",
             "schema_version": S.SCHEMA_VERSION,
+            "content_id": content,
             **stats,
             "source": str(Path(data).resolve()) if Path(data).exists() else str(data),
+            "pixel_content_id": pixel_cid,
             "vae": {"run": str(Path(vae).resolve()), "checkpoint": str(step_dir), "step": int(step_dir.name.split("-")[-1]),
-                    "weights": "ema", "config": vae_cfg.vae.model_dump(mode="json"),
+                    "weights": "ema", "sha256": vae_sha, "config": vae_cfg.vae.model_dump(mode="json"),
                     "resolution": vae_cfg.render.resolution},
             "fps": vae_cfg.render.fps,
-            "splits": {s: [shard_record(p) for p in ps] for s, ps in splits.items()},
+            "splits": {s: [record(p) for p in ps] for s, ps in splits.items()},
             "this_run": {**totals, "seconds": round(time.time() - t0, 3), "world_size": dist.world_size},
             "config": cfg.model_dump(mode="json"),
             "provenance": provenance(),
         }
-        tmp = out_dir / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(out_dir / MANIFEST)
+        atomic_write_json(out_dir / MANIFEST, manifest, indent=2)
         n = sum(r["samples"] for rs in manifest["splits"].values() for r in rs)
         print(f"cache-latents: {n} clips in {out_dir} (scale {stats['latent_scale']:.4f}); this run wrote "
               f"{totals['shards_written']} shards, skipped {totals['shards_skipped']} finished ones, "

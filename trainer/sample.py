@@ -9,13 +9,12 @@ Pipeline (side effects at the two ends)::
       ─► uint8 frames ─► Mp4Writer (input audio muxed, floor(duration * fps) frames)
 
 Frames stream into the writer snippet by snippet: memory is bounded for audio of any length.
-Every expected failure raises :class:`SampleError` with a one-line message (the command prints it and
-exits 2); nothing here prints a traceback for bad input.
+Bad input raises a :class:`shared.errors.SynestheteError` with a one-line message (the command prints it and
+exits 2); anything else (a bug, running out of memory) keeps its traceback.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -24,14 +23,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import soundfile as sf
 import torch
-import yaml
+from PIL import Image, UnidentifiedImageError
 
-from shared.audio_io import AudioLoadError, load_audio, resample
-from shared.config import Config
+from shared.audio_io import load_audio, resample
+from shared.config import Config, build_config
+from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteError
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
+from shared.video import Mp4Writer, VideoError, read_video_frames
+from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
 from trainer.data import audio_windows, frame_to_unit, unit_to_frame
+from trainer.diffusion.model import Denoiser
+from trainer.runtime import autocast
+from trainer.runtime import progress as progress_bar
 from trainer.sample_core import StreamSpec, latent_stream, pad_to
+from trainer.vae.model import load_vae
 
 
 DEFAULT_RUN = "runs/diffusion"
@@ -39,8 +46,10 @@ SHIPPED_MODEL = "models"
 SHIPPED_NAME = "synesthete-tiny"  # the model committed under models/ (see models/synesthete-tiny/MODEL_CARD.md)
 
 
-class SampleError(RuntimeError):
-    """Bad input or an unusable checkpoint: the message is the whole story (no traceback)."""
+class SampleError(SynestheteError):
+    """Sampling input that cannot be used (no checkpoint to find, a bad style reference): the message is the whole
+    story. Checkpoint, audio and config problems raise :class:`CheckpointError`, :class:`AudioError` and
+    :class:`ConfigError` (shared/errors.py)."""
 
 
 def one_line(e: BaseException | str) -> str:
@@ -100,73 +109,50 @@ def resolve_checkpoint_arg(path: str | None) -> Path:
                       "`trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
 
 
-def _read_weights(step_dir: Path, name: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """One named state dict of a checkpoint (safetensors + the JSON skeleton of state.json), nothing else."""
-    from safetensors.torch import load_file
-
-    from trainer.checkpoint import STATE_FILE, unflatten_state
-
-    doc = json.loads((step_dir / STATE_FILE).read_text(encoding="utf-8"))
-    f = step_dir / f"{name}.safetensors"
-    if name not in doc.get("structure", {}) or not f.is_file():
-        raise SampleError(f"checkpoint {step_dir}: no {name}.safetensors")
-    return unflatten_state(doc["structure"][name], load_file(str(f), device=str(device)))
-
-
 def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "cpu",
                         overrides: Callable[[dict], Config] | None = None) -> SamplingModel:
-    """A diffusion run dir (its ``latest``) or a ``ckpt/step-*`` dir -> :class:`SamplingModel` (EMA weights).
+    """A diffusion run dir (its newest intact checkpoint) or a ``ckpt/step-*`` dir -> :class:`SamplingModel`.
 
-    Reads RUN/config.yaml (the training config: fps, timeline, model shape), the step's ``state.json``
-    (model constructor arguments, latent scale, where the VAE copy lives) and RUN/vae/ (the VAE the
-    latents came from). ``overrides`` maps the saved config tree to the config to use (CLI layers on top).
-    Any problem -> :class:`SampleError` naming the path and what is missing.
+    Reads RUN/config.yaml (the training config: fps, timeline, model shape), the step's EMA weights and
+    ``state.json`` (model constructor arguments, latent scale, where the VAE copy lives) and RUN/vae/ (the
+    VAE the latents came from). ``overrides`` maps the saved config tree to the config to use (CLI layers
+    on top). A checkpoint that is missing, damaged or incomplete raises :class:`CheckpointError` naming
+    the file and what is wrong.
     """
-    from shared.config import ConfigError
-    from trainer.checkpoint import STATE_FILE, CheckpointError, find_checkpoint, read_run_config
-    from trainer.diffusion.model import Denoiser
-    from trainer.vae.model import load_vae
-
     path = Path(path)
     device = torch.device(device)
     if not path.exists():
-        raise SampleError(f"checkpoint {str(path)!r}: not found")
-    step_dir = find_checkpoint(path)
-    if step_dir is None:
-        raise SampleError(f"checkpoint {str(path)!r}: no weights there (expected RUN/latest -> ckpt/step-*/ with "
-                          f"{STATE_FILE} and ema.safetensors, or a step dir itself)")
-    step_dir = step_dir.resolve()  # RUN/latest is a symlink to ckpt/step-*
-    run_dir = step_dir.parent.parent if step_dir.parent.name == "ckpt" else step_dir
+        raise CheckpointError(f"checkpoint {str(path)!r}: not found")
+    ckpt = read_checkpoint(path, names=["ema"])
+    if ckpt is None:
+        raise CheckpointError(f"checkpoint {str(path)!r}: no weights there (expected RUN/latest -> ckpt/step-*/ with "
+                              f"{STATE_FILE} and ema.safetensors, or a step dir itself)")
+    step_dir = ckpt.step_dir.resolve()  # RUN/latest is a symlink to ckpt/step-*
+    run_dir = step_dir.parent.parent if step_dir.parent.name == CKPT_DIR else step_dir
+    saved = read_run_config(run_dir)
+    if saved is None:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {run_dir}/{CONFIG_FILE} is missing (the training config)")
+    cfg = overrides(saved) if overrides is not None else build_config(base=saved)
+    extra = ckpt.state
+    kwargs = extra.get("model_kwargs")
+    if not kwargs:
+        raise CheckpointError(f"checkpoint {step_dir}: {STATE_FILE} has no model_kwargs (not a diffusion checkpoint?)")
+    if "latent_scale" not in extra:
+        raise CheckpointError(f"checkpoint {step_dir}: {STATE_FILE} does not record the latent_scale")
+    denoiser = Denoiser(cfg, **kwargs)
     try:
-        saved = read_run_config(run_dir)
-        if saved is None:
-            raise SampleError(f"checkpoint {str(path)!r}: {run_dir}/config.yaml is missing (the training config)")
-        cfg = overrides(saved) if overrides is not None else Config.model_validate(saved)
-        state = json.loads((step_dir / STATE_FILE).read_text(encoding="utf-8"))
-        extra = state.get("state", {})
-        kwargs = extra.get("model_kwargs")
-        if not kwargs:
-            raise SampleError(f"checkpoint {step_dir}: state.json has no model_kwargs (not a diffusion checkpoint?)")
-        denoiser = Denoiser(cfg, **kwargs)
-        names = [n for n in ("ema", "model") if (step_dir / f"{n}.safetensors").is_file()]
-        if not names:
-            raise SampleError(f"checkpoint {step_dir}: no ema.safetensors or model.safetensors")
-        denoiser.load_state_dict(_read_weights(step_dir, names[0], torch.device("cpu")))
-        vae_dir = run_dir / str(extra.get("vae") or "vae")
-        if not vae_dir.exists():
-            raise SampleError(f"checkpoint {str(path)!r}: the VAE copy {vae_dir} is missing")
-        vae, _, _ = load_vae(vae_dir, device)
-        if "latent_scale" not in extra:
-            raise SampleError(f"checkpoint {step_dir}: state.json does not record the latent_scale")
-    except SampleError:
-        raise
-    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
-            json.JSONDecodeError, yaml.YAMLError) as e:
-        raise SampleError(f"checkpoint {str(path)!r}: {one_line(e)}") from None
+        denoiser.load_state_dict(ckpt.tensors["ema"])
+    except RuntimeError as e:  # load_state_dict's report of missing / unexpected / mis-shaped tensors
+        raise CheckpointError(f"checkpoint {step_dir}: the weights do not fit the model the config describes "
+                              f"({one_line(e)[:300]})") from e
+    vae_dir = run_dir / str(extra.get("vae") or "vae")
+    if not vae_dir.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r}: the VAE copy {vae_dir} is missing")
+    vae, _, _ = load_vae(vae_dir, device)
     c, size = int(kwargs["latent_channels"]), int(kwargs["latent_size"])
     return SamplingModel(cfg=cfg, denoiser=denoiser.to(device).eval(), vae=vae.eval(),
                          latent_scale=float(extra["latent_scale"]), latent_shape=(c, size, size),
-                         step=int(state.get("step", 0)), step_dir=step_dir, device=device)
+                         step=ckpt.step, step_dir=step_dir, device=device)
 
 
 # ------------------------------------------------------------------ audio -> conditioning
@@ -183,7 +169,7 @@ def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) ->
     x = resample(wave, sr, train_sr) if sr != train_sr else wave
     feats, names = compute_audio_timeline(np.asarray(x, np.float32), train_sr, cfg.render.fps, cfg.timeline)  # (T', Ch)
     if len(feats) == 0:
-        raise SampleError("audio is shorter than one video frame")
+        raise AudioError("audio is shorter than one video frame")
     feats = pad_to(feats, n_frames)  # resampling can move the frame count by one
     win = audio_windows(feats, names, cfg.diffusion.audio_context_frames,
                         cfg.diffusion.audio_feature_normalize_per_clip)  # (T, 2k+1, Ch)
@@ -207,18 +193,14 @@ def read_reference_frames(path: str | Path, resolution: int, max_frames: int = 8
     path = Path(path)
     if not path.is_file():
         raise SampleError(f"style reference {str(path)!r}: not found")
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             frames = [np.asarray(im.convert("RGB").resize((resolution, resolution), Image.BICUBIC))]
     except (UnidentifiedImageError, OSError):
-        from shared.video import VideoError, read_video_frames
-
         try:
             all_frames = [np.asarray(f) for f in read_video_frames(path, size=(resolution, resolution))]
         except (VideoError, OSError, KeyError, TypeError, ValueError) as e:
-            raise SampleError(f"style reference {str(path)!r}: neither an image nor a readable video ({e})") from None
+            raise SampleError(f"style reference {str(path)!r}: neither an image nor a readable video ({e})") from e
         if not all_frames:
             raise SampleError(f"style reference {str(path)!r}: the video has no frames")
         pick = np.linspace(0, len(all_frames) - 1, min(max_frames, len(all_frames))).round().astype(int)
@@ -256,20 +238,19 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
     f = cfg.diffusion.snippet_frames
     overlap = settings.overlap if settings.overlap is not None else min(inf.snippet_overlap, f - 1)
     if not 0 <= overlap < cfg.diffusion.snippet_frames:
-        raise SampleError(f"snippet overlap {overlap} must be in [0, {cfg.diffusion.snippet_frames - 1}]")
+        raise ConfigError(f"snippet overlap {overlap} must be in [0, {cfg.diffusion.snippet_frames - 1}]")
     return StreamSpec(
         snippet_frames=cfg.diffusion.snippet_frames, prev_frames=cfg.diffusion.prev_frames,
         latent_shape=model.latent_shape, clip_frames=max(1, int(math.floor(cfg.data.clip_seconds * cfg.render.fps))),
         overlap=overlap, steps=settings.steps or inf.steps,
         guidance=inf.audio_guidance_scale if settings.guidance is None else float(settings.guidance),
+        guidance_schedule=inf.audio_guidance_schedule, guidance_interval=tuple(inf.audio_guidance_interval),
         sampler=settings.sampler or inf.sampler)
 
 
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
                     spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
     """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T)."""
-    from trainer.runtime import autocast
-
     gen = torch.Generator().manual_seed(int(seed))
     audio = torch.from_numpy(np.ascontiguousarray(windows))
     sil = torch.from_numpy(np.ascontiguousarray(silent))
@@ -289,8 +270,6 @@ def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarra
 def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     """The audio to mux into the mp4: the file's own channels where soundfile reads it at the same length
     (wav/flac/ogg), else the shared loader's mono mix."""
-    import soundfile as sf
-
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except (RuntimeError, TypeError, ValueError, OSError):
@@ -303,18 +282,12 @@ def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, 
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
                 progress: bool = True) -> dict[str, Any]:
     """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s)."""
-    from shared.video import Mp4Writer
-    from trainer.runtime import progress as progress_bar
-
-    try:
-        wave, sr = load_audio(audio_path)
-    except AudioLoadError as e:
-        raise SampleError(one_line(e)) from None
+    wave, sr = load_audio(audio_path)
     cfg = model.cfg
     fps = cfg.render.fps
     n_frames = frame_count(len(wave), sr, fps)
     if n_frames == 0:
-        raise SampleError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
+        raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
     windows, silent, info = audio_conditioning(wave, sr, cfg, n_frames)
     spec = stream_spec(model, settings)
     if settings.style_from:

@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from trainer.diffusion.sampler import sample_snippet
+from trainer.diffusion.sampler import Guidance, sample_snippet
+from trainer.runtime import unwrap
 
 
 def snippet_starts(n_frames: int, snippet_frames: int, overlap: int) -> list[int]:
@@ -79,8 +80,13 @@ class StreamSpec:
     clip_frames: int                    # frames of a training clip (frame-index range)
     overlap: int
     steps: int
-    guidance: float
+    guidance: float                     # audio CFG scale g: the peak of the schedule
     sampler: str
+    guidance_schedule: str = "constant"  # inference.audio_guidance_schedule (sampler.guidance_weight)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # inference.audio_guidance_interval
+
+    def guidance_rule(self) -> Guidance:
+        return Guidance(self.guidance, self.guidance_schedule, tuple(self.guidance_interval))
 
 
 def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_silent: torch.Tensor,
@@ -94,12 +100,13 @@ def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_sil
     """
     b, n_frames = audio.shape[:2]
     f, p, o = spec.snippet_frames, spec.prev_frames, spec.overlap
-    net = getattr(model, "_orig_mod", model)
+    net = unwrap(model)
     weights = torch.as_tensor(crossfade_weights(o), device=device).view(1, o, 1, 1, 1)
     history: torch.Tensor | None = None  # (B, <=P, C, h, w) the last final latents
     tail: torch.Tensor | None = None     # (B, o, C, h, w) the previous snippet's overlap, not yet final
     emitted = 0
     starts = snippet_starts(n_frames, f, o)
+    guidance = spec.guidance_rule()  # checked once, before the first snippet
     for j, s in enumerate(starts):
         idx = np.clip(np.arange(s, s + f), 0, n_frames - 1)  # frames past the end repeat the last audio
         a = audio[:, idx].to(device).float()  # (B, F, 2k+1, Ch)
@@ -113,7 +120,7 @@ def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_sil
             prev_valid = torch.zeros(b, p, dtype=torch.bool, device=device)
             prev_valid[:, p - have:] = True
         cond = net.make_cond(a, sil, fidx, prev=prev, prev_valid=prev_valid, style_z=style_z)
-        x = sample_snippet(model, cond, (b, f) + tuple(spec.latent_shape), spec.steps, spec.guidance, generator,
+        x = sample_snippet(model, cond, (b, f) + tuple(spec.latent_shape), spec.steps, guidance, generator,
                            spec.sampler, device).float()  # (B, F, C, h, w)
         if tail is not None and o:
             x[:, :o] = (1 - weights) * tail + weights * x[:, :o]

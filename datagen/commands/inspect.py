@@ -11,7 +11,8 @@ from typing import Any
 
 NAME = "inspect"
 HELP = ("Verify the shards in DIR against DIR/manifest.json (count, sha256, every sample decodable, "
-        "meta.json valid); print totals by split and variant; exit 1 listing every bad shard and sample.")
+        "meta.json valid); print totals by split and variant; exit 1 listing every bad shard and sample "
+        "(--repair: regenerate them first).")
 
 _SEGMENT_KEYS = ("kind", "tracks", "start_s", "end_s", "start_frame", "end_frame")
 _META_KEYS = ("schema_version", "seed", "shard", "sample", "variant", "segments", "fps", "resolution",
@@ -21,6 +22,11 @@ _META_KEYS = ("schema_version", "seed", "shard", "sample", "variant", "segments"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="A `datagen run --out` directory (holds manifest.json).")
     parser.add_argument("--json", action="store_true", help="Print the totals as JSON.")
+    parser.add_argument("--repair", action="store_true",
+                        help="Hash every shard in full and regenerate the ones that differ from the manifest or are "
+                             "missing (`datagen run` with the manifest's config; takes DIR's lock), then inspect again.")
+    parser.add_argument("--executor", choices=("local", "processes", "ray"), default="local",
+                        help="Executor that --repair regenerates shards with.")
 
 
 def meta_problems(meta: Any, key: str, n_frames: int, timeline_shape: tuple[int, ...],
@@ -55,7 +61,7 @@ def meta_problems(meta: Any, key: str, n_frames: int, timeline_shape: tuple[int,
 
 def verify_shard(path: Path, entry: dict[str, Any]) -> tuple[list[str], Counter]:
     """Check one shard file; returns (problems, variant counts). Problems name the sample where they can."""
-    from datagen.shard_job import file_sha256
+    from shared.shards import file_sha256
     from shared import shards as S
 
     rel = entry.get("path", path.name)
@@ -91,8 +97,10 @@ def verify_shard(path: Path, entry: dict[str, Any]) -> tuple[list[str], Counter]
     return problems, variants
 
 
-def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
-    """Verify every shard of a run dir; returns (problems, totals)."""
+def inspect_dir(root: Path, bad: set[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Verify every shard of a run dir (sha256 in full, every sample decoded); returns (problems, totals)
+    and adds the ``split/shard-NNNNNN.tar`` names of the listed shards that failed to ``bad``."""
+    from datagen.shard_job import SPLITS
     from shared import shards as S
 
     mpath = root / "manifest.json"
@@ -106,9 +114,11 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
         return [f"{mpath}: invalid manifest ({type(e).__name__}: {e})"], {}
     problems: list[str] = []
     totals: dict[str, Any] = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         on_disk = {f"{split}/{p.name}" for p in (root / split).glob("shard-*.tar")}
         listed = {k for k, e in entries.items() if e.get("split") == split}
+        if split not in ("train", "val") and not (on_disk or listed or expected.get(split)):
+            continue  # an optional split (val_siblings) this set does not have
         for rel in sorted(on_disk - listed):
             problems.append(f"{rel}: on disk but not in the manifest")
         for p in sorted((root / split).glob(f"*{S.PARTIAL_SUFFIX}")):
@@ -121,6 +131,8 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
         for rel in sorted(listed):
             shard_problems, v = verify_shard(root / rel, entries[rel])
             problems += shard_problems
+            if shard_problems and bad is not None:
+                bad.add(rel)
             variants += v
             n_bytes += int(entries[rel].get("bytes") or 0)
         totals[split] = {"shards": len(listed), "samples": sum(variants.values()), "bytes": n_bytes,
@@ -128,8 +140,36 @@ def inspect_dir(root: Path) -> tuple[list[str], dict[str, Any]]:
     return problems, totals
 
 
+def repair(root: Path, executor: str) -> None:
+    """Regenerate every shard of ``root`` that fails inspection (its full sha256 differs from the manifest's, or
+    a sample does not decode) and every missing one, with the manifest's config."""
+    from datagen.run import run_datagen
+    from shared.config import Config
+    from shared.errors import DataError
+
+    try:
+        cfg = Config.model_validate(json.loads((root / "manifest.json").read_text())["config"])
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{root / 'manifest.json'}: cannot repair without a readable manifest and config "
+                        f"({type(e).__name__}: {e})") from None
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"executor": executor})})
+    bad: set[str] = set()
+    inspect_dir(root, bad)
+    code, summary = run_datagen(cfg, root, progress=False, redo=frozenset(bad))
+    print(f"datagen inspect --repair: {summary['shards_written']} shard(s) regenerated, "
+          f"{len(summary['shards_failed'])} failed", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    from shared.cli import fail
+    from shared.errors import SynestheteError
+
     root = Path(args.dir)
+    if args.repair:
+        try:
+            repair(root, args.executor)
+        except SynestheteError as e:
+            fail(str(e))
     problems, totals = inspect_dir(root)
     if args.json:
         print(json.dumps({"ok": not problems, "totals": totals, "problems": problems}, indent=1))

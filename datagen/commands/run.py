@@ -29,20 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: data/pixels).")
     parser.add_argument("--force", action="store_true",
                         help="Regenerate every shard, also when DIR was made with a different data/timeline/render config "
-                             "(default: refuse such a DIR).")
+                             "(then the old set's shards beyond the new count are removed too; default: refuse such a DIR).")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_config_args(parser, SHORT_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
-    from datagen.run import RunError, run_datagen
+    from datagen.run import run_datagen
+    from shared.errors import SynestheteError
 
     try:
         code, summary = run_datagen(cfg, args.out, force=args.force, progress=not args.no_progress)
-    except RunError as e:
+    except SynestheteError as e:  # bad --out, another run holds it, a different config, a full disk, ...
         fail(str(e))
-    brief = {k: summary[k] for k in ("out", "executor", "shards_total", "shards_skipped", "shards_written",
+    brief = {k: summary[k] for k in ("out", "executor", "shards_total", "shards_skipped", "shards_removed", "shards_written",
                                      "shards_failed", "retries", "lost_workers", "gl_contexts", "samples_written",
                                      "frames_written", "seconds", "samples_per_s", "frames_per_s", "variants")}
     json.dump(brief, sys.stdout, indent=1)

@@ -5,6 +5,12 @@ default) renders every primitive side by side in a grid on the same timeline, in
 ``datagen visualizers`` (row-major: 4 columns for the 12 primitives, each tile resolution/4 pixels).
 ``--visualizer mix`` renders the seed's composite plan (layers, blend modes, augmentation) as a
 training clip would get it. The seed picks the style (palette, symmetry, line width, speed, ...).
+
+The timeline comes from the audio resampled to ``data.sample_rate``, exactly as ``trainer sample`` and
+the training data get it, so the video is the ground truth the model learns for that audio; the mp4
+carries the file's own audio. ``--out`` must not be the input (also via a link); bad input and output
+problems (audio shorter than one frame, an unwritable folder, a file where a folder should be, a full
+disk) are one-line errors with exit status 2, and an existing ``--out`` is replaced only on success.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
 
 NAME = "visualize"
 HELP = "Render the ground-truth visualizers for an audio file (any format) to an mp4 with the audio muxed in."
@@ -89,30 +95,47 @@ def render_grid(renderer, features, names, plans: list[dict], fps: float, chunk:
         yield grid
 
 
+def visualize_timeline(wave: np.ndarray, sr: int, cfg) -> tuple[np.ndarray, list[str]]:
+    """The timeline the training pipeline would give this audio: resampled to ``data.sample_rate`` first (band
+    edges, flux and centroid depend on the rate), as ``trainer sample`` does. Raises AudioError when it is
+    shorter than one frame."""
+    from shared.audio_io import resample
+    from shared.timeline import compute_audio_timeline
+
+    rate = cfg.data.sample_rate
+    x = resample(wave, sr, rate) if sr != rate else wave
+    return compute_audio_timeline(np.asarray(x, np.float32), rate, cfg.render.fps, cfg.timeline)  # (T, C)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
     from datagen.visual import PRIMITIVES, EGLContextError, Renderer, ShaderError, sample_visual_plan, single_plan
     from datagen.visual.plan import DEBUG_PRIMITIVES
-    from shared.audio_io import AudioLoadError, load_audio
-    from shared.timeline import compute_audio_timeline
-    from shared.video import Mp4Writer
+    from shared.audio_io import load_audio
+    from shared.errors import AudioError, OutputPathError
+    from shared.outputs import output_error, prepare_output_file
+    from shared.video import Mp4Writer, VideoError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     choice = args.visualizer
     if choice not in ("all", "mix") + PRIMITIVES + DEBUG_PRIMITIVES:
-        print(f"error: unknown visualizer '{choice}'; choose all, mix or one of {', '.join(PRIMITIVES + DEBUG_PRIMITIVES)}",
-              file=sys.stderr)
-        return 2
+        fail(f"unknown visualizer '{choice}'; choose all, mix or one of {', '.join(PRIMITIVES + DEBUG_PRIMITIVES)}")
+    out = Path(args.out)
     try:
-        wave, sr = load_audio(args.audio)
-    except AudioLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        wave, sr = load_audio(args.audio)  # at its own rate: the mp4 gets the original audio
+    except AudioError as e:
+        fail(str(e))  # names the file
+    try:
+        features, names = visualize_timeline(wave, sr, cfg)  # (T, C) at data.sample_rate
+    except AudioError as e:
+        fail(f"audio file {str(args.audio)!r}: {e}")
+    try:
+        prepare_output_file(out, inputs=[args.audio])  # before any rendering
+    except OutputPathError as e:
+        fail(str(e))
+    if sr != cfg.data.sample_rate:
+        print(f"timeline from the audio resampled {sr} -> {cfg.data.sample_rate} Hz (data.sample_rate), as in training")
     fps, res = cfg.render.fps, cfg.render.resolution
-    features, names = compute_audio_timeline(wave, sr, fps, cfg.timeline)  # (T, C)
-    if len(features) == 0:
-        print(f"error: {args.audio} is shorter than one frame at {fps} fps", file=sys.stderr)
-        return 2
     t0 = time.time()
     try:
         if choice == "all":
@@ -130,14 +153,14 @@ def run(args: argparse.Namespace) -> int:
                 print("layers: " + ", ".join(f"{lay['visualizer']} ({lay['blend']})" for lay in plan["layers"]))
             chunks = renderer.render(features, names, plan, fps, cfg.render.chunk_frames)
             width, height = res, res
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with Mp4Writer(out, fps, width, height, audio=(wave, sr)) as writer:
+        with Mp4Writer(out, fps, width, height, audio=(wave, sr)) as writer:  # written as .partial, renamed
             for chunk in chunks:  # (n, H, W, 3)
                 writer.write(chunk)
     except (EGLContextError, ShaderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except (OSError, VideoError) as e:  # unwritable, vanished folder, full disk, ffmpeg refusing the file
+        fail(str(output_error(e, out)))
     dt = time.time() - t0
     print(f"wrote {out} ({len(features)} frames, {width}x{height} at {fps:g} fps, {len(features) / max(dt, 1e-9):.1f} frames/s)")
     return 0

@@ -2,7 +2,12 @@
 
 Per frame: each plan layer's primitive is drawn as a full-screen pass into an 8-bit composite
 framebuffer (cleared to the background) with its blend mode; a post pass applies hue rotation and
-feedback trails into a ping-pong pair of float textures; the result is read back to uint8.
+feedback trails into a ping-pong pair of float textures; an output pass writes that frame, flipped
+vertically, into an 8-bit RGBA target, which is read back (RGBA is the readback format GPUs copy
+without converting; the flip in the shader saves the CPU a copy).
+
+Readback is double-buffered: the frames of chunk k are read into one of two pixel-buffer objects while
+chunk k - 1's buffer is mapped and handed out, so the GPU renders chunk k while the CPU encodes k - 1.
 
 Everything that changes over time comes in as uniforms from :class:`~datagen.visual.drive.DriveIntegrator`
 (CPU, deterministic); the shaders hold no clock and no randomness.
@@ -188,8 +193,12 @@ class Renderer:
         # 8-bit composite: every blend result is clamped to [0, 1] (screen/multiply stay well defined after add).
         self._comp_tex = self.ctx.texture(self.size, 4)
         self._comp_fbo = self.ctx.framebuffer([self._comp_tex])
+        # What is read back: the frame flipped to top-row-first, 8-bit RGBA.
+        self._out_tex = self.ctx.texture(self.size, 4)
+        self._out_fbo = self.ctx.framebuffer([self._out_tex])
         self._programs: dict[str, tuple] = {}
         self._post = self._build(("post.glsl",))
+        self._output = self._build(("output.glsl",))
 
     # -- programs
 
@@ -223,7 +232,8 @@ class Renderer:
         """Frames for a timeline ``[T, C]``, as uint8 chunks ``[n, H, W, 3]`` (n <= chunk_frames).
 
         Memory is O(chunk): the drive state is integrated chunk by chunk and frames are read back
-        per chunk. Each call has its own trail buffers, so several renders may be interleaved.
+        per chunk. Each call has its own trail buffers, so several renders may be interleaved. A chunk
+        is the RGB view of a fresh RGBA array (writable, not C-contiguous: ``np.ascontiguousarray`` packs it).
         """
         self._check_process()
         check_timeline(features, names)
@@ -256,27 +266,40 @@ class Renderer:
         for fbo in fbos:
             fbo.clear(0.0, 0.0, 0.0, 1.0)
         static = self._style_uniforms(style)
-        frame_bytes = w * h * 3
-        # Readback goes into a pixel buffer (asynchronous on a GPU), mapped once per chunk.
-        pbo = self.ctx.buffer(reserve=frame_bytes * min(chunk_frames, max(len(features), 1))) if readback else None
+        frame_bytes = w * h * 4  # RGBA
+        chunk = min(chunk_frames, max(len(features), 1))
+        # Two pixel buffers: chunk k is read into one while chunk k - 1's is mapped (asynchronous on a GPU).
+        pbos = [self.ctx.buffer(reserve=frame_bytes * chunk) for _ in range(2)] if readback else []
+        pending: tuple[int, int] | None = None  # (buffer index, frames) read but not yet handed out
         cur = 0
         try:
-            for start in range(0, len(features), chunk_frames):
+            for k, start in enumerate(range(0, len(features), chunk_frames)):
                 drive = integrator.step_chunk(features[start:start + chunk_frames], names)  # (n, D)
                 for i, row in enumerate(drive):
                     self._draw_layers(layers, row, static, aug, bg)
                     self._draw_post(texs[1 - cur], fbos[cur], hue_mat, decay)
                     if readback:
-                        fbos[cur].read_into(pbo, components=3, alignment=1, write_offset=i * frame_bytes)
+                        self._draw_output(texs[cur])
+                        self._out_fbo.read_into(pbos[k % 2], components=4, alignment=1, write_offset=i * frame_bytes)
                     cur = 1 - cur
-                if readback:
-                    raw = pbo.read(size=len(drive) * frame_bytes)
-                    yield np.frombuffer(raw, np.uint8).reshape(len(drive), h, w, 3)[:, ::-1].copy()  # GL rows bottom-up
-                else:
+                if not readback:
                     yield len(drive)
+                    continue
+                if pending is not None:
+                    yield self._take(pbos[pending[0]], pending[1])
+                pending = (k % 2, len(drive))
+            if pending is not None:
+                yield self._take(pbos[pending[0]], pending[1])
         finally:
-            for obj in (*fbos, *texs, *([pbo] if pbo is not None else [])):
+            for obj in (*fbos, *texs, *pbos):
                 obj.release()
+
+    def _take(self, pbo, n: int) -> np.ndarray:
+        """Frames ``[n, H, W, 3]`` out of a pixel buffer: one copy into a fresh array, RGB a view of its RGBA."""
+        w, h = self.size
+        frames = np.empty((n, h, w, 4), np.uint8)
+        pbo.read_into(frames, size=frames.nbytes)
+        return frames[..., :3]
 
     def _style_uniforms(self, style: dict) -> dict:
         pal = style["palette"]
@@ -328,9 +351,16 @@ class Renderer:
         uniforms["u_decay"].value = float(decay)
         vao.render(self._mgl.TRIANGLES, vertices=3)
 
+    def _draw_output(self, frame_tex) -> None:
+        prog, vao, uniforms = self._output
+        self._out_fbo.use()
+        frame_tex.use(0)
+        uniforms["u_frame"].value = 0
+        vao.render(self._mgl.TRIANGLES, vertices=3)
+
     def release(self) -> None:
         """Free the GL objects and the context."""
-        for prog, vao, _ in (*self._programs.values(), self._post):
+        for prog, vao, _ in (*self._programs.values(), self._post, self._output):
             vao.release()
             prog.release()
         self._programs.clear()

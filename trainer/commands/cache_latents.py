@@ -17,15 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VAE run dir (its latest checkpoint) or a ckpt/step-* dir. Default: runs/vae.")
     parser.add_argument("--out", default="data/latents",
                         help="Latent shard dir: train/, val/, manifest.json. Default: data/latents.")
+    parser.add_argument("--force", action="store_true",
+                        help="Encode every shard again (default: keep finished latent shards whose pixel shard and VAE "
+                             "weights are unchanged).")
     add_config_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
+    from shared.errors import SynestheteError
     from trainer.latents import cache_latents
 
     try:
-        cache_latents(cfg, args.data, args.vae, args.out)
-    except FileNotFoundError as e:
+        cache_latents(cfg, args.data, args.vae, args.out, force=args.force)
+    except (FileNotFoundError, SynestheteError) as e:  # missing inputs, a held lock, mixed shards, a full disk
         fail(str(e))
     return 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+from shared.errors import SynestheteError
 
 NAME = "eval"
 HELP = ("Evaluate a diffusion run on the val pixel shards: audio-shuffle loss gap and output sensitivity, style "
@@ -39,7 +40,7 @@ def default_out(checkpoint: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.eval.evaluate import EvalError, evaluate
-    from trainer.sample import SampleError, load_sampling_model, one_line
+    from trainer.sample import load_sampling_model, one_line
 
     ckpt = Path(args.checkpoint)
     if not ckpt.exists():
@@ -56,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
             rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
-    except (SampleError, EvalError) as e:
+    except (SynestheteError, EvalError) as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
-    except (ValueError, RuntimeError, OSError) as e:
-        fail(f"evaluation failed: {type(e).__name__}: {one_line(e)}")
     print(f"eval: wrote {pm} and {pj.name} ({len(rep.rows)} metrics, {rep.info['clips']} clips)", file=sys.stderr)
     for r in rep.rows:
         from trainer.eval.report import fmt

@@ -2,8 +2,8 @@
 
 - ``schedule``: the noise schedule and parametrisation math (pure functions).
 - ``model``: the :class:`Denoiser` (DiT-style space-time transformer over latent patches).
-- ``shuffle``: wrong-audio negatives and the shuffle-pressure hinge.
+- ``shuffle``: wrong-audio negatives (each checked to be other audio) and the hinge / InfoNCE pressure.
 - ``losses``: the full training loss ``diffusion_loss(model, batch, cfg, generator, decoder)``.
-- ``sampler``: DDIM / Heun samplers with audio classifier-free guidance.
+- ``sampler``: DDIM / Heun samplers with scheduled audio classifier-free guidance.
 - ``train``: the training loop behind ``trainer diffusion``.
 """

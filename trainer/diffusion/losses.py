@@ -6,16 +6,19 @@ knob changes only what that knob controls.
 
 Per sample i (t_i ~ U[0, 1], eps_i ~ N(0, I), x_t = alpha x0 + sigma eps, schedule.py):
 
-- ``L_good_i``: the loss with the true audio; ``L_bad_i``: the same x_t, t, eps, style and previous
-  frames, but another clip's audio (shuffle.py). In ``pred`` space both are the min-SNR-weighted MSE of
+- ``L_good_i``: the loss with the true audio; ``L_bad_ik``: the same x_t, t, eps, style and previous
+  frames, but the k-th wrong audio (shuffle.py: K = ``audio_contrastive_negatives`` for InfoNCE, 1 for
+  the hinge; each checked to be different audio). In ``pred`` space both are the min-SNR-weighted MSE of
   the network output against its target (the training loss itself); in ``x0`` space both are the plain
   MSE of the x0 prediction, which weighs high-noise steps most: the steps where the audio must decide
-  what the frame becomes.
-- total = mean_i L_diff_i + style_kl_weight * KL + [applied] weight * mean_keep relu(m + L_good - L_bad)
-  + [applied] proxy_weight * mean_keep relu(m + Lf_good - Lf_bad) + silence_motion_loss_weight * M.
-  The hinge is applied on a step with probability ``audio_shuffle_loss_prob``; ``keep`` leaves out
-  samples whose audio was dropped for CFG. L_bad is still computed (without gradient) on other steps so
-  that L_good, L_bad and the gap are logged every step.
+  what the frame becomes. One forward over the (K+1)·B rows [true audio; negative 1; ...; negative K].
+- total = mean_i L_diff_i + style_kl_weight * KL + [applied] pressure
+  + [applied] proxy_weight * mean_use relu(m + Lf_good - Lf_bad) + silence_motion_loss_weight * M, with
+  pressure = weight * mean_use relu(m + L_good - L_bad_1) (``hinge``) or
+  weight * mean_use InfoNCE(-L_good / T, -L_bad_1 / T, ..., -L_bad_K / T) (``infonce``).
+  The pressure is applied on a step with probability ``audio_shuffle_loss_prob``; ``use`` leaves out
+  samples whose audio was dropped for CFG and those without a valid negative. The negatives are still
+  computed (without gradient) on other steps so that L_good, L_bad and the gap are logged every step.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from typing import Callable
 import torch
 
 from shared.config import Config
-from shared.timeline import channel_index, channel_names
+from shared.timeline import channel_names
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.model import style_kl
+from trainer.runtime import unwrap
 
 Batch = dict[str, torch.Tensor]
 
@@ -64,21 +68,11 @@ def _normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.de
     return torch.randn(shape, generator=generator).to(device)
 
 
-def _cat_cond(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: torch.cat([a[k], b[k]], dim=0) for k in a}
-
-
-def silent_channel(cfg: Config) -> int:
-    """Index of the timeline's is_silent channel (shared/timeline.py channel order)."""
-    return channel_index(channel_names(cfg.timeline), "is_silent")
-
-
 def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator, *, train: bool
           ) -> dict[str, torch.Tensor]:
     """Draw noise/timesteps/dropouts and build the true-audio conditioning (shared by train and val)."""
     d = cfg.diffusion
-    net = getattr(model, "module", model)  # DDP-wrapped or not
-    net = getattr(net, "_orig_mod", net)  # torch.compile-wrapped or not
+    net = unwrap(model)  # under DDP and/or torch.compile
     x0 = batch["x"].float()  # (B, F, C, h, w)
     b, dev = x0.shape[0], x0.device
 
@@ -106,12 +100,25 @@ def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator
             "audio_null": audio_null}
 
 
-def _bad_cond(core: dict, batch: Batch, cfg: Config, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The same conditioning with the wrong audio (and its is_silent) swapped in."""
-    kind = cfg.diffusion.audio_shuffle_negatives
-    chan = silent_channel(cfg) if kind == "timeshift" else None
-    neg_audio, neg_silent = Sh.negative_audio(batch, kind, generator, chan)
-    return {**core["cond"], "audio": neg_audio.float(), "is_silent": neg_silent.float()}
+def negatives_for(batch: Batch, cfg: Config, generator: torch.Generator, k: int) -> Sh.Negatives:
+    """K negatives per snippet of the configured kind (shuffle.py), with the timeline's channel layout."""
+    layout = Sh.ChannelLayout.from_names(channel_names(cfg.timeline))
+    return Sh.draw_negatives(batch, cfg.diffusion.audio_shuffle_negatives, k, generator, layout)
+
+
+def candidates_cond(cond: dict[str, torch.Tensor], neg: Sh.Negatives) -> dict[str, torch.Tensor]:
+    """The (K+1)·B-row conditioning [true audio; negative 1; ...; negative K]: only audio and is_silent change."""
+    k = neg.audio.shape[1]
+    out = {key: torch.cat([v] * (k + 1), dim=0) for key, v in cond.items()}
+    out["audio"] = torch.cat([cond["audio"], neg.audio.transpose(0, 1).flatten(0, 1).to(cond["audio"].dtype)], 0)
+    out["is_silent"] = torch.cat([cond["is_silent"], neg.is_silent.transpose(0, 1).flatten(0, 1).float()], 0)
+    return out
+
+
+def n_negatives(cfg: Config) -> int:
+    """Negatives per snippet: K for InfoNCE, one for the hinge."""
+    d = cfg.diffusion
+    return d.audio_contrastive_negatives if d.audio_shuffle_loss_type == "infonce" else 1
 
 
 def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator,
@@ -124,26 +131,36 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     core = _core(model, batch, cfg, generator, train=True)
     x0, eps, logsnr, x_t, t = core["x0"], core["eps"], core["logsnr"], core["x_t"], core["t"]
     b = x0.shape[0]
-    keep = ~core["audio_null"]  # samples whose audio was dropped carry no audio to shuffle
 
     u_apply = float(torch.rand(1, generator=generator))  # drawn on the CPU: no device sync
     apply = d.audio_shuffle_loss_weight > 0 and u_apply < d.audio_shuffle_loss_prob
-    bad_cond = _bad_cond(core, batch, cfg, generator)
+    k = n_negatives(cfg)
+    neg = negatives_for(batch, cfg, generator, k)
+    # samples whose audio was dropped carry no audio to shuffle; those without a valid negative sit out
+    use = ~core["audio_null"] & neg.valid.any(dim=1)  # (B,)
 
-    if apply:  # one forward over [true audio; wrong audio] (one DDP forward per backward)
-        pred2 = model(torch.cat([x_t, x_t]), torch.cat([t, t]), _cat_cond(core["cond"], bad_cond))
-        pred, pred_bad = pred2[:b], pred2[b:]
+    rep = k + 1
+    big_x, big_t, big_cond = torch.cat([x_t] * rep), torch.cat([t] * rep), candidates_cond(core["cond"], neg)
+    if apply:  # one forward over [true audio; K wrong audios] (one DDP forward per backward)
+        preds = model(big_x, big_t, big_cond)
+        pred, pred_bad = preds[:b], preds[b:]
     else:
         pred = model(x_t, t, core["cond"])
         with torch.no_grad():
-            pred_bad = model(x_t, t, bad_cond)
+            pred_bad = model(big_x[b:], big_t[b:], {key: v[b:] for key, v in big_cond.items()})
 
     args = (x0, eps, logsnr, d.prediction, d.min_snr_gamma)
     l_diff = denoising_loss(pred, *args)  # (B,)
     space = d.audio_shuffle_loss_space
-    l_good = comparison_loss(pred, x_t, x0, eps, logsnr, d.prediction, d.min_snr_gamma, space)
-    l_bad = comparison_loss(pred_bad, x_t, x0, eps, logsnr, d.prediction, d.min_snr_gamma, space)
-    penalty, active = Sh.shuffle_penalty(l_good, l_bad, keep, d.audio_shuffle_loss_weight, d.audio_shuffle_loss_margin)
+    l_good = comparison_loss(pred, x_t, x0, eps, logsnr, d.prediction, d.min_snr_gamma, space)  # (B,)
+    l_bad_all = comparison_loss(pred_bad, big_x[b:], *(torch.cat([v] * k) for v in (x0, eps, logsnr)),
+                                d.prediction, d.min_snr_gamma, space).reshape(k, b).T  # (B, K)
+    l_bad = l_bad_all[:, 0]
+    hinge_pen, active = Sh.shuffle_penalty(l_good, l_bad, use & neg.valid[:, 0], d.audio_shuffle_loss_weight,
+                                           d.audio_shuffle_loss_margin)
+    nce_pen, nce, nce_acc = Sh.contrastive_penalty(l_good, l_bad_all, neg.valid, ~core["audio_null"],
+                                                   d.audio_shuffle_loss_weight, d.audio_contrastive_temperature)
+    penalty = nce_pen if d.audio_shuffle_loss_type == "infonce" else hinge_pen
     kl = style_kl(core["mu"], core["logvar"]).mean()
 
     loss = l_diff.mean() + d.style_kl_weight * kl
@@ -154,9 +171,9 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     proxy = torch.zeros((), device=x0.device)
     if apply and d.audio_shuffle_frame_proxy_weight > 0:
         x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, d.prediction)
-        x0_bad, _ = S.pred_to_x0_eps(pred_bad, x_t, logsnr, d.prediction)
+        x0_bad, _ = S.pred_to_x0_eps(pred_bad[:b], x_t, logsnr, d.prediction)  # the first negative
         lf_good, lf_bad = Sh.frame_proxy_losses(decoder, x0, x0_hat, x0_bad)
-        proxy, _ = Sh.shuffle_penalty(lf_good, lf_bad, keep, d.audio_shuffle_frame_proxy_weight,
+        proxy, _ = Sh.shuffle_penalty(lf_good, lf_bad, use & neg.valid[:, 0], d.audio_shuffle_frame_proxy_weight,
                                       d.audio_shuffle_loss_margin)
         loss = loss + proxy
 
@@ -164,15 +181,18 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     if d.silence_motion_loss_weight > 0:
         if x0_hat is None:
             x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, d.prediction)
-        silence = Sh.silence_motion_loss(x0_hat, batch["is_silent"].float(), keep)
+        silence = Sh.silence_motion_loss(x0_hat, batch["is_silent"].float(), ~core["audio_null"])
         loss = loss + d.silence_motion_loss_weight * silence
 
-    kept = keep.float().sum().clamp(min=1.0)
-    g = (l_good.detach() * keep).sum() / kept
-    bd = (l_bad.detach() * keep).sum() / kept
+    pairs = (neg.valid & use[:, None]).float()  # (B, K) the (sample, negative) pairs that count
+    g = (l_good.detach() * use).sum() / use.float().sum().clamp(min=1.0)
+    bd = (l_bad_all.detach() * pairs).sum() / pairs.sum().clamp(min=1.0)
+    kept = ~core["audio_null"]
     metrics = {
         "loss": loss.detach(), "L_diff": l_diff.detach().mean(), "L_good": g, "L_bad": bd, "gap": bd - g,
-        "hinge": penalty.detach(), "hinge_active_frac": active.detach(), "shuffle_applied": torch.tensor(float(apply)),
+        "hinge": hinge_pen.detach(), "hinge_active_frac": active.detach(), "infonce": nce.detach(),
+        "infonce_acc": nce_acc.detach(), "pressure": penalty.detach(), "shuffle_applied": torch.tensor(float(apply)),
+        "neg_valid_frac": (neg.valid & kept[:, None]).float().sum() / (kept.float().sum() * k).clamp(min=1.0),
         "style_kl": kl.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
         "audio_drop_frac": core["audio_null"].float().mean(),
     }
@@ -181,17 +201,20 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
 
 @torch.no_grad()
 def val_losses(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator) -> dict[str, float]:
-    """Val loss with the true vs the shuffled audio: no dropouts, style = posterior mean, same noise for both.
+    """Val loss with the true vs the wrong audio: no dropouts, style = posterior mean, same noise for both.
 
-    Returns per-batch means of the denoising loss with true audio (``val_L_good``), with the wrong audio of
-    the configured negative kind (``val_L_bad``), and ``val_gap = val_L_bad - val_L_good``.
+    Returns the means of the denoising loss with true audio (``val_L_good``) and with one negative of the
+    configured kind (``val_L_bad``) over the snippets that have a valid negative, and
+    ``val_gap = val_L_bad - val_L_good`` (all 0 when no snippet has one).
     """
     d = cfg.diffusion
     core = _core(model, batch, cfg, generator, train=False)
-    bad_cond = _bad_cond(core, batch, cfg, generator)
+    neg = negatives_for(batch, cfg, generator, 1)
     b = core["x0"].shape[0]
-    pred2 = model(torch.cat([core["x_t"]] * 2), torch.cat([core["t"]] * 2), _cat_cond(core["cond"], bad_cond))
+    pred2 = model(torch.cat([core["x_t"]] * 2), torch.cat([core["t"]] * 2), candidates_cond(core["cond"], neg))
     args = (core["x0"], core["eps"], core["logsnr"], d.prediction, d.min_snr_gamma)
-    good = denoising_loss(pred2[:b], *args).mean().item()
-    bad = denoising_loss(pred2[b:], *args).mean().item()
+    use = neg.valid[:, 0].float()
+    n = use.sum().clamp(min=1.0)
+    good = ((denoising_loss(pred2[:b], *args) * use).sum() / n).item()
+    bad = ((denoising_loss(pred2[b:], *args) * use).sum() / n).item()
     return {"val_L_good": good, "val_L_bad": bad, "val_gap": bad - good}

@@ -1,9 +1,13 @@
-"""Samplers over a denoiser callable, with audio classifier-free guidance.
+"""Samplers over a denoiser callable, with scheduled audio classifier-free guidance.
 
-A *denoiser callable* maps ``(x_t (B, ...), t (B,)) -> prediction`` in the model's parametrisation.
+A *denoiser callable* maps ``(x_t (B, ...), t: float) -> prediction`` in the model's parametrisation,
+where ``t`` is the step's time in [0, 1] (1 = noise) as a host float: the samplers' time grid lives on
+the host, so no step reads a value back from the device (no host sync inside the sampling loop).
 :func:`guided_denoiser` builds one from a :class:`~trainer.diffusion.model.Denoiser` and its conditioning,
-applying audio CFG (Ho & Salimans 2022): ``pred = uncond + g (cond - uncond)``, where ``uncond`` is the
-same conditioning with the learned null audio (``audio_null``). ``g = 1`` is the conditional prediction.
+applying audio CFG (Ho & Salimans 2022): ``pred = uncond + w (cond - uncond)``, where ``uncond`` is the
+same conditioning with the learned null audio (``audio_null``) and ``w = w(tau)`` follows
+``inference.audio_guidance_schedule`` over the sampler's normalised time tau = t (:func:`guidance_weight`).
+A step with ``w = 1`` is the conditional prediction and skips the unconditional pass.
 
 - ``ddim``: deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0) on the time grid t_i = 1 - i/steps.
 - ``heun``: Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, "EDM", Alg. 1),
@@ -13,14 +17,21 @@ same conditioning with the learned null audio (``audio_null``). ``g = 1`` is the
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from trainer.diffusion import schedule as S
+from trainer.runtime import unwrap
 
-Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 SAMPLERS = ("ddim", "heun")
+GUIDANCE_SCHEDULES = ("constant", "linear", "cosine", "interval")
+
+
+# ------------------------------------------------------------------ guidance
 
 
 def apply_guidance(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> torch.Tensor:
@@ -28,18 +39,84 @@ def apply_guidance(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: fl
     return uncond_pred + scale * (cond_pred - uncond_pred)
 
 
-def guided_denoiser(model: Callable, cond: dict[str, torch.Tensor], guidance: float) -> Denoise:
-    """A denoiser callable with audio CFG. At ``guidance == 1`` the unconditional pass is skipped."""
-    uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
+def guidance_weight(tau: float, scale: float, schedule: str = "constant",
+                    interval: tuple[float, float] = (0.0, 1.0)) -> float:
+    """The audio-CFG weight at sampler time ``tau`` (1 = pure noise, 0 = clean) with peak ``scale`` = g.
 
-    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if guidance == 1.0:
-            return model(x_t, t, cond)
+    - ``constant``: g at every step (Ho & Salimans 2022);
+    - ``linear``: ``1 + (g - 1)(1 - tau)``: no guidance at pure noise, g at the clean end;
+    - ``cosine``: the same ramp with a cosine easing, ``1 + (g - 1)(1 - cos(pi (1 - tau))) / 2``;
+    - ``interval``: g for tau in ``[lo, hi]``, 1 outside (guidance in a limited interval, Kynkaenniemi et al.
+      2024, "Applying Guidance in a Limited Interval Improves Sample and Distribution Quality").
+    """
+    if schedule == "constant":
+        return float(scale)
+    if schedule == "linear":
+        return 1.0 + (scale - 1.0) * (1.0 - tau)
+    if schedule == "cosine":
+        return 1.0 + (scale - 1.0) * 0.5 * (1.0 - math.cos(math.pi * (1.0 - tau)))
+    if schedule == "interval":
+        lo, hi = interval
+        return float(scale) if lo <= tau <= hi else 1.0
+    raise ValueError(f"inference.audio_guidance_schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Audio CFG as the sampler applies it: peak ``scale`` g, a schedule over tau, and its interval."""
+
+    scale: float
+    schedule: str = "constant"
+    interval: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"inference.audio_guidance_schedule must be one of {GUIDANCE_SCHEDULES}, "
+                             f"got {self.schedule!r}")
+        lo, hi = self.interval
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"inference.audio_guidance_interval must satisfy 0 <= lo < hi <= 1, got {list(self.interval)}")
+
+    def weight(self, tau: float) -> float:
+        return guidance_weight(tau, self.scale, self.schedule, self.interval)
+
+    @classmethod
+    def from_config(cls, inference, scale: float | None = None) -> "Guidance":
+        """From ``cfg.inference`` (an explicit ``scale``, e.g. ``--guidance``, replaces the configured peak)."""
+        g = inference.audio_guidance_scale if scale is None else float(scale)
+        return cls(g, inference.audio_guidance_schedule, tuple(inference.audio_guidance_interval))
+
+
+def as_guidance(guidance: "float | Guidance") -> Guidance:
+    """A plain number means constant guidance at that scale."""
+    return guidance if isinstance(guidance, Guidance) else Guidance(float(guidance))
+
+
+def guided_denoiser(model: Callable, cond: dict[str, torch.Tensor], guidance: "float | Guidance") -> Denoise:
+    """A denoiser callable with scheduled audio CFG; steps where the weight is 1 skip the unconditional pass.
+
+    The doubled [cond; uncond] conditioning is built once, on the first guided step, and reused by every
+    later step of the snippet.
+    """
+    g = as_guidance(guidance)
+    both: dict[str, torch.Tensor] = {}
+
+    def denoise(x_t: torch.Tensor, t: float) -> torch.Tensor:
         b = x_t.shape[0]
-        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), {k: torch.cat([cond[k], uncond[k]]) for k in cond})
-        return apply_guidance(both[:b], both[b:], guidance)
+        tt = torch.full((b,), float(t), device=x_t.device)
+        w = g.weight(float(t))
+        if w == 1.0:
+            return model(x_t, tt, cond)
+        if not both:
+            uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
+            both.update({k: torch.cat([v, uncond[k]]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()})
+        out = model(torch.cat([x_t, x_t]), torch.cat([tt, tt]), both).float()
+        return apply_guidance(out[:b], out[b:], w)
 
     return denoise
+
+
+# ------------------------------------------------------------------ samplers
 
 
 def time_grid(steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -49,45 +126,45 @@ def time_grid(steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.linspace(1.0, 0.0, steps + 1, device=device)
 
 
+def _grid(steps: int) -> tuple[list[float], list[float], list[float]]:
+    """Host-side (t_i, alpha_i, sigma_i) lists: every per-step coefficient known before the loop starts."""
+    ts = time_grid(steps)
+    alpha, sigma = S.alpha_sigma(S.logsnr_cosine(ts))
+    return ts.tolist(), alpha.tolist(), sigma.tolist()
+
+
 def _x0_eps(denoise: Denoise, x: torch.Tensor, t: float, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    tt = torch.full((x.shape[0],), float(t), device=x.device)
-    pred = denoise(x, tt).float()
-    return S.pred_to_x0_eps(pred, x, S.logsnr_cosine(tt), prediction)
-
-
-def _alpha_sigma_at(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return S.alpha_sigma(S.logsnr_cosine(t))
+    pred = denoise(x, t).float()
+    logsnr = S.logsnr_cosine(torch.full((x.shape[0],), float(t), device=x.device))
+    return S.pred_to_x0_eps(pred, x, logsnr, prediction)
 
 
 @torch.no_grad()
 def ddim(denoise: Denoise, noise: torch.Tensor, steps: int, prediction: str = "v") -> torch.Tensor:
     """Deterministic DDIM: ``x_{s} = alpha_s x0_hat + sigma_s eps_hat`` from t = 1 to t = 0; returns x0."""
-    ts = time_grid(steps, noise.device)
+    ts, alpha, sigma = _grid(steps)
     x = noise
     for i in range(steps):
-        x0_hat, eps_hat = _x0_eps(denoise, x, ts[i].item(), prediction)
+        x0_hat, eps_hat = _x0_eps(denoise, x, ts[i], prediction)
         if i < steps - 1:
-            a, s = _alpha_sigma_at(ts[i + 1])
-            x = a * x0_hat + s * eps_hat
+            x = alpha[i + 1] * x0_hat + sigma[i + 1] * eps_hat
     return x0_hat  # the last step's data prediction (x itself is within sigma(0) ~ 5e-4 of it)
 
 
 @torch.no_grad()
 def heun(denoise: Denoise, noise: torch.Tensor, steps: int, prediction: str = "v") -> torch.Tensor:
     """Heun (EDM Alg. 1, no churn) in ``y = x / alpha``, ``s = sigma / alpha``: ``dy/ds = eps_hat``; returns x0."""
-    ts = time_grid(steps, noise.device)
-    y = noise / _alpha_sigma_at(ts[0])[0]
+    ts, alpha, sigma = _grid(steps)
+    y = noise / alpha[0]
     for i in range(steps):
-        a_i, sg_i = _alpha_sigma_at(ts[i])
-        a_n, sg_n = _alpha_sigma_at(ts[i + 1])
-        s_i, s_n = sg_i / a_i, sg_n / a_n
-        _, eps1 = _x0_eps(denoise, y * a_i, ts[i].item(), prediction)
+        s_i, s_n = sigma[i] / alpha[i], sigma[i + 1] / alpha[i + 1]
+        _, eps1 = _x0_eps(denoise, y * alpha[i], ts[i], prediction)
         y_euler = y + (s_n - s_i) * eps1
         # The 2nd-order correction, except on the last step (to s ~ 0, as in EDM Alg. 1) and on the first: it
         # jumps from s ~ 1800 (logsnr -15) where y ~ s, and the trapezoid rule's error on that huge step is
         # far larger than Euler's (EDM avoids it with sigma_max = 80). Euler in (y, s) is exactly DDIM.
         if 0 < i < steps - 1:
-            _, eps2 = _x0_eps(denoise, y_euler * a_n, ts[i + 1].item(), prediction)
+            _, eps2 = _x0_eps(denoise, y_euler * alpha[i + 1], ts[i + 1], prediction)
             y = y + (s_n - s_i) * 0.5 * (eps1 + eps2)
         else:
             y = y_euler
@@ -95,17 +172,18 @@ def heun(denoise: Denoise, noise: torch.Tensor, steps: int, prediction: str = "v
 
 
 def sample_snippet(model: Callable, cond: dict[str, torch.Tensor], shape: tuple[int, ...], steps: int,
-                   guidance: float, generator: torch.Generator | None, sampler: str = "ddim",
+                   guidance: "float | Guidance", generator: torch.Generator | None, sampler: str = "ddim",
                    device: torch.device | str | None = None) -> torch.Tensor:
-    """Sample one batch of snippets: noise (shape) from ``generator``, audio CFG at ``guidance``; returns x0.
+    """Sample one batch of snippets: noise (shape) from ``generator``, audio CFG per ``guidance``; returns x0.
 
-    ``model`` is a :class:`Denoiser` (EMA weights for sampling) and ``cond`` its :meth:`make_cond` dict.
+    ``model`` is a :class:`Denoiser` (EMA weights for sampling) and ``cond`` its :meth:`make_cond` dict;
+    ``guidance`` a :class:`Guidance` (``Guidance.from_config(cfg.inference)``) or a number (constant scale).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"inference.sampler must be one of {SAMPLERS}, got {sampler!r}")
     dev = torch.device(device) if device is not None else cond["audio"].device
     noise = torch.randn(shape, generator=generator).to(dev)
-    net = getattr(model, "_orig_mod", model)
+    net = unwrap(model)
     prediction = getattr(net, "prediction", "v")
     denoise = guided_denoiser(model, cond, guidance)
     return (ddim if sampler == "ddim" else heun)(denoise, noise, steps, prediction)

@@ -115,20 +115,19 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu", weight
     The architecture comes from the run's saved ``config.yaml``; the weights (EMA by default) from
     safetensors only.
     """
-    from shared.config import Config
-    from trainer.checkpoint import find_checkpoint, load_checkpoint, read_run_config
+    from shared.config import build_config
+    from shared.errors import CheckpointError
+    from trainer.checkpoint import read_checkpoint, read_run_config
 
-    step_dir = find_checkpoint(path)
-    if step_dir is None:
-        raise FileNotFoundError(f"no VAE checkpoint under {path} (expected RUN/latest or a ckpt/step-* dir)")
-    run_dir = step_dir.parent.parent if step_dir.parent.name == "ckpt" else Path(path)
+    ckpt = read_checkpoint(path, names=[weights])
+    if ckpt is None:
+        raise CheckpointError(f"no VAE checkpoint under {path} (expected RUN/latest or a ckpt/step-* dir)")
+    step_dir = ckpt.step_dir
+    run_dir = step_dir.resolve().parent.parent if step_dir.resolve().parent.name == "ckpt" else Path(path)
     saved = read_run_config(run_dir)
     if saved is None:
-        raise FileNotFoundError(f"{run_dir}/config.yaml is missing: cannot tell the VAE's architecture")
-    cfg = Config.model_validate(saved)
-    _, tensors, _ = load_checkpoint(step_dir)
-    if weights not in tensors:
-        raise KeyError(f"{step_dir} has no '{weights}' weights (has {sorted(tensors)})")
+        raise CheckpointError(f"{run_dir}/config.yaml is missing: cannot tell the VAE's architecture")
+    cfg = build_config(base=saved)
     model = FrameVAE(cfg.vae)
-    model.load_state_dict(tensors[weights])
+    model.load_state_dict(ckpt.tensors[weights])
     return model.to(device).eval(), cfg, step_dir
