@@ -186,3 +186,15 @@ def test_ctrl_c_ends_the_stream_like_the_end_of_the_audio():
     assert sink.summary is summary  # the sinks were closed (the recorder finalises its mp4)
     assert summary["frames"] == len(sink.frames) == int(sink.audio / SR * FPS)  # every frame whose audio came
     assert 2.9 * FPS <= summary["frames"] <= 3.1 * FPS
+
+
+def test_latency_histogram_matches_numpy_within_a_bin():
+    from trainer.live.scheduler import LatencyHistogram
+
+    x = np.random.default_rng(3).gamma(2.0, 0.1, 5000)
+    h = LatencyHistogram()
+    for v in x:
+        h.add(float(v))
+    assert abs(h.mean - x.mean()) < 1e-9 and h.max == x.max()
+    assert abs(h.quantile(0.95) - np.percentile(x, 95)) <= 1.5e-3
+    assert abs(h.quantile(0.5) - np.median(x)) <= 1.5e-3

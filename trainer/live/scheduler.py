@@ -84,6 +84,32 @@ def choose_steps(remaining_s: float, period_s: float, cost: CostModel, full: int
     return 0 if have_frame else min_steps
 
 
+class LatencyHistogram:
+    """Per-frame latencies in 1 ms bins up to 60 s (bounded memory for a stream of any length): mean, max, quantiles."""
+
+    def __init__(self, max_s: float = 60.0, bin_s: float = 1e-3):
+        self.bin_s = bin_s
+        self.counts = np.zeros(int(max_s / bin_s) + 1, np.int64)  # the last bin holds everything beyond max_s
+        self.n, self.total, self.max = 0, 0.0, float("-inf")
+
+    def add(self, seconds: float) -> None:
+        self.counts[min(max(int(seconds / self.bin_s), 0), len(self.counts) - 1)] += 1
+        self.n += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else 0.0
+
+    def quantile(self, q: float) -> float:
+        """The upper edge of the bin holding the q-quantile (within 1 ms of it)."""
+        if not self.n:
+            return 0.0
+        i = int(np.searchsorted(np.cumsum(self.counts), q * self.n))
+        return min((i + 1) * self.bin_s, self.max)
+
+
 @dataclass
 class LiveStats:
     frames: int = 0
@@ -91,8 +117,9 @@ class LiveStats:
     dropped: int = 0
     snippets: int = 0
     degraded_snippets: int = 0
-    steps_used: list[int] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)  # per emitted frame: emit time - its audio's arrival
+    generated_snippets: int = 0
+    steps_total: int = 0  # sampling steps summed over generated snippets
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # emit time - the frame's audio arrival
 
 
 class LiveScheduler:
@@ -220,7 +247,8 @@ class LiveScheduler:
             self.cost.update(steps, timings.sample_s, timings.decode_s)
             frames = frames[:n_out]
             self.stats.generated += n_out
-            self.stats.steps_used.append(int(steps))
+            self.stats.steps_total += int(steps)
+            self.stats.generated_snippets += 1
             self.stats.degraded_snippets += int(steps < self.gen.full_steps)
             self._last_frame = frames[-1].copy()
         self.stats.snippets += 1
@@ -229,7 +257,7 @@ class LiveScheduler:
         for i in range(n_out):
             t = start + i
             latency = emit - self._arrivals[min(t, n_rows - 1) - self._row0]
-            self.stats.latencies.append(latency)
+            self.stats.latency.add(latency)
             infos.append({"t": t, "ts": t / self.fps, "latency_s": latency, "steps": int(steps),
                           "dropped": steps == 0, "emitted": emit})
         self.stats.frames += n_out
@@ -253,12 +281,12 @@ class LiveScheduler:
 
     def summary(self, samples: int, wall_s: float) -> dict:
         st = self.stats
-        lat = np.asarray(st.latencies) if st.latencies else np.zeros(1)
+        lat = st.latency
         audio_s = samples / self.sr
         return {"frames": st.frames, "generated": st.generated, "dropped": st.dropped, "snippets": st.snippets,
                 "degraded_snippets": st.degraded_snippets, "audio_s": audio_s, "wall_s": wall_s, "fps": self.fps,
                 "realtime": self.realtime, "speed_x_realtime": audio_s / max(wall_s, 1e-9),
-                "latency_mean_s": float(lat.mean()), "latency_p95_s": float(np.percentile(lat, 95)),
-                "latency_max_s": float(lat.max()), "lookahead_frames": self.gen.lookahead,
+                "latency_mean_s": lat.mean, "latency_p95_s": lat.quantile(0.95),
+                "latency_max_s": lat.max if lat.n else 0.0, "lookahead_frames": self.gen.lookahead,
                 "steps_full": self.gen.full_steps,
-                "steps_mean": float(np.mean(st.steps_used)) if st.steps_used else 0.0}
+                "steps_mean": st.steps_total / max(st.generated_snippets, 1)}
