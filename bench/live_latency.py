@@ -89,7 +89,10 @@ class Feeder(threading.Thread):
     def __init__(self, fd: int, data: bytes, header: int, bytes_per_s: int):
         super().__init__(name="feeder", daemon=True)
         self.fd, self.data, self.header, self.bps = fd, data, header, bytes_per_s
-        self.writes: list[tuple[int, float]] = []  # (end byte offset, clock time after the write)
+        # (end byte offset, clock time after the write), preallocated: the bench's own records must not show up
+        # as memory growth of the pipeline (at most one write per 20 ms tick; ticks run late, never early)
+        cap = int(len(data) / bytes_per_s / 0.02) + 100
+        self.ends, self.times, self.n = np.zeros(cap, np.int64), np.zeros(cap), 0
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -100,26 +103,27 @@ class Feeder(threading.Thread):
                 end = min(len(self.data), max(due, self.header))
                 if end > sent:
                     w.write(self.data[sent:end])
-                    self.writes.append((end, time.monotonic()))
+                    self.ends[self.n], self.times[self.n] = end, time.monotonic()
+                    self.n += 1
                     sent = end
                 time.sleep(0.02)
 
     def time_of(self, offset: int) -> float:
         """Clock time at which byte ``offset`` had been written."""
-        for end, t in self.writes:
-            if end > offset:
-                return t
-        return float("nan")
+        i = int(np.searchsorted(self.ends[:self.n], offset, side="right"))
+        return float(self.times[i]) if i < self.n else float("nan")
 
 
 class BenchSink:
-    """Keeps per-frame timing and motion (not the frames), and samples memory."""
+    """Keeps per-frame timing and motion (not the frames), and samples memory; arrays preallocated for
+    ``n_frames`` so the bench's records do not show up as memory growth of the pipeline."""
 
-    def __init__(self):
-        self.emitted, self.latency, self.motion, self.dropped = [], [], [], []
+    def __init__(self, n_frames: int, seconds: float):
+        self.emitted, self.latency, self.motion = np.zeros(n_frames), np.zeros(n_frames), np.zeros(n_frames)
+        self.n = 0
         self._prev = None
-        self.rss: list[tuple[float, float]] = []
-        self._next_rss = 0.0
+        self.rss = np.full(int(seconds / 5.0) + 10, np.nan)
+        self._n_rss, self._next_rss = 0, 0.0
 
     def on_audio(self, samples):
         pass
@@ -127,14 +131,15 @@ class BenchSink:
     def on_frames(self, first, frames, infos):
         for f, info in zip(frames, infos):
             x = f.astype(np.float32) / 255.0
-            self.motion.append(0.0 if self._prev is None else float(np.abs(x - self._prev).mean()))
+            i = self.n
+            self.motion[i] = 0.0 if self._prev is None else float(np.abs(x - self._prev).mean())
             self._prev = x
-            self.emitted.append(info["emitted"])
-            self.latency.append(info["latency_s"])
-            self.dropped.append(bool(info["dropped"]))
+            self.emitted[i], self.latency[i] = info["emitted"], info["latency_s"]
+            self.n += 1
         now = time.monotonic()
-        if now >= self._next_rss:
-            self.rss.append((now, rss_mb()))
+        if now >= self._next_rss and self._n_rss < len(self.rss):
+            self.rss[self._n_rss] = rss_mb()
+            self._n_rss += 1
             self._next_rss = now + 5.0
 
     def on_status(self, status):
@@ -146,7 +151,7 @@ class BenchSink:
 
 def click_latencies(sink: BenchSink, feeder: Feeder, click_starts: np.ndarray, fps: float, future: int,
                     header: int) -> tuple[list[float], int]:
-    motion = np.asarray(sink.motion)
+    motion = sink.motion[:sink.n]
     out, missed = [], 0
     for s in click_starts:
         t_click = s / FEED_SR
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(r_fd, "rb", buffering=0) as r:
         source = PipeSource(r, sr, clock, name="the bench pipe")
         gen = SnippetGenerator(model, live_spec(model), style_from_prior(cfg.diffusion.style_dim, 0), 0)
-        sink = BenchSink()
+        sink = BenchSink(int(len(wave) / FEED_SR * fps) + 1, len(wave) / FEED_SR + 60)
         sched = LiveScheduler(source, gen, [sink], clock, sr, fps, cfg.timeline, realtime=True,
                               min_steps=cfg.inference.live_min_steps, stall_s=cfg.inference.live_stall_s)
         feeder.start()
@@ -228,12 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     feeder.join()
 
     lat, missed = click_latencies(sink, feeder, clicks, fps, gen.future, header)
-    n = len(sink.latency)
+    n = sink.n
     tenth = max(1, n // 10)
-    lat_frames = np.asarray(sink.latency)
-    emitted = np.asarray(sink.emitted)
+    lat_frames = sink.latency[:n]
+    emitted = sink.emitted[:n]
     span = emitted[-1] - emitted[0] if n > 1 else float("nan")
-    rss = [m for _, m in sink.rss]
+    rss = [float(m) for m in sink.rss[:sink._n_rss]]
     r = {
         "checkpoint": str(args.checkpoint), "device": str(model.device), "threads": args.threads,
         "resolution": cfg.render.resolution, "fps": fps, "snippet_frames": gen.snippet_frames,
