@@ -25,7 +25,7 @@ done
 need_pkgs() {
   local missing=()
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
-  if [ "$dev" = 1 ]; then  # the report.html test drives Debian's headless chromium (selenium + chromedriver)
+  if [ "$dev" = 1 ]; then  # the report.html and live page tests drive Debian's headless chromium (selenium + chromedriver)
     for p in chromium chromium-driver; do
       dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done

@@ -198,6 +198,12 @@ class DiffusionConfig(_Section):
     # --- snippet and conditioning shapes
     snippet_frames: int = Field(8, ge=1, description="F: frames denoised jointly per snippet.", json_schema_extra=SHAPE)
     audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
+    audio_context_future: int | None = Field(
+        None, ge=0, description="Frames of future timeline context in each audio window (the look-ahead live mode "
+        "waits for); null: audio_context_frames (the symmetric window). A live model uses 0.", json_schema_extra=SHAPE)
+    audio_channels: list[str] | None = Field(
+        None, description="Timeline channels the audio encoder sees, by name, in this order (null: all channels of "
+        "the timeline). A live model takes the causal ones.", json_schema_extra=SHAPE)
     prev_frames: int = Field(1, ge=0, description="Clean latent frames before the snippet it is conditioned on.", json_schema_extra=SHAPE)
     p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
     prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")
@@ -311,6 +317,10 @@ class InferenceConfig(_Section):
     compile: bool = Field(
         True, description="On CUDA, torch.compile the denoiser's per-step pass for sampling with CUDA graphs "
         "(mode reduce-overhead: the sampling shapes are fixed); ignored on the CPU.")
+    live_stall_s: float = Field(2.0, gt=0, description="Live mode: seconds without new audio before the page "
+                                "shows 'waiting for audio'.")
+    live_min_steps: int = Field(2, ge=1, description="Live mode: fewest sampling steps per snippet when generation "
+                                "falls behind (below this a snippet's frames are repeated and counted as dropped).")
     snippet_overlap: int = Field(
         1, ge=0, description="Frames each snippet of a long sample shares with the previous one; the shared latents "
         "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -17,7 +18,7 @@ import pytest
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900")
+         "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage", "--window-size=1200,900")
 
 # Plays every <video> of the page for a moment and reports what the media element saw. The mp4s are
 # h264/AAC (shared/video.py); Debian's chromium decodes both, so frames must decode and time advance.
@@ -37,6 +38,13 @@ const one = v => new Promise(resolve => {
 });
 Promise.all(Array.from(document.querySelectorAll('video')).map(one)).then(done);
 """
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (tests serve only there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def chromium_or_skip() -> tuple[str, str]:

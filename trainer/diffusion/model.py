@@ -138,6 +138,12 @@ class SpaceTimeBlock(nn.Module):
         return x
 
 
+def audio_window_length(d) -> int:
+    """Frames in each audio window: k past + the frame + ``audio_context_future`` (default k: symmetric, 2k+1)."""
+    future = d.audio_context_frames if d.audio_context_future is None else d.audio_context_future
+    return d.audio_context_frames + 1 + future
+
+
 class AudioEncoder(nn.Module):
     """Per-frame audio token from the frame's (2k+1)-frame timeline window and its is_silent flag.
 
@@ -200,7 +206,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"diffusion.width={d.width} is not divisible by diffusion.heads={d.heads}")
         self.c, self.h, self.w, self.p = latent_channels, h, w, d.patch_size
         self.frames, self.prev_frames = d.snippet_frames, d.prev_frames
-        self.window = 2 * d.audio_context_frames + 1
+        self.window = audio_window_length(d)
         self.n_audio_channels = n_audio_channels
         self.style_dim = d.style_dim
         self.prediction = d.prediction

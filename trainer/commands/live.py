@@ -1,0 +1,182 @@
+"""`trainer live`: audio streaming in, generated video streaming out in real time (to an mp4 and/or a local page)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+
+NAME = "live"
+HELP = ("Generate video live as audio arrives: from a file at real-time pace, from stdin in any format, or "
+        "from a capture device; record it to an mp4 and/or watch it on a local page.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", metavar="FILE|-",
+                     help="Audio file played at real-time pace, or - for stdin in any format ffmpeg decodes "
+                          "(consumed as it arrives: a fast pipe runs faster than real time, a live pipe paces "
+                          "itself; closing stdin ends the stream).")
+    src.add_argument("--input-device", metavar="DEVICE", nargs="?", const="",
+                     help="Capture from an audio input device (index or name; none given: the default device). "
+                          "Needs the optional sounddevice package and PortAudio; not covered by the tests (CI "
+                          "machines have no capture device).")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="Flat out: read the file as fast as frames are made, and never degrade or drop "
+                             "(every snippet at the full steps). For recording: frames come faster than real time.")
+    parser.add_argument("--out", default=None, metavar="FILE.mp4",
+                        help="Record the stream (dropped frames as the repeated frames shown) with the audio muxed in.")
+    parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                        help="Serve a page with the live video, latency/fps/dropped counters and (for a file) "
+                             "its audio in sync. HOST defaults to 127.0.0.1 (loopback only).")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="With --serve and a file at real-time pace: start at once instead of waiting for the "
+                             "first page to connect (so the page sees the song from its start).")
+    parser.add_argument("--exit-at-end", action="store_true",
+                        help="With --serve: exit when the stream ends (default: keep the page up until Ctrl-C).")
+    parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
+                        help="Diffusion run dir or ckpt/step-* dir. Default: runs/diffusion, else the shipped live "
+                             "model models/synesthete-tiny-live (no look-ahead), else models/synesthete-tiny.")
+    parser.add_argument("--summary", default=None, metavar="FILE.json",
+                        help="Write the run's figures (frames, dropped, latency, speed vs real time) as JSON.")
+    add_config_args(parser, [
+        ShortFlag("--seed", "inference.seed", int, "Noise and style seed."),
+        ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
+        ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet (the most; fewer when behind)."),
+        ShortFlag("--stall", "inference.live_stall_s", float, "Seconds without audio before the page says so."),
+    ])
+
+
+LIVE_MODEL = Path("models/synesthete-tiny-live")  # see its MODEL_CARD.md
+
+
+def resolve_live_checkpoint(path: str | None) -> Path:
+    """``--checkpoint``, else runs/diffusion, else the shipped live model, else what `trainer sample` would use."""
+    from trainer.sample import DEFAULT_RUN, resolve_checkpoint_arg
+
+    if path is None and not Path(DEFAULT_RUN).exists() and LIVE_MODEL.exists():
+        return LIVE_MODEL
+    return resolve_checkpoint_arg(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.errors import SynestheteError
+    from trainer.sample import SampleError, one_line
+
+    try:
+        ckpt = resolve_live_checkpoint(args.checkpoint)
+    except SampleError as e:
+        if args.dry_run:
+            config_or_exit(args)
+        fail(one_line(e))
+    if args.audio not in (None, "-") and not args.dry_run:
+        audio = Path(args.audio)
+        if not audio.is_file():
+            fail(f"audio file {str(audio)!r}: " + ("not a regular file" if audio.exists() else "not found"))
+        if args.out and Path(args.out).resolve() == audio.resolve():
+            fail(f"--out {args.out!r} would overwrite the input audio")
+    if args.exit_at_end and not args.serve:
+        fail("--exit-at-end only applies with --serve")
+    try:
+        from trainer.live.server import parse_serve
+
+        serve = parse_serve(args.serve) if args.serve else None
+        summary = _run(args, ckpt, serve)
+    except (SampleError, SynestheteError) as e:
+        fail(one_line(e))
+    except (ValueError, RuntimeError, OSError) as e:  # ffmpeg failing mid-write and the like: one line
+        fail(f"live: {type(e).__name__}: {one_line(e)}")
+    print(f"live: {summary['frames']} frames ({summary['audio_s']:.2f} s of audio at {summary['fps']:g} fps) in "
+          f"{summary['wall_s']:.1f} s = {summary['speed_x_realtime']:.2f}x real time; dropped {summary['dropped']}, "
+          f"latency mean {1000 * summary['latency_mean_s']:.0f} ms (p95 {1000 * summary['latency_p95_s']:.0f} ms, "
+          f"look-ahead {summary['lookahead_frames']} frames)" + (f"; wrote {args.out}" if args.out else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) -> dict:
+    import torch
+
+    from shared.audio_io import AudioLoadError, load_audio
+    from shared.fsutil import atomic_write_json
+    from trainer.live.features import channel_selection
+    from trainer.live.generator import SnippetGenerator, live_spec
+    from trainer.live.scheduler import LiveScheduler
+    from trainer.live.sources import DeviceSource, FileSource, PipeSource, RealClock
+    from trainer.runtime import pick_device
+    from trainer.sample import SampleError, load_sampling_model, style_from_prior
+
+    model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
+    model.to(pick_device(model.cfg.run.device))
+    cfg = model.cfg
+    sr, fps, res = cfg.data.sample_rate, cfg.render.fps, cfg.render.resolution
+    clock = RealClock()
+    wave = None
+    if args.audio == "-":
+        source, realtime = PipeSource(sys.stdin.buffer, sr, clock), not args.no_realtime
+    elif args.audio is not None:
+        try:
+            wave, _ = load_audio(args.audio, sr)
+        except AudioLoadError as e:
+            raise SampleError(str(e)) from None
+        source, realtime = FileSource(wave, sr, clock, realtime=not args.no_realtime), not args.no_realtime
+    else:
+        source, realtime = DeviceSource(args.input_device or None, sr, clock), True
+
+    from trainer.live.features import causal_channel_names
+
+    channels = channel_selection(causal_channel_names(cfg.timeline), cfg.diffusion.audio_channels)
+    n_ch = len(channels) if channels is not None else len(causal_channel_names(cfg.timeline))
+    if n_ch != model.denoiser.n_audio_channels:
+        raise SampleError(f"checkpoint {ckpt}: the model takes {model.denoiser.n_audio_channels} audio channels, "
+                          f"the live timeline gives {n_ch}")
+    spec = live_spec(model)
+    inf = cfg.inference
+    gen = SnippetGenerator(model, spec, style_from_prior(cfg.diffusion.style_dim, inf.seed), inf.seed)
+    print(f"live: {ckpt} at {res} px, {fps:g} fps, snippets of {gen.snippet_frames} frames, look-ahead "
+          f"{gen.lookahead} frames ({1000 * gen.lookahead / fps:.0f} ms) before compute"
+          + ("" if gen.lookahead == 0 else " (this model is not causal: its windows and snippets see ahead)"),
+          file=sys.stderr)
+    sinks = []
+    server = recorder = None
+    try:
+        if serve is not None:
+            from trainer.live.server import LiveServer
+
+            server = LiveServer(serve[0], serve[1], fps, res, (wave, sr) if wave is not None else None,
+                                inf.live_stall_s, info={"lookahead_frames": gen.lookahead}).start()
+            sinks.append(server)
+            print(f"live: serving {server.url}", file=sys.stderr, flush=True)
+            if wave is not None and realtime and not args.no_wait:
+                print(f"live: open {server.url} to start (or pass --no-wait)", file=sys.stderr, flush=True)
+                server.client_connected.wait()
+        if args.out:
+            from trainer.live.recorder import Recorder
+
+            recorder = Recorder(args.out, fps, res, res, sr)
+            sinks.append(recorder)
+        with torch.no_grad():
+            sched = LiveScheduler(source, gen, sinks, clock, sr, fps, cfg.timeline, realtime=realtime,
+                                  min_steps=inf.live_min_steps, stall_s=inf.live_stall_s, channels=channels)
+            summary = sched.run()
+        recorder = None  # closed by the scheduler
+        if args.summary:
+            atomic_write_json(args.summary, summary, indent=2)
+        if server is not None and not args.exit_at_end:
+            print("live: stream ended; the page stays up until Ctrl-C", file=sys.stderr, flush=True)
+            try:
+                while True:
+                    clock.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return summary
+    finally:
+        if recorder is not None:
+            recorder.abort()
+        if server is not None:
+            server.shutdown()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()

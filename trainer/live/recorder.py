@@ -1,0 +1,70 @@
+"""`--out FILE.mp4`: the live stream recorded as it plays, the audio muxed in when the stream ends.
+
+Frames go through the project's mp4 writer (:class:`shared.video.Mp4Writer`, video only) as they are
+emitted, dropped frames as the repeated frames they were shown as; the audio, whose length is not known
+until the stream ends, is spooled to a float wav beside it. ``close`` muxes the two (video stream copied,
+AAC audio at the writer's rate, ``+faststart``) into the target atomically: the mp4 appears complete or
+not at all. The scheduler emits exactly ``frame_count(samples)`` frames, the writer's audio contract.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from shared.audio_io import require_tool, stderr_tail
+from shared.fsutil import atomic_path
+from shared.video import Mp4Writer, VideoError, aac_rate
+
+
+class Recorder:
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, sr: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix="live-rec-", dir=self.path.parent)
+        tmp = Path(self._tmp.name)
+        self.sr = int(sr)
+        self._video_path = tmp / "video.mp4"
+        self._writer = Mp4Writer(self._video_path, fps, width, height).open()
+        self._audio_path = tmp / "audio.wav"
+        self._audio = sf.SoundFile(str(self._audio_path), "w", samplerate=self.sr, channels=1, subtype="FLOAT")
+        self.frames = 0
+        self.samples = 0
+
+    def on_audio(self, samples: np.ndarray) -> None:
+        self._audio.write(np.asarray(samples, np.float32))
+        self.samples += len(samples)
+
+    def on_frames(self, first: int, frames: np.ndarray, infos: list[dict]) -> None:
+        self._writer.write(frames)
+        self.frames += len(frames)
+
+    def on_status(self, status: dict) -> None:
+        pass
+
+    def close(self, summary: dict | None = None) -> Path:
+        self._audio.close()
+        try:
+            self._writer.close()
+            cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-y",
+                   "-i", str(self._video_path), "-i", str(self._audio_path), "-map", "0:v:0", "-map", "1:a:0",
+                   "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", "-ar", str(aac_rate(self.sr)),
+                   "-movflags", "+faststart", "-f", "mp4"]
+            with atomic_path(self.path) as tmp:
+                proc = subprocess.run(cmd + [str(tmp)], capture_output=True, check=False)
+                if proc.returncode != 0:
+                    raise VideoError(f"{self.path}: muxing the audio failed: {stderr_tail(proc.stderr)}")
+        finally:
+            self._tmp.cleanup()
+        return self.path
+
+    def abort(self) -> None:
+        """Stop without writing the mp4 (an error upstream)."""
+        if not self._audio.closed:
+            self._audio.close()
+        self._writer.abort()
+        self._tmp.cleanup()
