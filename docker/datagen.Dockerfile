@@ -67,7 +67,7 @@ COPY shared/ shared/
 COPY datagen/ datagen/
 COPY trainer/ trainer/
 COPY configs/ configs/
-RUN bash scripts/setup.sh --system-only \
+RUN bash scripts/setup.sh --system-only --no-dev \
     && printf 'ray==%s\n' "$RAY_VERSION" > /tmp/constraints.txt \
     && PIP_CONSTRAINT=/tmp/constraints.txt bash scripts/setup.sh --python-only \
     && rm /tmp/constraints.txt \
