@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from shared.config import SECTIONS, Config, ConfigError, build_config, to_yaml
+from shared.errors import SynestheteError, one_line
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,14 @@ def config_or_exit(args: argparse.Namespace, base: dict[str, Any] | None = None)
         sys.stdout.write(to_yaml(cfg))
         raise SystemExit(0)
     return cfg
+
+
+def resolved_or_exit(args: argparse.Namespace, resolve: Callable[[], Any]) -> Any:
+    """``resolve()`` (e.g. finding the checkpoint), or on bad input one line and exit 2; with --dry-run the
+    resolved config is printed (exit 0) even when the thing to resolve is missing."""
+    try:
+        return resolve()
+    except SynestheteError as e:
+        if getattr(args, "dry_run", False):
+            config_or_exit(args)
+        fail(one_line(e))

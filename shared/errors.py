@@ -38,3 +38,8 @@ class DiskFullError(OutputPathError):
 
 class LockHeldError(SynestheteError):
     """Another process holds the directory this one wants to write."""
+
+
+def one_line(e: BaseException | str) -> str:
+    """An error message folded onto one line (YAML and ffmpeg errors span several)."""
+    return " ".join(str(e).split())

@@ -293,3 +293,17 @@ def test_dropout_return_and_bootstrap_ci():
     point, ci = bootstrap_ci(nanmean_of(np.array([1.0, 2.0, 3.0, np.nan])), 4, 500, seed=0)
     assert point == 2.0 and 1.0 <= ci[0] <= 2.0 <= ci[1] <= 3.0
     assert bootstrap_ci(nanmean_of(np.array([5.0])), 1, 500, seed=0) == (5.0, None)
+
+
+def test_clip_metric_ci_resamples_only_the_clips_where_it_is_defined():
+    from shared.config import Config
+    from trainer.eval.registry import ClipMetric, metric_statistic
+    from trainer.eval.rows import entry
+
+    values = {0: float("nan"), 1: 0.5, 2: 0.7}  # clip 0: undefined (e.g. no music frames)
+    metric = ClipMetric("m", "test", lambda a, v, cfg: values[a], "higher", lambda cfg: "test metric")
+    pairs = [[(i, None)] for i in range(3)]
+    stat, n = metric_statistic(metric, pairs, Config())
+    e = entry(stat, n, Config(), seed=0)
+    assert e["n"] == 2 and e["mean"] == pytest.approx(0.6)
+    assert 0.5 <= e["ci"][0] <= e["ci"][1] <= 0.7

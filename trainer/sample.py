@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from shared.audio_io import load_audio, resample
 from shared.config import Config, build_config
-from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteError
+from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteError, one_line  # noqa: F401 (re-exported)
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
 from shared.video import Mp4Writer, VideoError, read_video_frames
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
@@ -52,11 +52,6 @@ class SampleError(SynestheteError):
     """Sampling input that cannot be used (no checkpoint to find, a bad style reference): the message is the whole
     story. Checkpoint, audio and config problems raise :class:`CheckpointError`, :class:`AudioError` and
     :class:`ConfigError` (shared/errors.py)."""
-
-
-def one_line(e: BaseException | str) -> str:
-    """An error message folded onto one line (YAML and ffmpeg errors span several)."""
-    return " ".join(str(e).split())
 
 
 # ------------------------------------------------------------------ the model bundle

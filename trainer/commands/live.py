@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
+from shared.errors import SynestheteError, one_line
+from shared.video import VideoError
 
 NAME = "live"
 HELP = ("Generate video live as audio arrives: from a file at real-time pace, from stdin in any format, or "
@@ -62,15 +64,7 @@ def resolve_live_checkpoint(path: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.errors import SynestheteError
-    from trainer.sample import SampleError, one_line
-
-    try:
-        ckpt = resolve_live_checkpoint(args.checkpoint)
-    except SampleError as e:
-        if args.dry_run:
-            config_or_exit(args)
-        fail(one_line(e))
+    ckpt = resolved_or_exit(args, lambda: resolve_live_checkpoint(args.checkpoint))
     if args.audio not in (None, "-") and not args.dry_run:
         audio = Path(args.audio)
         if not audio.is_file():
@@ -84,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
         serve = parse_serve(args.serve) if args.serve else None
         summary = _run(args, ckpt, serve)
-    except (SampleError, SynestheteError) as e:
+    except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
-    except (ValueError, RuntimeError, OSError) as e:  # ffmpeg failing mid-write and the like: one line
-        fail(f"live: {type(e).__name__}: {one_line(e)}")
+    except VideoError as e:  # ffmpeg refusing the --out file (as datagen preview/visualize report it)
+        fail(one_line(e))
     print(f"live: {summary['frames']} frames ({summary['audio_s']:.2f} s of audio at {summary['fps']:g} fps) in "
           f"{summary['wall_s']:.1f} s = {summary['speed_x_realtime']:.2f}x real time; dropped {summary['dropped']}, "
           f"latency mean {1000 * summary['latency_mean_s']:.0f} ms (p95 {1000 * summary['latency_p95_s']:.0f} ms, "
@@ -99,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) -> dict:
     import torch
 
-    from shared.audio_io import AudioLoadError, load_audio
+    from shared.audio_io import load_audio
     from shared.fsutil import atomic_write_json
     from trainer.live.features import channel_selection
     from trainer.live.generator import SnippetGenerator, live_spec
@@ -117,10 +111,7 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
     if args.audio == "-":
         source, realtime = PipeSource(sys.stdin.buffer, sr, clock), not args.no_realtime
     elif args.audio is not None:
-        try:
-            wave, _ = load_audio(args.audio, sr)
-        except AudioLoadError as e:
-            raise SampleError(str(e)) from None
+        wave, _ = load_audio(args.audio, sr)  # AudioLoadError: an AudioError, one line at the command
         source, realtime = FileSource(wave, sr, clock, realtime=not args.no_realtime), not args.no_realtime
     else:
         source, realtime = DeviceSource(args.input_device or None, sr, clock), True

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
 
 NAME = "sample"
@@ -70,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from trainer.sample import (SampleSettings, audio_inputs, load_sampling_model, one_line, resolve_checkpoint_arg,
                                 sample_files)
 
-    try:
-        ckpt = resolve_checkpoint_arg(args.checkpoint)
-    except SynestheteError as e:
-        if args.dry_run:
-            config_or_exit(args)
-        fail(one_line(e))
+    ckpt = resolved_or_exit(args, lambda: resolve_checkpoint_arg(args.checkpoint))
     audios, outs = [Path(a) for a in args.audio], []
     if not args.dry_run:
         try:

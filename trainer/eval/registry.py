@@ -196,6 +196,7 @@ def metric_statistic(metric: ClipMetric | PooledMetric, pairs: Pairs, cfg: Confi
                      ) -> tuple[Callable[[np.ndarray], float], int]:
     """(stat(idx) over the clips, n = clips where the metric is defined)."""
     if isinstance(metric, ClipMetric):
-        vals = np.array([M.nanmean(metric.fn(a, v, cfg) for a, v in clip) for clip in pairs])
-        return stats.nanmean_of(vals), int(np.isfinite(vals).sum())
+        vals = np.array([M.nanmean(metric.fn(a, v, cfg) for a, v in clip) for clip in pairs], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]  # the bootstrap resamples the clips where the metric is defined
+        return stats.nanmean_of(vals), int(vals.size)
     return metric.fn(pairs, cfg), len(pairs)

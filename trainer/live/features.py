@@ -40,6 +40,7 @@ from collections import deque
 import numpy as np
 
 from shared.config import TimelineConfig
+from shared.errors import ConfigError
 from shared.timeline import (BeatEstimate, band_matrix, band_rms, beat_channels, channel_names, estimate_beats,
                              frame_bounds, frame_count, frame_matrix, frame_rms, frame_spectra, spectral_centroid,
                              spectral_flux, to_dbfs)
@@ -267,14 +268,14 @@ def channel_selection(names: list[str], wanted: list[str] | None) -> list[int] |
 
     None selects every channel (returns None: no selection). The loader can call this on a stored shard's
     timeline names, so a model trained on a subset (the causal channels) needs no regenerated shards.
-    An unknown or repeated name is a ValueError naming it.
+    An unknown or repeated name is a ConfigError naming it.
     """
     if wanted is None:
         return None
     names = list(names)
     missing = [w for w in wanted if w not in names]
     if missing:
-        raise ValueError(f"diffusion.audio_channels: {missing} not in the timeline's channels {names}")
+        raise ConfigError(f"diffusion.audio_channels: {missing} not in the timeline's channels {names}")
     if len(set(wanted)) != len(wanted):
-        raise ValueError(f"diffusion.audio_channels: a channel is named twice in {list(wanted)}")
+        raise ConfigError(f"diffusion.audio_channels: a channel is named twice in {list(wanted)}")
     return [names.index(w) for w in wanted]
