@@ -287,6 +287,7 @@ class GoalValue:
     target: float | None
     metric: str
     lower: bool = False
+    why_none: str = ""  # why there is no target, when there is none
 
     @property
     def met(self) -> bool | None:
@@ -306,6 +307,9 @@ def goal_value(goal: Goal, reps: list[dict[str, Any] | None]) -> GoalValue:
         ref = mean_of([value(r, goal.variant, name, "ceiling" if goal.reference == "ground truth" else "floor")
                        for r in reps])
         target = None if ref is None or ref <= 0 else goal.factor * ref  # a fraction of a reference <= 0 is no goal
+        if target is None:
+            return GoalValue(mean_of(per_seed), per_seed, None, name, goal.lower,
+                             f"{goal.reference} {'undefined' if ref is None else fmt(ref) + ' ≤ 0'}: no target")
     return GoalValue(mean_of(per_seed), per_seed, target, name, goal.lower)
 
 
@@ -616,7 +620,7 @@ def entry_text(e: dict[str, Any] | None) -> str:
 def met_text(gv: GoalValue) -> str:
     """'met (+0.012, 1.1× the target)' / 'not met (-0.2, 0.4× the target)' / 'n/a'."""
     if gv.met is None:
-        return "n/a"
+        return f"n/a ({gv.why_none})" if gv.why_none else "n/a"
     diff = gv.generated - gv.target
     ratio = f", {gv.generated / gv.target:.2f}× the target" if gv.target > 0 else ""
     return f"{'met' if gv.met else 'not met'} ({diff:+.3g}{ratio})"
@@ -723,7 +727,10 @@ def write_results(path: Path, p: Paths, preset: str, plan: dict[str, Any], log: 
           f"mean of {len(SEEDS)} seeds (training seed and sampling seed {', '.join(map(str, SEEDS))}) with each "
           "seed's value and its 95% bootstrap CI over clips shown; *floor* = video generated from another clip's "
           "audio (chance for retrieval), *ground truth* = the data's frames (the ceiling).", ""]
-    if preset != "h100":
+    if preset == "smoke":
+        L += ["**Smoke preset: this proves the plumbing only.** Models of a few hundred weights trained a few steps; "
+              "the numbers mean nothing.", ""]
+    elif preset != "h100":
         L += [f"**This is the {preset}-scale table, not the GPU result**: tiny models trained for a few minutes on a "
               "few dozen clips, evaluated on a handful of val clips. The numbers show direction at best; the CIs say "
               "how far to trust them.", ""]
