@@ -98,6 +98,9 @@ def _check_line(e: dict) -> str:
         "sample": lambda: (f"{r['params_M']} M params, {r['resolution']}² @ {r['fps']:g} fps, {r['sampler']} x {r['steps']} "
                            f"steps, CFG {r['guidance']:g}, {r['frames']} frames, {r['batch']} batched streams; first snippet "
                            f"{r['first_snippet_ms']} ms"),
+        "sampling_paths": lambda: (f"decode overlapped vs sequential: max |diff| {r['overlap_max_abs_diff']}; compiled "
+                                   f"({r['compile_mode']}) vs eager: mean |diff| {r['compiled_mean_abs_diff']} <= "
+                                   f"{r['tolerance']:g} levels"),
         "render": lambda: f"{r['gl'].get('renderer')}: min {r['min_draw_read']}, max {r['max_draw_read']} frames/s",
         "datagen": lambda: "; ".join(f"{x['resolution']}², {x['workers']} workers: wall {x['wall']:.0f}, steady {x['e2e']:.0f}, "
                                      f"render-only {x['render']:.0f}, JPEG-only {x['encode']:.0f} f/s" for x in r["rows"]),

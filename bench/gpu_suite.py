@@ -25,7 +25,10 @@ Steps, in order (each is skipped once ``--budget-s`` is spent, so the command en
   snippet latency;
 * ``render``: bench/render_throughput.py at 256²: the EGL render limit per primitive, one process;
 * ``datagen``: bench/datagen_throughput.py at 256²: ``datagen run`` (processes executor, one worker per CPU)
-  into shards against the render-only and JPEG-only limits of the same processes.
+  into shards against the render-only and JPEG-only limits of the same processes;
+* ``sampling_paths``: a tiny sampler's CUDA paths against the plain ones, last (it only runs when budget is left):
+  the decode overlapped on a side stream against the sequential decode (the same frames, exactly), and the
+  CUDA-graph compiled per-step denoise (``inference.compile``) against eager (:data:`SAMPLE_COMPILE_TOLERANCE`).
 
 Each result is appended to DIR/results.jsonl the moment it exists (one JSON object per step: name, ok,
 seconds, result or error with its traceback) and DIR/summary.json is rewritten after every step; at the
@@ -65,6 +68,10 @@ DDP_TOLERANCE = 1e-2  # max |g_ddp - g| / max |g| over all parameters
 # Resume: losses of the resumed steps against the straight run, relative to the loss; final weights,
 # ||w_resumed - w_straight|| relative to ||w_straight(4) - w(2)|| (what the last 2 steps moved them).
 RESUME_TOLERANCE = {"loss": 1e-2, "weights": 5e-2}
+# Sampling paths: the CUDA-graph compiled per-step denoise fuses bf16 ops differently from eager, and the difference
+# grows over the DDIM steps and the autoregressive snippets; mean |frame difference| in uint8 levels.
+SAMPLE_COMPILE_TOLERANCE = 3.0
+# The decode on a side stream runs the same kernels as the sequential one: the frames must agree exactly.
 TINY_MODEL = ["diffusion.snippet_frames=2", "diffusion.audio_context_frames=1", "diffusion.width=32",
               "diffusion.depth=1", "diffusion.heads=2", "diffusion.style_dim=4", "diffusion.batch_size=4",
               "diffusion.warmup_steps=2", "timeline.n_bands=4"]
@@ -88,9 +95,10 @@ def loop_api():
     from trainer import runtime as rt
     from trainer.diffusion.losses import diffusion_loss
     from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
-    from trainer.diffusion.train import loss_generator, param_groups, to_device, train
+    from trainer.diffusion.train import param_groups, train
+    from trainer.loop import to_device
 
-    return rt, diffusion_loss, synthetic_batch, n_audio_channels, loss_generator, param_groups, to_device, train
+    return rt, diffusion_loss, synthetic_batch, n_audio_channels, rt.step_generator, param_groups, to_device, train
 
 
 def tiny_config(device: Any, *extra: str):
@@ -172,7 +180,7 @@ def step_ddp(ctx: Context) -> dict:
 
     from trainer.diffusion.model import Denoiser
 
-    rt, diffusion_loss, synthetic_batch, n_audio_channels, loss_generator, param_groups, to_device, _ = loop_api()
+    rt, diffusion_loss, synthetic_batch, n_audio_channels, step_generator, param_groups, to_device, _ = loop_api()
     dev = ctx.device
     backend = "nccl" if dev.type == "cuda" else "gloo"
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
@@ -191,7 +199,7 @@ def step_ddp(ctx: Context) -> dict:
         losses = []
         for m in (net, plain):
             with rt.autocast(cfg.run, dev):
-                loss, _ = diffusion_loss(m, batch, cfg, loss_generator(cfg.run.seed, 0, 0))
+                loss, _ = diffusion_loss(m, batch, cfg, step_generator(cfg.run.seed, 0, 0))
             loss.backward()
             losses.append(loss.item())
         g_ddp = torch.cat([p.grad.flatten().float() for p in model.parameters()])
@@ -323,10 +331,48 @@ def step_datagen(ctx: Context) -> dict:
     return {"argv": argv, "gl": gl, "rows": rows}
 
 
+def step_sampling_paths(ctx: Context) -> dict:
+    import numpy as np
+    import sample_throughput
+    import torch
+
+    from trainer.diffusion.sampler import SamplingNet
+    from trainer.sample import SampleSettings, generate_frames, stream_spec, style_from_prior
+
+    cfg = sample_throughput.bench_config("tiny", ctx.device.type, ["inference.steps=4", "render.resolution=32"])
+    model = sample_throughput.random_model(cfg, ctx.device)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # away from adaLN-Zero's all-zero output layer, so the frames depend on every path
+        for p in model.denoiser.parameters():
+            p.add_(torch.randn(p.shape, generator=g).to(p.device) * 0.05)
+    spec = stream_spec(model, SampleSettings())
+    n = 3 * spec.snippet_frames
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((2, n, model.denoiser.window, model.denoiser.n_audio_channels)).astype(np.float32)
+    silent = np.zeros((2, n), np.float32)
+    style = torch.cat([style_from_prior(cfg.diffusion.style_dim, i) for i in range(2)])
+
+    def frames(compile_mode, overlap: bool) -> np.ndarray:
+        model._net = SamplingNet(model.denoiser, compile_mode)
+        return np.concatenate(list(generate_frames(model, windows, silent, style, spec, 0, overlap=overlap)), axis=1)
+
+    mode = "reduce-overhead" if ctx.device.type == "cuda" and ctx.compile_ok else None
+    eager_seq, eager_overlap = frames(None, False), frames(None, True)
+    compiled = frames(mode, True)
+    overlap_diff = int(np.abs(eager_seq.astype(int) - eager_overlap).max())
+    compile_diff = float(np.abs(eager_seq.astype(float) - compiled).mean())
+    r = {"frames": list(eager_seq.shape), "compile_mode": mode, "overlap_max_abs_diff": overlap_diff,
+         "compiled_mean_abs_diff": round(compile_diff, 3), "tolerance": SAMPLE_COMPILE_TOLERANCE,
+         "frames_std": round(float(eager_seq.std()), 2)}
+    if overlap_diff != 0 or compile_diff > SAMPLE_COMPILE_TOLERANCE:
+        raise RuntimeError(f"sampling paths disagree: {r}")
+    return r
+
+
 STEPS: list[tuple[str, Callable[[Context], dict]]] = [
     ("machine", step_machine), ("selftest", step_selftest), ("bf16", step_bf16), ("ddp", step_ddp),
     ("resume", step_resume), ("train", step_train), ("sample", step_sample), ("render", step_render),
-    ("datagen", step_datagen),
+    ("datagen", step_datagen), ("sampling_paths", step_sampling_paths),
 ]
 
 

@@ -89,7 +89,8 @@ def model_size(cfg: Config, activations: bool = True) -> dict:
     latent = cfg.render.resolution // cfg.vae.downsample
     model, _ = _model_and_batch(cfg, "meta", 2)
     r = {"width": d.width, "depth": d.depth, "heads": d.heads, "params_M": round(count_parameters(model) / 1e6, 2),
-         "tokens_per_snippet": (d.prev_frames + d.snippet_frames) * (1 + (latent // d.patch_size) ** 2),
+         "tokens_per_snippet": (d.prev_frames + d.snippet_frames)
+         * (int(d.cond_token_in_spatial) + (latent // d.patch_size) ** 2),
          "batch_size": d.batch_size, **{k: float(f"{v:.4g}") for k, v in flops(cfg).items()}}
     if activations:
         by_dtype = saved_activation_bytes(cfg, 2)

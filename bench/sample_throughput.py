@@ -11,11 +11,15 @@ overlaps) -> VAE decode -> h264/AAC mp4 through the shared writer. Two figures:
 * ``single stream``: one audio file, ``trainer sample``'s path end to end (timeline and mp4 writing included);
 * ``batched``: ``inference.batch_snippets`` independent streams denoised together (how ``trainer eval`` runs),
   frames of all streams per second, mp4 writing excluded;
-* ``snippet latency``: in one stream, the wall time from a snippet's audio being available (the previous
-  snippet done, since each snippet is conditioned on the last one's frames) to its last frame decoded:
-  the median time between successive decoded snippets over the first ``--latency-snippets``, and the
-  first snippet's time on its own (mp4 writing excluded); and the same median for the batched streams
-  (one snippet of each of the B streams).
+* ``snippet latency``: in one stream, the wall time from a snippet's audio being available to its last frame
+  decoded. A snippet can start once the previous one's latents exist (it is conditioned on them), so the
+  stream is run without the decode overlap (``generate_frames(..., overlap=False)``: snippet j starts when
+  j - 1's frames are out): the time between successive decoded snippets is then exactly one snippet's
+  audio-available-to-decoded time. Reported: the median over the first ``--latency-snippets``, and the first
+  snippet's time on its own (mp4 writing excluded); and the same median for the batched streams (one snippet
+  of each of the B streams).
+* ``throughput`` (the single-stream and batched frames/s) runs as ``trainer sample`` does: on CUDA with the
+  decode of each snippet overlapped with the next one's denoising.
 
 Goal on an H100 for the default full-size model with default steps: >= 24 frames/s (real time at 24 fps).
 ``--write`` replaces the ``## Sampling throughput`` section of bench/RESULTS.md.
@@ -145,7 +149,8 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
 
     # snippet latency in one stream (no mp4 writer): the first snippet, then the median of the next ones
     win, sil, _ = audio_conditioning(wave, sr, cfg, n)
-    stream = generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0)
+    stream = generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0,
+                             overlap=False)
     times, _ = snippet_times(itertools.islice(stream, args.latency_snippets))
     stream.close()
     first_ms, steady_ms = 1e3 * times[0], 1e3 * float(np.median(times[1:] if len(times) > 1 else times))
@@ -156,13 +161,14 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     sync(device)
     t0 = time.perf_counter()
     batch_times, made = snippet_times(
-        generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))
+        generate_frames(model, np.repeat(win[None], b, 0), np.repeat(sil[None], b, 0), style, spec, 0))  # overlapped
     sync(device)
     batched = made / (time.perf_counter() - t0)
     batched_ms = 1e3 * float(np.median(batch_times[1:] if len(batch_times) > 1 else batch_times))
 
     r = {"size": args.size, "hardware": hardware(device), "device": device.type,
          "precision": "bf16 autocast" if device.type == "cuda" and cfg.run.precision != "fp32" else "fp32",
+         "compiled": bool(model.sampling_net().compile_mode),
          "params_M": round(count_parameters(model.denoiser) / 1e6, 2), "resolution": cfg.render.resolution,
          "fps": cfg.render.fps, "snippet": cfg.diffusion.snippet_frames, "overlap": spec.overlap, "steps": spec.steps,
          "sampler": spec.sampler, "guidance": spec.guidance, "seconds": args.seconds, "frames": n,
@@ -181,10 +187,10 @@ def write_results(r: dict, path: Path) -> None:
         "second of wall time for `trainer sample`'s path (timeline, autoregressive snippets with audio CFG, VAE decode, "
         "mp4 writing), single stream; and for `inference.batch_snippets` streams denoised together (as `trainer eval` "
         "runs, mp4 writing excluded). Weights are initial ones: the speed does not depend on them.", "",
-        "| size | hardware | precision | params | resolution | snippet / overlap | sampler x steps | CFG | audio | "
+        "| size | hardware | precision | compiled | params | resolution | snippet / overlap | sampler x steps | CFG | audio | "
         "single stream frames/s | batched (B) frames/s | snippet latency ms (first) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {r['size']} | {r['hardware']} | {r['precision']} | {r['params_M']} M | {r['resolution']}² @ {r['fps']:g} fps | "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['size']} | {r['hardware']} | {r['precision']} | {r['compiled']} | {r['params_M']} M | {r['resolution']}² @ {r['fps']:g} fps | "
         f"{r['snippet']} / {r['overlap']} | {r['sampler']} x {r['steps']} | {r['guidance']:g} | {r['seconds']:g} s "
         f"({r['frames']} frames) | {r['single']} | {r['batched']} ({r['batch']}) | {r['snippet_latency_ms']} "
         f"({r['first_snippet_ms']}) |",

@@ -34,7 +34,8 @@ from trainer import runtime as rt  # noqa: E402
 from trainer.diffusion.losses import diffusion_loss  # noqa: E402
 from trainer.diffusion.model import Denoiser, count_parameters  # noqa: E402
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch  # noqa: E402
-from trainer.diffusion.train import param_groups, to_device  # noqa: E402
+from trainer.diffusion.train import param_groups  # noqa: E402
+from trainer.loop import to_device  # noqa: E402
 from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## Diffusion training throughput"
@@ -120,9 +121,11 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     net = torch.compile(model) if compiled else model
     batch = to_device(synthetic_batch(cfg, batch_size, c, latent, torch.Generator().manual_seed(0)), device)
 
-    def step(i: int) -> None:
+    rt.enable_tf32(device)  # as the loop does
+
+    def step(i: int) -> None:  # the loop's step (trainer/loop.py) on a resident batch: draws on the device
         with rt.autocast(cfg.run, device):
-            loss, _ = diffusion_loss(net, batch, cfg, torch.Generator().manual_seed(i))
+            loss, _ = diffusion_loss(net, batch, cfg, rt.step_generator(cfg.run.seed, 0, i, device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.diffusion.grad_clip)
@@ -135,7 +138,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     counter = FlopCounterMode(display=False)
     with counter:
         with rt.autocast(cfg.run, device):
-            loss, _ = diffusion_loss(model, batch, cfg, torch.Generator().manual_seed(0))
+            loss, _ = diffusion_loss(model, batch, cfg, rt.step_generator(cfg.run.seed, 0, 0, device))
         loss.backward()
     flops_per_step = counter.get_total_flops()
     opt.zero_grad(set_to_none=True)
@@ -161,7 +164,8 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
         "precision": str(dtype).replace("torch.", ""), "compiled": compiled, "params_M": round(count_parameters(model) / 1e6, 2),
         "batch": batch_size, "snippet_frames": cfg.diffusion.snippet_frames, "latent": [c, latent, latent],
         "width": cfg.diffusion.width, "depth": cfg.diffusion.depth,
-        "tokens_per_snippet": (cfg.diffusion.prev_frames + cfg.diffusion.snippet_frames) * (1 + (latent // cfg.diffusion.patch_size) ** 2),
+        "tokens_per_snippet": (cfg.diffusion.prev_frames + cfg.diffusion.snippet_frames)
+        * (int(cfg.diffusion.cond_token_in_spatial) + (latent // cfg.diffusion.patch_size) ** 2),
         "gflop_per_step": round(flops_per_step / 1e9, 2), "steps": args.steps, "seconds": round(seconds, 3),
         "samples_per_s": round(batch_size * args.steps / seconds, 2), "achieved_tflops": round(achieved / 1e12, 4),
         "peak_tflops": round(peak / 1e12, 3), "mfu": round(achieved / peak, 4),

@@ -28,7 +28,7 @@ MANIFEST_VERSION = 1
 
 # Fields of data/timeline/render that do not change a shard's bytes: a re-run may change them freely.
 _NOT_CONTENT = {
-    "data": {"train_shards", "val_shards", "val_style_siblings", "reweight_variants", "audio_debug_mix_schedule_steps"},
+    "data": {"train_shards", "val_shards", "val_style_siblings", "audio_debug_mix_schedule_steps", "snippets_per_clip"},
     "render": {"chunk_frames"},
     "timeline": set(),
 }

@@ -16,6 +16,7 @@ refuses a config whose shape fields differ (see :func:`model_shape`).
 from __future__ import annotations
 
 import difflib
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -70,24 +71,32 @@ class DataConfig(_Section):
     audio_silence_mix_prob: float = Field(
         0.3, ge=0, le=1,
         description="Fraction of clips of the silence / track-dropout variant (postmortem §1). In datagen: what is "
-        "generated; in the trainer: what the loader draws (0 removes silence clips from training).",
+        "generated. In the trainer, only when given explicitly (YAML, flag or override) or with "
+        "audio_debug_mix_schedule_steps > 0: the fraction the loader draws (0 removes silence clips from training); "
+        "otherwise the loader draws what the shards hold.",
     )
     audio_debug_mode: bool = Field(
-        False, description="Bootstrap mode (postmortem §3): debug clips only, a small deterministic set of strongly "
-        "reactive signals.",
+        False, description="Bootstrap / diagnosis mode (postmortem §3, Principle D): debug clips only, a small "
+        "deterministic set of strongly reactive signals. In datagen: only debug clips are generated; in the trainer: "
+        "only debug clips are drawn for the whole run (shards without debug clips are refused before training).",
     )
     audio_debug_mix_prob: float = Field(
         0.05, ge=0, le=1,
-        description="Fraction of debug-variant clips. In datagen: what is generated; in the trainer: the final value of "
-        "the curriculum that lowers it from 1 (see audio_debug_mix_schedule_steps).",
+        description="Fraction of debug-variant clips. In datagen: what is generated. In the trainer, only when given "
+        "explicitly (YAML, flag or override) or with audio_debug_mix_schedule_steps > 0: the debug share the loader "
+        "draws (the final value of the curriculum); otherwise the loader draws what the shards hold.",
     )
     audio_debug_mix_schedule_steps: int = Field(
         0, ge=0,
-        description="Trainer curriculum: steps over which audio_debug_mix_prob is lowered linearly from 1 to its value "
-        "(0 = no curriculum, the value applies from step 0).",
+        description="Trainer bootstrap curriculum: over this many steps the debug share the loader draws falls "
+        "linearly from 1 to audio_debug_mix_prob (shuffle pressure stays on), then stays there; > 0 turns on "
+        "reweighting by variant. 0: no curriculum.",
     )
-    reweight_variants: bool = Field(
-        False, description="Trainer: reweight loader draws by `variant` to the mix knobs above (false = draw as stored).",
+    snippets_per_clip: int = Field(
+        1, ge=1,
+        description="Trainer: snippets drawn from each clip the diffusion loader reads (its timeline and latents "
+        "are decoded once for all of them; the shuffle buffer spreads them over batches, and shuffle negatives "
+        "never pair snippets of one clip). 1: one snippet per clip read.",
     )
     debug_set_size: int = Field(
         16, ge=1, description="Number of distinct deterministic debug clips; debug clips cycle through this set.",
@@ -179,10 +188,10 @@ class DiffusionConfig(_Section):
     of 256² frames, so (1 previous + 8) frames x (1 + 256) tokens = 2313 tokens per snippet. Measured with
     ``bench/model_size.py`` (torch.utils.flop_counter; activations on the CPU under bf16 autocast, an estimate
     of the CUDA figure): 183.6 M parameters; 547 GFLOP per snippet forward, 3.28 TFLOP per trained snippet
-    (forward and backward, the shuffle pressure's second forward included); 2.9 GiB of saved activations per
-    trained snippet (a third of the bytes fp32: the residual stream, which the fp32 position tables promote),
-    about 93 GiB at the default batch of 32 per rank, which fits a 141 GB H200 (on an 80 GB H100 use
-    ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
+    (forward and backward, the shuffle pressure's second forward included); 2.42 GiB of saved activations per
+    trained snippet (99.8% of the bytes bf16, since the position tables are cast to the activation dtype; 2.9 GiB,
+    a third fp32, when they promoted the residual stream), about 77 GiB at the default batch of 32 per rank,
+    which fits a 141 GB H200 (on an 80 GB H100 use ``diffusion.batch_size=16``). The earlier width 384 (46 M, 142 GFLOP) left the matmuls too narrow
     (K = 384) to be compute-bound on Hopper; DiT-B/2's shape reached 46% MFU on an H100.
     """
 
@@ -196,6 +205,11 @@ class DiffusionConfig(_Section):
     width: int = Field(768, ge=8, description="Transformer width (768: DiT-B/2's, wide enough for Hopper's matrix units).", json_schema_extra=SHAPE)
     depth: int = Field(12, ge=1, description="Transformer blocks.", json_schema_extra=SHAPE)
     heads: int = Field(12, ge=1, description="Attention heads (12 at width 768: head dim 64).", json_schema_extra=SHAPE)
+    cond_token_in_spatial: bool = Field(
+        True, description="Put each frame's audio token into its spatial attention as an extra token (1 + N tokens; "
+        "true: the layout of every existing checkpoint). False: N tokens only (a multiple of 128 at the production "
+        "shape, whole flash-attention tiles); the audio still reaches every patch by addition, adaLN and temporal "
+        "attention. Ablate with `trainer eval` before a preset uses false.", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
@@ -294,6 +308,9 @@ class InferenceConfig(_Section):
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
     batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")
+    compile: bool = Field(
+        True, description="On CUDA, torch.compile the denoiser's per-step pass for sampling with CUDA graphs "
+        "(mode reduce-overhead: the sampling shapes are fixed); ignored on the CPU.")
     snippet_overlap: int = Field(
         1, ge=0, description="Frames each snippet of a long sample shares with the previous one; the shared latents "
         "are cross-faded so snippet borders are seamless (0: back-to-back snippets joined by previous-frame "
@@ -339,7 +356,9 @@ class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="Training seed (init, noise, loader order).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Compute device.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
-    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank.")
+    num_workers: int = Field(2, ge=0, description="DataLoader workers per rank. Enough that the loader stays >= 3x "
+                             "ahead of the training step: ceil(3 x step snippets/s / per-worker snippets/s), "
+                             "bench/RESULTS.md 'Snippet loader'.")
     log_every: int = Field(50, ge=1, description="Steps between metrics lines.")
     sample_every: int = Field(1000, ge=1, description="Steps between sample/reconstruction grids.")
     checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints.")
@@ -401,6 +420,29 @@ def check_dotted_key(key: str) -> tuple[str, str]:
     return section, name
 
 
+# Keys that configs may still carry, ignored with a warning saying what replaced them (a saved run's config,
+# passed as ``base``, is read without the warning).
+DEPRECATED = {
+    "data.reweight_variants": "the trainer now reweights by variant exactly when a mix knob "
+    "(data.audio_silence_mix_prob, data.audio_debug_mix_prob) is given explicitly, "
+    "data.audio_debug_mix_schedule_steps > 0 or data.audio_debug_mode=true; otherwise it draws what the shards hold",
+}
+
+
+def _drop_deprecated(layer: Any, origin: str, warn: bool = True) -> Any:
+    """``layer`` without the :data:`DEPRECATED` keys (a copy), warning once per key that was there."""
+    if not isinstance(layer, dict):
+        return layer
+    out = {sec: dict(body) if isinstance(body, dict) else body for sec, body in layer.items()}
+    for dotted, why in DEPRECATED.items():
+        section, name = dotted.split(".")
+        if isinstance(out.get(section), dict) and name in out[section]:
+            del out[section][name]
+            if warn:
+                print(f"warning: {origin}: {dotted} is deprecated and ignored: {why}", file=sys.stderr)
+    return out
+
+
 def _check_layer(layer: dict[str, Any], origin: str) -> None:
     if not isinstance(layer, dict):
         raise ConfigError(f"{origin}: expected a mapping of sections, got {type(layer).__name__}")
@@ -450,6 +492,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         layer = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    layer = _drop_deprecated(layer, str(p))
     _check_layer(layer, str(p))
     return layer
 
@@ -475,24 +518,42 @@ def build_config(
     ``flags`` maps dotted keys to values (the short flags, already mapped); a
     value of None means the flag was not given. ``base`` is a config tree that
     sits under the YAML files (e.g. the config a checkpoint was trained with).
+
+    Each section's ``model_fields_set`` names the keys a user gave: in a YAML file, a flag or an override.
+    Keys that only came with ``base`` count as not given (a saved config spells out every key), so
+    "explicitly set" means the same for a fresh config and one layered on a saved run.
     """
     tree: dict[str, Any] = {}
+    given: dict[str, Any] = {}  # the user's layers only
     if base:
+        base = _drop_deprecated(base, "base config", warn=False)
         _check_layer(base, "base config")
         tree = _merge(tree, base)
     for f in yaml_files or []:
-        tree = _merge(tree, load_yaml(f))
+        layer = load_yaml(f)
+        tree, given = _merge(tree, layer), _merge(given, layer)
     for key, value in (flags or {}).items():
         if value is not None:
             check_dotted_key(key)
             _set_dotted(tree, key, value)
+            _set_dotted(given, key, value)
     for text in overrides or []:
+        dotted = text.split("=", 1)[0].strip()
+        if dotted in DEPRECATED:
+            section, name = dotted.split(".")
+            _drop_deprecated({section: {name: None}}, f"override '{text}'")  # warns
+            continue
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
+        _set_dotted(given, key, value)
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e)) from None
+    for section in SECTIONS:
+        object.__setattr__(getattr(cfg, section), "__pydantic_fields_set__",
+                           set(given.get(section) or {}) & set(field_names(section)))
+    return cfg
 
 
 def to_yaml(cfg: Config) -> str:

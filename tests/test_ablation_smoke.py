@@ -63,18 +63,19 @@ def test_smoke_ablation_end_to_end(tmp_path):
     log = [json.loads(x) for x in (work / "commands.jsonl").read_text().splitlines()]
     assert all(x["rc"] == 0 and x["wall_s"] > 0 for x in log)
     names = {x["name"] for x in log}
-    for key in "ABCDE":
+    assert not ab.legacy_loader()  # this code has the mix-knob fix: C's config is B's, so C is B's runs
+    assert not any(x["name"].startswith(("armC", "calibrate-armC", "armF")) and x["name"].endswith("-train")
+                   or x["name"] == "calibrate-armC" for x in log)
+    for key in "ABDE":
         assert f"calibrate-arm{key}" in names
         for seed in (0, 1):
             cmd = next(x["command"] for x in log if x["name"] == f"arm{key}_s{seed}-train")
             assert f"run.seed={seed}" in cmd and f"diffusion.steps={plan['steps'][key]}" in cmd
-    assert not any(x["name"].startswith("armF") and x["name"].endswith("-train") for x in log)
+            assert "reweight_variants" not in cmd
     f_eval = next(x["command"] for x in log if x["name"] == "armF_s1-eval")
-    assert "--checkpoint" in f_eval and "armC_s1 " in f_eval and "inference.audio_guidance_schedule=interval" in f_eval
+    assert "--checkpoint" in f_eval and "armB_s1 " in f_eval and "inference.audio_guidance_schedule=interval" in f_eval
     b_cmd = next(x["command"] for x in log if x["name"] == "armB_s0-train")
-    c_cmd = next(x["command"] for x in log if x["name"] == "armC_s0-train")
-    assert "data.reweight_variants=true" in b_cmd and "reweight_variants" not in c_cmd
-    assert "data.audio_silence_mix_prob=0.3" in c_cmd and "data.audio_debug_mix_schedule_steps=" in c_cmd
+    assert "data.audio_silence_mix_prob=0.3" in b_cmd and "data.audio_debug_mix_schedule_steps=" in b_cmd
     assert "diffusion.audio_shuffle_loss_type=infonce" in next(x["command"] for x in log if x["name"] == "armE_s0-train")
 
     # arm G: the rule recomputed from the reports gives the plan's levers
@@ -105,7 +106,8 @@ def test_smoke_ablation_end_to_end(tmp_path):
     # the normal-music figures are real: two normal clips give a retrieval chance of 1/2 as the floor
     assert ab.value(reps["C"][0], "normal", "retrieval_top1", "floor") == pytest.approx(0.5)
     cost = {row[0]: row for row in _section(md, "## Cost per arm (equal wall-clock)")}
-    assert cost["E"][2] == str(plan["steps"]["E"]) and cost["F"][2].endswith("(arm C's)")
+    assert cost["E"][2] == str(plan["steps"]["E"]) and cost["F"][2].endswith("(arm B's)")
+    assert cost["C"][2].endswith("(arm B's)")
     tries = _section(md, "## Every try")
     assert len(tries) == len(log) and all(row[1] == "0" for row in tries)
 
@@ -136,7 +138,13 @@ def test_every_preset_and_arm_is_a_valid_config(preset, tmp_path):
 
     cfg_file = ab.resolved_config(preset, [], tmp_path / "ablation.yaml")
     base = build_config([cfg_file])
-    all_arms = ab.arms(tune=True)
+    for legacy in (False, True):  # the arms as this code runs them, and as code before the mix-knob fix would
+        _check_arms(ab, build_config, cfg_file, ab.arms(tune=True, legacy=legacy))
+    # the generated data holds debug clips for the curriculum and silence clips for every arm but A
+    assert base.data.audio_debug_mix_prob > ab.FINAL_DEBUG_PROB and base.data.audio_silence_mix_prob >= 0.3
+
+
+def _check_arms(ab, build_config, cfg_file, all_arms):
     # G for every subset of levers, too
     all_arms += [ab.combination_arm(list(c), all_arms) for n in range(4) for c in itertools.combinations("DEF", n)]
     for arm in all_arms:
@@ -149,8 +157,6 @@ def test_every_preset_and_arm_is_a_valid_config(preset, tmp_path):
         else:  # every other arm keeps today's pressure and mix, and the curriculum over half the steps
             assert cfg.diffusion.audio_shuffle_loss_weight > 0 and cfg.data.audio_silence_mix_prob == 0.3
             assert cfg.data.audio_debug_mix_schedule_steps == 77 // 2
-    # the generated data holds debug clips for the curriculum and silence clips for every arm but A
-    assert base.data.audio_debug_mix_prob > ab.FINAL_DEBUG_PROB and base.data.audio_silence_mix_prob >= 0.3
 
 
 def test_equal_time_steps_and_the_combination_rule():
@@ -173,4 +179,6 @@ def test_equal_time_steps_and_the_combination_rule():
     assert ab.choose_levers(scores, spreads) == ["D"]
     g = ab.combination_arm(["D"], ab.arms())
     assert g.train is not None and "diffusion.audio_shuffle_negatives=band_permuted" in g.train
-    assert ab.combination_arm([], ab.arms()).same_as == "C" and ab.combination_arm(["F"], ab.arms()).same_as == "F"
+    assert ab.combination_arm([], ab.arms(legacy=True)).same_as == "C"
+    assert ab.combination_arm([], ab.arms(legacy=False)).same_as == "B"  # C is B's runs after the mix-knob fix
+    assert ab.combination_arm(["F"], ab.arms()).same_as == "F"

@@ -84,6 +84,14 @@ def test_manifest_scale_is_one_over_train_latent_std(cached):
     assert manifest["vae"]["config"]["base_channels"] == 8
     assert manifest["this_run"]["corrupt_samples"] == 1
     assert [r["samples"] for r in manifest["splits"]["train"]] == [3, 2]
+    # clips per variant, as the loader reads them (tests/trainer_shards.py cycles normal, silence, debug;
+    # the corrupt clip was a debug clip)
+    assert [r["variants"] for r in manifest["splits"]["train"]] == [
+        {"normal": 1, "silence": 1, "debug": 1}, {"normal": 1, "silence": 1, "debug": 0}]
+    from trainer.data import stored_variant_counts
+
+    urls = [str(latents / "train" / S.shard_name(i)) for i in range(2)]
+    assert list(stored_variant_counts(urls).values()) == [r["variants"] for r in manifest["splits"]["train"]]
 
 
 def test_cached_latents_decode_within_half_a_db_of_the_vae(cached):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import math
 import os
 from pathlib import Path
@@ -17,8 +18,8 @@ from shared.config import build_config
 from shared.timeline import channel_names
 from shared.errors import DataError
 from trainer.data import (
-    ShardDataset, frame_loader, make_loader, resolve_shards, skip_counts, skipped_in, target_variant_mix,
-    timeshift_offset_frames, VARIANT_CODE,
+    ShardDataset, frame_loader, make_loader, resolve_shards, reweights_variants, skip_counts, skipped_in,
+    snippet_loader, stored_variant_counts, target_variant_mix, timeshift_offset_frames, VARIANT_CODE,
 )
 from trainer_shards import rewrite_member, write_index_latent_shard, write_pixel_shards
 
@@ -148,24 +149,50 @@ def test_pixel_snippets_decode_the_right_frames(pixel_dir):
 
 
 def test_target_mix_schedule_and_modes():
-    cfg = _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0.3", "data.audio_debug_mix_prob=0.1",
+    cfg = _micro("data.audio_silence_mix_prob=0.3", "data.audio_debug_mix_prob=0.1",
                  "data.audio_debug_mix_schedule_steps=100")
     assert target_variant_mix(cfg.data, 0) == pytest.approx({"normal": 0.0, "silence": 0.0, "debug": 1.0})
     mid = target_variant_mix(cfg.data, 50)
     assert mid["debug"] == pytest.approx(0.55) and mid["silence"] == pytest.approx(0.3)
     assert target_variant_mix(cfg.data, 1000) == pytest.approx({"normal": 0.6, "silence": 0.3, "debug": 0.1})
-    assert target_variant_mix(_micro().data, 0) is None
+    assert target_variant_mix(_micro().data, 0) is None  # no knob given: draw what the shards hold
     assert target_variant_mix(_micro("data.audio_debug_mode=true").data, 0)["debug"] == 1.0
+    # a schedule alone turns reweighting on, with the knobs' default final values
+    sched = target_variant_mix(_micro("data.audio_debug_mix_schedule_steps=10").data, 10)
+    assert sched == pytest.approx({"normal": 0.65, "silence": 0.3, "debug": 0.05})
 
 
-def _variant_counts(url, cfg, n, seed=0):
-    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=seed, shuffle=1, samples_per_step=8)
+def test_explicit_means_given_by_a_user_layer_not_a_saved_base(tmp_path):
+    y = tmp_path / "mix.yaml"
+    y.write_text("data:\n  audio_silence_mix_prob: 0.3\n")  # the default value, but given
+    assert reweights_variants(build_config([y]).data)
+    assert reweights_variants(build_config(flags={"data.audio_debug_mix_prob": 0.05}).data)
+    assert not reweights_variants(build_config().data)
+    saved = build_config([y]).model_dump(mode="json")  # a run's config.yaml spells out every key
+    assert not reweights_variants(build_config(base=saved).data)
+    assert reweights_variants(build_config(base=saved, overrides=["data.audio_debug_mix_prob=0.2"]).data)
+
+
+def test_deprecated_reweight_variants_is_ignored_with_a_warning(tmp_path, capsys):
+    y = tmp_path / "old.yaml"
+    y.write_text("data:\n  reweight_variants: true\n")
+    cfg = build_config([y], overrides=["data.reweight_variants=false"])
+    err = capsys.readouterr().err
+    assert err.count("data.reweight_variants is deprecated and ignored") == 2 and "mix knob" in err
+    assert not reweights_variants(cfg.data) and "reweight_variants" not in cfg.data.model_dump()
+    build_config(base={"data": {"reweight_variants": True}})  # a saved run's config: read silently
+    assert "deprecated" not in capsys.readouterr().err
+
+
+def _variant_counts(url, cfg, n, seed=0, start_step=0):
+    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=seed, shuffle=1, samples_per_step=8,
+                      start_step=start_step)
     return collections.Counter(int(s["variant"]) for s in itertools.islice(iter(ds), n))
 
 
 def test_variant_reweighting_hits_the_asked_proportions(tmp_path):
     url = str(tmp_path / S.shard_name(0))
-    cfg = _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0.25", "data.audio_debug_mix_prob=0.1",
+    cfg = _micro("data.audio_silence_mix_prob=0.25", "data.audio_debug_mix_prob=0.1",
                  "diffusion.snippet_frames=2", "diffusion.prev_frames=1")
     # stored: one third of each variant
     write_index_latent_shard(url, cfg, n_clips=9, n_frames=6, variants=["normal", "silence", "debug"])
@@ -176,9 +203,61 @@ def test_variant_reweighting_hits_the_asked_proportions(tmp_path):
         assert abs(counts[VARIANT_CODE[variant]] - n * p) < 4 * sigma, (variant, counts)
     only_debug = _variant_counts(url, _micro("data.audio_debug_mode=true", "diffusion.snippet_frames=2"), 60)
     assert set(only_debug) == {VARIANT_CODE["debug"]}
-    no_silence = _variant_counts(url, _micro("data.reweight_variants=true", "data.audio_silence_mix_prob=0",
-                                             "data.audio_debug_mix_prob=0", "diffusion.snippet_frames=2"), 60)
+    no_silence = _variant_counts(url, _micro("data.audio_silence_mix_prob=0", "data.audio_debug_mix_prob=0",
+                                             "diffusion.snippet_frames=2"), 60)
     assert set(no_silence) == {VARIANT_CODE["normal"]}
+
+
+def test_default_draws_what_the_shards_hold(tmp_path):
+    url = str(tmp_path / S.shard_name(0))
+    cfg = _micro("diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    write_index_latent_shard(url, cfg, n_clips=8, n_frames=6, variants=["normal"] * 6 + ["silence", "debug"])
+    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=0, shuffle=1, resampled=False)
+    assert not ds.reweight
+    counts = collections.Counter(int(s["variant"]) for s in ds)  # one pass, as stored: 6 normal, 1, 1
+    assert counts == {VARIANT_CODE["normal"]: 6, VARIANT_CODE["silence"]: 1, VARIANT_CODE["debug"]: 1}
+
+
+def test_bootstrap_curriculum_falls_from_debug_only_within_one_run(tmp_path):
+    url = str(tmp_path / S.shard_name(0))
+    cfg = _micro("data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0", "data.audio_debug_mix_schedule_steps=20",
+                 "diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    write_index_latent_shard(url, cfg, n_clips=6, n_frames=6, variants=["normal", "debug"])
+    debug = VARIANT_CODE["debug"]
+    # batches of 8 (samples_per_step): the first batch is all debug, after step 20 none is
+    ds = ShardDataset([url], cfg, "snippets", source="latents", seed=0, shuffle=1, samples_per_step=8)
+    v = [int(s["variant"]) for s in itertools.islice(iter(ds), 8 * 30)]
+    assert set(v[:8]) == {debug} and debug not in v[8 * 21:]
+    early, late = v[8 * 2: 8 * 8].count(debug) / 48, v[8 * 12: 8 * 18].count(debug) / 48
+    assert early > late  # falls linearly in between (expected 0.75 vs 0.25)
+    # the stream is a function of (seed, start step): a restart at step 21 draws no debug clip at all
+    assert debug not in _variant_counts(url, cfg, 40, start_step=21)
+    assert _variant_counts(url, cfg, 80, start_step=5) == _variant_counts(url, cfg, 80, start_step=5)
+
+
+def test_wanted_variant_absent_is_refused_before_training(tmp_path):
+    root = tmp_path / "latents"
+    cfg = _micro("diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    for i in range(2):
+        write_index_latent_shard(root / "train" / S.shard_name(i), cfg, n_clips=3, n_frames=6,
+                                 variants=["normal", "silence"])
+    # debug mode on shards with no debug clip: one line before any sample (it used to die with StopIteration)
+    with pytest.raises(DataError, match=r"audio_debug_mode=true.*'debug'.*2 shards \(train/shard-000000.tar, "
+                                        r"train/shard-000001.tar\).*normal, silence") as e:
+        snippet_loader(root, _micro("data.audio_debug_mode=true", "diffusion.snippet_frames=2"), "train", 2, seed=0)
+    assert "\n" not in str(e.value)
+    with pytest.raises(DataError, match="audio_debug_mix_schedule_steps > 0"):
+        snippet_loader(root, _micro("data.audio_debug_mix_schedule_steps=5", "diffusion.snippet_frames=2"),
+                       "train", 2, seed=0)
+    with pytest.raises(DataError, match="'debug'"):  # an explicit debug share
+        snippet_loader(root, _micro("data.audio_debug_mix_prob=0.1", "diffusion.snippet_frames=2"), "train", 2, seed=0)
+    ok = _micro("data.audio_debug_mix_prob=0", "data.audio_silence_mix_prob=0.5", "diffusion.snippet_frames=2")
+    next(iter(snippet_loader(root, ok, "train", 2, seed=0)))  # no debug wanted: fine
+    # the counts come from the manifest where it records them (cache-latents does): here it claims debug clips
+    (root / "manifest.json").write_text(json.dumps({"kind": "latents", "splits": {"train": [
+        {"name": S.shard_name(i), "samples": 3, "variants": {"normal": 1, "silence": 1, "debug": 1}}
+        for i in range(2)]}}))
+    assert stored_variant_counts(resolve_shards(root, "train"))[str(root / "train" / S.shard_name(0))]["debug"] == 1
 
 
 def test_timeshift_offset_is_never_whole_bars():
@@ -226,3 +305,75 @@ def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_pat
     expect |= {first_two[0]}
     assert set(got) == expect
     assert all(v == 2 * n_frames for v in got.values())
+
+
+def test_a_set_mixing_content_fingerprints_is_refused_naming_the_shards(tmp_path):
+    cfg = _micro()
+    write_pixel_shards(tmp_path, cfg, train_shards=2, val_shards=1, samples_per_shard=1)
+    (tmp_path / "manifest.json").write_text(json.dumps({"content_id": "aaaa", "shards": {
+        "train/shard-000000.tar": {"content_id": "aaaa"}, "train/shard-000001.tar": {"content_id": "bbbb"},
+        "val/shard-000000.tar": {"content_id": "aaaa"}}}))
+    with pytest.raises(DataError, match=r"2 different content fingerprints.*aaaa.*bbbb \(1 shards, e.g. "
+                                        r"train/shard-000001.tar\)"):
+        frame_loader(tmp_path, cfg, "train", batch_size=1, seed=0)
+    with pytest.raises(DataError, match="different content fingerprints"):
+        snippet_loader(tmp_path, cfg, "val", batch_size=1, seed=0, source="pixels")
+
+
+def test_copies_of_one_debug_clip_share_an_audio_id(tmp_path):
+    cfg = _micro("diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    # the helper writes every clip of a shard with the same timeline (copies, as debug clips are);
+    # a clip of another length is other audio
+    copies = write_index_latent_shard(tmp_path / S.shard_name(0), cfg, n_clips=2, n_frames=6, variants=["debug"])
+    other = write_index_latent_shard(tmp_path / S.shard_name(1), cfg, n_clips=1, n_frames=7, variants=["debug"])
+    urls = [str(tmp_path / S.shard_name(i)) for i in range(2)]
+    ds = ShardDataset(urls, cfg, "snippets", source="latents", seed=0, shuffle=1, resampled=False)
+    batch = next(iter(make_loader(ds, batch_size=3, num_workers=0, drop_last=False)))
+    ids = dict(zip(batch["key"], batch["audio_id"].tolist()))
+    assert str(batch["audio_id"].dtype) == "torch.int64" and set(ids) == {*copies, *other}
+    assert ids[copies[0]] == ids[copies[1]] != ids[other[0]]
+
+
+def test_style_frames_come_from_outside_the_target_snippet(tmp_path):
+    cfg = _micro("diffusion.snippet_frames=4", "diffusion.prev_frames=1")
+    long_url, short_url = str(tmp_path / S.shard_name(0)), str(tmp_path / S.shard_name(1))
+    write_index_latent_shard(long_url, cfg, n_clips=2, n_frames=12)  # latents[t] = t: a style frame names itself
+    write_index_latent_shard(short_url, cfg, n_clips=1, n_frames=6)  # 2 frames outside a snippet, 4 style frames
+    for url, n_frames in ((long_url, 12), (short_url, 6)):
+        ds = ShardDataset([url], cfg, "snippets", source="latents", seed=0, shuffle=1, snippets_per_clip=16)
+        for s in itertools.islice(iter(ds), 32):
+            style_t = s["style"][:, 0, 0, 0].astype(int)
+            assert s["style"].shape == (4, 4, 2, 2)
+            assert not set(style_t) & set(s["frame_index"].tolist()), (style_t, s["frame_index"])
+            assert set(style_t) <= set(range(n_frames))
+    # a clip exactly one snippet long has nothing outside it: the snippet's own frames (documented fallback)
+    one = str(tmp_path / S.shard_name(2))
+    write_index_latent_shard(one, cfg, n_clips=1, n_frames=4)
+    s = next(iter(ShardDataset([one], cfg, "snippets", source="latents", seed=0, shuffle=1)))
+    assert set(s["style"][:, 0, 0, 0].astype(int)) <= set(range(4))
+
+
+def test_snippets_per_clip_from_the_config_and_fp16_latents(tmp_path):
+    cfg = _micro("data.snippets_per_clip=3", "diffusion.snippet_frames=2", "diffusion.prev_frames=1")
+    keys = write_index_latent_shard(tmp_path / "train" / S.shard_name(0), cfg, n_clips=2, n_frames=9)
+    batches = list(snippet_loader(tmp_path, cfg, "train", 2, seed=0, resampled=False, shuffle=1, drop_last=False))
+    got = [k for b in batches for k in b["key"]]
+    assert got == [keys[0]] * 3 + [keys[1]] * 3  # three snippets of each clip read, one pass
+    b = batches[0]
+    assert {str(b[f].dtype) for f in ("x", "prev", "style")} == {"torch.float16"}  # as stored: half the bytes
+    assert str(b["audio"].dtype) == "torch.float32"
+    assert len({tuple(s.tolist()) for b in batches for s in b["frame_index"]}) > 1  # different windows
+
+
+def test_pixel_manifest_counts_decide_for_the_vae_frame_loader(tmp_path):
+    cfg = _micro()
+    write_pixel_shards(tmp_path, cfg, train_shards=1, val_shards=1, samples_per_shard=3)  # normal, silence, debug
+    # as `datagen run` records them (shards[rel].variants); here it says the train shard holds no debug clip
+    (tmp_path / "manifest.json").write_text(json.dumps({"content_id": "c", "shards": {
+        "train/shard-000000.tar": {"content_id": "c", "variants": {"normal": 2, "silence": 1, "debug": 0}},
+        "val/shard-000000.tar": {"content_id": "c", "variants": {"normal": 1, "silence": 1, "debug": 1}}}}))
+    debug = _micro("data.audio_debug_mode=true")
+    with pytest.raises(DataError, match=r"wants 'debug' clips, but none of the 1 shards \(train/shard-000000.tar\)"):
+        frame_loader(tmp_path, debug, "train", batch_size=1, seed=0)
+    batch = next(iter(frame_loader(tmp_path, debug, "val", batch_size=2, seed=0)))
+    assert set(batch["key"]) == {S.sample_key(0, 2)}  # the val shard's debug clip only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -229,6 +230,37 @@ def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread
     assert abs(info["audio_duration"] - seconds) < 0.05
     assert info["audio_channels"] == (2 if kind.endswith("stereo") else 1)  # the input's own channels are muxed
     assert "frames/s" in err
+
+
+def test_several_files_and_a_folder_are_sampled_as_one_batch(ckpt, tmp_path, capsys, one_thread):
+    """Files of different lengths share one batched stream; each video has its own length and audio; a batch of
+    one is the one-file path exactly."""
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    lengths = {"a.wav": 1.0, "b.wav": 1.6, "c.flac": 0.5}
+    for i, (name, seconds) in enumerate(lengths.items()):
+        sf.write(songs / name, music(16000, seconds, seed=i), 16000)
+    (songs / "notes.txt").write_text("not audio")
+    out = tmp_path / "videos"
+    code, err = run_cli(capsys, "--audio", songs, "--checkpoint", ckpt, "--out", out, "--steps", 2)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert err.count("in a batch of 3") == 3
+    for name, seconds in lengths.items():
+        info = probe(out / (name.rsplit(".", 1)[0] + ".mp4"))
+        assert info["n_frames"] == math.floor(seconds * FPS) and info["has_audio"]
+        assert abs(info["audio_duration"] - seconds) < 0.05
+    # a batch of one: the frames `trainer sample --audio FILE` writes
+    code, _ = run_cli(capsys, "--audio", songs / "a.wav", "--audio", songs / "b.wav", "--checkpoint", ckpt, "--out",
+                      tmp_path / "two", "--steps", 2, "inference.batch_snippets=1")
+    assert code == 0
+    code, _ = run_cli(capsys, "--audio", songs / "b.wav", "--checkpoint", ckpt, "--out", tmp_path / "b.mp4", "--steps", 2)
+    assert code == 0
+    raw = [subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                          capture_output=True, check=True).stdout for p in (tmp_path / "two" / "b.mp4", tmp_path / "b.mp4")]
+    assert raw[0] == raw[1]
+    code, err = run_cli(capsys, "--audio", tmp_path / "videos", "--checkpoint", ckpt)
+    assert code == 2 and "holds no audio files" in err
 
 
 def test_all_silent_audio_gives_a_valid_video(ckpt, tmp_path, capsys, one_thread):

@@ -12,7 +12,7 @@ Two sample shapes (docs/INTERFACES.md):
   ``frames_per_clip`` of its JPEGs.
 * snippets (diffusion; from latent shards, or from pixel shards for evaluation): ``x``, ``prev``,
   ``prev_valid``, ``audio``, ``audio_timeshift``, ``frame_index``, ``is_silent``, ``style``,
-  ``variant``, ``key``.
+  ``variant``, ``audio_id`` (a hash of the clip's raw timeline: one id for copies of one debug clip), ``key``.
 
 Every random choice draws from a generator seeded by (seed, rank, worker, stage), so a stream is a
 pure function of the seed, the worker count and the rank. Corrupt or truncated samples go to
@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import functools
 import glob
+import json
 import multiprocessing as mp
 import os
 import random
 import re
 import sys
+import tarfile
 import threading
 import time
 from collections import deque
@@ -47,6 +49,7 @@ from shared.config import Config, DataConfig
 from shared.errors import DataError
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
+from trainer.diffusion.shuffle import audio_content_id
 
 VARIANTS = ("normal", "silence", "debug")
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
@@ -80,6 +83,7 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
     if isinstance(spec, (list, tuple)):
         return [u for s in spec for u in resolve_shards(s, split)]
     s = str(spec)
+    S.check_shard_set(s)  # one content fingerprint per set (warns once where there is no manifest to check)
     if _URL.match(s):
         return _expand_braces(s) if "{" in s else [s]
     if "{" in s and ".." in s:
@@ -189,23 +193,158 @@ def _flatten(stream: Iterable[list]) -> Iterator[Any]:
 # -------------------------------------------------------------- pure functions
 
 
+MIX_KNOBS = ("audio_silence_mix_prob", "audio_debug_mix_prob")  # data fields that ask the trainer for a mix
+
+
+def reweights_variants(data_cfg: DataConfig) -> bool:
+    """Whether the loader reweights clips by variant (else it draws what the shards hold).
+
+    It does when ``audio_debug_mode`` is on, when ``audio_debug_mix_schedule_steps > 0`` (the bootstrap
+    curriculum), or when a mix knob was given explicitly: in a YAML file, a flag or an override, which is
+    pydantic's ``model_fields_set`` as shared.config.build_config records it (a knob left at its default, or
+    one that only came with a ``base`` tree such as a saved run's config, is not explicit).
+    """
+    return (data_cfg.audio_debug_mode or data_cfg.audio_debug_mix_schedule_steps > 0
+            or bool(set(MIX_KNOBS) & data_cfg.model_fields_set))
+
+
 def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | None:
     """The fraction of draws per variant at a training step, or None to draw as stored.
 
-    ``audio_debug_mode`` -> debug only. Otherwise the debug fraction follows the curriculum: it falls
-    linearly from 1 to ``audio_debug_mix_prob`` over ``audio_debug_mix_schedule_steps`` (postmortem,
-    "curriculum back to diversity"); silence takes ``audio_silence_mix_prob`` of what debug leaves
-    (capped so fractions sum to 1); normal clips take the rest.
+    ``audio_debug_mode`` -> debug only, for the whole run. Otherwise, when :func:`reweights_variants`, the
+    debug fraction follows the bootstrap curriculum: it falls linearly from 1 to ``audio_debug_mix_prob``
+    over ``audio_debug_mix_schedule_steps`` (postmortem, "curriculum back to diversity"; 0 steps: the final
+    value from step 0); silence takes ``audio_silence_mix_prob`` of what debug leaves (capped so fractions sum
+    to 1); normal clips take the rest. A knob not given explicitly counts with its value (its default).
     """
     if data_cfg.audio_debug_mode:
         return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
-    if not data_cfg.reweight_variants:
+    if not reweights_variants(data_cfg):
         return None
     final = data_cfg.audio_debug_mix_prob
     n = data_cfg.audio_debug_mix_schedule_steps
     debug = final if n <= 0 else 1.0 + (final - 1.0) * min(1.0, max(0, step) / n)
     silence = min(data_cfg.audio_silence_mix_prob, 1.0 - debug)
     return {"normal": max(0.0, 1.0 - debug - silence), "silence": silence, "debug": debug}
+
+
+def wanted_variants(data_cfg: DataConfig) -> set[str] | None:
+    """The variants the loader draws at some step of the run (None: whatever the shards hold).
+
+    The shares are linear in the step between 0 and the end of the curriculum and constant after it,
+    so the two ends decide which are ever above 0.
+    """
+    ends = [target_variant_mix(data_cfg, step) for step in (0, data_cfg.audio_debug_mix_schedule_steps)]
+    if ends[0] is None:
+        return None
+    return {v for mix in ends for v, p in mix.items() if p > 0}
+
+
+def _manifest_variant_counts(root: Path) -> dict[str, dict[str, int]]:
+    """``{split/shard name: {variant: clips}}`` that a set's manifest.json records (pixel manifests of
+    ``datagen run``: ``shards[rel].variants``; latent manifests of ``cache-latents``: ``splits[split][i].variants``).
+    Shards recorded without counts are left out."""
+    try:
+        doc = json.loads((root / S.MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for rel, entry in (doc.get("shards") or {}).items() if isinstance(doc.get("shards"), dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("variants"), dict):
+            out[rel] = entry["variants"]
+    for split, records in (doc.get("splits") or {}).items():
+        for r in records if isinstance(records, list) else []:
+            if isinstance(r, dict) and isinstance(r.get("variants"), dict):
+                out[f"{split}/{r.get('name')}"] = r["variants"]
+    return out
+
+
+def scan_variant_counts(path: str | os.PathLike) -> dict[str, int]:
+    """``{variant: clips}`` of a local shard, from its ``meta.json`` members only (tarfile seeks past the rest).
+
+    Counts what can be read: an unparsable meta.json or a truncated tail is left to the stream's skip log.
+    """
+    counts = {v: 0 for v in VARIANTS}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                if not (info.isfile() and info.name.endswith("." + S.META)):
+                    continue
+                try:
+                    meta = S.decode_json(tar.extractfile(info).read())
+                except ValueError:
+                    continue
+                v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
+                counts[v] = counts.get(v, 0) + 1
+    except (tarfile.TarError, OSError, EOFError):
+        pass
+    return counts
+
+
+_SCANNED: dict[tuple[str, int, int], dict[str, int]] = {}
+
+
+def stored_variant_counts(urls: list[str]) -> dict[str, dict[str, int] | None]:
+    """``{url: {variant: clips}}`` for each shard: from the manifest.json of its set (the split dir's parent)
+    where it records them, else counted from a local file's ``meta.json`` members, else None (a URL)."""
+    manifests: dict[Path, dict[str, dict[str, int]]] = {}
+    out: dict[str, dict[str, int] | None] = {}
+    for url in urls:
+        if _URL.match(url) or not os.path.isfile(url):
+            out[url] = None
+            continue
+        p = Path(url)
+        root = p.parent.parent
+        if root not in manifests:
+            manifests[root] = _manifest_variant_counts(root) if (root / S.MANIFEST_NAME).is_file() else {}
+        recorded = manifests[root].get(f"{p.parent.name}/{p.name}")
+        if recorded is None:
+            st = os.stat(url)  # scanned once per file version: the trainer rebuilds its loader at every checkpoint
+            recorded = _SCANNED.get((url, st.st_size, st.st_mtime_ns))
+            if recorded is None:
+                recorded = _SCANNED[(url, st.st_size, st.st_mtime_ns)] = scan_variant_counts(url)
+        out[url] = dict(recorded)
+    return out
+
+
+def check_variants_present(urls: list[str], data_cfg: DataConfig) -> bool:
+    """Refuse, before any training, a shard set that lacks a variant the mix asks for (:func:`wanted_variants`).
+
+    Raises :class:`DataError` naming the variant, the knob that asks for it and the shards. Returns False
+    where some shard's counts cannot be known (URLs): the stream then fails the same way when it meets none.
+    """
+    wanted = wanted_variants(data_cfg)
+    if not wanted:
+        return True
+    counts = stored_variant_counts(urls)
+    known = {u: c for u, c in counts.items() if c is not None}
+    if len(known) < len(counts):
+        return False
+    for v in VARIANTS:
+        if v in wanted and not any(c.get(v, 0) for c in known.values()):
+            why = ("data.audio_debug_mode=true (debug clips only)" if data_cfg.audio_debug_mode else
+                   "data.audio_debug_mix_schedule_steps > 0 (the curriculum starts at debug clips only)"
+                   if v == "debug" and data_cfg.audio_debug_mix_schedule_steps > 0 else
+                   "the variant mix " + _mix_text(target_variant_mix(data_cfg, data_cfg.audio_debug_mix_schedule_steps))
+                   + " (data.audio_silence_mix_prob / data.audio_debug_mix_prob given explicitly)")
+            held = sorted({k for c in known.values() for k, n in c.items() if n})
+            names = [f"{Path(u).parent.name}/{Path(u).name}" for u in list(known)[:3]]
+            more = f" and {len(known) - 3} more" if len(known) > 3 else ""
+            raise DataError(f"{why} wants '{v}' clips, but none of the {len(known)} shards ({', '.join(names)}{more}) "
+                            f"holds one (they hold: {', '.join(held) or 'nothing'}); generate data with that variant "
+                            f"or change the mix knobs")
+    return True
+
+
+def _mix_text(mix: dict[str, float]) -> str:
+    return ", ".join(f"{v} {p:.3g}" for v, p in mix.items())
+
+
+def _mix_or_fail(data_cfg: DataConfig, step: int) -> dict[str, float]:
+    mix = target_variant_mix(data_cfg, step)
+    if mix is None:
+        raise ValueError("reweighting asked for without a mix (reweights_variants is false)")
+    return mix
 
 
 def bar_frames(tempo_bpm: float, fps: float, beats_per_bar: int = 4) -> float:
@@ -245,6 +384,20 @@ def snippet_indices(n_frames: int, snippet_frames: int, prev_frames: int, start:
     frames = np.arange(start, start + snippet_frames)
     prev = np.arange(start - prev_frames, start)
     return frames, np.clip(prev, 0, None), prev >= 0
+
+
+def style_indices(n_frames: int, start: int, snippet_frames: int, style_frames: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Frame indices (sorted) for the style posterior, drawn from the clip outside the target snippet
+    ``[start, start + snippet_frames)``, so that style cannot carry the content audio should explain.
+
+    Without replacement where the rest of the clip has ``style_frames`` frames, with replacement where it
+    has fewer. A clip no longer than the snippet has no frame outside it: its style frames are then drawn
+    from the snippet itself (the only fallback; clips are normally many snippets long).
+    """
+    outside = np.concatenate([np.arange(0, start), np.arange(start + snippet_frames, n_frames)])
+    pool = outside if len(outside) else np.arange(start, start + snippet_frames)
+    return np.sort(rng.choice(pool, size=style_frames, replace=len(pool) < style_frames))
 
 
 def frame_to_unit(frames_uint8: np.ndarray) -> np.ndarray:
@@ -323,35 +476,25 @@ def with_meta(sample: dict) -> dict:
     return sample
 
 
-def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float] | None],
-                      rng: np.random.Generator, buffer_size: int = 16, patience: int = 512) -> Iterator[dict]:
+def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, float]], rng: np.random.Generator,
+                      buffer_size: int = 16, patience: int | None = None) -> Iterator[dict]:
     """Draw clips so that their variants follow ``mix_at(n)`` (n = clips yielded so far).
 
     Per-variant buffers: pick the wanted variant from the target mix, then read the stream until
     that variant's buffer has a clip; buffers over ``buffer_size`` drop their oldest clip (which is
-    how over-represented variants are thinned). A variant not met within ``patience`` reads is
-    treated as absent from the data and its share is spread over the others.
+    how over-represented variants are thinned). Every choice comes from ``rng`` and the stream, so the
+    draws are a pure function of the seed and the step the stream starts at (exact resume).
+    ``patience``: where the shards' variants could not be counted beforehand (URLs), a wanted variant not
+    met within that many reads is a :class:`DataError`; None waits for it (its presence was checked).
+    A finite stream (one epoch) ends when no wanted variant is left in it.
     """
     buffers: dict[str, deque] = {v: deque() for v in VARIANTS}
-    absent: set[str] = set()
     it = iter(src)
     n = 0
     exhausted = False
     while True:
         mix = mix_at(n)
-        if mix is None:  # no reweighting at this point: pass through
-            if any(buffers.values()):
-                for v in VARIANTS:
-                    while buffers[v]:
-                        yield buffers[v].popleft()
-                continue
-            try:
-                yield next(it)
-            except StopIteration:
-                return
-            n += 1
-            continue
-        names = [v for v in VARIANTS if mix.get(v, 0.0) > 0 and v not in absent]
+        names = [v for v in VARIANTS if mix.get(v, 0.0) > 0]
         if exhausted:
             names = [v for v in names if buffers[v]]
         if not names:
@@ -370,10 +513,10 @@ def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, flo
             if len(buffers[v]) > buffer_size:
                 buffers[v].popleft()
             reads += 1
-            if reads >= patience:
-                print(f"warning: no '{want}' clip in {patience} reads; drawing the other variants", file=sys.stderr)
-                absent.add(want)
-                break
+            if patience is not None and reads >= patience:
+                raise DataError(f"the variant mix {_mix_text(mix)} wants '{want}' clips, but {patience} clips read in a row hold "
+                                f"none (last from {sample.get('__url__')}); generate data with that variant or change "
+                                "the mix knobs")
         if buffers[want]:
             j = int(rng.integers(len(buffers[want])))
             buffers[want].rotate(-j)
@@ -414,7 +557,7 @@ def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[n
         lat = S.decode_npy(sample[S.LATENTS])  # (T, C, h, w) fp16
         if lat.ndim != 4:
             raise ValueError(f"sample {sample.get('__key__')}: latents must be [T, C, h, w], got {lat.shape}")
-        return (lambda idx: lat[idx].astype(np.float32) * scale), len(lat)
+        return (lambda idx: (lat[idx].astype(np.float32) * scale).astype(np.float16)), len(lat)
     suffixes = S.frame_suffixes(sample)
 
     def get(idx: np.ndarray) -> np.ndarray:
@@ -423,8 +566,12 @@ def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[n
     return get, len(suffixes)
 
 
-def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator, start: int | None = None) -> dict:
-    """One snippet from a decoded-meta clip (see the module docstring for the fields)."""
+def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator,
+                  starts: list[int | None]) -> list[dict]:
+    """Snippets of one decoded-meta clip, one per entry of ``starts`` (None: a random start); the clip's
+    timeline, audio windows and latents are decoded once for all of them (see the module docstring for the
+    fields). Latent tensors (``x``, ``prev``, ``style``) stay fp16 as stored (times the latent scale), half
+    the bytes to collate, pin and copy to the device; the loss casts them; pixel snippets are float32."""
     meta = sample["meta"]
     key = sample["__key__"]
     feats = S.decode_timeline(sample[S.TIMELINE])  # (T, Ch)
@@ -436,33 +583,48 @@ def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Ge
     F, P = spec.snippet_frames, spec.prev_frames
     if n_frames < F or n_frames < 2:
         raise ValueError(f"sample {key}: {n_frames} frames, fewer than a snippet of {F}")
-    if start is None:
-        start = int(rng.integers(0, n_frames - F + 1))
-    idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
     windows = audio_windows(feats[:n_frames], names, spec.k, spec.normalize)  # (T, 2k+1, Ch)
-    offset = timeshift_offset_frames(float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps), n_frames, rng)
-    x = get(idx)  # (F, C, h, w)
-    prev = get(prev_idx) if P else np.zeros((0,) + x.shape[1:], np.float32)  # (P, C, h, w)
-    prev[~prev_valid] = 0.0
-    style_idx = np.sort(rng.choice(n_frames, size=min(spec.style_frames, n_frames), replace=False))
-    return {
-        "x": x.astype(np.float32),
-        "prev": prev.astype(np.float32),
-        "prev_valid": prev_valid,
-        "audio": windows[idx],
-        "audio_timeshift": windows[(idx + offset) % n_frames],
-        "frame_index": idx.astype(np.int64),
-        "is_silent": feats[idx, channel_index(names, "is_silent")].astype(np.float32),
-        "style": get(style_idx).astype(np.float32),  # (S, C, h, w)
-        "variant": VARIANT_CODE[meta.get("variant", "normal")],
-        "key": key,
-    }
+    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    audio_id = audio_content_id(feats)  # same for copies of one debug clip: never each other's negative
+    tempo, fps = float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps)
+    out = []
+    for start in starts:
+        if start is None:
+            start = int(rng.integers(0, n_frames - F + 1))
+        idx, prev_idx, prev_valid = snippet_indices(n_frames, F, P, start)
+        offset = timeshift_offset_frames(tempo, fps, n_frames, rng)
+        x = get(idx)  # (F, C, h, w)
+        prev = get(prev_idx) if P else np.zeros((0,) + x.shape[1:], x.dtype)  # (P, C, h, w)
+        prev[~prev_valid] = 0.0
+        style_idx = style_indices(n_frames, start, F, spec.style_frames, rng)
+        out.append({
+            "x": x,
+            "prev": prev,
+            "prev_valid": prev_valid,
+            "audio": windows[idx],
+            "audio_timeshift": windows[(idx + offset) % n_frames],
+            "frame_index": idx.astype(np.int64),
+            "is_silent": silent[idx],
+            "style": get(style_idx),  # (S, C, h, w)
+            "variant": VARIANT_CODE[meta.get("variant", "normal")],
+            "audio_id": audio_id,
+            "key": key,
+        })
+    return out
+
+
+def make_snippet(sample: dict, spec: SnippetSpec, source: str, rng: np.random.Generator, start: int | None = None) -> dict:
+    """One snippet from a decoded-meta clip (:func:`make_snippets` with one start)."""
+    return make_snippets(sample, spec, source, rng, [start])[0]
 
 
 # ------------------------------------------------------------------ dataset
 
 
+# members the stages never use are not read out of the tar (webdataset's select_files): no audio or stems from
+# pixel shards; no posterior stds from latent shards (training uses the posterior means; nothing reads the stds)
 _PIXEL_SKIP = (S.AUDIO, S.STEMS)
+_LATENT_SKIP = (S.LATENTS_STD,)
 
 
 class ShardDataset(IterableDataset):
@@ -495,6 +657,10 @@ class ShardDataset(IterableDataset):
         self.style_frames, self.latent_scale = style_frames, latent_scale
         self.start_step, self.samples_per_step = start_step, max(1, samples_per_step)
         self.epoch = 0
+        # decided here, in the process that builds the loader: a variant the mix wants and the shards lack
+        # is an error now, before any training step
+        self.reweight = reweights_variants(cfg.data)
+        self.variants_checked = self.reweight and check_variants_present(self.urls, cfg.data)
 
     def set_epoch(self, epoch: int) -> None:
         """Non-resampled mode: the shard permutation of the next pass (same on every rank)."""
@@ -507,7 +673,7 @@ class ShardDataset(IterableDataset):
         worker, n_workers = _worker()
         log = SkipLog()
         per_clip = self.frames_per_clip if self.kind == "frames" else self.snippets_per_clip
-        skip = _PIXEL_SKIP if self.source == "pixels" else ()
+        skip = _PIXEL_SKIP if self.source == "pixels" else _LATENT_SKIP
         stream: Iterable = shard_urls(self.urls, self._rng(_STAGE_SHARDS, worker), self.resampled, self.shardshuffle,
                                       self.rank, self.world_size,
                                       np.random.default_rng(derive_seed(self.seed, self.epoch, _STAGE_SHARDS)))
@@ -515,13 +681,15 @@ class ShardDataset(IterableDataset):
         stream = wds.filters.map(_naming_sample(with_meta), handler=log.handler)(stream)
         data_cfg, start, sps = self.cfg.data, self.start_step, self.samples_per_step
 
-        def mix_at(n_clips: int) -> dict[str, float] | None:
+        def mix_at(n_clips: int) -> dict[str, float]:
             # This worker produced n_clips * per_clip samples; the workers take turns filling batches.
             step = start + (n_clips * per_clip * n_workers) // sps
-            return target_variant_mix(data_cfg, step)
+            return _mix_or_fail(data_cfg, step)
 
-        if data_cfg.audio_debug_mode or data_cfg.reweight_variants:
-            stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker))
+        if self.reweight:
+            # counted present: wait long for a rare variant (a bound only against a hang on corrupt clips)
+            patience = 100_000 if self.variants_checked else 4096
+            stream = reweight_variants(stream, mix_at, self._rng(_STAGE_REWEIGHT, worker), patience=patience)
         draw_rng = self._rng(_STAGE_DRAW, worker)
         if self.kind == "frames":
             def draw(sample: dict) -> list[dict]:
@@ -530,7 +698,7 @@ class ShardDataset(IterableDataset):
             spec = SnippetSpec(self.cfg, self.style_frames, self.latent_scale)
 
             def draw(sample: dict) -> list[dict]:
-                return [make_snippet(sample, spec, self.source, draw_rng) for _ in range(self.snippets_per_clip)]
+                return make_snippets(sample, spec, self.source, draw_rng, [None] * self.snippets_per_clip)
         stream = _flatten(wds.filters.map(_naming_sample(draw), handler=log.handler)(stream))
         if self.shuffle > 1:
             # webdataset's buffer with our own seeded generator: exact on resume because the trainer restarts
@@ -601,9 +769,17 @@ def frame_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int
 def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int,
                    source: str = "latents", rank: int = 0, world_size: int = 1, num_workers: int = 0,
                    resampled: bool = True, latent_scale: float = 1.0,
-                   snippets_per_clip: int = 1, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
+                   snippets_per_clip: int | None = None, style_frames: int = 4, shuffle: int = 64, start_step: int = 0,
                    pin_memory: bool = False, drop_last: bool = True) -> DataLoader:
-    """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation)."""
+    """Snippet batches (docs/INTERFACES.md) from latent shards (training) or pixel shards (evaluation).
+
+    ``snippets_per_clip`` defaults to ``data.snippets_per_clip``. ``pin_memory`` (the trainer sets it on CUDA)
+    collates into page-locked memory, so that the training loop's ``.to(device, non_blocking=True)`` copies
+    overlap the step. Workers: ``run.num_workers`` per rank, enough that the loader stays >= 3x ahead of the
+    step (bench/RESULTS.md, "Snippet loader").
+    """
+    if snippets_per_clip is None:
+        snippets_per_clip = cfg.data.snippets_per_clip
     ds = ShardDataset(resolve_shards(spec, split), cfg, "snippets", source=source, seed=seed, rank=rank,
                       world_size=world_size, resampled=resampled, shuffle=shuffle, snippets_per_clip=snippets_per_clip,
                       style_frames=style_frames, latent_scale=latent_scale, start_step=start_step,
@@ -621,6 +797,6 @@ def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
 __all__ = [
     "VARIANTS", "VARIANT_CODE", "SKIPPED", "SkipLog", "skipped_in", "skip_counts", "ShardDataset", "SnippetSpec",
     "resolve_shards", "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices",
-    "reweight_variants", "make_snippet", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
+    "reweight_variants", "make_snippet", "make_snippets", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
     "unit_to_frame", "read_pixel_clip", "audio_windows",
 ]

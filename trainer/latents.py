@@ -31,7 +31,7 @@ from shared import shards as S
 from shared.config import Config
 from shared.fsutil import atomic_write_json
 from trainer import runtime as rt
-from trainer.data import frame_to_unit, resolve_shards
+from trainer.data import VARIANTS, frame_to_unit, resolve_shards
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
@@ -90,9 +90,16 @@ def cache_shard(model: torch.nn.Module, src: str, dst: Path, batch: int, device:
 
 
 def shard_record(path: Path) -> dict[str, Any]:
+    """A latent shard's manifest entry: name, sample count, clips per variant (the loader refuses a variant mix
+    the data cannot give from these), size and sha256."""
     data = path.read_bytes()
-    n = sum(1 for _ in S.iter_tar_samples(path))
-    return {"name": path.name, "samples": n, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    variants = {v: 0 for v in VARIANTS}
+    for _, members in S.iter_tar_samples(path):
+        meta = S.decode_json(members[S.META])
+        v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
+        variants[v] = variants.get(v, 0) + 1
+    return {"name": path.name, "samples": sum(variants.values()), "variants": variants, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def latent_statistics(paths: list[Path]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ everything else, in this order (reads top to bottom in :func:`train`):
 5. ``summary.json``.
 
 Exact resume. Every random draw of step s on rank r comes from generators seeded by (run.seed, r, s)
-(``trainer.runtime.rng``), so no RNG state is saved. The data stream is cut into segments that start at
+(``trainer.runtime.rng``; the task's generator lives on the training device, so its draws cost no host work
+and no copy), so no RNG state is saved. The data stream is cut into segments that start at
 checkpoint steps: at each such step the loop asks the task for a new stream ``task.batches(step)``, a pure
 function of the step (the loader is seeded by it). A run killed anywhere resumes from its newest
 checkpoint, which starts a segment, and sees exactly the batches, noise and updates an uninterrupted run
@@ -214,6 +215,7 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
     dist = dist or rt.setup_distributed(cfg.run.device)
     device, run, h = dist.device, cfg.run, task.hyper
     run_dir = Path(run_dir)
+    rt.enable_tf32(device)
     with contextlib.ExitStack() as stack:
         # --- 1. the run directory and the checkpoint to resume from
         loaded = _open_run(task, cfg, run_dir, dist, force, stack)
@@ -278,7 +280,7 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             batch = to_device(batch, device)
             rt.seed_step(run.seed, dist.rank, step)
             with rt.autocast(run, device):
-                loss, terms = task.loss(net, batch, rt.step_generator(run.seed, dist.rank, step), step)
+                loss, terms = task.loss(net, batch, rt.step_generator(run.seed, dist.rank, step, device), step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)

@@ -15,10 +15,11 @@ exits 2); anything else (a bug, running out of memory) keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,9 +34,10 @@ from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteEr
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
 from shared.video import Mp4Writer, VideoError, read_video_frames
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
-from trainer.data import audio_windows, frame_to_unit, unit_to_frame
+from trainer.data import audio_windows, frame_to_unit
 from trainer.diffusion.model import Denoiser
-from trainer.runtime import autocast
+from trainer.diffusion.sampler import SamplingNet
+from trainer.runtime import autocast, enable_tf32
 from trainer.runtime import progress as progress_bar
 from trainer.sample_core import StreamSpec, latent_stream, pad_to
 from trainer.vae.model import load_vae
@@ -60,6 +62,13 @@ def one_line(e: BaseException | str) -> str:
 # ------------------------------------------------------------------ the model bundle
 
 
+def frames_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Decoded frames (n, 3, H, W) in ~[-1, 1] -> uint8 (n, H, W, 3) on their device: the math of
+    :func:`trainer.data.unit_to_frame` (round half up, clip to [0, 255]) without leaving the device."""
+    y = ((x.float() + 1.0) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
 @dataclass
 class SamplingModel:
     """Everything sampling needs from a diffusion run: the EMA denoiser, its VAE and the latent scale."""
@@ -72,19 +81,33 @@ class SamplingModel:
     step: int
     step_dir: Path
     device: torch.device
+    _net: SamplingNet | None = field(default=None, repr=False)
 
     def to(self, device: str | torch.device) -> "SamplingModel":
         """Move both networks to ``device`` (in place); returns self."""
         self.device = torch.device(device)
         self.denoiser.to(self.device)
         self.vae.to(self.device)
+        self._net = None
         return self
 
+    def sampling_net(self) -> SamplingNet:
+        """The denoiser as the sampler runs it, compiled with CUDA graphs when ``inference.compile`` is on and the
+        device is CUDA (built once: the graphs are recorded at the first snippet of each shape)."""
+        if self._net is None:
+            on = self.cfg.inference.compile and self.device.type == "cuda"
+            self._net = SamplingNet(self.denoiser, "reduce-overhead" if on else None)
+        return self._net
+
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3)."""
+    def decode_on_device(self, latents: torch.Tensor) -> torch.Tensor:
+        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3), left on the device."""
         x = self.vae.decode(latents.to(self.device).float() / self.latent_scale)  # (n, 3, H, W) in ~[-1, 1]
-        return unit_to_frame(x.clamp(-1, 1))
+        return frames_uint8(x.clamp(-1, 1))
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(n, C, h, w) diffusion latents -> uint8 frames (n, H, W, 3) on the host."""
+        return self.decode_on_device(latents).cpu().numpy()
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, batch: int = 32) -> torch.Tensor:
@@ -248,23 +271,78 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
         sampler=settings.sampler or inf.sampler)
 
 
+class _Decoded:
+    """A snippet's frames on their way to the host: ``result()`` waits for them (B, n, H, W, 3) uint8."""
+
+    def __init__(self, frames: torch.Tensor | np.ndarray, shape: tuple[int, int], event=None):
+        self.frames, self.shape, self.event = frames, shape, event
+
+    def result(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        frames = self.frames.numpy() if isinstance(self.frames, torch.Tensor) else self.frames
+        return frames.reshape(self.shape + frames.shape[1:])
+
+
+class FrameDecoder:
+    """VAE decode of each snippet's latents to uint8 frames.
+
+    On CUDA the decode runs on its own stream (bf16 under the sampler's autocast), writes into pinned host
+    memory with a non-blocking copy, and is only waited for when the frames are wanted: the next snippet's
+    denoising (queued meanwhile on the main stream) overlaps it. On the CPU it decodes at once.
+    """
+
+    def __init__(self, model: SamplingModel):
+        self.model = model
+        self.stream = torch.cuda.Stream(model.device) if model.device.type == "cuda" else None
+
+    def submit(self, latents: torch.Tensor) -> _Decoded:
+        """Start decoding latents (B, n, C, h, w)."""
+        b, n = latents.shape[:2]
+        flat = latents.flatten(0, 1)
+        if self.stream is None:
+            return _Decoded(self.model.decode(flat), (b, n))
+        self.stream.wait_stream(torch.cuda.current_stream(self.model.device))
+        with torch.cuda.stream(self.stream):
+            frames = self.model.decode_on_device(flat)
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        flat.record_stream(self.stream)  # made on the main stream, read on this one: not reused before it is done
+        return _Decoded(host, (b, n), event)
+
+
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
-                    spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None):
-    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T)."""
-    gen = torch.Generator().manual_seed(int(seed))
+                    spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None, overlap: bool = True):
+    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T).
+
+    On CUDA (and ``overlap``) the stream runs one snippet ahead: snippet j + 1's denoising is queued before
+    snippet j's frames are waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The
+    noise comes from a generator on the model's device (on the CPU the same numbers as before; on CUDA, CUDA's
+    Philox generator, so CUDA samples differ from the CPU's for the same seed).
+    """
+    enable_tf32(model.device)
+    gen = torch.Generator(device=model.device).manual_seed(int(seed))
     audio = torch.from_numpy(np.ascontiguousarray(windows))
     sil = torch.from_numpy(np.ascontiguousarray(silent))
     style = None if style_z is None else style_z.to(model.device)
-    stream = latent_stream(model.denoiser, spec, audio, sil, style, gen, model.device, on_snippet)
-    while True:
+    stream = latent_stream(model.sampling_net(), spec, audio, sil, style, gen, model.device, on_snippet)
+    decoder = FrameDecoder(model)
+    ahead = 1 if overlap and decoder.stream is not None else 0
+
+    def next_snippet() -> _Decoded | None:
         with torch.no_grad(), autocast(model.cfg.run, model.device):  # bf16 on CUDA (run.precision=auto)
             item = next(stream, None)
-            if item is None:
-                return
-            lat = item[1]
-            b, n = lat.shape[:2]
-            frames = model.decode(lat.flatten(0, 1))  # (B*n, H, W, 3)
-        yield frames.reshape((b, n) + frames.shape[1:])
+            return None if item is None else decoder.submit(item[1])
+
+    queue: list[_Decoded] = []
+    while True:
+        while len(queue) <= ahead and (job := next_snippet()) is not None:
+            queue.append(job)
+        if not queue:
+            return
+        yield queue.pop(0).result()  # outside autocast and no_grad: the caller's code runs as it chose
 
 
 def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
@@ -279,37 +357,99 @@ def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, 
     return (data[:, 0] if data.shape[1] == 1 else data), sr
 
 
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus")  # what a folder yields
+
+
+def audio_inputs(paths: list[str | Path]) -> list[Path]:
+    """``--audio`` arguments -> audio files: a file as given, a folder's audio files (by suffix) in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise AudioError(f"folder {str(p)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise AudioError(f"audio file {str(p)!r}: " + ("not a regular file" if p.exists() else "not found"))
+    return out
+
+
 def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingModel, settings: SampleSettings,
                 progress: bool = True, on_frames: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
     """Sample a video for one audio file and write it; returns a summary (frames, seconds, frames/s).
     ``on_frames`` gets each uint8 chunk (n, H, W, 3) as it is written (``trainer eval --audio-dir`` scores them)."""
-    wave, sr = load_audio(audio_path)
+    each = None if on_frames is None else (lambda _i, frames: on_frames(frames))
+    return sample_files([audio_path], [out_path], model, settings, progress, on_frames=each)[0]
+
+
+def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], model: SamplingModel,
+                 settings: SampleSettings, progress: bool = True, batch: int | None = None,
+                 on_frames: Callable[[int, np.ndarray], None] | None = None) -> list[dict[str, Any]]:
+    """Sample one video per audio file, ``batch`` files (default ``inference.batch_snippets``) as the B streams of
+    one batched stream through the model; returns one summary per file. ``on_frames(i, chunk)`` gets each uint8
+    chunk (n, H, W, 3) of file i as it is written.
+
+    Every file gets the style the one-file path would give it (the same seed or reference). Shorter files of a
+    batch are padded with their last frame's audio up to the longest and cut back when written. The noise is
+    drawn for the B streams together, so a file sampled in a batch differs from the same file sampled alone
+    (reproducible for the same files, order and seed); a batch of one is exactly the one-file path.
+    """
+    if len(audio_paths) != len(out_paths):
+        raise ValueError(f"{len(audio_paths)} audio files but {len(out_paths)} outputs")
     cfg = model.cfg
-    fps = cfg.render.fps
-    n_frames = frame_count(len(wave), sr, fps)
-    if n_frames == 0:
-        raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
-    windows, silent, info = audio_conditioning(wave, sr, cfg, n_frames)
+    fps, res = cfg.render.fps, cfg.render.resolution
     spec = stream_spec(model, settings)
     if settings.style_from:
-        style_z = style_from_reference(model, settings.style_from)
+        style_one = style_from_reference(model, settings.style_from)
     else:
-        style_z = style_from_prior(cfg.diffusion.style_dim,
-                                   settings.style_seed if settings.style_seed is not None else settings.seed)
-    res = cfg.render.resolution
-    out_path = Path(out_path)
-    t0 = time.perf_counter()
-    bar = progress_bar(n_frames, 0, f"sample {Path(audio_path).name}", unit="frame") if progress else None
-    with Mp4Writer(out_path, fps, res, res, audio=mux_audio(audio_path, wave, sr)) as writer:
-        for chunk in generate_frames(model, windows[None], silent[None], style_z, spec, settings.seed):
-            writer.write(chunk[0])
-            if on_frames is not None:
-                on_frames(chunk[0])
-            if bar is not None:
-                bar.update(chunk.shape[1])
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    return {"out": str(out_path), "frames": n_frames, "duration_s": len(wave) / sr, "fps": fps,
-            "wall_s": seconds, "frames_per_s": n_frames / max(seconds, 1e-9), "silent_frac": float(silent.mean()),
-            "step": model.step, "checkpoint": str(model.step_dir)}
+        style_one = style_from_prior(cfg.diffusion.style_dim,
+                                     settings.style_seed if settings.style_seed is not None else settings.seed)
+    size = max(1, batch or cfg.inference.batch_snippets)
+    summaries: list[dict[str, Any]] = []
+    for g in range(0, len(audio_paths), size):
+        group = list(zip(audio_paths[g:g + size], out_paths[g:g + size]))
+        items = []
+        for audio_path, out_path in group:
+            wave, sr = load_audio(audio_path)
+            n_frames = frame_count(len(wave), sr, fps)
+            if n_frames == 0:
+                raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame "
+                                 f"at {fps:g} fps")
+            windows, silent, _ = audio_conditioning(wave, sr, cfg, n_frames)
+            items.append({"audio": Path(audio_path), "out": Path(out_path), "wave": wave, "sr": sr,
+                          "frames": n_frames, "windows": windows, "silent": silent})
+        longest = max(it["frames"] for it in items)
+        windows = np.stack([pad_to(it["windows"], longest) for it in items])  # (B, T, 2k+1, Ch)
+        silent = np.stack([pad_to(it["silent"], longest) for it in items])  # (B, T)
+        style_z = style_one.expand(len(items), -1).contiguous()
+        total = sum(it["frames"] for it in items)
+        name = items[0]["audio"].name if len(items) == 1 else f"{len(items)} files"
+        bar = progress_bar(total, 0, f"sample {name}", unit="frame") if progress else None
+        t0 = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(Mp4Writer(it["out"], fps, res, res,
+                                                     audio=mux_audio(it["audio"], it["wave"], it["sr"])))
+                       for it in items]
+            done = 0
+            for chunk in generate_frames(model, windows, silent, style_z, spec, settings.seed):
+                n = chunk.shape[1]
+                for i, (writer, it, frames) in enumerate(zip(writers, items, chunk)):
+                    keep = max(0, min(n, it["frames"] - done))
+                    if keep:
+                        writer.write(frames[:keep])
+                        if on_frames is not None:
+                            on_frames(g + i, frames[:keep])
+                        if bar is not None:
+                            bar.update(keep)
+                done += n
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        for it in items:
+            summaries.append({"out": str(it["out"]), "frames": it["frames"], "duration_s": len(it["wave"]) / it["sr"],
+                              "fps": fps, "wall_s": seconds, "frames_per_s": total / max(seconds, 1e-9),
+                              "silent_frac": float(it["silent"].mean()), "batch": len(items), "step": model.step,
+                              "checkpoint": str(model.step_dir)})
+    return summaries

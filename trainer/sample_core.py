@@ -96,11 +96,16 @@ def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_sil
 
     ``audio`` (B, T, 2k+1, Ch) timeline windows and ``is_silent`` (B, T) on any device (snippets are cut
     and moved one at a time); ``style_z`` (B, style_dim) or None for the learned null style.
-    ``model`` is a :class:`~trainer.diffusion.model.Denoiser` (its ``make_cond`` builds the conditioning).
+    ``model`` is a :class:`~trainer.diffusion.model.Denoiser` or a :class:`~trainer.diffusion.sampler.SamplingNet`
+    (its ``make_cond`` builds the conditioning). Nothing in the loop reads a device value, and nothing but
+    the first move of ``audio`` and ``is_silent`` copies from the host, so on CUDA the host queues snippet
+    after snippet without waiting (pass a ``generator`` on ``device`` for the noise: no copy either).
     """
     b, n_frames = audio.shape[:2]
     f, p, o = spec.snippet_frames, spec.prev_frames, spec.overlap
     net = unwrap(model)
+    # moved once: a copy from the host per snippet would wait for the device each time (a host sync)
+    audio, is_silent = audio.to(device).float(), is_silent.to(device).float()
     weights = torch.as_tensor(crossfade_weights(o), device=device).view(1, o, 1, 1, 1)
     history: torch.Tensor | None = None  # (B, <=P, C, h, w) the last final latents
     tail: torch.Tensor | None = None     # (B, o, C, h, w) the previous snippet's overlap, not yet final
@@ -108,10 +113,12 @@ def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_sil
     starts = snippet_starts(n_frames, f, o)
     guidance = spec.guidance_rule()  # checked once, before the first snippet
     for j, s in enumerate(starts):
-        idx = np.clip(np.arange(s, s + f), 0, n_frames - 1)  # frames past the end repeat the last audio
-        a = audio[:, idx].to(device).float()  # (B, F, 2k+1, Ch)
-        sil = is_silent[:, idx].to(device).float()  # (B, F)
-        fidx = torch.as_tensor(frame_index_for(s, f, p, spec.clip_frames), device=device).expand(b, f)
+        a, sil = audio[:, s:s + f], is_silent[:, s:s + f]  # frames past the end repeat the last audio
+        if a.shape[1] < f:
+            a = torch.cat([a, audio[:, -1:].expand(b, f - a.shape[1], *audio.shape[2:])], dim=1)  # (B, F, 2k+1, Ch)
+            sil = torch.cat([sil, is_silent[:, -1:].expand(b, f - sil.shape[1])], dim=1)  # (B, F)
+        first = int(frame_index_for(s, f, p, spec.clip_frames)[0])
+        fidx = torch.arange(first, first + f, device=device).expand(b, f)
         prev = prev_valid = None
         if p and history is not None:
             have = history.shape[1]

@@ -15,12 +15,15 @@ HELP = ("Generate a video for any audio file (wav/flac/ogg/mp3/m4a/...) with a t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--audio", required=True, metavar="FILE", help="Audio file to turn into a video (any length).")
+    parser.add_argument("--audio", required=True, action="append", metavar="FILE_OR_DIR",
+                        help="Audio file to turn into a video (any length), or a folder of them; repeat for several. "
+                             "Several files are sampled inference.batch_snippets at a time as the streams of one batch.")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
                         help="Diffusion run dir (uses its latest checkpoint) or a ckpt/step-* dir. "
                              "Default: runs/diffusion, or the shipped models/ when that does not exist.")
-    parser.add_argument("--out", default=None, metavar="FILE.mp4",
-                        help="Output mp4. Default: beside the audio, same name with .mp4.")
+    parser.add_argument("--out", default=None, metavar="FILE.mp4_OR_DIR",
+                        help="Output mp4 (one audio file) or folder (several; FOLDER/<name>.mp4). Default: beside each "
+                             "audio, same name with .mp4.")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--style-seed", type=int, default=None, metavar="S",
                        help="Seed of the style latent drawn from its prior. Default: the noise seed.")
@@ -37,8 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ])
 
 
-def default_out(audio: str) -> Path:
+def default_out(audio: str | Path) -> Path:
     return Path(audio).with_suffix(".mp4")
+
+
+def output_paths(audios: list[Path], out: str | None, several: bool) -> list[Path]:
+    """The mp4 of each audio file: ``--out`` itself for one file, ``--out/<name>.mp4`` for several, else beside it."""
+    if out is None:
+        outs = [default_out(a) for a in audios]
+    elif not several:
+        outs = [Path(out)]
+    else:
+        outs = [Path(out) / default_out(a.name) for a in audios]
+    seen: dict[Path, Path] = {}
+    for a, o in zip(audios, outs):
+        if o.resolve() == a.resolve():
+            fail(f"--out {str(o)!r} would overwrite the input audio")
+        if o.resolve() in seen:
+            fail(f"{str(a)!r} and {str(seen[o.resolve()])!r} would both write {str(o)!r}: pass them in separate runs")
+        seen[o.resolve()] = a
+    return outs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from trainer.runtime import pick_device
-    from trainer.sample import SampleSettings, load_sampling_model, one_line, resolve_checkpoint_arg, sample_file
+    from trainer.sample import (SampleSettings, audio_inputs, load_sampling_model, one_line, resolve_checkpoint_arg,
+                                sample_files)
 
     try:
         ckpt = resolve_checkpoint_arg(args.checkpoint)
@@ -54,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             config_or_exit(args)
         fail(one_line(e))
-    audio = Path(args.audio)
-    out = Path(args.out) if args.out else default_out(args.audio)
+    audios, outs = [Path(a) for a in args.audio], []
     if not args.dry_run:
-        if not audio.is_file():
-            fail(f"audio file {str(audio)!r}: " + ("not a regular file" if audio.exists() else "not found"))
-        if out.resolve() == audio.resolve():
-            fail(f"--out {str(out)!r} would overwrite the input audio")
+        try:
+            audios = audio_inputs(args.audio)
+        except SynestheteError as e:
+            fail(one_line(e))
+        several = len(audios) > 1 or any(Path(a).is_dir() for a in args.audio)
+        outs = output_paths(audios, args.out, several)
+        if several and args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
@@ -69,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
                                   guidance=inf.audio_guidance_scale, steps=inf.steps, sampler=inf.sampler,
                                   overlap=args.overlap)
         with torch.no_grad():  # scoped: tests call run() in-process
-            summary = sample_file(audio, out, model, settings, progress=not args.no_progress)
+            summaries = sample_files(audios, outs, model, settings, progress=not args.no_progress)
     except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
-    print(f"sample: wrote {summary['out']} ({summary['frames']} frames, {summary['duration_s']:.2f} s at "
-          f"{summary['fps']:g} fps) in {summary['wall_s']:.1f} s = {summary['frames_per_s']:.1f} frames/s "
-          f"from {summary['checkpoint']}", file=sys.stderr)
+    for summary in summaries:
+        batch = f" in a batch of {summary['batch']}" if summary["batch"] > 1 else ""
+        print(f"sample: wrote {summary['out']} ({summary['frames']} frames, {summary['duration_s']:.2f} s at "
+              f"{summary['fps']:g} fps){batch} in {summary['wall_s']:.1f} s = {summary['frames_per_s']:.1f} frames/s "
+              f"from {summary['checkpoint']}", file=sys.stderr)
     return 0

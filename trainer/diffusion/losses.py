@@ -23,11 +23,13 @@ Per sample i (t_i ~ U[0, 1], eps_i ~ N(0, I), x_t = alpha x0 + sigma eps, schedu
 
 from __future__ import annotations
 
+import random
 from typing import Callable
 
 import torch
 
 from shared.config import Config
+from shared.seeding import derive_seed
 from shared.timeline import channel_names
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
@@ -35,6 +37,7 @@ from trainer.diffusion.model import style_kl
 from trainer.runtime import unwrap
 
 Batch = dict[str, torch.Tensor]
+_APPLY = 41  # derive_seed path id of the per-step shuffle-pressure coin
 
 
 def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -61,11 +64,21 @@ def comparison_loss(pred: torch.Tensor, x_t: torch.Tensor, x0: torch.Tensor, eps
 
 
 def _uniform(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=generator).to(device)
+    """Drawn on the generator's device (the training device in the loop: no copy), then moved if it differs."""
+    return torch.rand(n, generator=generator, device=generator.device).to(device)
 
 
 def _normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.randn(shape, generator=generator).to(device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def shuffle_applied(generator: torch.Generator, prob: float) -> bool:
+    """Whether this step applies the shuffle pressure: a host-side coin with probability ``prob``.
+
+    Decided on the host without reading the (device) generator's numbers, which would be a device sync: the
+    coin is seeded by the generator's seed, itself a pure function of (run seed, rank, step) in the loop.
+    """
+    return random.Random(derive_seed(generator.initial_seed(), _APPLY)).random() < prob
 
 
 def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator, *, train: bool
@@ -132,8 +145,7 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     x0, eps, logsnr, x_t, t = core["x0"], core["eps"], core["logsnr"], core["x_t"], core["t"]
     b = x0.shape[0]
 
-    u_apply = float(torch.rand(1, generator=generator))  # drawn on the CPU: no device sync
-    apply = d.audio_shuffle_loss_weight > 0 and u_apply < d.audio_shuffle_loss_prob
+    apply = d.audio_shuffle_loss_weight > 0 and shuffle_applied(generator, d.audio_shuffle_loss_prob)
     k = n_negatives(cfg)
     neg = negatives_for(batch, cfg, generator, k)
     # samples whose audio was dropped carry no audio to shuffle; those without a valid negative sit out
@@ -191,7 +203,7 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     metrics = {
         "loss": loss.detach(), "L_diff": l_diff.detach().mean(), "L_good": g, "L_bad": bd, "gap": bd - g,
         "hinge": hinge_pen.detach(), "hinge_active_frac": active.detach(), "infonce": nce.detach(),
-        "infonce_acc": nce_acc.detach(), "pressure": penalty.detach(), "shuffle_applied": torch.tensor(float(apply)),
+        "infonce_acc": nce_acc.detach(), "pressure": penalty.detach(), "shuffle_applied": torch.full((), float(apply), device=x0.device),
         "neg_valid_frac": (neg.valid & kept[:, None]).float().sum() / (kept.float().sum() * k).clamp(min=1.0),
         "style_kl": kl.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
         "audio_drop_frac": core["audio_null"].float().mean(),

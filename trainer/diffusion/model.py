@@ -12,6 +12,18 @@ over its 1 + N tokens, then temporal attention across the T frames at each token
 every sub-layer is modulated by adaLN-Zero (Peebles & Xie 2023, DiT §3.2) from one vector per snippet:
 timestep + style + pooled audio. Attention is ``F.scaled_dot_product_attention``.
 
+Shape knob ``diffusion.cond_token_in_spatial`` (default true: the layout above, which every existing
+checkpoint has). False leaves the conditioning token out: spatial attention runs over the N patches only, so
+its length is a multiple of 128 at the production shape (N = 256) and fills whole flash-attention tiles
+(257 wastes almost half of the last one). Audio still reaches every patch: added to the patch tokens, in
+the pooled adaLN vector, and through temporal attention.
+
+Speed: under bf16 autocast the residual stream stays bf16 (the fp32 position tables are cast to the
+activation dtype before they are added, else they promote every block's elementwise traffic to fp32);
+LayerNorm still computes in fp32 inside autocast. Everything that depends only on the conditioning is
+computed by :meth:`Denoiser.encode_cond`, which a sampler calls once per snippet and reuses at every step
+(:meth:`Denoiser.denoise`); ``forward`` is the two in a row.
+
 Conditioning dropout (classifier-free guidance, Ho & Salimans 2022): ``cond["audio_null"]`` swaps every
 audio token (and the pooled audio, and is_silent with it: it is an audio feature) for a learned null;
 ``cond["style_null"]`` swaps the style embedding for a learned null; ``cond["prev_valid"]`` False swaps a
@@ -59,6 +71,32 @@ def unpatchify(x: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Tensor:
     return x.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, t, c, h, w)
 
 
+# CUDA's grid limit: SDPA's flash and memory-efficient kernels put the batch (and the heads) on a grid axis of at
+# most 65535 blocks, and fail beyond it with "CUDA error: invalid configuration argument" (pytorch/pytorch#146704,
+# #142228). Flash attention's backward also overflows a 32-bit index once batch * heads * round_up(L, 128) *
+# max(head_dim, 32) exceeds 2**31 ("illegal memory access"; PriorLabs/TabPFN#1184 measured the bound). Temporal
+# attention runs over B' = B * N rows (B * 256 at the production shape, twice that with the shuffle pass), so
+# large batches reach both bounds: :func:`sdpa_rows_per_call` splits the rows, which is exact (rows are independent).
+SDPA_MAX_GRID = 65535
+SDPA_MAX_INDEX = 2 ** 31
+
+
+def sdpa_rows_per_call(rows: int, heads: int, length: int, head_dim: int) -> int:
+    """The most batch rows one ``scaled_dot_product_attention`` call may take within both CUDA bounds above."""
+    per_row = heads * (-(-length // 128) * 128) * max(head_dim, 32)
+    return max(1, min(rows, SDPA_MAX_GRID, SDPA_MAX_INDEX // per_row))
+
+
+def chunked_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` over (B', heads, L, d), in row chunks of :func:`sdpa_rows_per_call`."""
+    rows, heads, length, head_dim = q.shape
+    step = sdpa_rows_per_call(rows, heads, length, head_dim)
+    if step >= rows:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + step], k[i:i + step], v[i:i + step])
+                      for i in range(0, rows, step)])
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis of (B', L, D), via scaled_dot_product_attention."""
 
@@ -71,7 +109,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B', heads, L, d/heads)
+        out = chunked_sdpa(q, k, v)  # (B', heads, L, d/heads)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -166,13 +204,14 @@ class Denoiser(nn.Module):
         self.n_audio_channels = n_audio_channels
         self.style_dim = d.style_dim
         self.prediction = d.prediction
+        self.cond_token = d.cond_token_in_spatial  # one conditioning token before the patches of every frame
         dim = d.width
         n_patches = (h // self.p) * (w // self.p)
         patch_in = latent_channels * self.p * self.p
 
         self.patch_embed = nn.Linear(patch_in, dim)
         self.prev_embed = nn.Linear(patch_in, dim)
-        self.pos_space = nn.Parameter(torch.zeros(1, 1, 1 + n_patches, dim))
+        self.pos_space = nn.Parameter(torch.zeros(1, 1, int(self.cond_token) + n_patches, dim))
         self.pos_time = nn.Parameter(torch.zeros(1, self.prev_frames + self.frames, 1, dim))
         self.frame_index_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
@@ -180,7 +219,7 @@ class Denoiser(nn.Module):
         self.audio_encoder = AudioEncoder(self.window, n_audio_channels, dim)
         self.audio_pool = nn.Linear(dim, dim)
         self.null_audio = nn.Parameter(torch.zeros(dim))  # CFG: the "no audio" token
-        self.prev_marker = nn.Parameter(torch.zeros(dim))  # the conditioning slot of previous frames
+        self.prev_marker = nn.Parameter(torch.zeros(dim))  # the conditioning slot of previous frames (unused without it)
         self.null_prev = nn.Parameter(torch.zeros(dim))  # replaces a dropped / absent previous frame
 
         self.style_encoder = StyleEncoder(latent_channels, min(dim, 128), d.style_dim)
@@ -261,41 +300,70 @@ class Denoiser(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        self._check(x_t, t, cond)
-        b, f, p = x_t.shape[0], self.frames, self.prev_frames
+    def encode_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Everything of the forward pass that depends on the conditioning only (not on x_t or t).
+
+        A sampler calls it once per snippet and hands the result to :meth:`denoise` at every step. Keys:
+        ``audio_tok`` (B, F, D) the per-frame audio tokens (nulls applied), ``style`` and ``pooled`` (B, D) the
+        adaLN vector's style and pooled-audio terms, ``pos_time`` / ``fidx`` (., P+F, 1, D) the frame embeddings,
+        and ``prev`` (B, P, S, D) the previous frames' tokens (S = 1 + N with the conditioning token, else N).
+        """
+        b, p = cond["audio"].shape[0], self.prev_frames
         dim = self.pos_space.shape[-1]
 
         # Per-frame audio tokens, with the learned null for CFG-dropped samples.
         audio_tok = self.audio_encoder(cond["audio"], cond["is_silent"])  # (B, F, D)
         audio_tok = torch.where(cond["audio_null"][:, None, None], self.null_audio.to(audio_tok.dtype), audio_tok)
 
-        # One adaLN vector per snippet: timestep + style + pooled audio.
+        # The adaLN vector's conditioning parts: style and pooled audio (the timestep is added per step).
         style = self.style_proj(cond["style_z"].float())  # (B, D)
         style = torch.where(cond["style_null"][:, None], self.null_style.to(style.dtype), style)
-        c = self.time_mlp(timestep_embedding(t * 1000.0, dim)) + style + self.audio_pool(audio_tok.mean(dim=1))
+        pooled = self.audio_pool(audio_tok.mean(dim=1))  # (B, D)
 
-        # Patch tokens of the noisy frames; each frame also gets its audio token and frame-index embedding.
+        # Frame-index embeddings of the P previous and F snippet frames.
         first = cond["frame_index"][:, :1]  # (B, 1)
-        idx = torch.cat([first - p + torch.arange(p, device=x_t.device), cond["frame_index"]], dim=1)  # (B, P+F)
-        fidx = self.frame_index_mlp(timestep_embedding(idx, dim))  # (B, P+F, D)
-        x = self.patch_embed(patchify(x_t, self.p))  # (B, F, N, D)
-        x = x + audio_tok[:, :, None, :]
-        x = torch.cat([audio_tok[:, :, None, :], x], dim=2)  # (B, F, 1+N, D): the audio token is attended too
-
+        idx = torch.cat([first - p + torch.arange(p, device=first.device), cond["frame_index"]], dim=1)  # (B, P+F)
+        fidx = self.frame_index_mlp(timestep_embedding(idx, dim))[:, :, None, :]  # (B, P+F, 1, D)
+        dtype = audio_tok.dtype  # the activation dtype (bf16 under autocast): the position tables are cast to it
+        enc = {"audio_tok": audio_tok, "style": style, "pooled": pooled, "fidx": fidx.to(dtype),
+               "pos_time": self.pos_time.to(dtype)}
         if p:
             pv = self.prev_embed(patchify(cond["prev"], self.p))  # (B, P, N, D)
             pv = torch.where(cond["prev_valid"][:, :, None, None], pv, self.null_prev.to(pv.dtype))
-            marker = self.prev_marker.to(pv.dtype).expand(b, p, 1, dim)
-            x = torch.cat([torch.cat([marker, pv], dim=2), x], dim=1)  # (B, P+F, 1+N, D)
+            if self.cond_token:
+                pv = torch.cat([self.prev_marker.to(pv.dtype).expand(b, p, 1, dim), pv], dim=2)  # (B, P, 1+N, D)
+            enc["prev"] = self._add_positions(pv.to(dtype), enc, slice(0, p))
+        return enc
 
-        x = x + self.pos_space + self.pos_time + fidx[:, :, None, :]
+    def _add_positions(self, x: torch.Tensor, enc: dict[str, torch.Tensor], frames: slice) -> torch.Tensor:
+        """Add the space, time and frame-index embeddings to tokens (B, n, S, D) of the given frames."""
+        return x + self.pos_space.to(x.dtype) + enc["pos_time"][:, frames] + enc["fidx"][:, frames]
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The prediction for ``x_t`` (B, F, C, h, w) at times ``t`` (B,) given ``enc = encode_cond(cond)``."""
+        p, f = self.prev_frames, self.frames
+        dim = self.pos_space.shape[-1]
+        audio_tok = enc["audio_tok"]
+        c = self.time_mlp(timestep_embedding(t * 1000.0, dim)) + enc["style"] + enc["pooled"]  # adaLN vector (B, D)
+
+        # Patch tokens of the noisy frames; each frame also gets its audio token (and frame-index embedding).
+        x = self.patch_embed(patchify(x_t, self.p))  # (B, F, N, D)
+        x = x.to(audio_tok.dtype) + audio_tok[:, :, None, :]
+        if self.cond_token:
+            x = torch.cat([audio_tok[:, :, None, :], x], dim=2)  # (B, F, 1+N, D): the audio token is attended too
+        x = self._add_positions(x, enc, slice(p, p + f))
+        if p:
+            x = torch.cat([enc["prev"], x], dim=1)  # (B, P+F, S, D)
         for blk in self.blocks:
             x = blk(x, c)
 
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
-        out = self.final(modulate(self.final_norm(x[:, p:, 1:]), shift, scale))  # (B, F, N, C*p*p)
+        out = self.final(modulate(self.final_norm(x[:, p:, int(self.cond_token):]), shift, scale))  # (B, F, N, C*p*p)
         return unpatchify(out, self.p, self.c, self.h, self.w)  # (B, F, C, h, w)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._check(x_t, t, cond)
+        return self.denoise(x_t, t, self.encode_cond(cond))
 
 
 def count_parameters(model: nn.Module) -> int:

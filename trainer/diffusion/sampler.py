@@ -9,6 +9,11 @@ same conditioning with the learned null audio (``audio_null``) and ``w = w(tau)`
 ``inference.audio_guidance_schedule`` over the sampler's normalised time tau = t (:func:`guidance_weight`).
 A step with ``w = 1`` is the conditional prediction and skips the unconditional pass.
 
+The conditioning is encoded once per snippet: a model with ``encode_cond`` and ``denoise`` (the
+:class:`~trainer.diffusion.model.Denoiser`, or a :class:`SamplingNet` around it, which can compile the
+per-step part with CUDA graphs) gets ``encode_cond(cond)`` once and ``denoise(x_t, t, enc)`` at every step;
+any other callable is called as ``model(x_t, t, cond)``.
+
 - ``ddim``: deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0) on the time grid t_i = 1 - i/steps.
 - ``heun``: Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, "EDM", Alg. 1),
   in the variable ``y = x / alpha`` with noise level ``s = sigma / alpha``, where ``dy/ds = eps_hat``
@@ -92,25 +97,87 @@ def as_guidance(guidance: "float | Guidance") -> Guidance:
     return guidance if isinstance(guidance, Guidance) else Guidance(float(guidance))
 
 
+class SamplingNet:
+    """A denoiser as the sampler runs it: ``encode_cond`` once per snippet, then ``denoise`` at every step.
+
+    ``compile_mode`` (CUDA; ``inference.compile``): the per-step ``denoise`` goes through ``torch.compile``
+    with that mode; ``"reduce-overhead"`` records CUDA graphs, one per sampling shape (B and 2B rows with
+    CFG), so a step replays a graph instead of launching every kernel from Python. CUDA-graph outputs live in
+    memory the next replay overwrites, hence ``cudagraph_mark_step_begin`` before and a copy after each call.
+    A compile that fails at its first call (no C compiler for TorchInductor, pytorch#116696) is reported once
+    and the net runs eagerly.
+    """
+
+    def __init__(self, net: torch.nn.Module, compile_mode: str | None = None):
+        self.net = unwrap(net)
+        self.prediction = getattr(self.net, "prediction", "v")
+        self.compile_mode = compile_mode
+        self._compiled = torch.compile(self.net.denoise, mode=compile_mode, dynamic=False) if compile_mode else None
+
+    def make_cond(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return self.net.make_cond(*args, **kwargs)
+
+    def encode_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.net.encode_cond(cond)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self._compiled is None:
+            return self.net.denoise(x_t, t, enc)
+        try:
+            if self.compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            return self._compiled(x_t, t, enc).clone()
+        except Exception as e:  # noqa: BLE001 - an environment without a working compiler: run eagerly, say so once
+            print(f"warning: inference.compile: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                  "sampling eagerly")
+            self._compiled = None
+            return self.net.denoise(x_t, t, enc)
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.denoise(x_t, t, self.encode_cond(cond))
+
+
+def _split_model(model: Callable):
+    """``(encode_cond, denoise, check)`` of a model that has the first two (maybe under DDP / torch.compile
+    wrappers), else None; ``check(x_t, t, cond)`` is the Denoiser's input check (or None)."""
+    for m in (model, unwrap(model)):
+        if hasattr(m, "encode_cond") and hasattr(m, "denoise"):
+            net = getattr(m, "net", m)  # a SamplingNet's Denoiser
+            return m.encode_cond, m.denoise, getattr(net, "_check", None)
+    return None
+
+
 def guided_denoiser(model: Callable, cond: dict[str, torch.Tensor], guidance: "float | Guidance") -> Denoise:
     """A denoiser callable with scheduled audio CFG; steps where the weight is 1 skip the unconditional pass.
 
-    The doubled [cond; uncond] conditioning is built once, on the first guided step, and reused by every
-    later step of the snippet.
+    The conditioning (and the doubled [cond; uncond] one, on the first guided step) is built and, for a
+    model with ``encode_cond``, encoded once, then reused by every later step of the snippet.
     """
     g = as_guidance(guidance)
-    both: dict[str, torch.Tensor] = {}
+    split = _split_model(model)
+    cache: dict[str, dict] = {}
+
+    def conditioning(which: str) -> dict:
+        if which not in cache:
+            c = cond
+            if which == "both":
+                uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
+                c = {k: torch.cat([v, uncond[k]]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+            cache[which] = c if split is None else split[0](c)
+        return cache[which]
+
+    def run(x: torch.Tensor, t: torch.Tensor, which: str) -> torch.Tensor:
+        return model(x, t, conditioning(which)) if split is None else split[1](x, t, conditioning(which))
 
     def denoise(x_t: torch.Tensor, t: float) -> torch.Tensor:
         b = x_t.shape[0]
         tt = torch.full((b,), float(t), device=x_t.device)
+        if split is not None and split[2] is not None and not cache:  # checked once per snippet, as forward does
+            split[2](x_t, tt, cond)
         w = g.weight(float(t))
         if w == 1.0:
-            return model(x_t, tt, cond)
-        if not both:
-            uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
-            both.update({k: torch.cat([v, uncond[k]]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()})
-        out = model(torch.cat([x_t, x_t]), torch.cat([tt, tt]), both).float()
+            return run(x_t, tt, "cond")
+        out = run(torch.cat([x_t, x_t]), torch.cat([tt, tt]), "both").float()
         return apply_guidance(out[:b], out[b:], w)
 
     return denoise
@@ -182,7 +249,8 @@ def sample_snippet(model: Callable, cond: dict[str, torch.Tensor], shape: tuple[
     if sampler not in SAMPLERS:
         raise ValueError(f"inference.sampler must be one of {SAMPLERS}, got {sampler!r}")
     dev = torch.device(device) if device is not None else cond["audio"].device
-    noise = torch.randn(shape, generator=generator).to(dev)
+    gdev = generator.device if generator is not None else "cpu"
+    noise = torch.randn(shape, generator=generator, device=gdev).to(dev)  # a generator on dev: no copy
     net = unwrap(model)
     prediction = getattr(net, "prediction", "v")
     denoise = guided_denoiser(model, cond, guidance)

@@ -17,11 +17,11 @@ from trainer.runtime.distributed import (
 )
 from trainer.runtime.ema import EMA, ema_decay_at
 from trainer.runtime.logs import MetricsLogger, RateMeter, progress
-from trainer.runtime.precision import autocast, autocast_dtype
+from trainer.runtime.precision import autocast, autocast_dtype, enable_tf32
 from trainer.runtime.rng import seed_everything, seed_step, step_generator
 
 __all__ = [
     "Dist", "all_gather_union", "all_reduce_mean", "all_reduce_sum", "barrier", "cleanup_distributed", "main_first",
     "pick_device", "setup_distributed", "unwrap", "EMA", "ema_decay_at", "MetricsLogger", "RateMeter", "progress",
-    "autocast", "autocast_dtype", "seed_everything", "seed_step", "step_generator",
+    "autocast", "autocast_dtype", "enable_tf32", "seed_everything", "seed_step", "step_generator",
 ]

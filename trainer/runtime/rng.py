@@ -25,6 +25,12 @@ def seed_step(seed: int, rank: int, step: int) -> None:
     seed_everything(derive_seed(seed, _GLOBAL, rank, step))
 
 
-def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    """The (CPU) generator for one step's noise, timesteps, dropouts and negatives."""
-    return torch.Generator().manual_seed(derive_seed(seed, _STEP, rank, step))
+def step_generator(seed: int, rank: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator for one step's noise, timesteps, dropouts and negatives, on ``device``.
+
+    On the training device the draws need no host work and no host-to-device copy (on CUDA: Philox in
+    the kernels that fill the tensors). The stream of numbers differs between devices (a CUDA generator is
+    not the CPU's Mersenne Twister), so a run resumes exactly on the device type it started on.
+    """
+    g = torch.Generator(device=torch.device(device))
+    return g.manual_seed(derive_seed(seed, _STEP, rank, step))
