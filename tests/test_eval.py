@@ -173,3 +173,15 @@ def test_an_audio_blind_model_scores_chance_and_no_floor_gap(tmp_path):
         v = rep["variants"][variant]
         assert v["n_clips"] == 0 and v["note"] == "no clips"
         assert all(row["note"] == "no clips" and row["generated"]["mean"] is None for row in v["metrics"].values())
+
+
+def test_default_report_dir_never_writes_into_a_shipped_model(tmp_path):
+    from trainer.commands.eval import default_out
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "synesthete-tiny"
+    assert default_out(shipped) == Path("runs") / "eval-synesthete-tiny"
+    step = tmp_path / "run" / "ckpt" / "step-00000010"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text("{}")
+    assert default_out(step) == tmp_path / "run" / "eval" / "step-00000010"
+    assert default_out(tmp_path / "run") == tmp_path / "run" / "eval"

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
                              "the shipped model).")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run).")
+                        help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
+                             "shipped model, whose folder stays untouched).")
     add_config_args(parser, [
         ShortFlag("--n", "eval.clips_per_variant", int, "Val clips evaluated per variant (distinct audio)."),
         ShortFlag("--seed", "inference.seed", int, "Noise seed."),
@@ -37,8 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out(checkpoint: Path) -> Path:
-    """RUN/eval; for a step dir (or RUN/latest, which points at one) RUN/eval/step-N."""
+    """RUN/eval; for a step dir (or RUN/latest, which points at one) RUN/eval/step-N; for a shipped model
+    (models/NAME) runs/eval-NAME, so the shipped model's folder stays untouched."""
+    from trainer.eval.scalars import eval_run_dir
+
     step = checkpoint.resolve()
+    if eval_run_dir(step) is None:
+        return Path("runs") / f"eval-{step.name}"
     if (step / "state.json").is_file() and step.parent.name == "ckpt":
         return step.parent.parent / "eval" / step.name
     return checkpoint / "eval"

@@ -525,7 +525,7 @@ def run_command(args, checkpoint: Path, out: Path) -> int:
 
     from shared.cli import config_or_exit, fail
     from shared.errors import SynestheteError
-    from trainer.eval.scalars import eval_run_dir, log_eval_scalars
+    from trainer.eval.scalars import log_eval_scalars
     from trainer.runtime import pick_device
     from trainer.sample import SampleError, load_sampling_model, one_line
 
@@ -536,8 +536,6 @@ def run_command(args, checkpoint: Path, out: Path) -> int:
         files = list_audio_files(args.audio_dir)
         model = load_sampling_model(checkpoint, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
-        if not args.out and eval_run_dir(model.step_dir) is None:  # the shipped model's folder stays untouched
-            out = Path("runs") / f"eval-{Path(checkpoint).resolve().name}" / "audio_dir"
         log(f"eval --audio-dir: {len(files)} audio files in {args.audio_dir} -> {out}")
         with torch.no_grad():
             report, pj = evaluate_audio_dir(model, args.audio_dir, out, log=log)
