@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from shared.config import build_config
+    from trainer.live.features import live_timeline
     from trainer.live.generator import SnippetGenerator, live_spec
     from trainer.live.scheduler import LiveScheduler
     from trainer.live.sources import PipeSource, RealClock
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         source = PipeSource(r, sr, clock, name="the bench pipe")
         gen = SnippetGenerator(model, live_spec(model), style_from_prior(cfg.diffusion.style_dim, 0), 0)
         sink = BenchSink(int(len(wave) / FEED_SR * fps) + 1, len(wave) / FEED_SR + 60)
-        sched = LiveScheduler(source, gen, [sink], clock, sr, fps, cfg.timeline, realtime=True,
+        tcfg, channels = live_timeline(cfg)  # as `trainer live` streams it for this model
+        sched = LiveScheduler(source, gen, [sink], clock, sr, fps, tcfg, realtime=True, channels=channels,
                               min_steps=cfg.inference.live_min_steps, stall_s=cfg.inference.live_stall_s)
         feeder.start()
         t0 = time.monotonic()

@@ -200,10 +200,13 @@ class DiffusionConfig(_Section):
     audio_context_frames: int = Field(4, ge=0, description="k: timeline frames either side of each frame fed to the audio encoder.", json_schema_extra=SHAPE)
     audio_context_future: int | None = Field(
         None, ge=0, description="Frames of future timeline context in each audio window (the look-ahead live mode "
-        "waits for); null: audio_context_frames (the symmetric window). A live model uses 0.", json_schema_extra=SHAPE)
+        "waits for); null: audio_context_frames (the symmetric window). 0: a causal (live) model, which also sees the "
+        "causal timeline (trailing-median is_silent; no beat channels, no per-clip z-score; trainer/live/features.py).",
+        json_schema_extra=SHAPE)
     audio_channels: list[str] | None = Field(
         None, description="Timeline channels the audio encoder sees, by name, in this order (null: all channels of "
-        "the timeline). A live model takes the causal ones.", json_schema_extra=SHAPE)
+        "the timeline). The loader selects them from the stored timelines (no regenerated shards). A live model "
+        "takes the causal ones (all but beat_phase and downbeat).", json_schema_extra=SHAPE)
     prev_frames: int = Field(1, ge=0, description="Clean latent frames before the snippet it is conditioned on.", json_schema_extra=SHAPE)
     p_prev_drop: float = Field(0.1, ge=0, le=1, description="Probability of dropping the previous-frame latents (first snippet, free running).")
     prev_noise_aug: float = Field(0.1, ge=0, description="Std of the noise added to the previous-frame latents in training.")

@@ -570,20 +570,25 @@ def compute_audio_timeline(wave: np.ndarray, sr: float, fps: float, tcfg: Timeli
 # ----------------------------------------------------------- model-side helpers
 
 
-def context_windows(features: np.ndarray, k: int) -> np.ndarray:
-    """Windows of k frames either side of each frame, edge-padded: ``[T, C] -> [T, 2k+1, C]``.
+def context_windows(features: np.ndarray, k: int, future: int | None = None) -> np.ndarray:
+    """Windows of k frames before and ``future`` frames after each frame (default k: symmetric), edge-padded:
+    ``[T, C] -> [T, k + 1 + future, C]``.
 
-    ``out[t, j] = features[clip(t - k + j, 0, T-1)]``.
+    ``out[t, j] = features[clip(t - k + j, 0, T-1)]``, ``j = 0 .. k + future``. ``future = 0`` (a live model:
+    ``diffusion.audio_context_future``) holds no row after t; trainer.live.generator.window_indices is the
+    streaming twin of this indexing.
     """
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"context_windows wants [T, C], got shape {features.shape}")
-    if k < 0:
-        raise ValueError(f"context_windows: k must be >= 0, got {k}")
+    future = k if future is None else future
+    if k < 0 or future < 0:
+        raise ValueError(f"context_windows: k and future must be >= 0, got k={k}, future={future}")
     n, c = features.shape
+    width = k + 1 + future
     if n == 0:
-        return np.zeros((0, 2 * k + 1, c), features.dtype)
-    idx = np.clip(np.arange(n)[:, None] - k + np.arange(2 * k + 1)[None, :], 0, n - 1)  # (T, 2k+1)
+        return np.zeros((0, width, c), features.dtype)
+    idx = np.clip(np.arange(n)[:, None] - k + np.arange(width)[None, :], 0, n - 1)  # (T, k+1+future)
     return features[idx]
 
 

@@ -296,3 +296,25 @@ def test_a_bug_inside_training_keeps_its_traceback(latent_data, tmp_path, monkey
         run_cli("trainer", "trainer.commands", "trainer", ["diffusion", "--config", str(cfg_file), "--latents",
                 str(root / "latents"), "--out", str(tmp_path / "run"), *CLI_ARGS])
     assert ckpt.list_checkpoints(tmp_path / "run") == []
+
+
+def test_audio_channels_are_checked_before_training_and_size_the_encoder(latent_data, tmp_path, capsys):
+    """diffusion.audio_channels: a wrong name is a one-line error before any step; a causal selection trains a
+    denoiser that takes exactly the named channels (past-only windows, audio_context_future=0)."""
+    from shared.command_line import run_cli
+
+    root, cfg_file = latent_data
+    def args(out: str, *overrides: str) -> list[str]:
+        return ["diffusion", "--config", str(cfg_file), "--latents", str(root / "latents"), "--out",
+                str(tmp_path / out), *CLI_ARGS, *overrides]
+
+    with pytest.raises(SystemExit) as e:
+        run_cli("trainer", "trainer.commands", "trainer", args("bad", "diffusion.audio_channels=[rms,tempo]"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diffusion.audio_channels" in err[0] and "'tempo'" in err[0]
+    assert ckpt.list_checkpoints(tmp_path / "bad") == []
+    run_cli("trainer", "trainer.commands", "trainer",
+            args("live", "diffusion.audio_channels=[onset,rms,is_silent]", "diffusion.audio_context_future=0"))
+    state = json.loads((ckpt.list_checkpoints(tmp_path / "live")[-1] / ckpt.STATE_FILE).read_text())
+    assert state["state"]["model_kwargs"]["n_audio_channels"] == 3

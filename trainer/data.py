@@ -50,6 +50,7 @@ from shared.errors import DataError
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
 from trainer.diffusion.shuffle import audio_content_id
+from trainer.live.features import causal_from_stored, future_frames, is_causal_model, model_channels
 
 VARIANTS = ("normal", "silence", "debug")
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
@@ -414,10 +415,35 @@ def unit_to_frame(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(y, -3, -1))
 
 
-def audio_windows(features: np.ndarray, names: list[str], k: int, normalize: bool) -> np.ndarray:
-    """Timeline ``[T, C]`` -> windows ``[T, 2k+1, C]`` (z-scored per clip first when asked)."""
-    feats = normalize_per_clip(features, names) if normalize else np.asarray(features, np.float32)
-    return context_windows(feats.astype(np.float32), k)
+def model_audio(features: np.ndarray, names: list[str], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's stored timeline ``[T, C]`` -> what the denoiser sees: ``(windows [T, k+1+f, Ch], is_silent [T])``.
+
+    The one path of the training loader, offline sampling (trainer/sample.py) and the eval
+    (trainer/eval/generate.py); live, trainer/live/scheduler.py builds the same numbers from the streamed
+    causal timeline (tests/test_live_conditioning.py):
+
+    1. a causal model (``diffusion.audio_context_future = 0``) takes the causal timeline,
+       :func:`trainer.live.features.causal_from_stored` (``is_silent`` a trailing median);
+    2. z-scored per clip when ``diffusion.audio_feature_normalize_per_clip``;
+    3. the channels ``diffusion.audio_channels`` names, in that order (null: all,
+       :func:`trainer.live.features.model_channels`);
+    4. windows of ``k = audio_context_frames`` past and ``f`` future frames
+       (:func:`shared.timeline.context_windows`; ``f = audio_context_future``, null: k).
+
+    ``is_silent`` is the (causal, for a causal model) flag of each frame. With the defaults (no selection, f = k)
+    the windows are exactly the former symmetric ``context_windows(features, k)``.
+    """
+    d = cfg.diffusion
+    feats = np.asarray(features, np.float32)
+    if is_causal_model(d):
+        feats = causal_from_stored(feats, names, cfg.timeline)
+    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    if d.audio_feature_normalize_per_clip:
+        feats = normalize_per_clip(feats, names)
+    picked = model_channels(names, d)
+    if picked is not None:
+        feats = feats[:, picked]
+    return context_windows(feats.astype(np.float32), d.audio_context_frames, future_frames(d)), silent
 
 
 # ------------------------------------------------------------------- stages
@@ -540,8 +566,7 @@ class SnippetSpec:
     def __init__(self, cfg: Config, style_frames: int = 4, latent_scale: float = 1.0):
         self.snippet_frames = cfg.diffusion.snippet_frames
         self.prev_frames = cfg.diffusion.prev_frames
-        self.k = cfg.diffusion.audio_context_frames
-        self.normalize = cfg.diffusion.audio_feature_normalize_per_clip
+        self.cfg = cfg  # the audio conditioning's settings (model_audio)
         self.style_frames = style_frames
         self.latent_scale = float(latent_scale)
         self.fps = cfg.render.fps
@@ -583,8 +608,7 @@ def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.G
     F, P = spec.snippet_frames, spec.prev_frames
     if n_frames < F or n_frames < 2:
         raise ValueError(f"sample {key}: {n_frames} frames, fewer than a snippet of {F}")
-    windows = audio_windows(feats[:n_frames], names, spec.k, spec.normalize)  # (T, 2k+1, Ch)
-    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    windows, silent = model_audio(feats[:n_frames], names, spec.cfg)  # (T, k+1+f, Ch), (T,)
     audio_id = audio_content_id(feats)  # same for copies of one debug clip: never each other's negative
     tempo, fps = float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps)
     out = []
@@ -787,6 +811,22 @@ def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: i
     return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
 
 
+def stored_channel_names(spec: str | os.PathLike, split: str) -> list[str] | None:
+    """The timeline channel names a shard set stores (the first sample's ``meta.json``), or None where they cannot
+    be read cheaply (a URL, a sample without the list)."""
+    url = resolve_shards(spec, split)[0]
+    if _URL.match(url) or not os.path.isfile(url):
+        return None
+    try:
+        for _, members in S.iter_tar_samples(url):
+            if S.META in members:
+                names = S.decode_json(members[S.META]).get("timeline_channels")
+                return list(names) if names else None
+    except (tarfile.TarError, OSError, ValueError, AttributeError):
+        return None
+    return None
+
+
 def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
     """All frames of a pixel sample as float32 ``(T, 3, H, W)`` in [-1, 1], plus its meta."""
     suffixes = S.frame_suffixes(members)
@@ -798,5 +838,5 @@ __all__ = [
     "VARIANTS", "VARIANT_CODE", "SKIPPED", "SkipLog", "skipped_in", "skip_counts", "ShardDataset", "SnippetSpec",
     "resolve_shards", "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices",
     "reweight_variants", "make_snippet", "make_snippets", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
-    "unit_to_frame", "read_pixel_clip", "audio_windows",
+    "unit_to_frame", "read_pixel_clip", "model_audio",
 ]

@@ -34,7 +34,7 @@ from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteEr
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
 from shared.video import Mp4Writer, VideoError, read_video_frames
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
-from trainer.data import audio_windows, frame_to_unit
+from trainer.data import frame_to_unit, model_audio
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import SamplingNet
 from trainer.runtime import autocast, enable_tf32
@@ -177,11 +177,14 @@ def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "c
 
 
 def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Mono audio -> (windows (T, 2k+1, Ch), is_silent (T,), timeline info) exactly as in training.
+    """Mono audio -> (windows (T, k+1+f, Ch), is_silent (T,), timeline info) exactly as in training.
 
     The wave is resampled to ``data.sample_rate`` (band edges depend on the rate), featurised with the
-    checkpoint's timeline settings and fps, z-scored over the whole file only when the checkpoint was
-    trained with ``diffusion.audio_feature_normalize_per_clip``, and cut/padded to ``n_frames``.
+    checkpoint's timeline settings and fps, cut/padded to ``n_frames``, then taken through the training
+    loader's :func:`trainer.data.model_audio` (a causal model's causal timeline, the per-clip z-score when the
+    checkpoint was trained with it, the channels ``diffusion.audio_channels`` names, ``k`` past and ``f``
+    future frames per window). ``info`` holds the offline timeline (``features``, ``names``, ``rms``,
+    ``onset``): what the audio is, for scoring, whatever the model sees.
     """
     train_sr = cfg.data.sample_rate
     x = resample(wave, sr, train_sr) if sr != train_sr else wave
@@ -189,9 +192,7 @@ def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) ->
     if len(feats) == 0:
         raise AudioError("audio is shorter than one video frame")
     feats = pad_to(feats, n_frames)  # resampling can move the frame count by one
-    win = audio_windows(feats, names, cfg.diffusion.audio_context_frames,
-                        cfg.diffusion.audio_feature_normalize_per_clip)  # (T, 2k+1, Ch)
-    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
+    win, silent = model_audio(feats, names, cfg)  # (T, k+1+f, Ch'), (T,)
     rms = feats[:, channel_index(names, "rms")]
     onset = feats[:, channel_index(names, "onset")]
     return win, silent, {"names": names, "rms": rms, "onset": onset, "features": feats}

@@ -95,7 +95,6 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
 
     from shared.audio_io import load_audio
     from shared.fsutil import atomic_write_json
-    from trainer.live.features import channel_selection
     from trainer.live.generator import SnippetGenerator, live_spec
     from trainer.live.scheduler import LiveScheduler
     from trainer.live.sources import DeviceSource, FileSource, PipeSource, RealClock
@@ -116,10 +115,10 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
     else:
         source, realtime = DeviceSource(args.input_device or None, sr, clock), True
 
-    from trainer.live.features import causal_channel_names
+    from trainer.live.features import causal_channel_names, live_timeline
 
-    channels = channel_selection(causal_channel_names(cfg.timeline), cfg.diffusion.audio_channels)
-    n_ch = len(channels) if channels is not None else len(causal_channel_names(cfg.timeline))
+    tcfg, channels = live_timeline(cfg)  # without the beat tracker when the model takes no beat channel
+    n_ch = len(channels) if channels is not None else len(causal_channel_names(tcfg))
     if n_ch != model.denoiser.n_audio_channels:
         raise SampleError(f"checkpoint {ckpt}: the model takes {model.denoiser.n_audio_channels} audio channels, "
                           f"the live timeline gives {n_ch}")
@@ -149,7 +148,7 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
             recorder = Recorder(args.out, fps, res, res, sr)
             sinks.append(recorder)
         with torch.no_grad():
-            sched = LiveScheduler(source, gen, sinks, clock, sr, fps, cfg.timeline, realtime=realtime,
+            sched = LiveScheduler(source, gen, sinks, clock, sr, fps, tcfg, realtime=realtime,
                                   min_steps=inf.live_min_steps, stall_s=inf.live_stall_s, channels=channels)
             summary = sched.run()
         recorder = None  # closed by the scheduler

@@ -30,10 +30,11 @@ from shared.seeding import derive_seed
 from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
-from trainer.data import snippet_loader, target_variant_mix, unit_to_frame
+from trainer.data import snippet_loader, stored_channel_names, target_variant_mix, unit_to_frame
 from trainer.diffusion.losses import diffusion_loss, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
+from trainer.live.features import model_channels
 from trainer import loop
 from trainer.loop import Hyper, Task, to_device
 from trainer.vae.model import load_vae
@@ -244,6 +245,19 @@ def make_decoder(vae_dir: Path, latent_scale: float, device: torch.device) -> Ca
     return lambda z: vae.decode(z / latent_scale)
 
 
+def audio_channel_count(cfg: Config, latents_dir: Path) -> int:
+    """Channels the denoiser takes: ``diffusion.audio_channels`` checked against the shards' stored channel names
+    (the first val sample's meta, or the config's timeline for shards that cannot be peeked at). A wrong name is a
+    ConfigError naming the field; a timeline of another width than the config's is a DataError."""
+    names = channel_names(cfg.timeline)
+    stored = stored_channel_names(str(latents_dir), "val") or names
+    if len(stored) != len(names):
+        raise DataError(f"latent shards in {latents_dir} have {len(stored)} timeline channels, the config's timeline "
+                        f"has {len(names)}")
+    picked = model_channels(stored, cfg.diffusion)
+    return len(stored) if picked is None else len(picked)
+
+
 def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, force: bool = False,
                      val_batches_n: int = 4) -> dict[str, Any]:
     """``trainer diffusion``: latent shards + manifest -> a trained run in ``out``."""
@@ -259,6 +273,7 @@ def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool
     manifest = read_latent_manifest(latents_dir)
     scale = latent_scale_of(manifest)
     vae_src = vae_path_of(manifest, latents_dir)
+    n_want = audio_channel_count(cfg, latents_dir)  # a bad diffusion.audio_channels fails here, before any step
 
     def loader(split: str, seed: int, start_step: int) -> Iterator[dict]:
         return iter(snippet_loader(str(latents_dir), cfg, split, cfg.diffusion.batch_size, seed=seed, rank=dist.rank,
@@ -276,9 +291,8 @@ def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool
     if h != w:
         raise DataError(f"latents in {latents_dir} must be square, got {h}x{w}")
     n_audio = first["audio"].shape[-1]
-    if n_audio != len(channel_names(cfg.timeline)):
-        raise DataError(f"latent shards in {latents_dir} have {n_audio} timeline channels, the config's timeline has "
-                        f"{len(channel_names(cfg.timeline))}")
+    if n_audio != n_want:
+        raise DataError(f"the loader gave {n_audio} audio channels from {latents_dir}, the config selects {n_want}")
     decoders: dict[str, Callable] = {}
 
     def decoder(z: torch.Tensor) -> torch.Tensor:  # the VAE copy in RUN/vae, loaded once it is recorded

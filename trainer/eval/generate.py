@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from shared.timeline import channel_index
 from trainer.eval.clips import Clip
 from trainer.runtime import autocast
 from trainer.sample import SamplingModel, style_from_prior
@@ -37,14 +36,11 @@ class Generated:
 
 
 def conditioning(model: SamplingModel, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    """(windows (N, T, 2k+1, Ch), is_silent (N, T)) exactly as the training loader builds them."""
-    from trainer.data import audio_windows
+    """(windows (N, T, k+1+f, Ch), is_silent (N, T)) exactly as the training loader builds them (model_audio)."""
+    from trainer.data import model_audio
 
-    d = model.cfg.diffusion
-    windows = np.stack([audio_windows(c.timeline, c.names, d.audio_context_frames, d.audio_feature_normalize_per_clip)
-                        for c in clips])
-    silent = np.stack([c.timeline[:, channel_index(c.names, "is_silent")] for c in clips]).astype(np.float32)
-    return windows, silent
+    pairs = [model_audio(c.timeline, c.names, model.cfg) for c in clips]
+    return np.stack([w for w, _ in pairs]), np.stack([s for _, s in pairs]).astype(np.float32)
 
 
 @torch.no_grad()

@@ -12,7 +12,9 @@ The causal feature set replaces them, keeping the channel names and order of
 
 ``is_silent`` (causal)
     1.0 where the *trailing* median of ``log_rms`` over frames ``t-S+1 .. t`` (``S =
-    silence_smooth_frames``; frames before 0 repeat frame 0) is under ``silence_threshold_db``.
+    silence_smooth_frames``; frames before 0 repeat frame 0) is under ``silence_threshold_db``. It reads
+    ``log_rms`` rounded to float32, as a timeline stores it, so :func:`causal_from_stored` recomputes it
+    from a stored (offline) timeline.
 ``beat_phase``, ``downbeat`` (causal tracker, when ``timeline.beat_channels``)
     Every ``BEAT_UPDATE_S`` seconds of frames (update frames ``u = 0, U, 2U, ...``), the beats are
     re-estimated with :func:`shared.timeline.estimate_beats` on the audio received so far, at most the
@@ -27,6 +29,13 @@ Frame t of the causal timeline depends only on samples before ``b[t+1]``, the en
 :func:`causal_timeline` computes it offline (whole arrays at once); :class:`StreamingTimeline` computes
 the same rows incrementally as audio arrives (bounded memory: it keeps at most the beat window and one
 frame of audio). The two are tested equal on real audio (tests/test_live_features.py).
+
+A *causal model* (``diffusion.audio_context_future = 0``, :func:`is_causal_model`) is trained and sampled
+on these values: the loader, offline sampling and the eval take a clip's stored offline timeline through
+:func:`causal_from_stored` (per-frame channels as stored, ``is_silent`` recomputed), so it trains on
+existing shards. Its beat channels cannot be recomputed that way (the causal tracker needs the audio,
+which latent shards do not hold), so a causal model takes no beat channel (:func:`model_channels`), and
+live the tracker is then not run at all (:func:`live_timeline`).
 
 Every per-frame quantity is computed by the pure functions of :mod:`shared.timeline` (one
 implementation of each feature); this module only composes them causally.
@@ -49,6 +58,22 @@ BEAT_WINDOW_S = 8.0   # seconds of past audio the causal tracker looks at
 BEAT_UPDATE_S = 1.0   # seconds between tracker updates
 BEAT_MIN_S = 2.0      # the tracker's first estimate waits for this much audio
 _CHUNK_FRAMES = 256   # frames featurised per batch offline (bounded memory)
+
+
+BEAT_CHANNELS = ("beat_phase", "downbeat")  # the channels of the whole-clip (offline) or causal beat tracker
+
+
+def future_frames(diffusion_cfg) -> int:
+    """f: timeline frames after each frame in its audio window (``audio_context_future``; null: k, symmetric)."""
+    d = diffusion_cfg
+    return d.audio_context_frames if d.audio_context_future is None else d.audio_context_future
+
+
+def is_causal_model(diffusion_cfg) -> bool:
+    """A live model: ``diffusion.audio_context_future`` set to 0. Its windows hold no future frame and it sees
+    the causal timeline (the module docstring). Null (the symmetric default) is never causal, also with k = 0:
+    such a model was trained on the offline channels."""
+    return diffusion_cfg.audio_context_future == 0
 
 
 def causal_channel_names(tcfg: TimelineConfig) -> list[str]:
@@ -166,7 +191,7 @@ def causal_timeline(wave: np.ndarray, sr: float, fps: float, tcfg: TimelineConfi
         frames, lengths = frame_matrix(x, bounds[a:b + 1], width)
         rms[a:b], bands[a:b], onset[a:b], centroid[a:b], prev_db = spectral(frames, lengths, prev_db)
     log_rms = to_dbfs(rms)
-    silent = causal_silence_mask(log_rms, tcfg.silence_threshold_db, tcfg.silence_smooth_frames)
+    silent = causal_silence_mask(log_rms.astype(np.float32), tcfg.silence_threshold_db, tcfg.silence_smooth_frames)
     cols = [log_rms[:, None], rms[:, None], bands, onset[:, None], centroid[:, None], silent[:, None]]
     if tcfg.beat_channels:
         beat = np.empty((n_frames, 2))
@@ -232,7 +257,7 @@ class StreamingTimeline:
         rms, bands, onset, centroid, self._prev_db = self._spectral(frames, lengths, self._prev_db)
         log_rms = to_dbfs(rms)
         silent = np.empty(b - a)
-        for i, v in enumerate(log_rms):
+        for i, v in enumerate(log_rms.astype(np.float32)):  # the stored (float32) log_rms, as causal_timeline
             if not self._recent_db:  # frames before 0 repeat frame 0
                 self._recent_db.extend([float(v)] * self._recent_db.maxlen)
             self._recent_db.append(float(v))
@@ -279,3 +304,54 @@ def channel_selection(names: list[str], wanted: list[str] | None) -> list[int] |
     if len(set(wanted)) != len(wanted):
         raise ConfigError(f"diffusion.audio_channels: a channel is named twice in {list(wanted)}")
     return [names.index(w) for w in wanted]
+
+
+def model_channels(names: list[str], diffusion_cfg) -> list[int] | None:
+    """The columns of a timeline with ``names`` that the denoiser sees (:func:`channel_selection` of
+    ``diffusion.audio_channels``), checked for a causal model: a ConfigError naming the field when such a
+    model asks for a beat channel (not recomputable from stored timelines, see the module docstring) or for
+    the per-clip z-score (a whole-clip statistic)."""
+    d = diffusion_cfg
+    picked = channel_selection(names, d.audio_channels)
+    if is_causal_model(d):
+        seen = [names[i] for i in (picked if picked is not None else range(len(names)))]
+        beats = [n for n in seen if n in BEAT_CHANNELS]
+        if beats:
+            keep = [n for n in names if n not in BEAT_CHANNELS]
+            where = "diffusion.audio_channels" if d.audio_channels is not None else "diffusion.audio_channels (null: all)"
+            raise ConfigError(f"{where}: a causal model (diffusion.audio_context_future=0) cannot take {beats} "
+                              f"(their causal values need the audio, which latent shards do not store); "
+                              f"name the channels without them, e.g. {keep}")
+        if d.audio_feature_normalize_per_clip:
+            raise ConfigError("diffusion.audio_feature_normalize_per_clip=true z-scores over the whole clip, which a "
+                              "causal model (diffusion.audio_context_future=0) cannot see; set it false")
+    return picked
+
+
+def causal_from_stored(features: np.ndarray, names: list[str], tcfg: TimelineConfig) -> np.ndarray:
+    """A stored (offline) timeline -> the causal one: a copy with ``is_silent`` recomputed causally from the stored
+    ``log_rms`` (:func:`causal_silence_mask`); the per-frame channels are the same numbers (module docstring).
+
+    The beat columns are left as stored (offline): :func:`model_channels` keeps them from a causal model.
+    """
+    out = np.array(features, np.float32, copy=True)
+    log_rms = out[:, names.index("log_rms")]
+    out[:, names.index("is_silent")] = causal_silence_mask(log_rms, tcfg.silence_threshold_db,
+                                                           tcfg.silence_smooth_frames)
+    return out
+
+
+def live_timeline(cfg) -> tuple[TimelineConfig, list[int] | None]:
+    """What a live stream computes for a model: ``(timeline settings, the columns its denoiser takes)``.
+
+    The settings are the model's own, without the beat tracker when the model takes no beat channel (an update
+    costs ~50 ms on the frame path, and nothing would read it); the columns are :func:`model_channels` of the
+    streamed names (None: all).
+    """
+    tcfg = cfg.timeline
+    if tcfg.beat_channels:
+        names = channel_names(tcfg)
+        picked = channel_selection(names, cfg.diffusion.audio_channels)
+        if picked is not None and not any(names[i] in BEAT_CHANNELS for i in picked):
+            tcfg = tcfg.model_copy(update={"beat_channels": False})
+    return tcfg, model_channels(causal_channel_names(tcfg), cfg.diffusion)

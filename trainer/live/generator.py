@@ -24,13 +24,8 @@ import numpy as np
 import torch
 
 from trainer.diffusion.sampler import sample_snippet
+from trainer.live.features import future_frames  # noqa: F401 (re-exported: the look-ahead's f)
 from trainer.sample_core import StreamSpec, frame_index_for
-
-
-def future_frames(diffusion_cfg) -> int:
-    """f: timeline frames after each frame in its audio window (``audio_context_future``, default k)."""
-    d = diffusion_cfg
-    return d.audio_context_frames if d.audio_context_future is None else d.audio_context_future
 
 
 def lookahead_frames(snippet_frames: int, future: int) -> int:
