@@ -150,9 +150,11 @@ class BenchSink:
 
 
 def click_latencies(sink: BenchSink, feeder: Feeder, click_starts: np.ndarray, fps: float, future: int,
-                    header: int) -> tuple[list[float], int]:
+                    header: int) -> tuple[list[float], int, list[int]]:
+    """Per measured click: the latency (s); the count of missed clicks; and the responding frame minus the
+    click's own frame (0: the model moved on the frame holding the click, 1: on the next one, ...)."""
     motion = sink.motion[:sink.n]
-    out, missed = [], 0
+    out, missed, offsets = [], 0, []
     for s in click_starts:
         t_click = s / FEED_SR
         frame = int(np.floor(t_click * fps))
@@ -172,7 +174,8 @@ def click_latencies(sink: BenchSink, feeder: Feeder, click_starts: np.ndarray, f
         t = lo + int(hits[0])
         wrote = feeder.time_of(header + int(s) * 4)  # 16-bit stereo: 4 bytes a sample
         out.append(sink.emitted[t] - wrote)
-    return out, missed
+        offsets.append(t - frame)
+    return out, missed, offsets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         source.close()
     feeder.join()
 
-    lat, missed = click_latencies(sink, feeder, clicks, fps, gen.future, header)
+    lat, missed, offsets = click_latencies(sink, feeder, clicks, fps, gen.future, header)
     n = sink.n
     tenth = max(1, n // 10)
     lat_frames = sink.latency[:n]
@@ -255,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "click_latency_mean_ms": round(1000 * float(np.mean(lat)), 1) if lat else None,
         "click_latency_p95_ms": round(1000 * float(np.percentile(lat, 95)), 1) if lat else None,
         "click_latency_max_ms": round(1000 * float(np.max(lat)), 1) if lat else None,
+        # which frame moved first, relative to the click's own frame: {offset: clicks}
+        "click_response_frames": {str(k): int(v) for k, v in zip(*np.unique(offsets, return_counts=True))},
         "rss_mb_start": round(rss_start, 1), "rss_mb_first": round(rss[0], 1) if rss else None,
         "rss_mb_last": round(rss[-1], 1) if rss else None, "rss_mb_max": round(max(rss), 1) if rss else None,
         "load_start": load_start, "load_end": uptime(), "machine": machine,
@@ -279,7 +284,8 @@ def kept_summary(r: dict) -> Path:
 
 
 def table_row(r: dict) -> str:
-    return (f"| {r['device']} ({r['threads']} thread) | {Path(r['checkpoint']).name} | {r['resolution']}² @ {r['fps']:g} fps, "
+    """One row of the results table; a summary kept from an earlier model names it in ``label``."""
+    return (f"| {r['device']} ({r['threads']} thread) | {r.get('label') or Path(r['checkpoint']).name} | {r['resolution']}² @ {r['fps']:g} fps, "
            f"F={r['snippet_frames']}, look-ahead {r['lookahead_frames']} frames | {r['minutes']:g} min | "
            f"{r['sustained_x_realtime']} | {r['dropped']} / {r['frames']} | {r['steps_mean']} of {r['steps_full']} | "
            f"{r['click_latency_mean_ms']} / {r['click_latency_p95_ms']} ms ({r['clicks_measured']} clicks, "

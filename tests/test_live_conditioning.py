@@ -160,3 +160,24 @@ def test_offline_future0_windows_equal_the_live_schedulers(name, seconds):
     np.testing.assert_allclose(live, offline, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.array(gen.silent), offline_silent)
     assert 0 < offline_silent.sum() < len(offline_silent)  # the audio exercises both states of is_silent
+
+
+def test_shuffle_negatives_read_the_frames_own_row_of_a_causal_window():
+    """The hard negatives compare each frame's own features: the last row of a past-only window (t-k .. t)."""
+    import torch
+
+    from trainer.diffusion import shuffle as Sh
+    from trainer.diffusion.losses import shuffle_layout
+
+    cfg = _cfg("diffusion.audio_context_future=0", f"diffusion.audio_channels={PICK}")
+    layout = shuffle_layout(cfg)
+    assert (layout.frame_row, layout.is_silent, layout.log_rms) == (2, 2, -1)  # PICK has no log_rms
+    with pytest.raises(ConfigError, match="loudness_matched needs log_rms"):
+        shuffle_layout(_cfg("diffusion.audio_context_future=0", f"diffusion.audio_channels={PICK}",
+                            "diffusion.audio_shuffle_negatives=loudness_matched", "diffusion.audio_shuffle_loss_weight=0.5"))
+    audio = torch.zeros(3, 1, 3, 3)  # (B, F, k+1, Ch): rows t-2, t-1, t
+    audio[1, :, 2], audio[2, :, 2] = 5.0, 0.1  # the frame itself: clip 1 is far from clip 0, clip 2 near
+    audio[1, :, 1], audio[2, :, 1] = 0.1, 5.0  # the frame before: the other way round
+    batch = {"audio": audio, "is_silent": torch.zeros(3, 1), "audio_id": torch.arange(3)}
+    neg = Sh.draw_negatives(batch, "hard", 1, None, layout)
+    assert torch.equal(neg.audio[0, 0], audio[1])  # the most dissimilar by the frame's own row (row 1 would say 2)

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from shared.config import Config
+from shared.errors import ConfigError
 from shared.seeding import derive_seed
 from shared.timeline import channel_names
 from trainer.diffusion import schedule as S
@@ -113,10 +114,26 @@ def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator
             "audio_null": audio_null}
 
 
+def shuffle_layout(cfg: Config) -> Sh.ChannelLayout:
+    """The negatives' channel layout in the model's audio windows (the channels ``diffusion.audio_channels``
+    selects, the frame's own row k). A negative kind whose channel the selection lacks is a ConfigError."""
+    from trainer.live.features import model_channel_names
+
+    d = cfg.diffusion
+    layout = Sh.ChannelLayout.from_names(model_channel_names(channel_names(cfg.timeline), d),
+                                         frame_row=d.audio_context_frames)
+    kind = d.audio_shuffle_negatives
+    needs = {"loudness_matched": ("log_rms", layout.log_rms >= 0), "timeshift": ("is_silent", layout.is_silent >= 0),
+             "band_permuted": ("two band_ channels", len(layout.bands) >= 2)}
+    if d.audio_shuffle_loss_weight > 0 and kind in needs and not needs[kind][1]:
+        raise ConfigError(f"diffusion.audio_shuffle_negatives={kind} needs {needs[kind][0]} among "
+                          f"diffusion.audio_channels {d.audio_channels}")
+    return layout
+
+
 def negatives_for(batch: Batch, cfg: Config, generator: torch.Generator, k: int) -> Sh.Negatives:
-    """K negatives per snippet of the configured kind (shuffle.py), with the timeline's channel layout."""
-    layout = Sh.ChannelLayout.from_names(channel_names(cfg.timeline))
-    return Sh.draw_negatives(batch, cfg.diffusion.audio_shuffle_negatives, k, generator, layout)
+    """K negatives per snippet of the configured kind (shuffle.py), in the model's channel layout."""
+    return Sh.draw_negatives(batch, cfg.diffusion.audio_shuffle_negatives, k, generator, shuffle_layout(cfg))
 
 
 def candidates_cond(cond: dict[str, torch.Tensor], neg: Sh.Negatives) -> dict[str, torch.Tensor]:

@@ -87,16 +87,26 @@ def batch_audio_ids(batch: dict) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ChannelLayout:
-    """Where the negatives' channels sit in the timeline (shared/timeline.py channel order)."""
+    """Where the negatives' channels sit in the audio windows (the channels the model takes, in their order; -1:
+    not among them), and ``frame_row``, the window row of the frame itself (``audio_context_frames`` k; None:
+    the centre, as in the symmetric 2k+1 window; a causal window t-k .. t has it last)."""
 
     is_silent: int
     log_rms: int
     bands: tuple[int, ...]
+    frame_row: int | None = None
 
     @classmethod
-    def from_names(cls, names: list[str]) -> "ChannelLayout":
-        return cls(is_silent=names.index("is_silent"), log_rms=names.index("log_rms"),
-                   bands=tuple(i for i, n in enumerate(names) if n.startswith("band_")))
+    def from_names(cls, names: list[str], frame_row: int | None = None) -> "ChannelLayout":
+        def at(name: str) -> int:
+            return names.index(name) if name in names else -1
+
+        return cls(is_silent=at("is_silent"), log_rms=at("log_rms"),
+                   bands=tuple(i for i, n in enumerate(names) if n.startswith("band_")), frame_row=frame_row)
+
+    def row(self, audio: torch.Tensor) -> int:
+        """The frame's own row in windows ``audio`` (..., W, Ch)."""
+        return audio.shape[-2] // 2 if self.frame_row is None else self.frame_row
 
 
 # ------------------------------------------------------------------ which pairs are valid
@@ -136,19 +146,20 @@ def pick_best(scores: torch.Tensor, valid: torch.Tensor, k: int) -> tuple[torch.
     return idx, ok
 
 
-def clip_audio_summary(audio: torch.Tensor) -> torch.Tensor:
-    """(B, F, 2k+1, Ch) windows -> (B, F*Ch) the per-frame centre features, standardised per column over the batch.
+def clip_audio_summary(audio: torch.Tensor, row: int | None = None) -> torch.Tensor:
+    """(B, F, W, Ch) windows -> (B, F*Ch) each frame's own features (window row ``row``; None: the centre),
+    standardised per column over the batch.
 
     Standardising makes channels with large raw ranges (log RMS in dB) not dominate the distance.
     """
-    k = audio.shape[2] // 2
+    k = audio.shape[2] // 2 if row is None else row
     centre = torch.asinh(audio[:, :, k, :].float()).flatten(1)  # (B, F*Ch)
     return (centre - centre.mean(0)) / (centre.std(0, unbiased=False) + 1e-6)
 
 
-def loudness_distance(audio: torch.Tensor, log_rms: int) -> torch.Tensor:
-    """(B, B) Euclidean distance between the snippets' log-RMS curves (dB, frame centres)."""
-    k = audio.shape[2] // 2
+def loudness_distance(audio: torch.Tensor, log_rms: int, row: int | None = None) -> torch.Tensor:
+    """(B, B) Euclidean distance between the snippets' log-RMS curves (dB, each frame's own row; None: the centre)."""
+    k = audio.shape[2] // 2 if row is None else row
     curve = audio[:, :, k, log_rms].float()  # (B, F)
     return torch.cdist(curve, curve, compute_mode="donot_use_mm_for_euclid_dist")
 
@@ -210,10 +221,10 @@ def draw_negatives(batch: dict, kind: str, k: int, generator: torch.Generator | 
             gdev = generator.device if generator is not None else "cpu"
             scores = torch.rand(valid.shape, generator=generator, device=gdev).to(audio.device)
         elif kind == "hard":
-            z = clip_audio_summary(audio)
+            z = clip_audio_summary(audio, layout.row(audio))
             scores = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
         else:  # loudness_matched: the most similar curves score highest
-            scores = -loudness_distance(audio, layout.log_rms)
+            scores = -loudness_distance(audio, layout.log_rms, layout.row(audio))
         idx, ok = pick_best(scores, valid, k)
         return Negatives(audio[idx], silent[idx], ok)
     if kind == "timeshift":
@@ -222,7 +233,7 @@ def draw_negatives(batch: dict, kind: str, k: int, generator: torch.Generator | 
         if k != 1:
             raise ValueError(f"timeshift negatives come one per snippet, asked for {k}")
         shifted = batch["audio_timeshift"]
-        c = shifted.shape[2] // 2
+        c = layout.row(shifted)
         neg_audio = shifted[:, None]
         neg_silent = shifted[:, None, :, c, layout.is_silent].float()
     elif kind == "band_permuted":

@@ -31,7 +31,7 @@ from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
 from trainer.data import snippet_loader, stored_channel_names, target_variant_mix, unit_to_frame
-from trainer.diffusion.losses import diffusion_loss, val_losses
+from trainer.diffusion.losses import diffusion_loss, shuffle_layout, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
 from trainer.live.features import model_channels
@@ -255,6 +255,7 @@ def audio_channel_count(cfg: Config, latents_dir: Path) -> int:
         raise DataError(f"latent shards in {latents_dir} have {len(stored)} timeline channels, the config's timeline "
                         f"has {len(names)}")
     picked = model_channels(stored, cfg.diffusion)
+    shuffle_layout(cfg)  # a negative kind that needs a channel the selection lacks
     return len(stored) if picked is None else len(picked)
 
 

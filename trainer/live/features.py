@@ -328,6 +328,12 @@ def model_channels(names: list[str], diffusion_cfg) -> list[int] | None:
     return picked
 
 
+def model_channel_names(names: list[str], diffusion_cfg) -> list[str]:
+    """The names of the columns :func:`model_channels` picks, in the model's order."""
+    picked = model_channels(names, diffusion_cfg)
+    return list(names) if picked is None else [names[i] for i in picked]
+
+
 def causal_from_stored(features: np.ndarray, names: list[str], tcfg: TimelineConfig) -> np.ndarray:
     """A stored (offline) timeline -> the causal one: a copy with ``is_silent`` recomputed causally from the stored
     ``log_rms`` (:func:`causal_silence_mask`); the per-frame channels are the same numbers (module docstring).

@@ -1,0 +1,189 @@
+"""Write models/synesthete-tiny-live/MODEL_CARD.md from the evals of the live and the offline model.
+
+    python bench/live_model_card.py --live-report runs/live-cpu/eval-live/report.json \\
+        --offline-report runs/live-cpu/eval-offline/report.json
+
+Both reports are ``trainer eval`` runs on the same val data (report.json); the card puts the offline model's
+figures beside the live model's, per variant (normal music first), with the 95% CIs the reports hold. The live
+latency figures come from the summaries bench/live_latency.py keeps (``bench/live_latency_*_cpu.json``). So
+refreshing the card after either model changes is: re-run its ``trainer eval``, then this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainer.eval.report import fmt_entry  # noqa: E402
+
+NAME = "synesthete-tiny-live"
+DATA = "runs/live-cpu"
+NORMAL = ("loudness_motion_spearman", "loudness_brightness_spearman", "loudness_bright_area_spearman",
+          "bands_colour_geometry_r2", "av_align", "beat_alignment_score", "av_align_proxy", "retrieval_top1",
+          "retrieval_mean_rank", "mean_motion_energy", "style_diversity", "output_sensitivity_motion", "val_loss")
+SILENCE = ("silence_settle_ratio", "dropout_return", "loudness_motion_spearman", "mean_motion_energy")
+
+# What was run (from the repository root); the data is the ablation's cpu preset (bench/responsiveness_ablation.py
+# --preset cpu: its data, VAE and latents, copied), the flags are its arm B's, the recipe of models/synesthete-tiny.
+TRAIN_FLAGS = ("data.audio_silence_mix_prob=0.3 data.audio_debug_mix_prob=0.05 diffusion.audio_feature_normalize_per_clip=false "
+               "diffusion.audio_shuffle_loss_weight=0.5 diffusion.audio_shuffle_negatives=hard "
+               "diffusion.audio_shuffle_loss_space=x0 diffusion.audio_shuffle_loss_type=hinge")
+
+
+def metric_rows(names: tuple[str, ...], live: dict, offline: dict) -> list[str]:
+    rows = ["| metric | floor (live, other clip's audio) | live (this model) | offline (synesthete-tiny) | ground truth | n |",
+            "|---|---|---|---|---|---|"]
+    for m in names:
+        a, b = live.get(m), offline.get(m)
+        if a is None:
+            continue
+        rows.append(f"| {m} | {fmt_entry(a.get('floor'))} | {fmt_entry(a.get('generated'))} | "
+                    f"{fmt_entry((b or {}).get('generated'))} | {fmt_entry(a.get('ceiling'))} | "
+                    f"{(a.get('generated') or {}).get('n')} |")
+    return rows
+
+
+def variant(report: dict, name: str) -> tuple[dict, int]:
+    v = report.get("variants", {}).get(name, {})
+    return v.get("metrics", {}), int(v.get("n_clips") or 0)
+
+
+def latency_rows() -> list[str]:
+    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "bench").glob("live_latency_*_cpu.json"))]
+    rows = ["| model | run | sustained (x real time) | dropped / frames | click latency mean / p95 / max | drift "
+            "(frames) | RSS first → last | load (1/5/15 min) start → end |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        label = r.get("label") or Path(r["checkpoint"]).name
+        rows.append(f"| {label} | {r['minutes']:g} min | {r['sustained_x_realtime']} | {r['dropped']} / {r['frames']} | "
+                    f"{r['click_latency_mean_ms']} / {r['click_latency_p95_ms']} / {r['click_latency_max_ms']} ms | "
+                    f"{r['drift_frames']} | {r['rss_mb_first']} → {r['rss_mb_last']} MB | "
+                    f"{r['load_start'].split('load average:')[-1].strip()} → {r['load_end'].split('load average:')[-1].strip()} |")
+    return rows
+
+
+def offline_frames(offline: dict) -> str:
+    """The offline model's training frames, from the config its report records."""
+    od = (offline.get("config") or {}).get("diffusion") or {}
+    if not od:
+        return "n/a"
+    return f"{od['steps']} steps x {od['batch_size']} snippets x {od['snippet_frames']} frames = " \
+           f"{od['steps'] * od['batch_size'] * od['snippet_frames']}"
+
+
+def card(model: Path, live: dict, offline: dict, offline_label: str) -> str:
+    cfg = yaml.safe_load((model / "config.yaml").read_text())
+    cfg = cfg.get("config", cfg)
+    d, df, inf, r = cfg["data"], cfg["diffusion"], cfg["inference"], cfg["render"]
+    k, fps = df["audio_context_frames"], r["fps"]
+    channels = df["audio_channels"]
+    step = int(live.get("info", {}).get("step") or 0)
+    ev = live.get("info", {})
+    normal, n_normal = variant(live, "normal")
+    silence, n_silence = variant(live, "silence")
+    off_normal, _ = variant(offline, "normal")
+    off_silence, _ = variant(offline, "silence")
+    files = sorted(q for q in model.rglob("*") if q.is_file() and not q.is_symlink() and q.name != "MODEL_CARD.md")
+    L = [f"# {NAME}", "",
+         "The live-mode companion of `models/synesthete-tiny`: the same data, VAE and training recipe, reshaped so "
+         "that a frame is generated as soon as its own audio has arrived, from features that never look ahead. "
+         f"`trainer live --checkpoint models/{NAME} --audio song.wav --serve 8765` plays it in a browser; "
+         "`trainer live` uses it by default (when there is no `runs/diffusion/`).", "",
+         f"**Quality, honestly:** a demonstration-size model ({r['resolution']}² px, a {df['width']}-wide "
+         f"{df['depth']}-block denoiser, {step} steps on {d['train_shards'] * d['samples_per_shard']} procedural "
+         "clips, trained on the 2-core CPU). Blurry blobs; what it shows is whether the pictures follow the audio.", "",
+         "## Shape: what makes it live", "",
+         f"- `diffusion.snippet_frames={df['snippet_frames']}`, `inference.snippet_overlap={inf['snippet_overlap']}`: "
+         "one frame per snippet, back to back: a frame never waits for later frames of its snippet.",
+         f"- `diffusion.audio_context_frames={k}`, `diffusion.audio_context_future={df['audio_context_future']}`: each "
+         f"frame's audio window is timeline frames t-{k} .. t ({1000 * k / fps:.0f} ms of past, no look-ahead).",
+         f"- Causal channels (`audio_context_future=0` makes the model causal, trainer/live/features.py): "
+         f"`diffusion.audio_channels` = {', '.join(channels)} ({len(channels)} of the timeline's "
+         f"{len(channels) + 2}: no beat_phase / downbeat, whose causal values need the audio that latent shards do "
+         "not store; live, the beat tracker is then not run at all). The loader takes these columns from the stored "
+         "shards and recomputes `is_silent` as the trailing median the live stream computes, so the shards were not "
+         "regenerated; the same numbers reach the model live (tests/test_live_conditioning.py, on real audio).",
+         f"- `diffusion.prev_frames={df['prev_frames']}`: each frame is conditioned on the previous generated latent "
+         "(coherence).", "",
+         "## Recipe", "",
+         f"Data, VAE and latents of the ablation's cpu preset (bench/responsiveness_ablation.py `--preset cpu`, "
+         f"copied to `{DATA}/`), its arm B flags (the recipe of `models/synesthete-tiny`), the live shape above in "
+         f"`{DATA}/live.yaml` (the preset's ablation.yaml plus those fields), batches of {df['batch_size']} "
+         f"1-frame snippets, {df['steps']} steps: {df['steps'] * df['batch_size'] * df['snippet_frames']} training frames "
+         f"(the offline model: {offline_frames(offline)}); the bootstrap curriculum over the first "
+         f"{d['audio_debug_mix_schedule_steps']} steps:", "",
+         "```",
+         f"nice -n 5 python -m trainer diffusion --config {DATA}/live.yaml --latents {DATA}/latents --out {DATA}/ship4k "
+         f"{TRAIN_FLAGS} diffusion.steps={df['steps']} run.seed={cfg['run']['seed']} "
+         f"data.audio_debug_mix_schedule_steps={d['audio_debug_mix_schedule_steps']} "
+         f"inference.audio_guidance_scale={inf['audio_guidance_scale']:g} "
+         f"inference.audio_guidance_schedule={inf['audio_guidance_schedule']}",
+         "# packaged with bench/responsiveness_ablation.py's package_model (EMA weights, no optimizer state); check_sizes",
+         "```", "",
+         "## Evaluation beside the offline model (per variant, normal music first)", "",
+         f"`trainer eval` on the preset's val data ({DATA}/data): {n_normal} normal-music and {n_silence} "
+         f"silence/dropout clips with distinct audio, {ev.get('seeds', 1)} seed, guidance {ev.get('guidance')}, "
+         f"{ev.get('steps')} {ev.get('sampler', '').upper()} steps, 95% percentile-bootstrap CIs over clips "
+         f"({ev.get('bootstrap')} resamples) in brackets. Eval samples whole clips offline, each model with the "
+         "conditioning it was trained on (this one: the causal channels). *Floor* = this model's video made from a "
+         "different clip's audio, scored against this clip's audio; *ground truth* = the visualizers' frames. "
+         f"Offline column: {offline_label}. Commands:", "",
+         "```",
+         f"python -m trainer eval --checkpoint models/{NAME} --data {DATA}/data --out {DATA}/eval-live",
+         f"python -m trainer eval --checkpoint models/synesthete-tiny --data {DATA}/data --out {DATA}/eval-offline",
+         f"python bench/live_model_card.py --live-report {DATA}/eval-live/report.json "
+         f"--offline-report {DATA}/eval-offline/report.json",
+         "```", "",
+         f"Normal music (the headline; music frames only), n = {n_normal} clips:", "",
+         *metric_rows(NORMAL, normal, off_normal), "",
+         f"Silence/dropout clips, n = {n_silence} clips:", "",
+         *metric_rows(SILENCE, silence, off_silence), "",
+         "With 8 clips per variant every CI is wide: read overlapping CIs as no measured difference.", "",
+         "## Live on the CPU box", "",
+         "`python bench/live_latency.py --minutes 10 --checkpoint models/<model> --write` (a click track through a "
+         "real-time pipe, the path of `trainer live --audio -`; details and the machine in bench/RESULTS.md, *Live "
+         "latency*). Goals: >= 1x real time for 10 minutes, click latency <= 1 frame + 150 ms = "
+         f"{1000 / fps + 150:.0f} ms, 0 dropped, drift < 1 frame, flat memory.", "",
+         *latency_rows(), "",
+         "## Files", "", "| file | bytes |", "|---|---|",
+         *[f"| {q.relative_to(model)} | {q.stat().st_size} |" for q in files],
+         f"| total | {sum(q.stat().st_size for q in files)} |", "",
+         "## Use", "",
+         "```",
+         f"python -m trainer live --checkpoint models/{NAME} --audio song.wav --serve 8765   # watch at http://127.0.0.1:8765/",
+         f"ffmpeg -i song.flac -f wav - | python -m trainer live --checkpoint models/{NAME} --audio - --out live.mp4",
+         "```", ""]
+    return "\n".join(L)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--live-report", required=True, help="report.json of `trainer eval` on the live model.")
+    p.add_argument("--offline-report", required=True, help="report.json of `trainer eval` on models/synesthete-tiny, "
+                   "same data.")
+    p.add_argument("--offline-label", default="`models/synesthete-tiny`, evaluated by the second command",
+                   help="What the offline column is (a sentence for the card).")
+    p.add_argument("--model", default=str(ROOT / "models" / NAME))
+    args = p.parse_args(argv)
+    reports = []
+    for path in (args.live_report, args.offline_report):
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            print(f"error: {path}: not a readable report.json ({e})", file=sys.stderr)
+            return 2
+    model = Path(args.model)
+    out = model / "MODEL_CARD.md"
+    out.write_text(card(model, reports[0], reports[1], args.offline_label), encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
