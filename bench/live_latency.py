@@ -150,11 +150,12 @@ class BenchSink:
 
 
 def click_latencies(sink: BenchSink, feeder: Feeder, click_starts: np.ndarray, fps: float, future: int,
-                    header: int) -> tuple[list[float], int, list[int]]:
-    """Per measured click: the latency (s); the count of missed clicks; and the responding frame minus the
-    click's own frame (0: the model moved on the frame holding the click, 1: on the next one, ...)."""
+                    header: int) -> tuple[list[float], int, list[int], list[float]]:
+    """Per measured click: the latency (s); the count of missed clicks; the responding frame minus the click's own
+    frame (0: the model moved on the frame holding the click, 1: on the next one, ...); and the frame wait (s),
+    from the click to the end of its frame (the audio a causal frame must have before it can start)."""
     motion = sink.motion[:sink.n]
-    out, missed, offsets = [], 0, []
+    out, missed, offsets, waits = [], 0, [], []
     for s in click_starts:
         t_click = s / FEED_SR
         frame = int(np.floor(t_click * fps))
@@ -175,7 +176,8 @@ def click_latencies(sink: BenchSink, feeder: Feeder, click_starts: np.ndarray, f
         wrote = feeder.time_of(header + int(s) * 4)  # 16-bit stereo: 4 bytes a sample
         out.append(sink.emitted[t] - wrote)
         offsets.append(t - frame)
-    return out, missed, offsets
+        waits.append((frame + 1) / fps - t_click)
+    return out, missed, offsets, waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,10 +194,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--rewrite", action="store_true",
                    help="Only rebuild the RESULTS.md section from the kept summaries (no run).")
+    p.add_argument("--profile", action="store_true",
+                   help="Only time the stages on the frame path (no real-time run): one snippet's generation, the "
+                        "streaming timeline per 20 ms block with and without the causal beat tracker, ffmpeg's decode "
+                        "lag on a real-time pipe; prints JSON (with --write: kept as bench/live_profile_<model>_cpu.json "
+                        "and shown in RESULTS.md).")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the checkpoint's config.")
     args = p.parse_args(argv)
     if args.rewrite:
         write_results(Path(args.results))
+        return 0
+    if args.profile:
+        prof = profile(args)
+        print(json.dumps(prof, indent=2))
+        if args.write:
+            from shared.fsutil import atomic_write_json
+
+            atomic_write_json(ROOT / "bench" / f"live_profile_{Path(args.checkpoint).name}_cpu.json", prof, indent=2)
+            write_results(Path(args.results))
         return 0
 
     import torch
@@ -219,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     data = wav_stream(wave, FEED_SR)
     header = len(data) - len(wave) * 4
     load_start, rss_start, machine = uptime(), rss_mb(), machine_description()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     clock = RealClock()
     r_fd, w_fd = os.pipe()
@@ -237,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         source.close()
     feeder.join()
 
-    lat, missed, offsets = click_latencies(sink, feeder, clicks, fps, gen.future, header)
+    lat, missed, offsets, waits = click_latencies(sink, feeder, clicks, fps, gen.future, header)
     n = sink.n
     tenth = max(1, n // 10)
     lat_frames = sink.latency[:n]
@@ -260,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         "click_latency_max_ms": round(1000 * float(np.max(lat)), 1) if lat else None,
         # which frame moved first, relative to the click's own frame: {offset: clicks}
         "click_response_frames": {str(k): int(v) for k, v in zip(*np.unique(offsets, return_counts=True))},
+        "click_frame_wait_ms": round(1000 * float(np.mean(waits)), 1) if waits else None,
         "rss_mb_start": round(rss_start, 1), "rss_mb_first": round(rss[0], 1) if rss else None,
         "rss_mb_last": round(rss[-1], 1) if rss else None, "rss_mb_max": round(max(rss), 1) if rss else None,
-        "load_start": load_start, "load_end": uptime(), "machine": machine,
+        "started_utc": started, "load_start": load_start, "load_end": uptime(), "machine": machine,
     }
     print(json.dumps(r, indent=2))
     if args.json:
@@ -277,6 +295,70 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ms(x: list[float]) -> dict:
+    a = 1000 * np.asarray(x, np.float64)
+    return {"mean": round(float(a.mean()), 2), "p95": round(float(np.percentile(a, 95)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "max": round(float(a.max()), 2), "n": int(len(a))}
+
+
+def profile(args: argparse.Namespace, snippets: int = 80, seconds: float = 20.0) -> dict:
+    """Per-stage costs of the live frame path (ms): generation per snippet, the causal timeline per 20 ms block
+    (as the model streams it, and with the beat tracker on), and the decode lag of the pipe (write to arrival)."""
+    import torch
+
+    from shared.config import build_config
+    from trainer.live.features import StreamingTimeline, live_timeline
+    from trainer.live.generator import SnippetGenerator, live_spec
+    from trainer.live.sources import PipeSource, RealClock
+    from trainer.sample import load_sampling_model, style_from_prior
+
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    model = load_sampling_model(args.checkpoint, "cpu",
+                                overrides=lambda saved: build_config(base=saved, overrides=args.overrides))
+    cfg = model.cfg
+    sr, fps = cfg.data.sample_rate, cfg.render.fps
+    gen = SnippetGenerator(model, live_spec(model), style_from_prior(cfg.diffusion.style_dim, 0), 0)
+    gen.warm_up()
+    win = np.zeros((gen.snippet_frames, gen.past + 1 + gen.future, model.denoiser.n_audio_channels), np.float32)
+    total, sample = [], []
+    for i in range(snippets):
+        t0 = time.perf_counter()
+        _, tm = gen.generate(i * gen.snippet_frames, win, np.zeros(gen.snippet_frames, np.float32), gen.full_steps)
+        total.append(time.perf_counter() - t0)
+        sample.append(tm.sample_s)
+    wave, clicks = click_track(seconds, args.click_every)
+    mono = wave[::FEED_SR // sr] if FEED_SR % sr == 0 else wave[: int(seconds * sr)]
+    tcfg, _ = live_timeline(cfg)
+    push = {}
+    for label, tc in (("as streamed for this model", tcfg), ("with the beat tracker", cfg.timeline.model_copy(
+            update={"beat_channels": True}))):
+        st, costs, block = StreamingTimeline(sr, fps, tc), [], sr // 50
+        for i in range(0, len(mono), block):
+            t0 = time.perf_counter()
+            st.push(mono[i:i + block])
+            costs.append(time.perf_counter() - t0)
+        push[f"{label} (beat_channels={tc.beat_channels})"] = _ms(costs)
+    data = wav_stream(wave, FEED_SR)
+    header = len(data) - len(wave) * 4
+    r_fd, w_fd = os.pipe()
+    feeder, clock, lags, got = Feeder(w_fd, data, header, FEED_SR * 4), RealClock(), [], 0
+    with os.fdopen(r_fd, "rb", buffering=0) as r:
+        source = PipeSource(r, sr, clock, name="the bench pipe")
+        feeder.start()
+        while not source.ended:
+            block = source.poll(0.05)
+            if block is not None:
+                got += len(block.samples)
+                lags.append(block.arrived - feeder.time_of(header + (got * FEED_SR // sr - 1) * 4))
+        source.close()
+    feeder.join()
+    lags = [x for x in lags[50:] if np.isfinite(x)]  # after ffmpeg's start-up probe
+    return {"checkpoint": str(args.checkpoint), "threads": args.threads, "steps": gen.full_steps,
+            "generate_snippet_ms": _ms(total), "sampling_steps_ms": _ms(sample), "timeline_push_ms_per_20ms_block": push,
+            "decode_lag_ms": _ms(lags), "load": uptime()}
+
+
 def kept_summary(r: dict) -> Path:
     """Where --write keeps a run's summary: bench/live_latency_<model>_<device>.json."""
     device = str(r["device"]).split(":")[0]
@@ -285,39 +367,69 @@ def kept_summary(r: dict) -> Path:
 
 def table_row(r: dict) -> str:
     """One row of the results table; a summary kept from an earlier model names it in ``label``."""
+    resp = r.get("click_response_frames")
+    resp_text = ", ".join(f"{k}: {v}" for k, v in resp.items()) if resp else "n/a"
     return (f"| {r['device']} ({r['threads']} thread) | {r.get('label') or Path(r['checkpoint']).name} | {r['resolution']}² @ {r['fps']:g} fps, "
            f"F={r['snippet_frames']}, look-ahead {r['lookahead_frames']} frames | {r['minutes']:g} min | "
            f"{r['sustained_x_realtime']} | {r['dropped']} / {r['frames']} | {r['steps_mean']} of {r['steps_full']} | "
-           f"{r['click_latency_mean_ms']} / {r['click_latency_p95_ms']} ms ({r['clicks_measured']} clicks, "
-           f"{r['clicks_missed']} missed) | {r['pipeline_latency_mean_ms']} ms | {r['drift_frames']} | "
+           f"{r['click_latency_mean_ms']} / {r['click_latency_p95_ms']} / {r['click_latency_max_ms']} ms "
+           f"({r['clicks_measured']} clicks, {r['clicks_missed']} missed) | {resp_text} | "
+           f"{r['pipeline_latency_mean_ms']} / {r['pipeline_latency_p95_ms']} ms | {r['drift_frames']} | "
            f"{r['rss_mb_first']} → {r['rss_mb_last']} (max {r['rss_mb_max']}) MB | {r['load_start'].split('load average:')[-1].strip()} → "
            f"{r['load_end'].split('load average:')[-1].strip()} |")
 
 
+def profile_rows(p: dict) -> list[str]:
+    def cell(x: dict) -> str:
+        return f"{x['mean']} / {x['p95']} / {x['p99']} / {x['max']}"
+
+    rows = [f"| {Path(p['checkpoint']).name}: one snippet's generation ({p['steps']} DDIM steps, CFG) | "
+            f"{cell(p['generate_snippet_ms'])} |",
+            f"| of which the sampling steps | {cell(p['sampling_steps_ms'])} |"]
+    rows += [f"| causal timeline per 20 ms block, {k} | {cell(v)} |" for k, v in p["timeline_push_ms_per_20ms_block"].items()]
+    rows.append(f"| ffmpeg decode lag, pipe write to decoded arrival | {cell(p['decode_lag_ms'])} |")
+    return rows
+
+
 def write_results(path: Path) -> None:
     """Rebuild this benchmark's section of the results file from the kept summaries (other sections untouched)."""
-    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "bench").glob("live_latency_*.json"))]
+    runs = sorted((json.loads(p.read_text()) for p in (ROOT / "bench").glob("live_latency_*.json")),
+                  key=lambda r: r.get("started_utc", ""))  # in the order they ran
+    profiles = [json.loads(p.read_text()) for p in sorted((ROOT / "bench").glob("live_profile_*.json"))]
+    machines = sorted({r["machine"].split(" (")[0] for r in runs})
     body = [
         SECTION, "",
-        "`python bench/live_latency.py --minutes M --write`: `trainer live --audio -`'s path on the real clock, fed "
-        "a click track (a click every 2 s in silence) through an OS pipe at real-time pace (48 kHz stereo wav, "
-        "decoded by ffmpeg as it arrives). Click latency: from the click's first sample entering the pipe to the "
-        "emission of the first frame whose motion rises above the silent baseline. Pipeline latency: emission minus "
-        "arrival of each frame's own audio. Drift: last tenth minus first tenth of the pipeline latency, in frames. "
-        "Sustained: frames emitted per wall second / fps.", "",
-        *[f"Machine ({Path(r['checkpoint']).name}): {r['machine']}." for r in runs], "",
+        "`python bench/live_latency.py --minutes M --checkpoint models/NAME --write`: `trainer live --audio -`'s path "
+        "on the real clock, fed a click track (a click every 2 s in silence) through an OS pipe at real-time pace "
+        "(48 kHz stereo wav, decoded by ffmpeg as it arrives). Click latency: from the click's first sample entering "
+        "the pipe to the emission of the first frame whose motion rises above the silent baseline; the clicks fall "
+        "on frame starts, so it includes a whole frame of waiting for the click's frame to be complete (125 ms at "
+        "8 fps: the goal's '1 frame'). Responded on: the responding frame minus the click's own frame, with the "
+        "number of clicks (0: the click's own frame). Pipeline latency: emission minus arrival of each frame's own "
+        "audio (mean / p95). Drift: last tenth minus first tenth of the pipeline latency, in frames. Sustained: "
+        "frames emitted per wall second / fps. The 2-core box is shared: the load averages of `uptime` at the start "
+        "and end are in each row.", "",
+        *[f"Machine: {m}." for m in machines], "",
         "| device | model | shape | run | sustained (x real time) | dropped / frames | steps used (mean) | click "
-        "latency mean / p95 | pipeline latency | drift (frames) | RSS first → last | load (uptime 1/5/15 min) start → end |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "latency mean / p95 / max | responded on | pipeline latency | drift (frames) | RSS first → last | load (uptime "
+        "1/5/15 min) start → end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[table_row(r) for r in runs], "",
-        "Figures under load: the 2-core box was shared with 7 other jobs while these ran (load averages in each "
-        "row), so a quiet machine does better. `models/synesthete-tiny` is not causal: each snippet of 4 frames "
-        "waits for 4 - 1 + 2 = 5 frames (625 ms) of audio after its first frame, so its latency is bounded below "
-        "by that look-ahead. `models/synesthete-tiny-live` (1-frame snippets, a 1-frame audio window: no "
-        "look-ahead) waits for its own frame only, and pays for it in compute: one snippet (10 DDIM steps with "
-        "CFG) per frame instead of per 4 frames. GPU rows at 256² are still to be measured: no device was drawn "
-        "for this task.", "",
+        "Before and after. *Before*: the live model of commit 1849e42 (a 1-frame audio window, trained on the "
+        "offline channels, all 15 channels streamed, so the causal beat tracker re-estimated the tempo on the frame "
+        "path once a second). *After*: the causal `models/synesthete-tiny-live` (frames t-2 .. t, the 13 causal "
+        "channels, no beat channel, so `trainer live` does not run the tracker). The 10-minute *before* rows ran "
+        "while the box carried 7 other jobs; the two 2-minute rows ran back to back at the same load and show the "
+        "pipeline itself: what remains after the frame wait is generation and the decode blocks, and the tail "
+        "under load is the machine's. `models/synesthete-tiny` is not causal: each snippet of 4 frames waits for "
+        "4 - 1 + 2 = 5 frames (625 ms) of audio after its first frame, so its latency is bounded below by that "
+        "look-ahead. GPU rows at 256² are still to be measured: no device was drawn for this task.", "",
     ]
+    if profiles:
+        body += ["Per-stage costs on the frame path (`python bench/live_latency.py --profile --checkpoint models/NAME "
+                 "--write`, ms mean / p95 / p99 / max, 1 torch thread; load " + "; ".join(
+                     p["load"].split("load average:")[-1].strip() for p in profiles) + "):", "",
+                 "| stage | ms |", "|---|---|", *[row for p in profiles for row in profile_rows(p)], ""]
     replace_section(path, SECTION, "\n".join(body))
 
 

@@ -73,7 +73,8 @@ def variant(report: dict, name: str) -> tuple[dict, int]:
 
 
 def latency_rows() -> list[str]:
-    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "bench").glob("live_latency_*_cpu.json"))]
+    runs = sorted((json.loads(p.read_text()) for p in (ROOT / "bench").glob("live_latency_*_cpu.json")),
+                  key=lambda r: r.get("started_utc", ""))  # in the order they ran
     rows = ["| model | run | sustained (x real time) | dropped / frames | click latency mean / p95 / max | drift "
             "(frames) | RSS first → last | load (1/5/15 min) start → end |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
