@@ -311,7 +311,7 @@ class FrameDecoder:
 
 def generate_frames(model: SamplingModel, windows: np.ndarray, silent: np.ndarray, style_z: torch.Tensor | None,
                     spec: StreamSpec, seed: int, on_snippet: Callable[[int], None] | None = None, overlap: bool = True):
-    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, 2k+1, Ch), ``silent`` (B, T).
+    """Yield uint8 frame chunks (B, n, H, W, 3) for B audio streams ``windows`` (B, T, k+1+f, Ch), ``silent`` (B, T).
 
     On CUDA (and ``overlap``) the stream runs one snippet ahead: snippet j + 1's denoising is queued before
     snippet j's frames are waited for, so its decode (:class:`FrameDecoder`) overlaps the next denoising. The
@@ -417,7 +417,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
             items.append({"audio": Path(audio_path), "out": Path(out_path), "wave": wave, "sr": sr,
                           "frames": n_frames, "windows": windows, "silent": silent})
         longest = max(it["frames"] for it in items)
-        windows = np.stack([pad_to(it["windows"], longest) for it in items])  # (B, T, 2k+1, Ch)
+        windows = np.stack([pad_to(it["windows"], longest) for it in items])  # (B, T, k+1+f, Ch)
         silent = np.stack([pad_to(it["silent"], longest) for it in items])  # (B, T)
         style_z = style_one.expand(len(items), -1).contiguous()
         total = sum(it["frames"] for it in items)

@@ -223,7 +223,9 @@ def sample_one(model, path: Path, video_path: Path, settings, progress: bool) ->
     n = frame_count(len(wave), sr, fps)
     if n == 0:
         raise SampleError(f"audio file {str(path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
-    _, silent, info = audio_conditioning(wave, sr, cfg, n)  # resampled to data.sample_rate, as in training
+    _, _, info = audio_conditioning(wave, sr, cfg, n)  # resampled to data.sample_rate, as in training
+    # scored against the audio's own (offline) silence, whatever a causal model is conditioned on
+    silent = info["features"][:, info["names"].index("is_silent")].astype(np.float32)
     train_sr = cfg.data.sample_rate  # the timeline's beat estimate is made at the training rate
     beats = estimate_beats(resample(wave, sr, train_sr) if sr != train_sr else wave, train_sr).beat_times(n / fps)
     audio = FileAudio(rms=np.asarray(info["rms"], np.float64), is_silent=np.asarray(silent, np.float64),
