@@ -350,9 +350,9 @@ def causal_from_stored(features: np.ndarray, names: list[str], tcfg: TimelineCon
 def live_timeline(cfg) -> tuple[TimelineConfig, list[int] | None]:
     """What a live stream computes for a model: ``(timeline settings, the columns its denoiser takes)``.
 
-    The settings are the model's own, without the beat tracker when the model takes no beat channel (an update
-    costs ~50 ms on the frame path, and nothing would read it); the columns are :func:`model_channels` of the
-    streamed names (None: all).
+    The settings are the model's own, without the beat tracker when the model takes no beat channel (its update,
+    once a second on the frame path, costs a block of audio several ms, more under load: bench/RESULTS.md, and
+    nothing would read it); the columns are :func:`model_channels` of the streamed names (None: all).
     """
     tcfg = cfg.timeline
     if tcfg.beat_channels:
