@@ -421,7 +421,8 @@ def write_results(path: Path) -> None:
         "channels, no beat channel, so `trainer live` does not run the tracker). The 10-minute *before* rows ran "
         "while the box carried 7 other jobs; the two 2-minute rows ran back to back at the same load and show the "
         "pipeline itself: what remains after the frame wait is generation and the decode blocks, and the tail "
-        "under load is the machine's. `models/synesthete-tiny` is not causal: each snippet of 4 frames waits for "
+        "under load is the machine's (the causal tracker's update, a few ms once a second, is a small part of it). "
+        "The 10-minute *after* rows ran once under load and once on the quiet box. `models/synesthete-tiny` is not causal: each snippet of 4 frames waits for "
         "4 - 1 + 2 = 5 frames (625 ms) of audio after its first frame, so its latency is bounded below by that "
         "look-ahead. GPU rows at 256² are still to be measured: no device was drawn for this task.", "",
     ]
