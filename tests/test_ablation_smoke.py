@@ -182,3 +182,26 @@ def test_equal_time_steps_and_the_combination_rule():
     assert ab.combination_arm([], ab.arms(legacy=True)).same_as == "C"
     assert ab.combination_arm([], ab.arms(legacy=False)).same_as == "B"  # C is B's runs after the mix-knob fix
     assert ab.combination_arm(["F"], ab.arms()).same_as == "F"
+
+
+def test_the_ship_rule_ranks_pairs_by_headline_score_with_settle_first_and_ties_to_the_cheaper():
+    ab = _ab()
+
+    def rep(spearman, settle):
+        return {"variants": {
+            "normal": {"metrics": {"loudness_motion_spearman": {"generated": {"mean": spearman},
+                                                                "ceiling": {"mean": 0.5}}}},
+            "silence": {"metrics": {"silence_settle_ratio": {"generated": {"mean": settle}}}}}}
+
+    c2, c4 = ab.SHIP_CANDIDATES["s2000"], ab.SHIP_CANDIDATES["s4000"]
+    base = ab.sampling_of(("inference.audio_guidance_scale=2", "inference.audio_guidance_schedule=constant"))
+    assert base == ab.Sampling(2.0) and ab.sweep_for(base, c2)[0] == base and len(ab.sweep_for(base, c2)) == 9
+    assert ab.sweep_for(base, ab.SHIP_CANDIDATES["w96"]) == [base]
+    g4 = ab.Sampling(4.0, "interval")
+    assert g4.overrides == ["inference.audio_guidance_scale=4", "inference.audio_guidance_schedule=interval"]
+    pairs = [ab.Pair(c2, base, [rep(0.2, 0.05), rep(0.2, 0.05)]),     # score 0.5, settles
+             ab.Pair(c2, g4, [rep(0.4, 0.3), rep(0.4, 0.3)]),         # score 1, but does not settle
+             ab.Pair(c4, base, [rep(0.2, 0.05), rep(0.2, 0.07)]),     # ties the first pair: the cheaper one wins
+             ab.Pair(c4, g4, [rep(0.3, 0.05), None])]                 # one seed only: not ranked
+    assert [q.key for q in ab.rank_pairs(pairs)] == ["s2000 / g2-constant", "s4000 / g2-constant",
+                                                     "s2000 / g4-interval"]
