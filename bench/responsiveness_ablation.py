@@ -376,6 +376,7 @@ class Step:
     argv: list[str]
     marker: Path  # the step counts as done when this exists
     group: str    # "setup", "calibration" or an arm key
+    env: dict[str, str] | None = None  # extra environment variables for its process
 
 
 @dataclass
@@ -461,7 +462,8 @@ class Runner:
             rc = run_in_process(step.argv, out)
         else:
             with out.open("w", encoding="utf-8") as f:
-                rc = subprocess.run(step.argv, cwd=REPO, env=self.env, stdout=None if self.verbose else f,
+                rc = subprocess.run(step.argv, cwd=REPO, env={**self.env, **(step.env or {})},
+                                    stdout=None if self.verbose else f,
                                     stderr=None if self.verbose else subprocess.STDOUT).returncode
         wall = time.perf_counter() - t0
         self.log.add({"name": step.name, "group": step.group, "command": display_command(step.argv),
@@ -1012,7 +1014,8 @@ def ship_eval_dir(p: Paths, cand: Candidate, samp: Sampling, seed: int, confirm:
 def ship_eval_step(p: Paths, cand: Candidate, samp: Sampling, seed: int, confirm: bool = False) -> Step:
     """Evaluate a candidate's checkpoint of ``seed`` with ``samp`` (sampling seed = seed, +2 for a confirmation)."""
     out = ship_eval_dir(p, cand, samp, seed, confirm)
-    inf = samp.overrides + [f"inference.seed={seed + (CONFIRM_SEED_OFFSET if confirm else 0)}"]
+    # the candidate's model-shape lever too: the eval builds the denoiser from --config plus these overrides
+    inf = list(cand.extra) + samp.overrides + [f"inference.seed={seed + (CONFIRM_SEED_OFFSET if confirm else 0)}"]
     return Step(f"ship-{cand.key}_s{seed}-eval-{samp.key}" + ("-confirm" if confirm else ""),
                 [p.py, "-m", "trainer", "eval", *p.c, "--checkpoint", str(ship_run_dir(p, cand, seed)), "--data",
                  str(p.work / "data"), "--out", str(out), *inf], out / "report.json", "ship")
@@ -1047,6 +1050,12 @@ def run_chains(runner: Runner, chains: list[list[Step]], jobs: int) -> None:
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    # librosa's numba kernels cache their compiled code on disk (cache=True); two processes writing that cache at
+    # once left it corrupt here (every later eval segfaulted in librosa.util.peak_pick). One cache dir per chain:
+    # a chain's steps run one after another, so no two processes ever write the same cache.
+    cache = runner.logs_dir.parent / "numba_cache"
+    chains = [[replace(st, env={**(st.env or {}), "NUMBA_CACHE_DIR": str(cache / f"chain{i}")})
+               for st in chain] for i, chain in enumerate(chains)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(go, chain) for chain in chains]
     for f in futures:
@@ -1113,6 +1122,8 @@ def package_model(run: Path, dest: Path, samp: Sampling) -> list[Path]:
         checked.unlink()
     state = json.loads((step_dir / "state.json").read_text())
     state["structure"] = {"ema": state["structure"]["ema"]}
+    if "files" in state:  # the listing (size, sha256) of the one weights file shipped, so that loading checks it
+        state["files"] = {"ema.safetensors": state["files"]["ema.safetensors"]}
     for k in ("rng", "latents", "vae_source"):
         state.get("state", {}).pop(k, None)
     (dest / "ckpt" / step_dir.name / "state.json").write_text(json.dumps(state), encoding="utf-8")
@@ -1197,6 +1208,12 @@ def pairs_table(p: Paths, log: Log, pairs: list[Pair], chosen: Pair | None) -> l
     return L
 
 
+PAIRS_NOTE = ("Headline score: from the goal values averaged over the seeds (the rule's score), each seed's own score "
+              "in brackets (capping at the goal makes the first differ from the mean of the second). Goal marks: ✓ met, "
+              "✗ not met (mean of seeds), in the order of the columns. Retrieval top-1 over 8 clips moves in steps of "
+              "0.125.")
+
+
 def ship_section(p: Paths, log: Log, arm: Arm, trained: Arm, base: Sampling, cands: list[Candidate],
                  pairs: list[Pair], chosen: Pair | None, confirm: Pair | None, name: str, results: Path,
                  stills_dir: Path, note_text: str, extra: list[str]) -> list[str]:
@@ -1220,7 +1237,7 @@ def ship_section(p: Paths, log: Log, arm: Arm, trained: Arm, base: Sampling, can
           "default `inference.audio_guidance_interval`).", "", "**Rule.** " + SHIP_RULE, "",
           "### Every pair (mean of the seeds, seed 0 / seed 1 in brackets)", ""]
     L += pairs_table(p, log, pairs, chosen)
-    L += ["", "Goal marks: ✓ met, ✗ not met (mean of seeds), order as the columns.", ""]
+    L += ["", PAIRS_NOTE, ""]
     if chosen is None:
         L += ["**Nothing shipped**: no pair was measured with both seeds.", ""]
     else:
@@ -1310,7 +1327,9 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
          f"{cfg['inference']['steps']} {cfg['inference']['sampler']} steps. This is seed 0 of the pair chosen by the "
          f"rule below; data: `datagen run` with the ablation's `{preset}` preset (timeline version 2), frame VAE "
          f"downsample {cfg['vae']['downsample']}, {cfg['vae']['steps']} steps (copy in `vae/`). Training command:", "",
-         f"```\n{train_cmd}\n```", "", "**How it was chosen.** " + SHIP_RULE, "",
+         f"```\n{train_cmd}\n```", "",
+         f"Its `config.yaml` is that run's with the sampling setting of the pair: `{' '.join(chosen.samp.overrides)}`.",
+         "", "**How it was chosen.** " + SHIP_RULE, "",
          f"## Evaluation: normal music (`trainer eval`, this model)", "",
          f"{n_normal} normal-music val clips (music frames only: without labelled silence and the 0.5 s after it), "
          "95% bootstrap CIs over clips in brackets. *Floor* = the same metric for video generated from another "
@@ -1319,6 +1338,8 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
          if log.last_ok(f"ship-{chosen.cand.key}_s{SEEDS[0]}-eval-{chosen.samp.key}") else "", "",
          "| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
     for mname, row in rep.get("variants", {}).get("normal", {}).get("metrics", {}).items():
+        if not (row.get("generated") or {}).get("n"):
+            continue  # a silence metric: no silence in normal clips' music frames
         L.append(f"| {mname} | {entry_text(row.get('floor'))} | {entry_text(row.get('generated'))} | "
                  f"{entry_text(row.get('ceiling'))} | {(row.get('generated') or {}).get('n')} |")
     sil = rep.get("variants", {}).get("silence", {}).get("metrics", {}).get("silence_settle_ratio") or {}
@@ -1341,6 +1362,7 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
           "Every pair measured (the full tables with CIs and every command: `docs/RESULTS.md`, section "
           f"\"Shipped model `models/{name}`\"):", ""]
     L += pairs_table(p, log, pairs, chosen)
+    L += ["", PAIRS_NOTE]
     if note_text:
         L += ["", "## What stands in the way", "", note_text]
     L += ["", "## Files", "", "| file | bytes |", "|---|---|"]
