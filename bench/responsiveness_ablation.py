@@ -1173,6 +1173,11 @@ def ship_train_seconds(p: Paths, log: Log, cand: Candidate) -> tuple[list[float 
     return loop, [(log.last_ok(f"ship-{cand.key}_s{s}-train") or {}).get("wall_s") for s in SEEDS]
 
 
+def secs_text(xs: list[float | None]) -> str:
+    """Seconds per seed, whole seconds: '358 / 1010'."""
+    return " / ".join("n/a" if x is None else f"{x:.0f}" for x in xs)
+
+
 def load_text(rec: dict[str, Any] | None) -> str:
     return "" if not rec or rec.get("load1") is None else f" (load average {rec['load1']:.2f} as it finished)"
 
@@ -1197,13 +1202,13 @@ def pairs_table(p: Paths, log: Log, pairs: list[Pair], chosen: Pair | None) -> l
         mark = " **(shipped)**" if chosen is not None and q is chosen else ""
         loop, _ = ship_train_seconds(p, log, q.cand)
         if not q.complete:
-            L.append(f"| {q.cand.key}{mark} | {q.samp.title} | {q.cand.steps} | {seeds_text(loop)} | {NOT_RUN} |"
+            L.append(f"| {q.cand.key}{mark} | {q.samp.title} | {q.cand.steps} | {secs_text(loop)} | {NOT_RUN} |"
                      + " |" * (len(GOALS) + 1))
             continue
         score = f"{fmt(headline_score(q.reps))} ({seeds_text([headline_score([r]) for r in q.reps])})"
         goals = [cell([value(r, g.variant, goal_value(g, q.reps).metric) for r in q.reps]) for g in GOALS]
         marks = " ".join({True: "✓", False: "✗", None: "–"}[goal_value(g, q.reps).met] for g in GOALS)
-        L.append(f"| {q.cand.key}{mark} | {q.samp.title} | {q.cand.steps} | {seeds_text(loop)} | {score} | "
+        L.append(f"| {q.cand.key}{mark} | {q.samp.title} | {q.cand.steps} | {secs_text(loop)} | {score} | "
                  + " | ".join(goals) + f" | {marks} |")
     return L
 
@@ -1284,7 +1289,7 @@ def ship_section(p: Paths, log: Log, arm: Arm, trained: Arm, base: Sampling, can
           "(seed 0 / 1) | training overrides (seed 0) |", "|---|---|---|---|---|"]
     for c in cands:
         loop, cmd = ship_train_seconds(p, log, c)
-        L.append(f"| {c.key} | {c.steps} | {seeds_text(loop)} | {seeds_text(cmd)} | "
+        L.append(f"| {c.key} | {c.steps} | {secs_text(loop)} | {secs_text(cmd)} | "
                  f"`{' '.join(ship_train_overrides(trained, base, c, SEEDS[0], extra))}` |")
     if note_text:
         L += ["", "### Reading the shipped model's figures", "", note_text]
