@@ -940,6 +940,8 @@ SHIP_CANDIDATES = {c.key: c for c in [
     Candidate("s4000", "4000 steps", 4000),
     Candidate("w96", "denoiser width 96 (capacity), 2000 steps", 2000, ("diffusion.width=96",), sweep=False),
     Candidate("d3", "denoiser depth 3 (capacity), 2000 steps", 2000, ("diffusion.depth=3",), sweep=False),
+    Candidate("smoke", "4 steps, width 16 (the smoke preset's plumbing test)", 4, ("diffusion.width=16",),
+              sweep=False),
 ]}
 DEFAULT_CANDIDATES = ("s2000", "s4000", "w96")
 
@@ -1238,7 +1240,7 @@ def ship_section(p: Paths, log: Log, arm: Arm, trained: Arm, base: Sampling, can
           "the load average at the end of each step.", "",
           "Candidates: " + "; ".join(f"`{c.key}` = {c.title}" + (f" (`{' '.join(c.extra)}`)" if c.extra else "")
                                      + ("" if c.sweep else ", own sampling only") for c in cands) + ".",
-          "Guidance sweep: " + ", ".join(s.title for s in GUIDANCE_SWEEP) + f" (interval = τ in the schema's "
+          "Guidance sweep: " + "; ".join(s.title for s in GUIDANCE_SWEEP) + f" (interval = τ in the schema's "
           "default `inference.audio_guidance_interval`).", "", "**Rule.** " + SHIP_RULE, "",
           "### Every pair (mean of the seeds, seed 0 / seed 1 in brackets)", ""]
     L += pairs_table(p, log, pairs, chosen)
@@ -1318,7 +1320,8 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
     n_normal = (rep["variants"].get("normal") or {}).get("n_clips")
     L = [f"# {name}", "",
          f"A tiny audio-conditioned latent diffusion model for Synesthete, trained on {device_name()} by "
-         f"`python bench/responsiveness_ablation.py --preset {preset} --ship {name}` (issue 13 item 7). It turns any "
+         f"`python bench/responsiveness_ablation.py --preset {preset} --ship {name} --ship-candidates "
+         f"{','.join(dict.fromkeys(q.cand.key for q in pairs))}` (issue 13 item 7). It turns any "
          f"audio file into a {r['resolution']}² px video at {r['fps']:g} fps: `python -m trainer sample --audio "
          "song.wav` uses it when no `--checkpoint` is given and `runs/diffusion/` does not exist.", "",
          f"**Quality, honestly:** a demonstration-size model: a {df['width']}-wide {df['depth']}-block denoiser "
