@@ -130,6 +130,36 @@ def test_smoke_ablation_end_to_end(tmp_path):
     assert "## Goal (issue 13): arm G not run (session time)" in pmd
     assert any(row[0] == "armE_s1-eval" and row[1] == "not run (session time)" for row in _section(pmd, "## Every try"))
 
+    # the ship study on the same work dir: a candidate x 2 seeds, the rule, the packaged model, its card, the section
+    models = tmp_path / "models"
+    r4 = _run(work, results, "--ship", "tiny-test", "--ship-candidates", "smoke", "--models", str(models))
+    assert r4.returncode == 0, r4.stderr[-3000:]
+    dest = models / "tiny-test"
+    log = [json.loads(x) for x in (work / "commands.jsonl").read_text().splitlines()]
+    ship_cmds = {x["name"]: x["command"] for x in log if x["group"] == "ship"}
+    assert all(x["rc"] == 0 for x in log if x["group"] == "ship")
+    for seed in (0, 1):  # the lever reaches training and every eval of its checkpoints
+        assert "diffusion.width=16" in ship_cmds[f"ship-smoke_s{seed}-train"]
+        assert "diffusion.width=16" in ship_cmds[f"ship-smoke_s{seed}-eval-g2-constant"]
+        assert f"inference.seed={seed + 2}" in ship_cmds[f"ship-smoke_s{seed}-eval-g2-constant-confirm"]
+    import yaml
+
+    from trainer.checkpoint import read_checkpoint
+
+    cfg = yaml.safe_load((dest / "config.yaml").read_text())["config"]
+    assert cfg["diffusion"]["width"] == 16 and cfg["inference"]["audio_guidance_scale"] == 2
+    shipped = read_checkpoint(dest / "latest", names=["ema"])  # listed: loads checked, without the warning
+    assert shipped.step == 4 and "files" in json.loads((dest / "latest" / "state.json").read_text())
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert card.index("## Evaluation: normal music") < card.index("## Silence clips") < card.index("## Goal (issue 13)")
+    md2 = results.read_text()
+    assert md2.split("## Shipped model")[0].split("## Arms")[0] == md.split("## Arms")[0]
+    rows = _section(md2, "### Every pair (mean of the seeds, seed 0 / seed 1 in brackets)")
+    assert len(rows) == 1 and rows[0][0] == "smoke **(shipped)**"
+    reps = [json.loads((work / "eval" / "ship" / f"smoke_s{s}" / "g2-constant" / "report.json").read_text())
+            for s in (0, 1)]
+    assert rows[0][4].startswith(ab.fmt(ab.headline_score(reps)) + " (")
+
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu", "h100"])
 def test_every_preset_and_arm_is_a_valid_config(preset, tmp_path):
@@ -182,3 +212,26 @@ def test_equal_time_steps_and_the_combination_rule():
     assert ab.combination_arm([], ab.arms(legacy=True)).same_as == "C"
     assert ab.combination_arm([], ab.arms(legacy=False)).same_as == "B"  # C is B's runs after the mix-knob fix
     assert ab.combination_arm(["F"], ab.arms()).same_as == "F"
+
+
+def test_the_ship_rule_ranks_pairs_by_headline_score_with_settle_first_and_ties_to_the_cheaper():
+    ab = _ab()
+
+    def rep(spearman, settle):
+        return {"variants": {
+            "normal": {"metrics": {"loudness_motion_spearman": {"generated": {"mean": spearman},
+                                                                "ceiling": {"mean": 0.5}}}},
+            "silence": {"metrics": {"silence_settle_ratio": {"generated": {"mean": settle}}}}}}
+
+    c2, c4 = ab.SHIP_CANDIDATES["s2000"], ab.SHIP_CANDIDATES["s4000"]
+    base = ab.sampling_of(("inference.audio_guidance_scale=2", "inference.audio_guidance_schedule=constant"))
+    assert base == ab.Sampling(2.0) and ab.sweep_for(base, c2)[0] == base and len(ab.sweep_for(base, c2)) == 9
+    assert ab.sweep_for(base, ab.SHIP_CANDIDATES["w96"]) == [base]
+    g4 = ab.Sampling(4.0, "interval")
+    assert g4.overrides == ["inference.audio_guidance_scale=4", "inference.audio_guidance_schedule=interval"]
+    pairs = [ab.Pair(c2, base, [rep(0.2, 0.05), rep(0.2, 0.05)]),     # score 0.5, settles
+             ab.Pair(c2, g4, [rep(0.4, 0.3), rep(0.4, 0.3)]),         # score 1, but does not settle
+             ab.Pair(c4, base, [rep(0.2, 0.05), rep(0.2, 0.07)]),     # ties the first pair: the cheaper one wins
+             ab.Pair(c4, g4, [rep(0.3, 0.05), None])]                 # one seed only: not ranked
+    assert [q.key for q in ab.rank_pairs(pairs)] == ["s2000 / g2-constant", "s4000 / g2-constant",
+                                                     "s2000 / g4-interval"]

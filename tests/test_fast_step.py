@@ -150,8 +150,11 @@ def test_sampling_encodes_the_conditioning_once_per_snippet_with_the_same_result
 
 
 def test_the_shipped_model_samples_as_before_the_split_of_encode_cond():
-    """Golden figures from the shipped model's forward and a 3-step DDIM sample, computed with the forward pass
-    before encode_cond/denoise existed (commit 051db25); fp tolerance for other CPUs' kernels."""
+    """Golden figures from the shipped model's forward and a 3-step DDIM sample; fp tolerance for other CPUs'
+    kernels. For the model shipped before issue 13 item 7 they were computed with the forward pass before
+    encode_cond/denoise existed (commit 051db25) and this code matched them; the model shipped by the ship study
+    (4000 steps, width 64, depth 2) cannot be loaded by that commit's config schema, so its figures come from this
+    forward (the split itself is checked against the plain forward by the test above)."""
     from trainer.sample import load_sampling_model
 
     m = load_sampling_model(M.__file__.replace("trainer/diffusion/model.py", "models/synesthete-tiny"), "cpu")
@@ -168,12 +171,12 @@ def test_the_shipped_model_samples_as_before_the_split_of_encode_cond():
     with torch.no_grad():
         out = den(x, torch.tensor([0.3, 0.8]), cond).double()
         s = sample_snippet(den, cond, (2, f, c, h, w), 3, 2.0, torch.Generator().manual_seed(1), "ddim").double()
-    assert out.sum().item() == pytest.approx(137.5566500716377, rel=1e-4)
-    assert out.abs().sum().item() == pytest.approx(1382.585147692589, rel=1e-5)
-    assert s.sum().item() == pytest.approx(-88.94467619014904, rel=1e-4)
-    assert s.abs().sum().item() == pytest.approx(1512.029345900286, rel=1e-5)
-    np.testing.assert_allclose(s.flatten()[:4].numpy(), [-0.568915605545044, -0.9763964414596558,
-                                                         -0.03630191087722778, -1.011656403541565], atol=1e-4)
+    assert out.sum().item() == pytest.approx(277.865079713054, rel=1e-4)
+    assert out.abs().sum().item() == pytest.approx(2081.4714877819642, rel=1e-5)
+    assert s.sum().item() == pytest.approx(-386.73997623845935, rel=1e-4)
+    assert s.abs().sum().item() == pytest.approx(2068.184500489384, rel=1e-5)
+    np.testing.assert_allclose(s.flatten()[:4].numpy(), [-0.7508487701416016, -1.175025463104248,
+                                                         0.389471173286438, 0.02812589704990387], atol=1e-4)
 
 
 def test_frames_leave_the_device_as_unit_to_frame_makes_them():
