@@ -146,7 +146,8 @@ def card(model: Path, live: dict, offline: dict, offline_label: str) -> str:
          "```", "",
          "## Evaluation beside the offline model (per variant, normal music first)", "",
          f"`trainer eval` on the preset's val data ({DATA}/data): {n_normal} normal-music and {n_silence} "
-         f"silence/dropout clips with distinct audio, {ev.get('seeds', 1)} seed, guidance {ev.get('guidance')}, "
+         f"silence/dropout clips with distinct audio, {ev.get('seeds', 1)} seed, guidance {ev.get('guidance')} (the "
+         f"offline model at its own setting, {offline.get('info', {}).get('guidance')}), "
          f"{ev.get('steps')} {ev.get('sampler', '').upper()} steps, 95% percentile-bootstrap CIs over clips "
          f"({ev.get('bootstrap')} resamples) in brackets. Eval samples whole clips offline, each model with the "
          "conditioning it was trained on (this one: the causal channels). *Floor* = this model's video made from a "
