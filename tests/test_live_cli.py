@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,11 +104,12 @@ def test_input_device_without_sounddevice_says_what_to_install(capsys):
 
 
 def test_the_default_model_is_the_live_one_unless_there_is_a_run(tmp_path, monkeypatch):
-    from trainer.commands.live import LIVE_MODEL, resolve_live_checkpoint
+    from trainer.commands.live import resolve_live_checkpoint
 
+    monkeypatch.chdir(tmp_path)  # no models/ here: the checkout's shipped live model, found from any directory
+    assert resolve_live_checkpoint(None).resolve() == LIVE_MODEL.resolve()
     (tmp_path / "models").symlink_to(ROOT / "models", target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    assert resolve_live_checkpoint(None) == LIVE_MODEL
+    assert resolve_live_checkpoint(None) == Path("models/synesthete-tiny-live")
     (tmp_path / "runs" / "diffusion").mkdir(parents=True)
     assert resolve_live_checkpoint(None).as_posix() == "runs/diffusion"
     assert resolve_live_checkpoint("elsewhere").as_posix() == "elsewhere"

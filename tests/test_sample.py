@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -342,9 +343,15 @@ def test_snippet_borders_are_seamless_on_a_20s_sample(ckpt, one_thread):
 
 
 def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, monkeypatch):
+    import trainer.sample as sample_mod
     from trainer.sample import SampleError, resolve_checkpoint_arg
 
     monkeypatch.chdir(tmp_path)
+    # from a directory without models/: the checkout's shipped model (trainer sample works from anywhere) ...
+    checkout = Path(sample_mod.__file__).resolve().parents[1] / "models" / "synesthete-tiny"
+    assert resolve_checkpoint_arg(None) == checkout and (checkout / "config.yaml").is_file()
+    # ... and where the package runs without a checkout beside it, one line naming what is missing
+    monkeypatch.setattr(sample_mod, "CHECKOUT_MODELS", tmp_path / "no-checkout" / "models")
     with pytest.raises(SampleError, match="runs/diffusion.*models"):
         resolve_checkpoint_arg(None)
     (tmp_path / "models").mkdir()

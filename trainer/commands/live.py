@@ -51,15 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ])
 
 
-LIVE_MODEL = Path("models/synesthete-tiny-live")  # see its MODEL_CARD.md
+LIVE_MODEL = "synesthete-tiny-live"  # under models/; see its MODEL_CARD.md
 
 
 def resolve_live_checkpoint(path: str | None) -> Path:
-    """``--checkpoint``, else runs/diffusion, else the shipped live model, else what `trainer sample` would use."""
-    from trainer.sample import DEFAULT_RUN, resolve_checkpoint_arg
+    """``--checkpoint``, else runs/diffusion, else the shipped live model (working directory, then the checkout),
+    else what `trainer sample` would use."""
+    from trainer.sample import DEFAULT_RUN, resolve_checkpoint_arg, shipped_model
 
-    if path is None and not Path(DEFAULT_RUN).exists() and LIVE_MODEL.exists():
-        return LIVE_MODEL
+    if path is None and not Path(DEFAULT_RUN).exists():
+        live = shipped_model(LIVE_MODEL)
+        if live is not None:
+            return live
     return resolve_checkpoint_arg(path)
 
 
