@@ -1,7 +1,8 @@
 """Write models/synesthete-tiny-live/MODEL_CARD.md from the evals of the live and the offline model.
 
     python bench/live_model_card.py --live-report runs/live-cpu/eval-live/report.json \\
-        --offline-report runs/live-cpu/eval-offline/report.json
+        --offline-report runs/live-cpu/eval-offline/report.json \\
+        [--wide-live-report runs/val18/eval-live/report.json --wide-offline-report runs/val18/eval-offline/report.json]
 
 Both reports are ``trainer eval`` runs on the same val data (report.json); the card puts the offline model's
 figures beside the live model's, per variant (normal music first), with the 95% CIs the reports hold. The live
@@ -52,11 +53,12 @@ def metric_rows(names: tuple[str, ...], live: dict, offline: dict) -> list[str]:
 
 def ci_reading(names: tuple[str, ...], live: dict, offline: dict) -> str:
     """Which metrics separate the two models: their 95% CIs do not overlap (computed, so it stays true)."""
-    apart, same = [], []
+    apart, same, ns = [], [], set()
     for m in names:
         a, b = (live.get(m) or {}).get("generated") or {}, (offline.get(m) or {}).get("generated") or {}
         if not a.get("ci") or not b.get("ci"):
             continue
+        ns.add(a.get("n"))
         lo_a, hi_a = a["ci"]
         lo_b, hi_b = b["ci"]
         if hi_a < lo_b or hi_b < lo_a:
@@ -64,7 +66,7 @@ def ci_reading(names: tuple[str, ...], live: dict, offline: dict) -> str:
         else:
             same.append(m)
     return ("95% CIs apart: " + ("; ".join(apart) if apart else "none") + ". Overlapping (no measured difference "
-            "at n = 8): " + (", ".join(same) if same else "none") + ".")
+            f"at n = {'/'.join(str(n) for n in sorted(ns, key=str))}): " + (", ".join(same) if same else "none") + ".")
 
 
 def variant(report: dict, name: str) -> tuple[dict, int]:
@@ -95,7 +97,36 @@ def offline_frames(offline: dict) -> str:
            f"{od['steps'] * od['batch_size'] * od['snippet_frames']}"
 
 
-def card(model: Path, live: dict, offline: dict, offline_label: str) -> str:
+WIDE_DATA = "runs/val18"  # the preset's generator with 18 val shards: 32 distinct normal and 32 silence clips
+
+
+def wide_section(live: dict, offline: dict) -> list[str]:
+    """The same comparison on a larger val set (``--wide-live-report``/``--wide-offline-report``): CIs half as wide."""
+    normal, n_normal = variant(live, "normal")
+    silence, n_silence = variant(live, "silence")
+    off_normal, _ = variant(offline, "normal")
+    off_silence, _ = variant(offline, "silence")
+    ev = live.get("info", {})
+    return [
+        f"### On more val clips: {n_normal} normal, {n_silence} silence/dropout", "",
+        "8 clips per variant leave every CI wide, so both models were evaluated again on 18 val shards of the same "
+        "generator (val shards 0-5 are the preset's own, byte for byte; 6-17 are new clips never trained on), "
+        f"{ev.get('seeds', 1)} seed, guidance {ev.get('guidance')} (offline: "
+        f"{offline.get('info', {}).get('guidance')}):", "",
+        "```",
+        f"python -m datagen run --config {DATA}/ablation.yaml --shards 1 data.val_shards=18 --out {WIDE_DATA}",
+        f"python -m trainer eval --checkpoint models/{NAME} --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-live",
+        f"python -m trainer eval --checkpoint models/synesthete-tiny --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-offline",
+        "```", "",
+        f"Normal music, n = {n_normal} clips:", "",
+        *metric_rows(NORMAL, normal, off_normal), "",
+        f"Silence/dropout clips, n = {n_silence} clips:", "",
+        *metric_rows(SILENCE, silence, off_silence), "",
+        f"Normal music, live against offline: {ci_reading(NORMAL, normal, off_normal)}", "",
+        f"Silence/dropout: {ci_reading(SILENCE, silence, off_silence)}", ""]
+
+
+def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple[dict, dict] | None = None) -> str:
     cfg = yaml.safe_load((model / "config.yaml").read_text())
     cfg = cfg.get("config", cfg)
     d, df, inf, r = cfg["data"], cfg["diffusion"], cfg["inference"], cfg["render"]
@@ -168,6 +199,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str) -> str:
          "With 8 clips per variant every CI is wide; the floor column says how much of a figure any audio would "
          "give. What the live model gives up is its look-ahead (2 future frames and the centred silence median) "
          "and the beat channels.", "",
+         *(wide_section(*wide) if wide else []),
          "## Live on the CPU box", "",
          "`python bench/live_latency.py --minutes 10 --checkpoint models/<model> --write` (a click track through a "
          "real-time pipe, the path of `trainer live --audio -`; details and the machine in bench/RESULTS.md, *Live "
@@ -192,10 +224,19 @@ def main(argv: list[str] | None = None) -> int:
                    "same data.")
     p.add_argument("--offline-label", default="`models/synesthete-tiny`, evaluated by the second command",
                    help="What the offline column is (a sentence for the card).")
+    p.add_argument("--wide-live-report", default=None, help="Optional: report.json of the live model on the larger "
+                   f"val set ({WIDE_DATA}, see the card); needs --wide-offline-report.")
+    p.add_argument("--wide-offline-report", default=None, help="Optional: the offline model's on the same larger set.")
     p.add_argument("--model", default=str(ROOT / "models" / NAME))
     args = p.parse_args(argv)
+    if (args.wide_live_report is None) != (args.wide_offline_report is None):
+        print("error: --wide-live-report and --wide-offline-report go together", file=sys.stderr)
+        return 2
     reports = []
-    for path in (args.live_report, args.offline_report):
+    paths = [args.live_report, args.offline_report]
+    if args.wide_live_report:
+        paths += [args.wide_live_report, args.wide_offline_report]
+    for path in paths:
         try:
             reports.append(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as e:
@@ -203,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     model = Path(args.model)
     out = model / "MODEL_CARD.md"
-    out.write_text(card(model, reports[0], reports[1], args.offline_label), encoding="utf-8")
+    wide = (reports[2], reports[3]) if len(reports) == 4 else None
+    out.write_text(card(model, reports[0], reports[1], args.offline_label, wide), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
