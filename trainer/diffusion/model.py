@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.config import Config
+from trainer.live.features import future_frames
 
 
 def timestep_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -140,8 +141,7 @@ class SpaceTimeBlock(nn.Module):
 
 def audio_window_length(d) -> int:
     """Frames in each audio window: k past + the frame + ``audio_context_future`` (default k: symmetric, 2k+1)."""
-    future = d.audio_context_frames if d.audio_context_future is None else d.audio_context_future
-    return d.audio_context_frames + 1 + future
+    return d.audio_context_frames + 1 + future_frames(d)
 
 
 class AudioEncoder(nn.Module):

@@ -146,21 +146,19 @@ def pick_best(scores: torch.Tensor, valid: torch.Tensor, k: int) -> tuple[torch.
     return idx, ok
 
 
-def clip_audio_summary(audio: torch.Tensor, row: int | None = None) -> torch.Tensor:
-    """(B, F, W, Ch) windows -> (B, F*Ch) each frame's own features (window row ``row``; None: the centre),
+def clip_audio_summary(audio: torch.Tensor, row: int) -> torch.Tensor:
+    """(B, F, W, Ch) windows -> (B, F*Ch) each frame's own features (window row ``row``, :meth:`ChannelLayout.row`),
     standardised per column over the batch.
 
     Standardising makes channels with large raw ranges (log RMS in dB) not dominate the distance.
     """
-    k = audio.shape[2] // 2 if row is None else row
-    centre = torch.asinh(audio[:, :, k, :].float()).flatten(1)  # (B, F*Ch)
+    centre = torch.asinh(audio[:, :, row, :].float()).flatten(1)  # (B, F*Ch)
     return (centre - centre.mean(0)) / (centre.std(0, unbiased=False) + 1e-6)
 
 
-def loudness_distance(audio: torch.Tensor, log_rms: int, row: int | None = None) -> torch.Tensor:
-    """(B, B) Euclidean distance between the snippets' log-RMS curves (dB, each frame's own row; None: the centre)."""
-    k = audio.shape[2] // 2 if row is None else row
-    curve = audio[:, :, k, log_rms].float()  # (B, F)
+def loudness_distance(audio: torch.Tensor, log_rms: int, row: int) -> torch.Tensor:
+    """(B, B) Euclidean distance between the snippets' log-RMS curves (dB, each frame's own window row ``row``)."""
+    curve = audio[:, :, row, log_rms].float()  # (B, F)
     return torch.cdist(curve, curve, compute_mode="donot_use_mm_for_euclid_dist")
 
 

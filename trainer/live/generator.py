@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from trainer.diffusion.sampler import sample_snippet
-from trainer.live.features import future_frames  # noqa: F401 (re-exported: the look-ahead's f)
+from trainer.live.features import future_frames
 from trainer.sample_core import StreamSpec, frame_index_for
 
 
