@@ -28,12 +28,13 @@ MIN_CLIPS = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=16, metavar="N",
-                        help=f"Clips per variant (>= {MIN_CLIPS}; the first N seeds of each variant).")
+                        help=f"Clips per variant (>= {MIN_CLIPS}; the first N seeds of each variant; default: 16).")
     parser.add_argument("--variants", nargs="+", default=["normal", "silence"], metavar="VARIANT",
-                        help=f"Variants to measure, from {' '.join(VARIANTS)}.")
+                        help=f"Variants to measure, from {' '.join(VARIANTS)} (default: normal silence).")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="First clip seed (variant k's clip i has seed S + k * 1000000 + i) and bootstrap seed.")
-    parser.add_argument("--out", default="runs/teacher", metavar="DIR", help="Report folder.")
+                        help="First clip seed (variant k's clip i has seed S + k * 1000000 + i) and bootstrap seed "
+                             "(default: 0).")
+    parser.add_argument("--out", default="runs/teacher", metavar="DIR", help="Report folder (default: runs/teacher).")
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
                         help="Also measure the visualizers (a fixed plan per file name) on every audio file in DIR.")
     parser.add_argument("--no-sheet", action="store_true", help="Skip the contact sheet PNG.")
