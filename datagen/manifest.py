@@ -39,8 +39,13 @@ class RunError(SynestheteError):
 
 
 def content_versions() -> dict[str, int]:
-    """Code versions that change shard bytes without a config change (ARCHITECTURE.md, "Versioned content")."""
-    return {"timeline": shared.timeline.TIMELINE_VERSION, "shard_schema": S.SCHEMA_VERSION}
+    """Code versions that change shard bytes without a config change (ARCHITECTURE.md, "Versioned content"):
+    the timeline, the shard schema, the procedural audio and the visualizers."""
+    from datagen.audio.synth import AUDIO_VERSION
+    from datagen.visual.drive import VISUAL_VERSION
+
+    return {"timeline": shared.timeline.TIMELINE_VERSION, "shard_schema": S.SCHEMA_VERSION,
+            "audio": AUDIO_VERSION, "visual": VISUAL_VERSION}
 
 
 def content_fingerprint(cfg: Config) -> dict[str, Any]:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from datagen.audio import TRACKS, choose_variant, synthesize_clip
-from datagen.audio.synth import PEAK_TARGET
+from datagen.audio.dynamics import gain_curves
+from datagen.audio.music import render_song
+from datagen.audio.synth import PEAK_TARGET, song_plan
 from datagen.audio.theory import hz_to_midi, scale_pitch_classes
 from shared.config import build_config
 from shared.timeline import channel_index, compute_audio_timeline
@@ -194,9 +196,13 @@ def test_silence_segments_are_digital_silence_and_flagged_by_the_timeline(tiny_c
             assert s["end_frame"] == math.floor(s["end_s"] * fps + 1e-9)
             assert s["end_frame"] - s["start_frame"] >= 2
             assert np.all(is_silent[s["start_frame"]:s["end_frame"]] == 1.0)
-        loud = log_rms > -40.0
-        assert loud.sum() > len(loud) // 3
-        assert np.all(is_silent[loud] == 0.0)
+        # Every frame away from the labelled silences is music (quiet sections of the song dynamics included):
+        # above the silence threshold and never flagged silent.
+        music = np.ones(len(log_rms), bool)
+        for s in silences:
+            music[max(0, s["start_frame"] - 1):s["end_frame"] + 1] = False
+        assert music.sum() > len(music) // 3
+        assert np.all(is_silent[music] == 0.0) and np.all(log_rms[music] > tiny_cfg.timeline.silence_threshold_db)
 
 
 def test_normal_music_is_never_flagged_silent(tiny_cfg):
@@ -235,9 +241,11 @@ def test_dropped_tracks_are_zero_in_their_segment_while_the_rest_plays(tiny_cfg)
 @pytest.mark.parametrize("config", ["tiny", "full_length"])
 def test_tempo_measured_from_kick_onsets_matches_meta(tiny_cfg, config):
     cfg = tiny_cfg if config == "tiny" else build_config(overrides=["data.clip_seconds=8"])
+    # The song as written (render_song), before the dynamics of synthesize_clip drop the kick out of a breakdown.
     for seed in SEEDS:
         clip = synthesize_clip(cfg, seed, "normal")
-        onsets = onset_times(clip.stems["kick"], clip.sr)
+        stems, _ = render_song(song_plan(cfg.data, seed), cfg.data.clip_seconds, cfg.data.sample_rate)
+        onsets = onset_times(stems["kick"], clip.sr)
         assert len(onsets) >= 4
         measured = 60.0 / beat_period(onsets, cfg.data.clip_seconds)
         assert measured == pytest.approx(clip.meta["tempo"], rel=0.02), (seed, clip.meta["song"]["kick_pattern"])
@@ -318,3 +326,80 @@ def test_debug_set_is_small_deterministic_and_reactive(tiny_cfg):
             assert np.all(clip.wave[sample_range(s["start_s"], s["end_s"], sr)] == 0.0)
         for s in gaps:
             assert np.all(feats[s["start_frame"]:s["end_frame"], channel_index(names, "is_silent")] == 1.0)
+
+
+# ------------------------------------------------------------------------------------- song dynamics
+
+
+def _db(x: np.ndarray) -> float:
+    return 20 * math.log10(max(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))), 1e-10))
+
+
+def test_dynamics_scale_the_written_song_and_stems_still_sum_to_the_mix():
+    """Oracle: every stem is the song as written x its section gain curve x the master scale, exactly."""
+    cfg = build_config(overrides=["data.clip_seconds=4", "data.sample_rate=8000"])
+    sr, n = cfg.data.sample_rate, 4 * cfg.data.sample_rate
+    for seed in range(8):
+        clip = synthesize_clip(cfg, seed, "normal")
+        dyn = clip.meta["dynamics"]
+        written, _ = render_song(song_plan(cfg.data, seed), cfg.data.clip_seconds, sr)
+        active = [t for t, m in zip(TRACKS, clip.meta["track_mask"]) if m]
+        gains = gain_curves(dyn, active, n, sr)
+        for t in active:
+            np.testing.assert_allclose(clip.stems[t], written[t] * gains[t] * np.float32(clip.meta["master_scale"]),
+                                       rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(clip.wave, np.sum([clip.stems[t] for t in TRACKS], axis=0), atol=1e-6)
+
+
+def test_a_clips_loudness_follows_its_sections():
+    """Measured from the mix: the loudest section is louder than the quietest by most of the planned range, and
+    a track that a section leaves out is silent there (past the entry/exit ramps)."""
+    cfg = build_config(overrides=["data.clip_seconds=8", "data.sample_rate=8000"])
+    sr = cfg.data.sample_rate
+    checked = 0
+    for seed in range(40):
+        clip = synthesize_clip(cfg, seed, "normal")
+        dyn = clip.meta["dynamics"]
+        secs = [s for s in dyn["sections"] if s["end_s"] - s["start_s"] > 0.4]
+        for s in secs:
+            a, b = int((s["start_s"] + 0.05) * sr), int(s["end_s"] * sr)
+            for t in TRACKS:
+                if t not in s["tracks"]:
+                    assert not np.any(clip.stems[t][a:b]), (seed, t, s)
+        if dyn["profile"] not in ("terraced", "breakdown") or len(secs) < 2:
+            continue
+        level = {i: _db(clip.wave[int(s["start_s"] * sr):int(s["end_s"] * sr)]) for i, s in enumerate(secs)}
+        loud = max(range(len(secs)), key=lambda i: secs[i]["start_db"])
+        soft = min(range(len(secs)), key=lambda i: secs[i]["start_db"])
+        planned = secs[loud]["start_db"] - secs[soft]["start_db"]
+        if planned >= 6:
+            assert level[loud] - level[soft] > 0.6 * planned, (seed, dyn["profile"], level, planned)
+            checked += 1
+    assert checked >= 5
+
+
+def test_clips_spread_from_steady_to_strongly_dynamic(tiny_cfg):
+    """The set covers real music's steady few dB and plain loud/quiet contrast: per-frame log_rms std over
+    48 normal 4 s clips: median >= 4 dB, some >= 8 dB, some steady (< 3 dB); no frame reads as silence."""
+    stds = []
+    for seed in range(48):
+        clip = synthesize_clip(tiny_cfg, seed, "normal")
+        feats, names = timeline(clip, tiny_cfg)
+        assert not feats[:, channel_index(names, "is_silent")].any(), seed
+        stds.append(float(feats[1:, channel_index(names, "log_rms")].std()))
+    stds = np.array(stds)
+    assert np.median(stds) >= 4.0 and (stds >= 8.0).mean() >= 0.05 and (stds < 3.0).mean() >= 0.05, np.round(stds, 1)
+
+
+def test_dynamics_profiles_are_all_drawn_and_quiet_sections_stay_audible():
+    from datagen.audio.dynamics import MIN_SECTION_DBFS, PROFILES
+
+    cfg = build_config(overrides=["data.clip_seconds=4", "data.sample_rate=8000"])
+    seen = set()
+    for seed in range(120):
+        clip = synthesize_clip(cfg, seed, "normal")
+        dyn = clip.meta["dynamics"]
+        seen.add(dyn["profile"])
+        assert all("chords" in s["tracks"] for s in dyn["sections"])  # the bed never leaves
+        assert dyn["range_db"] <= -17.0 + clip.meta["gain_db"] - MIN_SECTION_DBFS + 1e-3  # both rounded in meta
+    assert seen == set(PROFILES)

@@ -500,6 +500,20 @@ def test_content_id_names_config_and_timeline_version(monkeypatch):
     assert content_id(content_fingerprint(cfg)) != a
 
 
+@pytest.mark.parametrize("module, name", [("datagen.audio.synth", "AUDIO_VERSION"),
+                                          ("datagen.visual.drive", "VISUAL_VERSION")])
+def test_content_id_names_audio_and_visual_versions(monkeypatch, module, name):
+    import importlib
+
+    from datagen.manifest import content_fingerprint, content_id
+
+    cfg = micro_cfg()
+    a = content_id(content_fingerprint(cfg))
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(mod, name, getattr(mod, name) + 1)
+    assert content_id(content_fingerprint(cfg)) != a
+
+
 def test_unmanifested_input_warns_that_nothing_is_checked(local_run, capsys):
     from shared.shards import check_shard_set
 

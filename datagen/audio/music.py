@@ -24,6 +24,7 @@ TRACK_PROB = {"kick": 1.0, "snare": 0.9, "hihat": 0.85, "bass": 1.0, "chords": 1
 # Nominal stem levels (peak of one hit / note at velocity 1) before the per-clip master gain.
 TRACK_LEVEL = {"kick": 0.9, "snare": 0.5, "hihat": 0.22, "bass": 0.5, "chords": 0.22, "lead": 0.28}
 
+SUSTAINED_CHORDS = (0, 1)  # chord rhythms (P.CHORD_RHYTHMS) that hold through the bar: pad, half notes
 BASS_RANGE = (33, 45)  # A1..A2 (55-110 Hz)
 CHORD_RANGE = (52, 72)  # E3..C5
 LEAD_RANGE = (64, 88)  # E4..E6
@@ -85,7 +86,7 @@ class _Grid:
 
 
 def _humanise(vel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return (vel * rng.uniform(0.88, 1.0, size=len(vel))).astype(np.float32)
+    return (vel * rng.uniform(0.75, 1.0, size=len(vel))).astype(np.float32)
 
 
 def _notes(grid: _Grid, start_steps, len_steps, midi, vel, gate: float, swung: bool) -> V.Notes:

@@ -14,18 +14,22 @@ from typing import Any
 import numpy as np
 
 from datagen.audio import debug as D
+from datagen.audio import dynamics as DYN
 from datagen.audio import segments as S
 from datagen.audio import theory as T
-from datagen.audio.music import TRACKS, render_song, sample_song
+from datagen.audio.music import SUSTAINED_CHORDS, TRACKS, render_song, sample_song
 from shared.config import Config, DataConfig
 from shared.timeline import band_edges
 
 VARIANTS = ("normal", "silence", "debug")
+# Version of the procedural audio's content: bump it whenever a seed's audio changes (it is part of the shards'
+# content fingerprint, datagen/manifest.py). 1: one dynamic level per clip; 2: song dynamics (dynamics.py).
+AUDIO_VERSION = 2
 PEAK_TARGET = 0.89  # mix peak at 0 dB gain (headroom for AAC/resampling)
 PEAK_MAX = 0.99  # hard ceiling when gain_db > 0 would push past full scale
 
 # Independent random streams per clip seed (so that, e.g., the variant draw does not shift the music).
-_STREAM_VARIANT, _STREAM_SONG, _STREAM_SEGMENTS, _STREAM_GAIN = 1, 2, 3, 4
+_STREAM_VARIANT, _STREAM_SONG, _STREAM_SEGMENTS, _STREAM_GAIN, _STREAM_DYNAMICS = 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -55,6 +59,12 @@ def choose_variant(dcfg: DataConfig, seed: int) -> str:
     if u < dcfg.audio_debug_mix_prob + dcfg.audio_silence_mix_prob:
         return "silence"
     return "normal"
+
+
+def song_plan(dcfg: DataConfig, seed: int) -> dict[str, Any]:
+    """The song a normal or silence clip of ``seed`` plays, as written (:func:`~datagen.audio.music.sample_song`),
+    before its dynamics and segments."""
+    return sample_song(dcfg, _rng(seed, _STREAM_SONG))
 
 
 def master_scale(mix_peak: float, gain_db: float) -> float:
@@ -108,15 +118,19 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
                      "segments": [S.segment_label(*s, fps) for s in segs]})
         return AudioClip(wave, stems, sr, meta)
 
-    song = sample_song(d, _rng(seed, _STREAM_SONG))
+    song = song_plan(d, seed)
     stems, timing = render_song(song, duration, sr)
     active = [t for t, m in zip(TRACKS, song["track_mask"]) if m]
+    gain_db = float(_rng(seed, _STREAM_GAIN).uniform(d.gain_db_min, d.gain_db_max))
+    dyn = DYN.sample_dynamics(song["tempo"], song["offset_steps"], duration, active, gain_db,
+                              song["chord_rhythm"] in SUSTAINED_CHORDS, _rng(seed, _STREAM_DYNAMICS))
+    for track, gain in DYN.gain_curves(dyn, active, int(round(duration * sr)), sr).items():
+        stems[track] *= gain
     segs = []
     if variant == "silence":
         segs = S.plan_silence_layout(duration, active, S.most_continuous(stems, active, sr), _rng(seed, _STREAM_SEGMENTS))
         segs = [(k, list(TRACKS) if k == "silence" else tr, a, b) for k, tr, a, b in segs]  # silence: every track
     S.apply_segments(stems, sr, segs)
-    gain_db = float(_rng(seed, _STREAM_GAIN).uniform(d.gain_db_min, d.gain_db_max))
     stems, wave, scale = _finish(stems, gain_db)
     meta.update({
         "tempo": round(song["tempo"], 6),
@@ -128,6 +142,7 @@ def synthesize_clip(cfg: Config, seed: int, variant: str) -> AudioClip:
         "gain_db": round(gain_db, 4),
         "master_scale": scale,
         "segments": [S.segment_label(*s, fps) for s in segs],
+        "dynamics": dyn,
         "bars": timing["bars"],
         "beat_times": timing["beat_times"],
         "downbeat_times": timing["downbeat_times"],

@@ -5,8 +5,17 @@ Two steps, both deterministic and CPU-only (numpy):
 1. **Fixed normalisation** (:func:`normalize_features`): raw timeline values are mapped to [0, 1] with
    fixed formulas, never per-clip statistics, so a quiet clip looks quiet and silence looks like silence.
 2. **State integration** (:class:`DriveIntegrator`): envelopes with fast attack and short release,
-   and clocks that advance by ``loudness * dt``. Silence therefore freezes motion (the clocks stop)
-   and dims everything (the envelopes fall to 0 within ~0.3 s); loudness speeds motion up.
+   and clocks that advance at a speed set by loudness. Silence therefore freezes motion (the clocks stop)
+   and darkens everything (the envelopes fall to 0 within ~0.3 s).
+
+Loudness comes first (issue "the teacher teaches the music"): a viewer should see louder music as
+faster, brighter and bigger, so the three follow the loudness envelope over a wide range with a fixed
+reference (:func:`loudness_to_unit`, -55..-10 dBFS): the motion clock doubles its speed per
+:data:`SPEED_DOUBLING_DB` (:func:`clock_speed`) and the picture's gain grows with the square of the
+loudness unit (:func:`brightness_gain`). Onsets make *events* (a flash scaled by the loudness, particle
+bursts) but do not kick the clocks, so drums do not swamp the loudness response. Bands shape each
+primitive and, the same way for every primitive, the whole picture: low bands make it bigger
+(:func:`size_factor`) and warmer, high bands cooler (:func:`warmth`).
 
 The integrator is stepped chunk by chunk with its state carried over, so memory is O(chunk) for
 audio of any length.
@@ -19,17 +28,45 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Version of the visualizers' content: bump it whenever a timeline's frames change (drive or shaders; it is
+# part of the shards' content fingerprint, datagen/manifest.py). 1: loudness^1.5 clocks with an onset kick;
+# 2: loudness first (exponential-in-dB clocks, loudness gain, size and warmth from the bands, onset punch).
+VISUAL_VERSION = 2
+
 # Bands are resampled to this many values for the shaders (``uniform float u_bands[8]``).
 SHADER_BANDS = 8
 
-# dB range mapped to [0, 1]: -60 dBFS (the silence threshold's default) -> 0, 0 dBFS -> 1.
+# Band amplitudes: dB range mapped to [0, 1]: -60 dBFS (the silence threshold's default) -> 0, 0 dBFS -> 1.
 DB_FLOOR = -60.0
+# Loudness (the frame's RMS, dBFS) mapped to [0, 1]: LOUD_FLOOR_DB -> 0, LOUD_FULL_DB -> 1. Music sits around
+# -20 dBFS (0.78), a quiet passage at -35 (0.44), a loud chorus at -14 (0.91). A fixed reference: a quiet clip
+# stays dark and slow.
+LOUD_FLOOR_DB = -55.0
+LOUD_FULL_DB = -10.0
+# Motion clock: 1 unit/s (times the style speed) at SPEED_REF_DB, doubling per SPEED_DOUBLING_DB, at most SPEED_MAX.
+SPEED_REF_DB = -20.0
+SPEED_DOUBLING_DB = 6.0
+SPEED_MAX = 4.0
+CLOCK_RATE = 0.7
+# Picture gain: GAIN_MIN + (1 - GAIN_MIN) * loudness_unit ** GAIN_POWER (x2.4 from -35 to -20 dBFS).
+GAIN_MIN = 0.08
+GAIN_POWER = 2.0
+# Size: the picture is scaled by SIZE_MIN + SIZE_RANGE * (low-band level); warmth: low minus high bands.
+SIZE_MIN = 0.8
+SIZE_RANGE = 0.45
+# Onset punch: the picture grows by this fraction of the flash envelope (an event the optical flow sees).
+PUNCH = 0.25
+LOW_BANDS = (0, 1, 2)
+HIGH_BANDS = (5, 6, 7)
+WARMTH_SCALE = 4.0
+WARMTH_CENTRE = 0.28  # a typical low-minus-high balance of music in band units: neutral colour
 # Spectral flux (mean half-wave-rectified dB increase per bin, shared/timeline.py) mapped to [0, 1]:
 # steady music sits around 1-3 dB, drum hits give 10-40 dB; ONSET_FLOOR -> 0, ONSET_FULL -> 1.
 ONSET_FLOOR = 3.0
 ONSET_FULL = 15.0
 # Release time constants (seconds). Short enough that everything rests within 0.5 s of silence.
 LEVEL_RELEASE_S = 0.08
+BAND_RELEASE_S = 0.12
 FLASH_RELEASE_S = 0.07
 DOWNBEAT_RELEASE_S = 0.12
 CENTROID_SMOOTH_S = 0.15
@@ -41,13 +78,51 @@ REQUIRED_CHANNELS = ("log_rms", "onset", "centroid")
 
 # Names of the per-frame drive values, in the order of the [n, D] arrays the integrator returns.
 DRIVE_SCALARS = ("level", "flash", "centroid", "pulse", "downbeat", "phase", "spin", "burst_age",
-                 "burst_count", "dominant")
+                 "burst_count", "dominant", "gain", "size", "warmth")
 DRIVE_NAMES = DRIVE_SCALARS + tuple(f"band{i}" for i in range(SHADER_BANDS))
 
 
 def db_to_unit(db: np.ndarray) -> np.ndarray:
     """Map dBFS to [0, 1]: ``clip((db - DB_FLOOR) / -DB_FLOOR, 0, 1)`` (-60 dB -> 0, 0 dB -> 1)."""
     return np.clip((db - DB_FLOOR) / -DB_FLOOR, 0.0, 1.0)
+
+
+def loudness_to_unit(db: np.ndarray) -> np.ndarray:
+    """Map a frame's loudness (RMS, dBFS) to [0, 1]: ``clip((db - LOUD_FLOOR_DB) / (LOUD_FULL_DB - LOUD_FLOOR_DB))``."""
+    return np.clip((db - LOUD_FLOOR_DB) / (LOUD_FULL_DB - LOUD_FLOOR_DB), 0.0, 1.0)
+
+
+def clock_speed(level: float) -> float:
+    """Motion-clock speed (units/s, before the style speed) for a loudness unit ``level``.
+
+    Exponential in dB (loudness is perceived on a log scale, Stevens 1957): ``2 ** ((db - SPEED_REF_DB) /
+    SPEED_DOUBLING_DB)``, capped at SPEED_MAX, faded to 0 over the lowest tenth of the range so that the
+    clocks stop in silence (level 0) without a jump.
+    """
+    db = LOUD_FLOOR_DB + level * (LOUD_FULL_DB - LOUD_FLOOR_DB)
+    fade = min(1.0, level / 0.1)
+    return CLOCK_RATE * min(SPEED_MAX, 2.0 ** ((db - SPEED_REF_DB) / SPEED_DOUBLING_DB)) * fade * fade
+
+
+def brightness_gain(level: float) -> float:
+    """Picture gain in [GAIN_MIN, 1] for a loudness unit: ``GAIN_MIN + (1 - GAIN_MIN) * level ** GAIN_POWER``."""
+    return GAIN_MIN + (1.0 - GAIN_MIN) * level ** GAIN_POWER
+
+
+def size_factor(bands: np.ndarray, flash: float) -> float:
+    """Scale of the picture: SIZE_MIN + SIZE_RANGE x the low bands' mean envelope (units), punched up by
+    ``1 + PUNCH * flash`` on onsets."""
+    return (SIZE_MIN + SIZE_RANGE * float(np.mean(bands[list(LOW_BANDS)]))) * (1.0 + PUNCH * flash)
+
+
+def warmth(bands: np.ndarray) -> float:
+    """Colour temperature in [-1, 1] (> 0: warm): WARMTH_SCALE x (mean low band - mean high band - WARMTH_CENTRE),
+    band units; 0 when every band is 0 (silence). The integrator fades it with the loudness envelope, so a
+    silent picture keeps its own colours."""
+    if not np.any(bands > 0):
+        return 0.0
+    tilt = np.mean(bands[list(LOW_BANDS)]) - np.mean(bands[list(HIGH_BANDS)]) - WARMTH_CENTRE
+    return float(np.clip(WARMTH_SCALE * tilt, -1.0, 1.0))
 
 
 def amplitude_to_unit(amp: np.ndarray) -> np.ndarray:
@@ -97,14 +172,14 @@ def check_timeline(features: np.ndarray, names: list[str]) -> None:
 def normalize_features(features: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """Fixed mappings from raw timeline channels to [0, 1] (no per-clip statistics).
 
-    Returns per-frame arrays: ``level`` [T] (loudness from log_rms, forced to 0 where ``is_silent``),
+    Returns per-frame arrays: ``level`` [T] (:func:`loudness_to_unit` of log_rms, 0 where ``is_silent``),
     ``bands`` [T, 8] (band amplitudes on the same dB scale, resampled to 8), ``onset`` [T]
     (:func:`onset_to_unit`), ``centroid`` [T], ``beat_phase`` [T] or None, ``downbeat`` [T] or None.
     """
     col = {n: i for i, n in enumerate(names)}
     f = features.astype(np.float64)
     gate = 1.0 - f[:, col["is_silent"]] if "is_silent" in col else np.ones(len(f))
-    level = db_to_unit(f[:, col["log_rms"]]) * gate
+    level = loudness_to_unit(f[:, col["log_rms"]]) * gate
     bands = resample_bands(amplitude_to_unit(f[:, band_columns(names)])) * gate[:, None]
     onset = onset_to_unit(f[:, col["onset"]]) * (level > 0)
     centroid = np.clip(f[:, col["centroid"]], 0.0, 1.0)
@@ -147,8 +222,8 @@ class DriveState:
 class DriveIntegrator:
     """Integrates the drive values frame by frame, deterministically, carrying state across chunks.
 
-    ``speed`` (the style's speed scale) multiplies every clock; clocks advance only by loudness, so
-    silence freezes all motion.
+    ``speed`` (the style's speed scale) multiplies every clock; clocks advance at :func:`clock_speed` of
+    the loudness envelope, so silence freezes all motion.
     """
 
     def __init__(self, fps: float, speed: float = 1.0):
@@ -158,6 +233,7 @@ class DriveIntegrator:
         self.dt = 1.0 / self.fps
         self.speed = float(speed)
         self.r_level = release_coeff(fps, LEVEL_RELEASE_S)
+        self.r_bands = release_coeff(fps, BAND_RELEASE_S)
         self.r_flash = release_coeff(fps, FLASH_RELEASE_S)
         self.r_down = release_coeff(fps, DOWNBEAT_RELEASE_S)
         self.k_centroid = 1.0 - release_coeff(fps, CENTROID_SMOOTH_S)
@@ -173,16 +249,16 @@ class DriveIntegrator:
             x = float(nf["level"][t])
             s.level = follow(x, s.level, self.r_level)
             s.bands = np.where(nf["bands"][t] >= s.bands, nf["bands"][t],
-                               nf["bands"][t] + (s.bands - nf["bands"][t]) * self.r_level)
+                               nf["bands"][t] + (s.bands - nf["bands"][t]) * self.r_bands)
             onset = float(nf["onset"][t])
-            s.flash = max(onset, s.flash * self.r_flash)
+            s.flash = max(onset * s.level, s.flash * self.r_flash)  # an event, as strong as the music is loud
             # Hue follows the centroid only while there is sound: it holds still in silence.
             s.centroid += (float(nf["centroid"][t]) - s.centroid) * self.k_centroid * min(1.0, 4.0 * x)
             pulse = beat_pulse(float(nf["beat_phase"][t])) * s.level if nf["beat_phase"] is not None else s.flash
             down = float(nf["downbeat"][t]) * s.level if nf["downbeat"] is not None else 0.0
             s.downbeat = max(down, s.downbeat * self.r_down)
-            # Clocks: loudness^1.5 (plus a kick from onsets) times the style speed; zero in silence.
-            drive = 1.3 * s.level ** 1.5 * (1.0 + 0.5 * s.flash) * sp * dt
+            # Clocks: exponential in the loudness envelope's dB, times the style speed; zero in silence.
+            drive = clock_speed(s.level) * sp * dt
             s.phase += drive
             s.spin += drive * (0.4 + 1.2 * s.centroid)
             s.burst_age += drive
@@ -191,7 +267,8 @@ class DriveIntegrator:
                 s.burst_age, s.since_burst_s, s.burst_count = 0.0, 0.0, s.burst_count + 1.0
             dominant = float(np.argmax(s.bands)) / (SHADER_BANDS - 1) if s.bands.max() > 0 else 0.0
             out[t, :len(DRIVE_SCALARS)] = (s.level, s.flash, s.centroid, pulse, s.downbeat, s.phase, s.spin,
-                                           s.burst_age, s.burst_count, dominant)
+                                           s.burst_age, s.burst_count, dominant, brightness_gain(s.level),
+                                           size_factor(s.bands, s.flash), warmth(s.bands) * min(1.0, s.level / 0.1))
             out[t, len(DRIVE_SCALARS):] = s.bands
         return out
 

@@ -28,11 +28,12 @@ from typing import Iterator
 import numpy as np
 
 from datagen.visual.drive import DRIVE_NAMES, DRIVE_SCALARS, SHADER_BANDS, DriveIntegrator, check_timeline
-from datagen.visual.plan import SHADER_DIR, validate_plan
+from datagen.visual.plan import DEBUG_PRIMITIVES, SHADER_DIR, validate_plan
 from datagen.visual.points import POINT_UNIFORMS
 from datagen.visual.shaders import ShaderError, assemble, compile_error
 
 log = logging.getLogger(__name__)
+_SPIN, _SIZE, _WARMTH, _GAIN = (DRIVE_NAMES.index(n) for n in ("spin", "size", "warmth", "gain"))
 
 EGL_CUDA_DEVICE_NV = 0x323A
 
@@ -150,13 +151,14 @@ def hue_rotation_matrix(degrees: float) -> np.ndarray:
     return np.eye(3) * math.cos(th) + math.sin(th) * kx + (1 - math.cos(th)) * np.outer(k, k)
 
 
-def layer_transform(augment: dict, spin: float) -> np.ndarray:
-    """2x2 map from frame coordinates to primitive coordinates: rotation (static + spin-coupled), zoom, flips."""
+def layer_transform(augment: dict, spin: float, size: float = 1.0) -> np.ndarray:
+    """2x2 map from frame coordinates to primitive coordinates: rotation (static + spin-coupled), zoom, flips,
+    and the drive's low-band ``size`` (> 1: the picture is drawn bigger)."""
     a = math.radians(augment.get("rotation_deg", 0.0)) + augment.get("spin_coupling", 0.0) * spin
     c, s = math.cos(a), math.sin(a)
     rot = np.array([[c, -s], [s, c]])
     flip = np.diag([-1.0 if augment.get("flip_x") else 1.0, -1.0 if augment.get("flip_y") else 1.0])
-    return rot @ flip / float(augment.get("zoom", 1.0))
+    return rot @ flip / (float(augment.get("zoom", 1.0)) * float(size))
 
 
 def trail_decay(fps: float, tau_s: float) -> float:
@@ -266,6 +268,8 @@ class Renderer:
         for fbo in fbos:
             fbo.clear(0.0, 0.0, 0.0, 1.0)
         static = self._style_uniforms(style)
+        # Debug primitives are calibrated signals (their colour and size are the label): full gain, no tint.
+        calibrated = all(lay["visualizer"] in DEBUG_PRIMITIVES for lay in plan["layers"])
         frame_bytes = w * h * 4  # RGBA
         chunk = min(chunk_frames, max(len(features), 1))
         # Two pixel buffers: chunk k is read into one while chunk k - 1's is mapped (asynchronous on a GPU).
@@ -276,8 +280,8 @@ class Renderer:
             for k, start in enumerate(range(0, len(features), chunk_frames)):
                 drive = integrator.step_chunk(features[start:start + chunk_frames], names)  # (n, D)
                 for i, row in enumerate(drive):
-                    self._draw_layers(layers, row, static, aug, bg)
-                    self._draw_post(texs[1 - cur], fbos[cur], hue_mat, decay)
+                    self._draw_layers(layers, row, static, aug, bg, calibrated)
+                    self._draw_post(texs[1 - cur], fbos[cur], hue_mat, decay, 0.0 if calibrated else float(row[_WARMTH]))
                     if readback:
                         self._draw_output(texs[cur])
                         self._out_fbo.read_into(pbos[k % 2], components=4, alignment=1, write_offset=i * frame_bytes)
@@ -308,13 +312,13 @@ class Renderer:
                 "u_pal_d": tuple(pal["d"]), "u_symmetry": float(style["symmetry"]),
                 "u_line_width": float(style["line_width"]), "u_detail": float(style["detail"])}
 
-    def _draw_layers(self, layers, row: np.ndarray, static: dict, aug: dict, bg: tuple) -> None:
+    def _draw_layers(self, layers, row: np.ndarray, static: dict, aug: dict, bg: tuple, calibrated: bool) -> None:
         mgl, ctx = self._mgl, self.ctx
         values = dict(static)
         for j, name in enumerate(DRIVE_SCALARS):
             values[f"u_{name}"] = float(row[j])
         values["u_bands"] = tuple(float(x) for x in row[len(DRIVE_SCALARS):len(DRIVE_SCALARS) + SHADER_BANDS])
-        values["u_xform"] = _gl_mat(layer_transform(aug, float(row[DRIVE_NAMES.index("spin")])))
+        values["u_xform"] = _gl_mat(layer_transform(aug, float(row[_SPIN]), 1.0 if calibrated else float(row[_SIZE])))
         self._comp_fbo.use()
         self._comp_fbo.clear(*bg, 1.0)
         ctx.enable(mgl.BLEND)
@@ -324,6 +328,7 @@ class Renderer:
             values["u_hue"] = float(lay.get("hue_offset", 0.0))
             values["u_seed"] = float(lay.get("seed", 0.0))
             values["u_multiply"] = 1 if lay["blend"] == "multiply" else 0
+            values["u_gain"] = 1.0 if lay["visualizer"] in DEBUG_PRIMITIVES else float(row[_GAIN])
             points = POINT_UNIFORMS.get(lay["visualizer"])
             if points is not None:  # CPU-integrated point set of this primitive
                 arr = points[1](row, values["u_seed"], values["u_line_width"])
@@ -340,7 +345,7 @@ class Renderer:
             vao.render(mgl.TRIANGLES, vertices=3)
         ctx.disable(mgl.BLEND)
 
-    def _draw_post(self, prev_tex, out_fbo, hue_mat, decay: float) -> None:
+    def _draw_post(self, prev_tex, out_fbo, hue_mat, decay: float, warmth: float) -> None:
         prog, vao, uniforms = self._post
         out_fbo.use()
         self._comp_tex.use(0)
@@ -349,6 +354,7 @@ class Renderer:
         uniforms["u_prev"].value = 1
         uniforms["u_hue_mat"].value = hue_mat
         uniforms["u_decay"].value = float(decay)
+        uniforms["u_warmth"].value = warmth
         vao.render(self._mgl.TRIANGLES, vertices=3)
 
     def _draw_output(self, frame_tex) -> None:

@@ -13,6 +13,7 @@ uniform float u_spin;        // accumulated rotation clock (radians, frozen in s
 uniform float u_burst_age;   // motion-clock time since the last strong onset
 uniform float u_burst_count; // number of bursts so far (new directions per burst)
 uniform float u_dominant;    // index of the loudest band / 7
+uniform float u_gain;        // picture gain from loudness (drive.brightness_gain), used by layer_main
 
 // Style (clip-level, from the plan) and per-layer constants.
 uniform vec3 u_pal_a;
