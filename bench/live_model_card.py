@@ -38,6 +38,14 @@ TRAIN_FLAGS = ("data.audio_silence_mix_prob=0.3 data.audio_debug_mix_prob=0.05 d
                "diffusion.audio_shuffle_loss_space=x0 diffusion.audio_shuffle_loss_type=hinge")
 
 
+# The model this card describes was trained before issue 29 changed the generator (retraining it is issue 24).
+TEACHER_NOTE = ("**Teacher:** trained on shards of the generator before issue 29 (content versions timeline 2, audio 1, "
+                "visual 1): songs at one dynamic level (2-3 dB of loudness movement in a clip) and visualizers that "
+                "follow loudness weakly (ground-truth loudness->motion about 0.28 at 8 fps). Today's generator teaches "
+                "more (songs with dynamics, a loudness-first drive: `trainer teacher`, docs/RESULTS.md \"Teacher "
+                "before/after\"); this model has not been retrained on it.")
+
+
 def metric_rows(names: tuple[str, ...], live: dict, offline: dict) -> list[str]:
     rows = ["| metric | floor (live, other clip's audio) | live (this model) | offline (synesthete-tiny) | ground truth | n |",
             "|---|---|---|---|---|---|"]
@@ -147,6 +155,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          f"**Quality, honestly:** a demonstration-size model ({r['resolution']}² px, a {df['width']}-wide "
          f"{df['depth']}-block denoiser, {step} steps on {d['train_shards'] * d['samples_per_shard']} procedural "
          "clips, trained on the 2-core CPU). Blurry blobs; what it shows is whether the pictures follow the audio.", "",
+         TEACHER_NOTE, "",
          "## Shape: what makes it live", "",
          f"- `diffusion.snippet_frames={df['snippet_frames']}`, `inference.snippet_overlap={inf['snippet_overlap']}`: "
          "one frame per snippet, back to back: a frame never waits for later frames of its snippet.",

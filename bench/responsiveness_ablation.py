@@ -656,6 +656,16 @@ def met_text(gv: GoalValue) -> str:
     return f"{'met' if gv.met else 'not met'} ({diff:+.3g}{ratio})"
 
 
+def teacher_line() -> str:
+    """The card's line naming the teacher: the generator's content versions (``trainer teacher`` measures it)."""
+    from datagen.manifest import content_versions
+
+    v = content_versions()
+    return (f"**Teacher:** trained on shards of the generator of content versions timeline {v['timeline']}, audio "
+            f"{v['audio']}, visual {v['visual']} (its ground truth is measured by `trainer teacher`; docs/RESULTS.md "
+            "\"Teacher before/after\").")
+
+
 def device_name() -> str:
     """The GPU name as nvidia-smi reports it, else the CPU model from /proc/cpuinfo."""
     if shutil.which("nvidia-smi"):
@@ -1329,6 +1339,7 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
          f"{d['clip_seconds']:g} s. Its pictures are blurry blobs in the visualizers' palettes; what it shows is "
          "whether the picture follows the audio. It settles in silence; on normal music it meets some of issue "
          "13's goals and misses others (table below).", "",
+         teacher_line(), "",
          "## Recipe", "",
          f"Arm {arm.key} of the responsiveness ablation ({arm.title}), trained as candidate `{chosen.cand.key}` "
          f"({chosen.cand.title}) and sampled with {chosen.samp.title}, {r['fps']:g} fps, "

@@ -411,6 +411,74 @@ def test_drive_freezes_in_silence_and_speeds_with_loudness(clip):
     assert loud > 1.5 * quiet > 0
 
 
+def test_loudness_mappings_are_fixed_and_louder_means_faster_and_brighter():
+    """The drive's loudness formulas (issue 29): a fixed dBFS reference, a clock doubling per SPEED_DOUBLING_DB,
+    a gain growing with loudness, and both at rest in silence."""
+    from datagen.visual import drive as D
+
+    np.testing.assert_allclose(D.loudness_to_unit(np.array([-100.0, D.LOUD_FLOOR_DB, -32.5, D.LOUD_FULL_DB, 0.0])),
+                               [0, 0, 0.5, 1, 1])
+    unit = lambda db: float(D.loudness_to_unit(np.array(db)))  # noqa: E731
+    ref = D.clock_speed(unit(D.SPEED_REF_DB))
+    assert ref == pytest.approx(D.CLOCK_RATE)
+    assert D.clock_speed(unit(D.SPEED_REF_DB + D.SPEED_DOUBLING_DB)) == pytest.approx(2 * ref)
+    assert D.clock_speed(unit(D.SPEED_REF_DB - D.SPEED_DOUBLING_DB)) == pytest.approx(ref / 2)
+    levels = np.linspace(0, 1, 41)
+    assert np.all(np.diff([D.clock_speed(x) for x in levels]) >= 0) and D.clock_speed(0.0) == 0.0
+    assert np.all(np.diff([D.brightness_gain(x) for x in levels]) > 0)
+    assert D.brightness_gain(unit(-20.0)) > 2 * D.brightness_gain(unit(-35.0))
+    assert D.warmth(np.zeros(8)) == 0.0
+    warm, cool = np.array([0.8] * 3 + [0.4] * 2 + [0.1] * 3), np.array([0.2] * 3 + [0.4] * 2 + [0.6] * 3)
+    assert D.warmth(warm) > 0.5 and D.warmth(cool) < -0.5
+    assert D.size_factor(warm, 0.0) > D.size_factor(cool, 0.0) and D.size_factor(warm, 1.0) > D.size_factor(warm, 0.0)
+
+
+def steady_timeline(tcfg, gains_db: list[float], seconds_each: float = 1.5, seed: int = 3):
+    """A steady loop (kick, hats, chord; no swell) played at each of ``gains_db`` in turn: its timeline."""
+    base = music(seconds_each, seed=seed, swell=False)
+    wave = np.concatenate([base * np.float32(10 ** (g / 20)) for g in gains_db])
+    return timeline(wave, tcfg)
+
+
+@pytest.fixture()
+def fresh_renderer():
+    """A renderer of its own: another test's Renderer may have made its own EGL context current since."""
+    r = Renderer(RES)
+    yield r
+    r.release()
+
+
+def test_every_primitive_moves_faster_and_shines_brighter_when_louder(fresh_renderer, tcfg):
+    """The same music 12 dB louder: about twice the motion energy or more and clearly more light, in every primitive.
+    (Before issue 29's drive, 6 of the 12 primitives moved less than 1.8x as much and two brightened by only 13%.)"""
+    f, names = steady_timeline(tcfg, [-12.0, 0.0])
+    half = len(f) // 2
+    for p in PRIMITIVES:
+        fr = render_all(fresh_renderer, f, names, single_plan(p, 0)).astype(np.float32)
+        m = motion(fr)
+        quiet_m, loud_m = m[4:half - 1].mean(), m[half + 4:].mean()
+        quiet_b, loud_b = fr[4:half].mean(), fr[half + 4:].mean()
+        assert loud_m > 1.9 * quiet_m, f"{p}: motion {quiet_m:.2f} quiet vs {loud_m:.2f} loud"
+        assert loud_b > 1.15 * quiet_b, f"{p}: brightness {quiet_b:.1f} quiet vs {loud_b:.1f} loud"
+
+
+def test_every_primitive_makes_an_event_of_an_onset(fresh_renderer, tcfg):
+    """A lone onset in a steady pad: the frame where it lands changes more than the steady frames around it."""
+    t = np.arange(int(3.0 * SR)) / SR
+    pad = (0.05 * sum(np.sin(2 * np.pi * 220 * r * t) for r in (1, 1.25, 1.5))).astype(np.float32)
+    hit = int(1.5 * SR)
+    tail = np.arange(len(t) - hit) / SR
+    pad[hit:] += (0.6 * np.sin(2 * np.pi * 60 * tail) * np.exp(-tail * 20)).astype(np.float32)
+    pad[hit:] += (0.3 * np.random.default_rng(0).standard_normal(len(tail)) * np.exp(-tail * 40)).astype(np.float32)
+    f, names = timeline(pad, tcfg)
+    k = int(1.5 * FPS)
+    assert f[k, names.index("onset")] > 15.0
+    for p in PRIMITIVES:
+        m = motion(render_all(fresh_renderer, f, names, single_plan(p, 0)).astype(np.float32))  # m[i]: frame i+1 vs i
+        steady = np.median(m[k - 8:k - 2])
+        assert m[k - 1:k + 1].max() > 1.5 * steady + 0.5, f"{p}: onset frame {m[k - 1:k + 1]} vs steady {steady:.2f}"
+
+
 def test_gpu_to_egl_device_mapping():
     assert visible_gpu_ordinal(None, None) is None
     assert visible_gpu_ordinal(None, "3") == 0  # Ray/SLURM narrowed the process to one GPU

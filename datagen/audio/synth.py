@@ -49,8 +49,10 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 
 def choose_variant(dcfg: DataConfig, seed: int) -> str:
-    """The clip's variant: debug always in debug mode, else debug with audio_debug_mix_prob, silence with
-    audio_silence_mix_prob (of what remains if the two sum past 1), else normal. Deterministic in ``seed``."""
+    """The clip's variant, deterministic in ``seed``: debug always in debug mode; otherwise debug with probability
+    audio_debug_mix_prob, silence with probability min(audio_silence_mix_prob, 1 - audio_debug_mix_prob) (an
+    absolute share, capped at what debug leaves; not a share of the rest), else normal. The same rule as the
+    trainer's target_variant_mix."""
     if dcfg.audio_debug_mode:
         return "debug"
     u = float(_rng(seed, _STREAM_VARIANT).random())
