@@ -375,6 +375,25 @@ def test_processes_executor_survives_a_killed_worker_process(local_run, tmp_path
     assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
 
 
+def test_sigkilled_driver_leaves_no_worker_and_no_late_shard_then_resumes(local_run, tmp_path):
+    """SIGKILL a real `datagen run --executor processes` after its first shard: within 10 s none of the processes
+    it started runs (pool workers, resource tracker), no shard appears after its lock is gone, and a re-run
+    resumes to the serial reference's bytes (issue 26: they used to live on with ppid 1 and keep writing)."""
+    from killing import kill_datagen_after_first_shard, still_running
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    argv = ["--config", TINY, "--executor", "processes", "--workers", "2", "--shards", "3", "--val-shards", "1",
+            "--out", str(out), "--no-progress", *MICRO]
+    started, at_death = kill_datagen_after_first_shard(argv, out)
+    assert len(started) >= 2, [p.cmdline() for p in started]
+    left = still_running(started, within_s=10)
+    assert left == [], f"outlived the driver: {[' '.join(p.cmdline())[:100] for p in left]}"
+    assert set(out.glob("*/shard-*.tar")) == at_death, "a shard was written after the driver's lock was gone"
+    assert datagen("run", *argv) == 0
+    assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
+
+
 # ------------------------------------------------------------ concurrency, verification, fingerprints, full disk
 
 
