@@ -394,6 +394,31 @@ def test_sigkilled_driver_leaves_no_worker_and_no_late_shard_then_resumes(local_
     assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
 
 
+def test_dry_run_prints_a_plan_that_matches_the_run(local_run, capsys):
+    """`datagen run --dry-run` prints, after the resolved config (still valid YAML), the plan: clips per variant
+    and split (exactly those the run writes), frames, the size on disk and the time here from probe clips."""
+    import yaml
+
+    from datagen.plan import build_plan
+
+    ref, summary = local_run
+    with pytest.raises(SystemExit) as e:
+        datagen("run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1",
+                "--out", str(ref.parent / "never"), "--dry-run", *MICRO)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["data"]["train_shards"] == 3 and not (ref.parent / "never").exists()
+    plan_text = out[out.index("# plan:"):]
+    assert "#   train: 3 shards, 6 clips (" in plan_text and "#   frames: 192 (24 per clip)" in plan_text
+    assert "expected size on disk: " in plan_text and "expected time here: " in plan_text
+    plan = build_plan(micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.workers": 1}))
+    assert plan["variants"] == summary["variants"]
+    assert plan["frames"] == summary["frames_written"]
+    on_disk = sum(p.stat().st_size for p in ref.glob("*/shard-*.tar"))
+    assert 0.6 < plan["bytes"] / on_disk < 1.6, (plan["bytes"], on_disk)
+    assert plan["seconds"] > 0 and plan["renderer"]["renderer"]
+
+
 # ------------------------------------------------------------ concurrency, verification, fingerprints, full disk
 
 
