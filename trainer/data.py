@@ -214,8 +214,9 @@ def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | No
     ``audio_debug_mode`` -> debug only, for the whole run. Otherwise, when :func:`reweights_variants`, the
     debug fraction follows the bootstrap curriculum: it falls linearly from 1 to ``audio_debug_mix_prob``
     over ``audio_debug_mix_schedule_steps`` (postmortem, "curriculum back to diversity"; 0 steps: the final
-    value from step 0); silence takes ``audio_silence_mix_prob`` of what debug leaves (capped so fractions sum
-    to 1); normal clips take the rest. A knob not given explicitly counts with its value (its default).
+    value from step 0); silence takes ``audio_silence_mix_prob`` as an absolute share, capped at what debug leaves
+    (``min(audio_silence_mix_prob, 1 - debug)``, not a share of the rest); normal clips take the rest. The same
+    rule as datagen's ``choose_variant``. A knob not given explicitly counts with its value (its default).
     """
     if data_cfg.audio_debug_mode:
         return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
