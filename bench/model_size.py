@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/model_size.py                       # the schema defaults (configs/full.yaml)
     .venv/bin/python bench/model_size.py --config configs/tiny.yaml
+    .venv/bin/python bench/model_size.py --write               # both, as the "## Diffusion model size" section
+                                                               # of bench/RESULTS.md (with the commit measured on)
 
 * parameters: of the Denoiser (the style encoder included);
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and attention, as bench/train_throughput.py
@@ -101,12 +103,58 @@ def model_size(cfg: Config, activations: bool = True) -> dict:
     return r
 
 
+SECTION = "## Diffusion model size"
+# The rows of the section: (label, config files).
+TABLE_CONFIGS = (("defaults (configs/full.yaml)", []), ("configs/tiny.yaml", [ROOT / "configs" / "tiny.yaml"]))
+
+
+def table_row(label: str, r: dict) -> str:
+    """One markdown row of the section's table from :func:`model_size`'s result."""
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["activation_share_by_dtype"].items(), key=lambda kv: -kv[1])
+                       if round(v * 100) > 0)
+    return (f"| {label} | {r['width']} x {r['depth']} blocks, {r['heads']} heads | {r['params_M']} M | "
+            f"{r['tokens_per_snippet']} | {r['gflop_forward_per_snippet']:.4g} | {r['gflop_train_per_snippet']:.4g} | "
+            f"{r['activation_GiB_per_snippet']:.4g} | {r['activation_GiB_at_batch']:.4g} ({r['batch_size']}) | {shares} |")
+
+
+def section_text(rows: list[str]) -> str:
+    return "\n".join([
+        SECTION, "",
+        "`.venv/bin/python bench/model_size.py --write` (2-core CPU box; `[--config FILE]` prints one config's JSON): "
+        "parameters; FLOPs counted by `torch.utils.flop_counter` on the meta device for one snippet's forward and for "
+        "one trained snippet (forward and backward of both shuffle-pressure passes); the bytes autograd saves for the "
+        "backward, measured on the CPU under bf16 autocast at 2 snippets and scaled to the batch (an estimate of the "
+        "CUDA figure; weights, gradients, AdamW state and workspace come on top: the GPU suite's `train` step reads the "
+        "allocator's peak).", "",
+        "| config | shape | params | tokens/snippet | GFLOP forward/snippet | GFLOP trained/snippet | saved activations "
+        "GiB/snippet | GiB at batch (B) | saved bytes by dtype |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *rows])
+
+
+def write_section(path: Path) -> None:
+    """Measure every config of :data:`TABLE_CONFIGS` and replace the section in ``path``."""
+    from shared.markdown import replace_section
+
+    rows = []
+    for label, files in TABLE_CONFIGS:
+        torch.manual_seed(0)
+        rows.append(table_row(label, model_size(build_config(files))))
+    replace_section(path, SECTION, section_text(rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", action="append", default=[], help="YAML config layers (default: the schema defaults).")
     ap.add_argument("--no-activations", action="store_true", help="Skip the (CPU-computed) activation measurement.")
+    ap.add_argument("--write", nargs="?", const=str(ROOT / "bench" / "RESULTS.md"), default=None, metavar="RESULTS.md",
+                    help="Measure the defaults and configs/tiny.yaml and replace the section in this markdown file "
+                         "(default bench/RESULTS.md).")
     ap.add_argument("overrides", nargs="*", help="section.key=value config overrides.")
     args = ap.parse_args(argv)
+    if args.write:
+        write_section(Path(args.write))
+        return 0
     torch.manual_seed(0)
     cfg = build_config([Path(c) for c in args.config], overrides=args.overrides)
     print(json.dumps(model_size(cfg, activations=not args.no_activations), indent=2))

@@ -26,12 +26,13 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from shared import shards as S
 from shared.config import Config
+from shared.runlock import exit_with_owner, pid_alive
 from shared.seeding import sample_seed
 from shared.timeline import TIMELINE_VERSION
 
@@ -198,8 +199,10 @@ def _one_math_thread() -> None:
     threadpool_limits(limits=1)
 
 
-def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
+def write_shard(cfg: Config, spec: ShardSpec, renderer, before_commit: Callable[[], None] | None = None
+                ) -> dict[str, Any]:
     """Write one shard (``.partial``, renamed on success) and return its stats for the manifest.
+    ``before_commit`` runs just before the rename and may veto it by raising (:class:`shared.shards.ShardWriter`).
 
     The GL thread (this one) only renders; CPU work overlaps it on two helper threads: the next
     clip's audio synthesis, timeline and plan (:func:`prepare_clip`) and the JPEG encoding of each
@@ -229,7 +232,7 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
         writer.add_sample(key, members)
         return meta
 
-    with (threadpool_limits(limits=1), S.ShardWriter(spec.path) as writer,
+    with (threadpool_limits(limits=1), S.ShardWriter(spec.path, before_commit) as writer,
           ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-cpu", initializer=_one_math_thread) as cpu,
           ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-write") as tar):
         written: list[Future] = []
@@ -265,17 +268,30 @@ def write_shard(cfg: Config, spec: ShardSpec, renderer) -> dict[str, Any]:
 _RENDERERS_CREATED = 0
 
 
+class OwnerGone(RuntimeError):
+    """The ``datagen run`` that started this worker has died: its lock on the output directory is gone."""
+
+
 class ShardWorker:
     """Long-lived worker state: the config and one Renderer, created here, inside the worker process.
 
     Used as is by the ``local`` and ``processes`` executors and wrapped with
     ``ray.remote`` as an actor by the ``ray`` executor.
+
+    ``owner_pid``: the ``datagen run`` process (on this host) whose lock covers the output directory. The
+    worker then ends itself within a second of that process's death (:func:`shared.runlock.exit_with_owner`),
+    and checks it once more just before each shard's rename, so that no shard appears after the lock is gone
+    (a second run may hold it by then).
     """
 
     def __init__(self, cfg_dict: dict[str, Any], gpu_index: int | None = None, ray_gpu: bool = False,
-                 render_threads: int | None = None):
+                 render_threads: int | None = None, owner_pid: int | None = None):
         global _RENDERERS_CREATED
         from datagen.visual import Renderer
+
+        self.owner_pid = owner_pid
+        if owner_pid is not None:
+            exit_with_owner(owner_pid)
 
         if render_threads and "LP_NUM_THREADS" not in os.environ:
             # Mesa llvmpipe (CPU rendering) starts one thread per CPU in every context; with several
@@ -308,8 +324,14 @@ class ShardWorker:
     def describe(self) -> dict[str, Any]:
         return dict(self.identity, shards_done=self.shards_done)
 
+    def check_owner(self) -> None:
+        """Raise :class:`OwnerGone` when the owning run has died (the shard must not be committed)."""
+        if self.owner_pid is not None and not pid_alive(self.owner_pid):
+            raise OwnerGone(f"the datagen run that started this worker (pid {self.owner_pid}) is gone; "
+                            "its shard is not committed")
+
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        stats = write_shard(self.cfg, ShardSpec(**spec), self.renderer)
+        stats = write_shard(self.cfg, ShardSpec(**spec), self.renderer, self.check_owner)
         self.shards_done += 1
         stats["worker"] = {"worker_id": self.identity["worker_id"], "pid": self.identity["pid"],
                            "host": self.identity["host"]}

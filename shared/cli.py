@@ -68,14 +68,19 @@ def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821
     raise SystemExit(code)
 
 
-def config_or_exit(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
-    """Resolve the config; on error print the message naming the field and exit 2; on --dry-run print and exit 0."""
+def config_or_exit(args: argparse.Namespace, base: dict[str, Any] | None = None,
+                   plan: Callable[[Config], list[str]] | None = None) -> Config:
+    """Resolve the config; on error print the message naming the field and exit 2; on --dry-run print and exit 0
+    (with ``plan``, its lines follow the config as YAML comments, so the output still loads as YAML)."""
     try:
         cfg = resolve_config(args, base=base)
     except ConfigError as e:
         fail(str(e))
     if getattr(args, "dry_run", False):
         sys.stdout.write(to_yaml(cfg))
+        sys.stdout.flush()
+        if plan is not None:
+            sys.stdout.write("".join(f"# {line}\n" for line in ["plan:", *("  " + x for x in plan(cfg))]))
         raise SystemExit(0)
     return cfg
 

@@ -27,9 +27,25 @@ def build_parser(prog: str, package: str, description: str) -> tuple[argparse.Ar
     return parser, mods
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``COMMAND [ARGS...]`` -> the namespace of COMMAND's parser, parsed intermixed: positionals (the
+    ``section.key=value`` overrides) may stand anywhere among the options, not only in one run at the end.
+
+    argparse's intermixed parsing refuses a parser with subcommands, so the command's own parser parses its
+    arguments; anything else (no command, an unknown one, ``--help`` before it) goes to ``parser`` as usual.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
 def run_cli(prog: str, package: str, description: str, argv: list[str] | None = None) -> int:
     parser, mods = build_parser(prog, package, description)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if not args.command:
         parser.print_help()
         return 2

@@ -18,6 +18,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,13 +53,37 @@ def describe_holder(rec: dict[str, Any]) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs on this host: the one liveness check (lock takeover, and the watchdogs
+    of :func:`exit_with_owner`). A zombie (dead, not yet reaped by its parent) counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc (not Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+
+
+def exit_with_owner(owner_pid: int, interval_s: float = 1.0) -> None:
+    """End this process (``os._exit``) within ``interval_s`` of the death of process ``owner_pid``.
+
+    For worker processes (loader workers, datagen's pool workers and embedded Ray actors): a worker whose
+    parent is not its owner (a fork server, a raylet) or that is re-parented to init when its owner is killed
+    by SIGKILL would otherwise live on, holding memory, GL contexts and GPUs, and keep working for nobody.
+    A daemon thread polls :func:`pid_alive`; nothing of the worker runs after its owner is gone.
+    """
+    def watch() -> None:
+        while pid_alive(owner_pid):
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
 
 
 def _write_record(fd: int, rec: dict[str, Any], path: Path) -> None:

@@ -27,7 +27,7 @@ import os
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -244,11 +244,14 @@ class ShardWriter:
 
     Use as a context manager: on an exception the partial file is removed and no
     file with the final name appears. A full disk raises :class:`shared.errors.DiskFullError`
-    naming the shard (the partial file removed first).
+    naming the shard (the partial file removed first). ``before_commit``, when given, is called just before the
+    rename; if it raises, the partial file is removed and no final file appears (datagen's workers check there
+    that the run that owns the output directory is still alive).
     """
 
-    def __init__(self, final_path: str | os.PathLike):
+    def __init__(self, final_path: str | os.PathLike, before_commit: Callable[[], None] | None = None):
         self.final_path = Path(final_path)
+        self.before_commit = before_commit
         self.partial_path = Path(str(self.final_path) + PARTIAL_SUFFIX)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self.closed = False
@@ -309,6 +312,13 @@ class ShardWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+        if self.before_commit is not None:
+            try:
+                self.before_commit()
+            except BaseException:
+                self.partial_path.unlink(missing_ok=True)
+                self.closed = True
+                raise
         os.replace(self.partial_path, self.final_path)
         self.closed = True
         return self.final_path

@@ -276,3 +276,35 @@ def test_cli_bad_value_fails_naming_field():
     r = _cli("preview", "--config", "configs/tiny.yaml", "data.audio_silence_mix_prob=1.5", "--dry-run")
     assert r.returncode == 2
     assert "data.audio_silence_mix_prob" in r.stderr
+
+
+# The least each command needs besides overrides (`inspect` takes none: it has a positional of its own).
+_REQUIRED = {"visualize": ["--audio", "a.wav", "--out", "a.mp4"], "sample": ["--audio", "a.wav"], "live": ["--audio", "-"]}
+
+
+@pytest.mark.parametrize("prog,package", [("datagen", "datagen.commands"), ("trainer", "trainer.commands")])
+def test_overrides_may_stand_anywhere_on_every_command(prog, package):
+    """`datagen run ... data.clip_seconds=2 --executor local --out D render.jpeg_quality=80` used to fail with
+    "unrecognized arguments": overrides split by an option now parse, on every command that takes them."""
+    from shared.command_line import build_parser, parse_command_line
+
+    parser, mods = build_parser(prog, package, "")
+    checked = 0
+    for name in mods:
+        args = parse_command_line(parser, [name, "data.seed=7", "--dry-run", *_REQUIRED.get(name, []),
+                                           "render.fps=8"]) if name not in ("inspect", "visualizers") else None
+        if args is None:
+            continue
+        assert args.command == name and args.overrides == ["data.seed=7", "render.fps=8"] and args.dry_run
+        checked += 1
+    assert checked == len(mods) - (2 if prog == "datagen" else 0)
+    assert parse_command_line(parser, ["inspect", "--repair", "D"] if prog == "datagen" else ["vae"]).command
+
+
+def test_split_overrides_reach_the_resolved_config():
+    r = _cli("run", "--config", "configs/tiny.yaml", "data.clip_seconds=2", "--executor", "local", "--out", "D",
+             "render.jpeg_quality=80", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    assert doc["data"]["clip_seconds"] == 2.0 and doc["render"]["jpeg_quality"] == 80
+    assert doc["run"]["executor"] == "local"

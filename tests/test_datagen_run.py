@@ -375,6 +375,50 @@ def test_processes_executor_survives_a_killed_worker_process(local_run, tmp_path
     assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
 
 
+def test_sigkilled_driver_leaves_no_worker_and_no_late_shard_then_resumes(local_run, tmp_path):
+    """SIGKILL a real `datagen run --executor processes` after its first shard: within 10 s none of the processes
+    it started runs (pool workers, resource tracker), no shard appears after its lock is gone, and a re-run
+    resumes to the serial reference's bytes (issue 26: they used to live on with ppid 1 and keep writing)."""
+    from killing import kill_datagen_after_first_shard, still_running
+
+    ref, _ = local_run
+    out = tmp_path / "px"
+    argv = ["--config", TINY, "--executor", "processes", "--workers", "2", "--shards", "3", "--val-shards", "1",
+            "--out", str(out), "--no-progress", *MICRO]
+    started, at_death = kill_datagen_after_first_shard(argv, out)
+    assert len(started) >= 2, [p.cmdline() for p in started]
+    left = still_running(started, within_s=10)
+    assert left == [], f"outlived the driver: {[' '.join(p.cmdline())[:100] for p in left]}"
+    assert set(out.glob("*/shard-*.tar")) == at_death, "a shard was written after the driver's lock was gone"
+    assert datagen("run", *argv) == 0
+    assert shard_files(out) == shard_files(ref) and not list(out.rglob("*.partial"))
+
+
+def test_dry_run_prints_a_plan_that_matches_the_run(local_run, capsys):
+    """`datagen run --dry-run` prints, after the resolved config (still valid YAML), the plan: clips per variant
+    and split (exactly those the run writes), frames, the size on disk and the time here from probe clips."""
+    import yaml
+
+    from datagen.plan import build_plan
+
+    ref, summary = local_run
+    with pytest.raises(SystemExit) as e:
+        datagen("run", "--config", TINY, "--executor", "local", "--shards", "3", "--val-shards", "1",
+                "--out", str(ref.parent / "never"), "--dry-run", *MICRO)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["data"]["train_shards"] == 3 and not (ref.parent / "never").exists()
+    plan_text = out[out.index("# plan:"):]
+    assert "#   train: 3 shards, 6 clips (" in plan_text and "#   frames: 192 (24 per clip)" in plan_text
+    assert "expected size on disk: " in plan_text and "expected time here: " in plan_text
+    plan = build_plan(micro_cfg(**{"data.train_shards": 3, "data.val_shards": 1, "run.workers": 1}))
+    assert plan["variants"] == summary["variants"]
+    assert plan["frames"] == summary["frames_written"]
+    on_disk = sum(p.stat().st_size for p in ref.glob("*/shard-*.tar"))
+    assert 0.6 < plan["bytes"] / on_disk < 1.6, (plan["bytes"], on_disk)
+    assert plan["seconds"] > 0 and plan["renderer"]["renderer"]
+
+
 # ------------------------------------------------------------ concurrency, verification, fingerprints, full disk
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,37 @@ def test_excl_fallback_never_takes_over_another_hosts_lock(tmp_path, monkeypatch
     with pytest.raises(LockHeldError, match="remote run"):
         with runlock.dir_lock(tmp_path, "new run"):
             pass
+
+
+def test_pid_alive_counts_a_zombie_as_gone():
+    """The one liveness check (lock takeover, worker watchdogs): a killed child not yet reaped is gone."""
+    import signal
+
+    from shared.runlock import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(child.pid)
+        assert child.poll() is None or child.returncode == -signal.SIGKILL  # gone before it was reaped
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_shard_writer_vetoed_commit_leaves_no_shard(tmp_path):
+    """``before_commit`` raising (datagen's worker: its run is gone) leaves neither the shard nor its partial."""
+    from shared.shards import ShardWriter
+
+    def owner_gone() -> None:
+        raise RuntimeError("owner gone")
+
+    final = tmp_path / "train" / "shard-000000.tar"
+    with pytest.raises(RuntimeError, match="owner gone"):
+        with ShardWriter(final, before_commit=owner_gone) as w:
+            w.add_sample("k0", [("txt", b"x")])
+    assert list(tmp_path.rglob("*")) == [tmp_path / "train"]

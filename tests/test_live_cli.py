@@ -113,3 +113,65 @@ def test_the_default_model_is_the_live_one_unless_there_is_a_run(tmp_path, monke
     (tmp_path / "runs" / "diffusion").mkdir(parents=True)
     assert resolve_live_checkpoint(None).as_posix() == "runs/diffusion"
     assert resolve_live_checkpoint("elsewhere").as_posix() == "elsewhere"
+
+
+class _FakeInputStream:
+    """sounddevice.InputStream's interface: after start(), a thread delivers blocks of music to the callback at
+    real-time pace (as PortAudio does), then interrupts the main thread (the user's Ctrl-C)."""
+
+    made: list["_FakeInputStream"] = []
+    wave: np.ndarray = np.zeros(0, np.float32)  # what the "microphone" hears, at the stream's rate
+
+    def __init__(self, device=None, channels=None, samplerate=None, dtype=None, blocksize=None, callback=None):
+        self.kwargs = dict(device=device, channels=channels, samplerate=samplerate, dtype=dtype, blocksize=blocksize)
+        self.callback, self.stopped, self.closed = callback, False, False
+        self.made.append(self)
+
+    def start(self) -> None:
+        import _thread
+        import threading
+        import time
+
+        sr, block, wave = self.kwargs["samplerate"], self.kwargs["blocksize"], self.wave
+
+        def feed() -> None:
+            t0 = time.monotonic()
+            for i in range(0, len(wave) - block + 1, block):
+                if self.stopped:
+                    return
+                time.sleep(max(0.0, t0 + i / sr - time.monotonic()))
+                self.callback(np.stack([wave[i:i + block]] * self.kwargs["channels"], axis=1), block, None, None)
+            _thread.interrupt_main()
+
+        threading.Thread(target=feed, daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_input_device_captures_through_sounddevice_to_a_recording(tmp_path, monkeypatch, capsys):
+    """`--input-device 3` through a fake sounddevice module (CI has no capture device): the stream is opened mono
+    at the model's rate on device 3, its blocks drive the live loop, Ctrl-C ends it and the recording is kept."""
+    import types
+
+    fake = types.ModuleType("sounddevice")
+    fake.InputStream = _FakeInputStream
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    from shared.audio_io import load_audio
+
+    _FakeInputStream.made.clear()
+    _FakeInputStream.wave = load_audio(make_music(tmp_path / "mic.wav", 2.0, 2.0), 16000)[0]
+    out = tmp_path / "device.mp4"
+    with pytest.raises(SystemExit) as e:
+        main(["live", "--input-device", "3", "--checkpoint", str(LIVE_MODEL), "--out", str(out),
+              "--summary", str(tmp_path / "s.json")])
+    assert e.value.code == 0, capsys.readouterr().err
+    (stream,) = _FakeInputStream.made
+    assert stream.kwargs["device"] == 3 and stream.kwargs["channels"] == 1 and stream.kwargs["dtype"] == "float32"
+    assert stream.stopped and stream.closed
+    info = probe(out)
+    sr_fps = 8  # the shipped live model's render.fps
+    assert info["has_audio"] and 8 <= info["n_frames"] <= 2.0 * sr_fps + 1, info

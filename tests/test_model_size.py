@@ -37,3 +37,23 @@ def test_the_default_model_has_the_docstrings_figures():
     assert new["gflop_forward_per_snippet"] == pytest.approx(546.8, abs=0.5)  # the docstring's figures
     assert new["gflop_train_per_snippet"] == pytest.approx(3281, abs=1)
     assert 5.9 < new["gflop_train_per_snippet"] / new["gflop_forward_per_snippet"] < 6.1  # 2 x (forward + 2 x forward)
+
+
+def test_generated_sections_name_the_commit_they_were_measured_on(tmp_path):
+    """bench/RESULTS.md sections are written by shared.markdown.replace_section: each carries the commit."""
+    from shared.markdown import replace_section
+    from shared.provenance import code_commit
+
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Benchmark results\n\n## Other\n\nkept\n")
+    r = {"width": 32, "depth": 1, "heads": 2, "params_M": 0.01, "tokens_per_snippet": 51, "batch_size": 8,
+         "gflop_forward_per_snippet": 0.001, "gflop_train_per_snippet": 0.007, "activation_GiB_per_snippet": 0.0001,
+         "activation_GiB_at_batch": 0.0008, "activation_share_by_dtype": {"bfloat16": 0.7, "bool": 0.0, "float32": 0.3}}
+    replace_section(md, model_size.SECTION, model_size.section_text([model_size.table_row("small", r)]))
+    text = md.read_text()
+    assert "## Other\n\nkept\n" in text
+    section = text[text.index(model_size.SECTION):]
+    assert f"Measured on commit `{code_commit()}`" in section.splitlines()[2]
+    assert "| small | 32 x 1 blocks, 2 heads | 0.01 M | 51 |" in section and "bfloat16 70%, float32 30% |" in section
+    replace_section(md, model_size.SECTION, model_size.section_text([]), commit="abc123")
+    assert md.read_text().count("Measured on commit") == 1 and "`abc123`" in md.read_text()

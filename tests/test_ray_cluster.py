@@ -1,8 +1,8 @@
 """`datagen run` on real Ray: the embedded cluster, and a two-node localhost cluster that loses a node mid-run.
 
-Two Ray clusters in the whole file (each costs seconds and ~600 MB): the embedded one started by
-`datagen run --executor ray`, and a `ray start --head` + `ray start --address` pair, each node in
-its own process group and temp dir, stopped by process-group id (never `ray stop`, which would
+Few Ray clusters in the whole file (each costs seconds and ~600 MB): the embedded one started by
+`datagen run --executor ray` (three runs: one whole, one killed mid-run, its re-run), and a `ray start --head`
++ `ray start --address` pair, each node in its own process group and temp dir, stopped by process-group id (never `ray stop`, which would
 kill every Ray process on the machine). Everything listens on 127.0.0.1 only; token auth is off
 for these loopback-only test clusters.
 """
@@ -117,6 +117,28 @@ def test_embedded_ray_cluster_byte_identical_one_context_per_actor(reference, tm
     manifest = json.loads((out / "manifest.json").read_text())
     assert {e["worker"]["pid"] for e in manifest["shards"].values()} <= pids
     assert run_cli("datagen", "datagen.commands", "", ["inspect", str(out)]) == 0
+
+
+def test_sigkilled_driver_of_the_embedded_cluster_leaves_nothing_behind_then_resumes(reference, tmp_path):
+    """SIGKILL a real `datagen run` (embedded Ray) after its first shard: within 10 s none of the processes it
+    started runs (actors, raylet, GCS, Ray's dashboard and runtime-env agents), no shard appears after its lock
+    is gone, its Ray temp dir is removed, and a re-run resumes to the serial reference's bytes."""
+    from killing import kill_datagen_after_first_shard, still_running
+
+    out = tmp_path / "px"
+    argv = [*ARGS, "--executor", "ray", "--workers", "2", "--out", str(out)]
+    before = set(Path("/tmp").glob("ray*"))
+    started, at_death = kill_datagen_after_first_shard(argv, out, env=ray_env(), timeout=240)
+    names = " ".join(p.name() for p in started)
+    assert "raylet" in names and "ShardWorker" in names, names
+    left = still_running(started, within_s=10)
+    assert left == [], f"outlived the driver: {[p.name() for p in left]}"
+    assert set(out.glob("*/shard-*.tar")) == at_death, "a shard was written after the driver's lock was gone"
+    assert set(Path("/tmp").glob("ray*")) <= before, "the embedded cluster's temp dir is left behind"
+    proc = subprocess.run([str(BIN / "datagen"), "run", *argv], cwd=ROOT, env=ray_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert shard_files(out) == shard_files(reference)
 
 
 @pytest.fixture(scope="module", autouse=True)

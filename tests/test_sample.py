@@ -264,6 +264,31 @@ def test_several_files_and_a_folder_are_sampled_as_one_batch(ckpt, tmp_path, cap
     assert code == 2 and "holds no audio files" in err
 
 
+def test_folder_mode_skips_an_unreadable_file_with_its_reason_and_samples_the_rest(ckpt, tmp_path, capsys, one_thread):
+    """Like `eval --audio-dir`: one bad file in a folder no longer aborts the batch (issue 26); a folder of nothing
+    usable is one error line and exit 2."""
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    sf.write(songs / "a.wav", music(16000, 1.0), 16000)
+    (songs / "b.wav").write_bytes(b"RIFF but not audio" * 8)
+    sf.write(songs / "c.wav", music(16000, 0.5, seed=1), 16000)
+    sf.write(songs / "d.wav", np.zeros(10, np.float32), 16000)  # shorter than one frame
+    out = tmp_path / "videos"
+    code, err = run_cli(capsys, "--audio", songs, "--checkpoint", ckpt, "--out", out, "--steps", 2)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "c.mp4"]
+    assert err.count("in a batch of 2") == 2 and "Traceback" not in err
+    skips = [line for line in err.splitlines() if line.startswith("sample: skipped ")]
+    assert len(skips) == 2, err
+    assert str(songs / "b.wav") in skips[0] and str(songs / "d.wav") in skips[1]
+    assert "shorter than one frame" in skips[1]
+    for name in ("a.wav", "c.wav"):
+        (songs / name).unlink()
+    code, err = run_cli(capsys, "--audio", songs, "--checkpoint", ckpt, "--out", out, "--steps", 2)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors == ["error: none of the 2 audio files could be used"], err
+
+
 def test_all_silent_audio_gives_a_valid_video(ckpt, tmp_path, capsys, one_thread):
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(16000 * 2, np.float32), 16000)

@@ -32,8 +32,6 @@ import random
 import re
 import sys
 import tarfile
-import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -47,6 +45,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from shared import shards as S
 from shared.config import Config, DataConfig
 from shared.errors import DataError
+from shared.runlock import exit_with_owner
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
 from trainer.diffusion.shuffle import audio_content_id
@@ -215,8 +214,9 @@ def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | No
     ``audio_debug_mode`` -> debug only, for the whole run. Otherwise, when :func:`reweights_variants`, the
     debug fraction follows the bootstrap curriculum: it falls linearly from 1 to ``audio_debug_mix_prob``
     over ``audio_debug_mix_schedule_steps`` (postmortem, "curriculum back to diversity"; 0 steps: the final
-    value from step 0); silence takes ``audio_silence_mix_prob`` of what debug leaves (capped so fractions sum
-    to 1); normal clips take the rest. A knob not given explicitly counts with its value (its default).
+    value from step 0); silence takes ``audio_silence_mix_prob`` as an absolute share, capped at what debug leaves
+    (``min(audio_silence_mix_prob, 1 - debug)``, not a share of the rest); normal clips take the rest. The same
+    rule as datagen's ``choose_variant``. A knob not given explicitly counts with its value (its default).
     """
     if data_cfg.audio_debug_mode:
         return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
@@ -734,21 +734,6 @@ class ShardDataset(IterableDataset):
         yield from log.report(stream)
 
 
-def _alive(pid: int) -> bool:
-    """True while process ``pid`` runs (a zombie, dead but not yet reaped by its parent, counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
 def _exit_with_owner(owner_pid: int, worker_id: int, interval_s: float = 1.0) -> None:
     """``worker_init_fn``: end this loader worker within ``interval_s`` of the training process's death.
 
@@ -756,12 +741,7 @@ def _exit_with_owner(owner_pid: int, worker_id: int, interval_s: float = 1.0) ->
     watchdog (which watches the parent) misses a ``kill -9`` of the trainer; seen here: the workers and
     the fork server then outlived it for good (the workers hold the pipe whose closing ends the server).
     """
-    def watch() -> None:
-        while _alive(owner_pid):
-            time.sleep(interval_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
+    exit_with_owner(owner_pid, interval_s)
 
 
 def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,

@@ -16,12 +16,13 @@ exits 2); anything else (a bug, running out of memory) keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -394,12 +395,47 @@ def sample_file(audio_path: str | Path, out_path: str | Path, model: SamplingMod
     return sample_files([audio_path], [out_path], model, settings, progress, on_frames=each)[0]
 
 
+def read_item(index: int, audio_path: str | Path, out_path: str | Path, cfg: Config) -> dict[str, Any]:
+    """One file's audio and conditioning, ready to sample; raises AudioError when it cannot be used."""
+    fps = cfg.render.fps
+    wave, sr = load_audio(audio_path)
+    n_frames = frame_count(len(wave), sr, fps)
+    if n_frames == 0:
+        raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame "
+                         f"at {fps:g} fps")
+    windows, silent, _ = audio_conditioning(wave, sr, cfg, n_frames)
+    return {"index": index, "audio": Path(audio_path), "out": Path(out_path), "wave": wave, "sr": sr,
+            "frames": n_frames, "windows": windows, "silent": silent}
+
+
+def readable_items(audio_paths: list[str | Path], out_paths: list[str | Path], cfg: Config,
+                   skipped: list[dict[str, str]] | None) -> Iterator[dict[str, Any]]:
+    """:func:`read_item` of each file, lazily. With a ``skipped`` list, a file that cannot be used is recorded
+    there (``{"file", "reason"}``) and left out; without one its AudioError ends the whole call."""
+    for index, (audio_path, out_path) in enumerate(zip(audio_paths, out_paths)):
+        try:
+            yield read_item(index, audio_path, out_path, cfg)
+        except AudioError as e:
+            if skipped is None:
+                raise
+            skipped.append({"file": str(audio_path), "reason": one_line(e)})
+
+
+def batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    while group := list(itertools.islice(items, size)):
+        yield group
+
+
 def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], model: SamplingModel,
                  settings: SampleSettings, progress: bool = True, batch: int | None = None,
-                 on_frames: Callable[[int, np.ndarray], None] | None = None) -> list[dict[str, Any]]:
+                 on_frames: Callable[[int, np.ndarray], None] | None = None,
+                 skipped: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
     """Sample one video per audio file, ``batch`` files (default ``inference.batch_snippets``) as the B streams of
     one batched stream through the model; returns one summary per file. ``on_frames(i, chunk)`` gets each uint8
-    chunk (n, H, W, 3) of file i as it is written.
+    chunk (n, H, W, 3) of file i as it is written. With a ``skipped`` list, a file that cannot be read is
+    recorded there with its reason and the others are sampled (the batches are filled from the readable ones);
+    without one, such a file raises its AudioError before anything of its batch is written.
 
     Every file gets the style the one-file path would give it (the same seed or reference). Shorter files of a
     batch are padded with their last frame's audio up to the longest and cut back when written. The noise is
@@ -418,18 +454,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
                                      settings.style_seed if settings.style_seed is not None else settings.seed)
     size = max(1, batch or cfg.inference.batch_snippets)
     summaries: list[dict[str, Any]] = []
-    for g in range(0, len(audio_paths), size):
-        group = list(zip(audio_paths[g:g + size], out_paths[g:g + size]))
-        items = []
-        for audio_path, out_path in group:
-            wave, sr = load_audio(audio_path)
-            n_frames = frame_count(len(wave), sr, fps)
-            if n_frames == 0:
-                raise AudioError(f"audio file {str(audio_path)!r}: {len(wave) / sr:.4f} s is shorter than one frame "
-                                 f"at {fps:g} fps")
-            windows, silent, _ = audio_conditioning(wave, sr, cfg, n_frames)
-            items.append({"audio": Path(audio_path), "out": Path(out_path), "wave": wave, "sr": sr,
-                          "frames": n_frames, "windows": windows, "silent": silent})
+    for items in batches(readable_items(audio_paths, out_paths, cfg, skipped), size):
         longest = max(it["frames"] for it in items)
         windows = np.stack([pad_to(it["windows"], longest) for it in items])  # (B, T, k+1+f, Ch)
         silent = np.stack([pad_to(it["silent"], longest) for it in items])  # (B, T)
@@ -445,12 +470,12 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
             done = 0
             for chunk in generate_frames(model, windows, silent, style_z, spec, settings.seed):
                 n = chunk.shape[1]
-                for i, (writer, it, frames) in enumerate(zip(writers, items, chunk)):
+                for writer, it, frames in zip(writers, items, chunk):
                     keep = max(0, min(n, it["frames"] - done))
                     if keep:
                         writer.write(frames[:keep])
                         if on_frames is not None:
-                            on_frames(g + i, frames[:keep])
+                            on_frames(it["index"], frames[:keep])
                         if bar is not None:
                             bar.update(keep)
                 done += n

@@ -34,8 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser, SHORT_FLAGS)
 
 
+def dry_run_plan(cfg) -> list[str]:
+    """--dry-run's plan: clips per variant, frames, size on disk and time here (:mod:`datagen.plan`)."""
+    from datagen.plan import build_plan, plan_lines
+
+    return plan_lines(build_plan(cfg))
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = config_or_exit(args)
+    cfg = config_or_exit(args, plan=dry_run_plan)
     from datagen.run import run_datagen
     from shared.errors import SynestheteError
 

@@ -1,7 +1,9 @@
 """The ``processes`` executor: a spawn-context process pool, one ShardWorker per process.
 
 Never fork: an inherited EGL context hangs (PLATFORM_NOTES.md). The pool initializer creates the
-worker inside each process; a crashed pool is rebuilt and its in-flight shards are resubmitted.
+worker inside each process; a crashed pool is rebuilt and its in-flight shards are resubmitted. The workers
+watch the driver (``owner_pid``): when it dies, even by SIGKILL, they end within a second and commit no
+further shard (:class:`datagen.shard_job.ShardWorker`); multiprocessing's resource tracker ends with them.
 
 GPUs: each worker is pinned to one of this machine's GPUs, round robin (worker j gets GPU
 j mod n), the way the ``ray`` executor's actors are: its CUDA_VISIBLE_DEVICES is narrowed to that
@@ -42,7 +44,8 @@ def gpu_for_worker(slot: int, gpus: list[str]) -> str | None:
     return gpus[slot % len(gpus)] if gpus else None
 
 
-def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int, slots, gpus: list[str]) -> None:
+def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int, slots, gpus: list[str],
+               owner_pid: int) -> None:
     global _POOL_WORKER
     import os
     import queue as queue_mod
@@ -54,7 +57,7 @@ def _pool_init(cfg_dict: dict[str, Any], report_queue, render_threads: int, slot
     gpu = gpu_for_worker(slot, gpus)
     if gpu is not None:  # before the Renderer (and CUDA/EGL) exists in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    _POOL_WORKER = ShardWorker(cfg_dict, render_threads=render_threads)
+    _POOL_WORKER = ShardWorker(cfg_dict, render_threads=render_threads, owner_pid=owner_pid)
     report_queue.put(_POOL_WORKER.describe())
 
 
@@ -87,7 +90,8 @@ def execute_processes(cfg: Config, specs: list[ShardSpec], workers: int | None, 
         for j in range(k):
             slots.put(j)
         return ProcessPoolExecutor(max_workers=k, mp_context=ctx, initializer=_pool_init,
-                                   initargs=(cfg_dict, reports, max(1, available_cpus() // k), slots, gpus))
+                                   initargs=(cfg_dict, reports, max(1, available_cpus() // k), slots, gpus,
+                                             os.getpid()))
 
     def drain() -> None:
         while True:

@@ -4,6 +4,11 @@ An embedded single-machine cluster (``ray.init(address="local")``, loopback only
 short temp dir) or ``--address`` to join a running cluster. Workers are actors holding 1 CPU slot
 each, and an equal fraction of the cluster's GPUs when it has any. A lost or failed actor is killed
 and replaced; its shard is retried under the run's retry policy.
+
+When the driver of an embedded cluster is killed (even by SIGKILL), its actors end within a second and commit
+no further shard (they watch it: :class:`datagen.shard_job.ShardWorker`), and :mod:`shared.reaper` kills the
+rest of the cluster (Ray's agents would wait a minute for the dead GCS) and removes its temp dir. A joined
+cluster (``--address``) ends a dead driver's actors itself.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections import deque
 from typing import Any, Callable, Iterator
 
 from shared.config import Config
+from shared.reaper import start_reaper, stop_reaper
 
 from datagen.executors.base import ExecState, Outcome, RetryPolicy, available_cpus, error_text
 from datagen.manifest import RunError
@@ -102,16 +108,22 @@ def init_ray(address: str | None, workers: int | None, connect_timeout_s: float 
     # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
     # to a stale cluster left in a temp dir (a bare ray.init() can, and hang).
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=max(available_cpus(), workers or 0), include_dashboard=False, _temp_dir=temp_dir,
-             _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024,
-             log_to_driver=False, logging_level="WARNING")
+    reaper = start_reaper(temp_dir)  # kills what the cluster leaves behind if this process is killed
 
     def shutdown() -> None:
         import shutil
 
         ray.shutdown()
+        stop_reaper(reaper)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
+    try:
+        ray.init(address="local", num_cpus=max(available_cpus(), workers or 0), include_dashboard=False,
+                 _temp_dir=temp_dir, _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024,
+                 log_to_driver=False, logging_level="WARNING")
+    except BaseException:
+        shutdown()
+        raise
     return shutdown
 
 
@@ -127,6 +139,7 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy
         k, gpu_share = actor_plan(ray.cluster_resources(), workers, len(specs))
         actor_cls = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=gpu_share, max_restarts=0, max_task_retries=0)
         cfg_dict = cfg.model_dump(mode="json")
+        owner_pid = None if address else os.getpid()  # embedded: the actors run on this host and watch this process
         queue = deque(specs)
         starting: dict[Any, Any] = {}  # ready ref -> actor
         busy: dict[Any, tuple[Any, ShardSpec]] = {}  # task ref -> (actor, spec)
@@ -136,7 +149,7 @@ def execute_ray(cfg: Config, specs: list[ShardSpec], workers: int | None, policy
 
         def start_actor() -> None:
             # One CPU slot per actor, so one llvmpipe thread each on CPU-only nodes.
-            actor = actor_cls.remote(cfg_dict, ray_gpu=gpu_share > 0, render_threads=1)
+            actor = actor_cls.remote(cfg_dict, ray_gpu=gpu_share > 0, render_threads=1, owner_pid=owner_pid)
             started.append(actor)
             starting[actor.describe.remote()] = actor
 

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "itself; closing stdin ends the stream).")
     src.add_argument("--input-device", metavar="DEVICE", nargs="?", const="",
                      help="Capture from an audio input device (index or name; none given: the default device). "
-                          "Needs the optional sounddevice package and PortAudio; not covered by the tests (CI "
-                          "machines have no capture device).")
+                          "Needs the optional sounddevice package and PortAudio (the tests drive it through a fake "
+                          "sounddevice module: CI machines have no capture device). Ctrl-C ends the stream.")
     parser.add_argument("--no-realtime", action="store_true",
                         help="Flat out: read the file as fast as frames are made, and never degrade or drop "
                              "(every snippet at the full steps). For recording: frames come faster than real time.")

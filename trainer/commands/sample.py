@@ -17,7 +17,8 @@ HELP = ("Generate a video for any audio file (wav/flac/ogg/mp3/m4a/...) with a t
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", required=True, action="append", metavar="FILE_OR_DIR",
                         help="Audio file to turn into a video (any length), or a folder of them; repeat for several. "
-                             "Several files are sampled inference.batch_snippets at a time as the streams of one batch.")
+                             "Several files are sampled inference.batch_snippets at a time as the streams of one batch; "
+                             "with several, a file that cannot be read is skipped with its reason and the rest sampled.")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
                         help="Diffusion run dir (uses its latest checkpoint) or a ckpt/step-* dir. "
                              "Default: runs/diffusion, or the shipped models/ when that does not exist.")
@@ -71,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
                                 sample_files)
 
     ckpt = resolved_or_exit(args, lambda: resolve_checkpoint_arg(args.checkpoint))
-    audios, outs = [Path(a) for a in args.audio], []
+    audios, outs, skipped = [Path(a) for a in args.audio], [], None
     if not args.dry_run:
         try:
             audios = audio_inputs(args.audio)
         except SynestheteError as e:
             fail(one_line(e))
         several = len(audios) > 1 or any(Path(a).is_dir() for a in args.audio)
+        skipped = [] if several else None  # one file: its error is the run's error
         outs = output_paths(audios, args.out, several)
         if several and args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -89,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
                                   guidance=inf.audio_guidance_scale, steps=inf.steps, sampler=inf.sampler,
                                   overlap=args.overlap)
         with torch.no_grad():  # scoped: tests call run() in-process
-            summaries = sample_files(audios, outs, model, settings, progress=not args.no_progress)
+            summaries = sample_files(audios, outs, model, settings, progress=not args.no_progress, skipped=skipped)
     except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))
+    for s in skipped or []:
+        print(f"sample: skipped {s['file']}: {s['reason']}", file=sys.stderr)
+    if skipped and not summaries:
+        fail(f"none of the {len(audios)} audio files could be used")
     for summary in summaries:
         batch = f" in a batch of {summary['batch']}" if summary["batch"] > 1 else ""
         print(f"sample: wrote {summary['out']} ({summary['frames']} frames, {summary['duration_s']:.2f} s at "
