@@ -32,8 +32,8 @@ import numpy as np
 from datagen.audio import patterns as P
 
 # Profile -> weight of its draw.
-PROFILES = {"steady": 0.14, "terraced": 0.22, "crescendo": 0.1, "decrescendo": 0.06, "breakdown": 0.3,
-            "build_drop": 0.12, "swell": 0.06}
+PROFILES = {"steady": 0.14, "terraced": 0.22, "crescendo": 0.08, "decrescendo": 0.04, "breakdown": 0.36,
+            "build_drop": 0.12, "swell": 0.04}
 RANGE_DB = (12.0, 32.0)  # dynamic range of a non-steady clip: loudest minus quietest section, dB
 # The quietest section's RMS stays above this after the master gain (dBFS): far above the timeline's
 # silence threshold (-60 dBFS), so a quiet passage never reads as silence.

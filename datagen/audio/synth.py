@@ -23,8 +23,9 @@ from shared.timeline import band_edges
 
 VARIANTS = ("normal", "silence", "debug")
 # Version of the procedural audio's content: bump it whenever a seed's audio changes (it is part of the shards'
-# content fingerprint, datagen/manifest.py). 1: one dynamic level per clip; 2: song dynamics (dynamics.py).
-AUDIO_VERSION = 2
+# content fingerprint, datagen/manifest.py). 1: one dynamic level per clip; 2: song dynamics (dynamics.py, b7be8d6);
+# 3: more breakdowns among the dynamics profiles.
+AUDIO_VERSION = 3
 PEAK_TARGET = 0.89  # mix peak at 0 dB gain (headroom for AAC/resampling)
 PEAK_MAX = 0.99  # hard ceiling when gain_db > 0 would push past full scale
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 # Version of the visualizers' content: bump it whenever a timeline's frames change (drive or shaders; it is
 # part of the shards' content fingerprint, datagen/manifest.py). 1: loudness^1.5 clocks with an onset kick;
-# 2: loudness first (exponential-in-dB clocks, loudness gain, size and warmth from the bands, onset punch).
-VISUAL_VERSION = 2
+# 2: loudness first (exponential-in-dB clocks, loudness gain, size and warmth from the bands, onset punch; b7be8d6);
+# 3: the clock doubles per 9 dB (not 6), gain up to 1.4, the tint smoothed, luma-preserving and silent in silence.
+VISUAL_VERSION = 3
 
 # Bands are resampled to this many values for the shaders (``uniform float u_bands[8]``).
 SHADER_BANDS = 8
@@ -43,13 +45,16 @@ DB_FLOOR = -60.0
 # stays dark and slow.
 LOUD_FLOOR_DB = -55.0
 LOUD_FULL_DB = -10.0
-# Motion clock: 1 unit/s (times the style speed) at SPEED_REF_DB, doubling per SPEED_DOUBLING_DB, at most SPEED_MAX.
+# Motion clock: CLOCK_RATE units/s (times the style speed) at SPEED_REF_DB, doubling per SPEED_DOUBLING_DB, at most
+# SPEED_MAX. Steeper (x2 per 6 dB) saturated the frame difference at 8 fps on real recordings' note attacks.
 SPEED_REF_DB = -20.0
-SPEED_DOUBLING_DB = 6.0
+SPEED_DOUBLING_DB = 9.0
 SPEED_MAX = 4.0
 CLOCK_RATE = 0.7
-# Picture gain: GAIN_MIN + (1 - GAIN_MIN) * loudness_unit ** GAIN_POWER (x2.4 from -35 to -20 dBFS).
+# Picture gain: GAIN_MIN + (GAIN_MAX - GAIN_MIN) * loudness_unit ** GAIN_POWER: 0.88 at -20 dBFS (typical music,
+# about the brightness of the visualizers before issue 29), 1.17 at -14, 0.34 at -35 (x2.6 from -35 to -20 dBFS).
 GAIN_MIN = 0.08
+GAIN_MAX = 1.4
 GAIN_POWER = 2.0
 # Size: the picture is scaled by SIZE_MIN + SIZE_RANGE * (low-band level); warmth: low minus high bands.
 SIZE_MIN = 0.8
@@ -60,6 +65,7 @@ LOW_BANDS = (0, 1, 2)
 HIGH_BANDS = (5, 6, 7)
 WARMTH_SCALE = 4.0
 WARMTH_CENTRE = 0.28  # a typical low-minus-high balance of music in band units: neutral colour
+WARMTH_SMOOTH_S = 0.25  # the colour temperature follows the band balance this slowly (no per-note flicker)
 # Spectral flux (mean half-wave-rectified dB increase per bin, shared/timeline.py) mapped to [0, 1]:
 # steady music sits around 1-3 dB, drum hits give 10-40 dB; ONSET_FLOOR -> 0, ONSET_FULL -> 1.
 ONSET_FLOOR = 3.0
@@ -105,24 +111,36 @@ def clock_speed(level: float) -> float:
 
 
 def brightness_gain(level: float) -> float:
-    """Picture gain in [GAIN_MIN, 1] for a loudness unit: ``GAIN_MIN + (1 - GAIN_MIN) * level ** GAIN_POWER``."""
-    return GAIN_MIN + (1.0 - GAIN_MIN) * level ** GAIN_POWER
+    """Picture gain in [GAIN_MIN, GAIN_MAX] for a loudness unit: ``GAIN_MIN + (GAIN_MAX - GAIN_MIN) * level **
+    GAIN_POWER``."""
+    return GAIN_MIN + (GAIN_MAX - GAIN_MIN) * level ** GAIN_POWER
 
 
-def size_factor(bands: np.ndarray, flash: float) -> float:
+def _mean(values: Sequence[float], idx: tuple[int, ...]) -> float:
+    return sum(values[i] for i in idx) / len(idx)
+
+
+def size_factor(bands: Sequence[float], flash: float) -> float:
     """Scale of the picture: SIZE_MIN + SIZE_RANGE x the low bands' mean envelope (units), punched up by
-    ``1 + PUNCH * flash`` on onsets."""
-    return (SIZE_MIN + SIZE_RANGE * float(np.mean(bands[list(LOW_BANDS)]))) * (1.0 + PUNCH * flash)
+    ``1 + PUNCH * flash`` on onsets. (Plain floats: this runs once per frame.)"""
+    return (SIZE_MIN + SIZE_RANGE * _mean(bands, LOW_BANDS)) * (1.0 + PUNCH * flash)
 
 
-def warmth(bands: np.ndarray) -> float:
+def warmth(bands: Sequence[float]) -> float:
     """Colour temperature in [-1, 1] (> 0: warm): WARMTH_SCALE x (mean low band - mean high band - WARMTH_CENTRE),
-    band units; 0 when every band is 0 (silence). The integrator fades it with the loudness envelope, so a
-    silent picture keeps its own colours."""
-    if not np.any(bands > 0):
+    band units; 0 when every band is 0 (silence). The integrator smooths it (WARMTH_SMOOTH_S) and fades it with
+    :func:`sound_gate`, so a silent picture keeps its own colours."""
+    if max(bands) <= 0:
         return 0.0
-    tilt = np.mean(bands[list(LOW_BANDS)]) - np.mean(bands[list(HIGH_BANDS)]) - WARMTH_CENTRE
-    return float(np.clip(WARMTH_SCALE * tilt, -1.0, 1.0))
+    tilt = _mean(bands, LOW_BANDS) - _mean(bands, HIGH_BANDS) - WARMTH_CENTRE
+    return min(1.0, max(-1.0, WARMTH_SCALE * tilt))
+
+
+def sound_gate(level: float) -> float:
+    """How much of the picture is lit at a loudness unit: ``smoothstep(0, 0.12, level)``, as layer_main.glsl gates
+    every layer (0 in silence, 1 from about -50 dBFS)."""
+    t = min(max(level / 0.12, 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
 
 
 def amplitude_to_unit(amp: np.ndarray) -> np.ndarray:
@@ -211,6 +229,7 @@ class DriveState:
     bands: np.ndarray = field(default_factory=lambda: np.zeros(SHADER_BANDS))
     flash: float = 0.0
     centroid: float = 0.3
+    warmth: float = 0.0
     downbeat: float = 0.0
     phase: float = 0.0
     spin: float = 0.0
@@ -237,6 +256,7 @@ class DriveIntegrator:
         self.r_flash = release_coeff(fps, FLASH_RELEASE_S)
         self.r_down = release_coeff(fps, DOWNBEAT_RELEASE_S)
         self.k_centroid = 1.0 - release_coeff(fps, CENTROID_SMOOTH_S)
+        self.k_warmth = 1.0 - release_coeff(fps, WARMTH_SMOOTH_S)
         self.state = DriveState()
 
     def step_chunk(self, features: np.ndarray, names: list[str]) -> np.ndarray:
@@ -265,10 +285,13 @@ class DriveIntegrator:
             s.since_burst_s += dt
             if onset >= BURST_ONSET and s.since_burst_s >= BURST_MIN_GAP_S:
                 s.burst_age, s.since_burst_s, s.burst_count = 0.0, 0.0, s.burst_count + 1.0
-            dominant = float(np.argmax(s.bands)) / (SHADER_BANDS - 1) if s.bands.max() > 0 else 0.0
+            bands = s.bands.tolist()
+            s.warmth += (warmth(bands) - s.warmth) * self.k_warmth
+            loudest = max(bands)
+            dominant = bands.index(loudest) / (SHADER_BANDS - 1) if loudest > 0 else 0.0
             out[t, :len(DRIVE_SCALARS)] = (s.level, s.flash, s.centroid, pulse, s.downbeat, s.phase, s.spin,
                                            s.burst_age, s.burst_count, dominant, brightness_gain(s.level),
-                                           size_factor(s.bands, s.flash), warmth(s.bands) * min(1.0, s.level / 0.1))
+                                           size_factor(bands, s.flash), s.warmth * sound_gate(s.level))
             out[t, len(DRIVE_SCALARS):] = s.bands
         return out
 

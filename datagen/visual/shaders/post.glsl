@@ -10,8 +10,10 @@ out vec4 f_color;
 void main() {
     ivec2 ij = ivec2(gl_FragCoord.xy);
     vec3 c = clamp(u_hue_mat * clamp(texelFetch(u_comp, ij, 0).rgb, 0.0, 1.0), 0.0, 1.0);
-    // Low bands warm the whole picture, high bands cool it, the same way in every clip (a mapping a viewer can learn).
-    c = clamp(c * vec3(1.0 + 0.6 * u_warmth, 1.0 + 0.1 * u_warmth, 1.0 - 0.6 * u_warmth), 0.0, 1.0);
+    // Low bands warm the whole picture, high bands cool it, the same way in every clip (a mapping a viewer can learn);
+    // the tint keeps the luma (Rec. 601), so brightness stays loudness's.
+    vec3 tint = vec3(1.0 + 0.6 * u_warmth, 1.0 + 0.1 * u_warmth, 1.0 - 0.6 * u_warmth);
+    c = clamp(c * tint / dot(tint, vec3(0.299, 0.587, 0.114)), 0.0, 1.0);
     vec3 prev = texelFetch(u_prev, ij, 0).rgb;
     f_color = vec4(max(c, prev * u_decay), 1.0);
 }
