@@ -1,18 +1,26 @@
-"""`trainer live --serve`'s server under clients that go away: real sockets reset mid-request and mid-stream.
-Loopback only."""
+"""`trainer live --serve`'s server under clients that go away: real sockets reset mid-request and mid-stream,
+and a real Ctrl-C (SIGINT) to a real `trainer live --serve` process. Loopback only."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 
+from browser import free_port
+from live_helpers import ROOT, make_music
 from trainer.live.server import LiveServer
+
+MODEL = ROOT / "models" / "synesthete-tiny"
 
 
 def _connect(server: LiveServer, request: bytes = b"") -> socket.socket:
@@ -67,3 +75,47 @@ def test_connections_reset_by_the_client_leave_no_traceback(capfd):
     _handlers_done()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception" not in err, err
+
+
+def test_one_ctrl_c_stops_a_serving_stream(tmp_path):
+    """A file at real-time pace with --serve (no --exit-at-end): one SIGINT while frames are streaming ends the
+    stream, closes the page's event stream and exits (it used to end the stream and keep serving until a
+    second Ctrl-C)."""
+    song = make_music(tmp_path / "song.wav", seconds=20.0, music_s=20.0, sr=16000)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "live", "--serve", f"127.0.0.1:{port}", "--no-wait",
+                             "--checkpoint", str(MODEL), "--audio", str(song)],
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        page = _events_when_up(port, timeout=90.0)
+        seen = page.makefile("rb")
+        _read_until(seen, b"event: frame")  # streaming
+        proc.send_signal(signal.SIGINT)
+        _read_until(seen, b'"ended": true')  # the page is told that the stream ended
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    assert "Traceback" not in err, err
+    assert "stays up until Ctrl-C" not in err and "live: " in err.splitlines()[-1], err
+
+
+def _events_when_up(port: int, timeout: float) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(_get("/events"))
+            return s
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "trainer live --serve never listened"
+            time.sleep(0.2)
+
+
+def _read_until(stream, needle: bytes) -> None:
+    for line in stream:
+        if needle in line:
+            return
+    raise AssertionError(f"the event stream ended before {needle!r}")
