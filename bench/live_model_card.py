@@ -6,7 +6,8 @@
 
 Both reports are ``trainer eval`` runs on the same val data (report.json); the card puts the offline model's
 figures beside the live model's, per variant (normal music first), with the 95% CIs the reports hold. The live
-latency figures come from the summaries bench/live_latency.py keeps (``bench/live_latency_*_cpu.json``). So
+latency figures come from the summaries bench/live_latency.py keeps (``bench/live_latency_*_cpu.json``). The
+reports read are copied to docs/results/reports/synesthete-tiny-live/ (committed with the card). So
 refreshing the card after either model changes is: re-run its ``trainer eval``, then this command.
 """
 
@@ -22,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.eval.report import fmt_entry  # noqa: E402
+from trainer.eval.report import fmt_entry, keep_report  # noqa: E402
 
 NAME = "synesthete-tiny-live"
 DATA = "runs/live-cpu"
@@ -105,6 +106,16 @@ def offline_frames(offline: dict) -> str:
            f"{od['steps'] * od['batch_size'] * od['snippet_frames']}"
 
 
+KEPT = ROOT / "docs" / "results" / "reports" / NAME  # copies of the report.json files the card is written from
+REPORT_NAMES = ("live", "offline", "wide-live", "wide-offline")  # in --live-report, --offline-report, --wide-* order
+
+
+def raw_reports_line(*names: str) -> str:
+    """The card's line beside a table: where the raw reports behind its figures are kept."""
+    kept = ", ".join(f"`{(KEPT / f'{n}.json').relative_to(ROOT)}`" for n in names)
+    return f"Raw reports behind this table: {kept} (copied there by bench/live_model_card.py from the reports it read)."
+
+
 WIDE_DATA = "runs/val18"  # the preset's generator with 18 val shards: 32 distinct normal and 32 silence clips
 
 
@@ -126,6 +137,7 @@ def wide_section(live: dict, offline: dict) -> list[str]:
         f"python -m trainer eval --checkpoint models/{NAME} --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-live",
         f"python -m trainer eval --checkpoint models/synesthete-tiny --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-offline",
         "```", "",
+        raw_reports_line("wide-live", "wide-offline"), "",
         f"Normal music, n = {n_normal} clips:", "",
         *metric_rows(NORMAL, normal, off_normal), "",
         f"Silence/dropout clips, n = {n_silence} clips:", "",
@@ -199,6 +211,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          f"python bench/live_model_card.py --live-report {DATA}/eval-live/report.json "
          f"--offline-report {DATA}/eval-offline/report.json",
          "```", "",
+         raw_reports_line("live", "offline"), "",
          f"Normal music (the headline; music frames only), n = {n_normal} clips:", "",
          *metric_rows(NORMAL, normal, off_normal), "",
          f"Silence/dropout clips, n = {n_silence} clips:", "",
@@ -251,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             print(f"error: {path}: not a readable report.json ({e})", file=sys.stderr)
             return 2
+    for name, path in zip(REPORT_NAMES, paths):
+        keep_report(path, KEPT / f"{name}.json")
     model = Path(args.model)
     out = model / "MODEL_CARD.md"
     wide = (reports[2], reports[3]) if len(reports) == 4 else None

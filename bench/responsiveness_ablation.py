@@ -752,6 +752,22 @@ def seeds_text(xs: list[float | None]) -> str:
     return " / ".join(fmt(x) for x in xs)
 
 
+def kept_reports_dir(results: Path, preset: str) -> Path:
+    """Where the study's report.json files are copied, beside its RESULTS.md (committed with it)."""
+    return results.parent / "results" / "reports" / f"ablation-{preset}"
+
+
+def keep_eval_reports(p: Paths, results: Path, preset: str) -> Path:
+    """Copy every report.json under the work dir's eval/ to :func:`kept_reports_dir`, by the same relative path
+    (``<arm>_s<seed>/report.json``, ``ship/<candidate>_s<seed>/<sampling>/report.json``); returns that folder."""
+    from trainer.eval.report import keep_report
+
+    dest = kept_reports_dir(results, preset)
+    for src in sorted((p.work / "eval").rglob("report.json")):
+        keep_report(src, dest / src.relative_to(p.work / "eval"))
+    return dest
+
+
 def write_results(path: Path, p: Paths, preset: str, plan: dict[str, Any], log: Log, stills_dir: Path,
                   notes: Path | None, tune: bool) -> Path:
     """docs/RESULTS.md from the arms' report.json files, the plan and the command log. Arms without their reports
@@ -770,7 +786,10 @@ def write_results(path: Path, p: Paths, preset: str, plan: dict[str, Any], log: 
           "per-variant evaluation of issue 12). Headline = **normal music** (music frames only). Every figure is the "
           f"mean of {len(SEEDS)} seeds (training seed and sampling seed {', '.join(map(str, SEEDS))}) with each "
           "seed's value and its 95% bootstrap CI over clips shown; *floor* = video generated from another clip's "
-          "audio (chance for retrieval), *ground truth* = the data's frames (the ceiling).", ""]
+          "audio (chance for retrieval), *ground truth* = the data's frames (the ceiling).", "",
+          f"Raw reports behind every figure here: `{rel(keep_eval_reports(p, path, preset))}/` (each arm's "
+          "`<arm>_s<seed>/report.json` and each ship pair's `ship/<candidate>_s<seed>/<sampling>/report.json`, "
+          "copied there from the work dir's `eval/` by the script).", ""]
     if preset == "smoke":
         L += ["**Smoke preset: this proves the plumbing only.** Models of a few hundred weights trained a few steps; "
               "the numbers mean nothing.", ""]
@@ -1320,8 +1339,14 @@ def sample30_name(q: Pair) -> str:
     return f"ship-sample30-{q.cand.key}-{q.samp.key}"
 
 
+def kept_report_path(p: Paths, results: Path, preset: str, pair: Pair, seed: int) -> str:
+    """The committed copy of a ship pair's report.json (see :func:`keep_eval_reports`), repository-relative."""
+    src = ship_eval_dir(p, pair.cand, pair.samp, seed) / "report.json"
+    return repo_relative(str(kept_reports_dir(results.resolve(), preset) / src.relative_to(p.work / "eval")))
+
+
 def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confirm: Pair | None, pairs: list[Pair],
-               cfg: dict[str, Any], p: Paths, log: Log, train_cmd: str, note_text: str) -> Path:
+               cfg: dict[str, Any], p: Paths, log: Log, train_cmd: str, note_text: str, results: Path) -> Path:
     """MODEL_CARD.md: the normal-music table first (this model: seed 0), silence settle, the goal table (mean of
     the seeds), what was tried, what stands in the way, files, the 30-s sampling time, use."""
     d, r, df = cfg["data"], cfg["render"], cfg["diffusion"]
@@ -1355,6 +1380,8 @@ def model_card(dest: Path, name: str, preset: str, arm: Arm, chosen: Pair, confi
          "clip's audio with the same style and noise (chance for retrieval); *ground truth* = the data's frames "
          f"(the ceiling). Command: `{repo_relative(log.last_ok(f'ship-{chosen.cand.key}_s{SEEDS[0]}-eval-{chosen.samp.key}')['command'])}`."
          if log.last_ok(f"ship-{chosen.cand.key}_s{SEEDS[0]}-eval-{chosen.samp.key}") else "", "",
+         f"Raw report behind this table: `{kept_report_path(p, results, preset, chosen, SEEDS[0])}` (written with "
+         "docs/RESULTS.md; the other seeds' and pairs' reports are beside it).", "",
          "| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
     for mname, row in rep.get("variants", {}).get("normal", {}).get("metrics", {}).items():
         if not (row.get("generated") or {}).get("n"):
@@ -1442,7 +1469,7 @@ def ship(args: argparse.Namespace, p: Paths, runner: Runner, plan: dict[str, Any
             card = model_card(dest, args.ship, args.preset, arm, chosen, confirm, pairs,
                               yaml.safe_load((dest / "config.yaml").read_text())["config"], p, runner.log,
                               display_command(ship_chain(p, trained, base, chosen.cand, SEEDS[0],
-                                                         args.ship_override)[0].argv), note_text)
+                                                         args.ship_override)[0].argv), note_text, results)
             check_sizes(dest)
             print(f"[ablation] shipped {dest} ({card.name}): {chosen.key}", file=sys.stderr)
     finally:

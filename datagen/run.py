@@ -120,9 +120,7 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
                     frames += outcome.stats["frames"]
                 else:
                     outcomes_failed.append(outcome)
-                    if outcome.disk_full:
-                        _log(f"shard {outcome.spec.rel_path} (index {outcome.spec.index}) failed: {outcome.error}; "
-                             "stopping")
+                    if outcome.disk_full:  # reported once, by the DiskFullError raised below
                         disk_full = outcome
                         break
                     _log(f"shard {outcome.spec.rel_path} (index {outcome.spec.index}) failed after "
@@ -170,5 +168,6 @@ def _run_locked(cfg: Config, out_dir: Path, force: bool, progress: bool, stall_t
     with contextlib.suppress(DiskFullError):
         manifest.save()
         write_json_atomic(out_dir / SUMMARY, summary)
-    raise DiskFullError(f"{disk_full.spec.path}: no space left on device; the {len(manifest.shards)} finished "
-                        "shards are kept: free space and re-run `datagen run` to resume")
+    raise DiskFullError(f"shard {disk_full.spec.rel_path} (index {disk_full.spec.index}) failed: {disk_full.error}; "
+                        f"the {len(manifest.shards)} finished shards are kept: free space and re-run `datagen run` "
+                        "to resume")

@@ -581,14 +581,15 @@ def test_full_disk_is_one_line_naming_the_path_and_keeps_finished_shards(local_r
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err, err
+    # one line in all (the shard's own failure line is not printed besides it), with the shard and the reason
+    assert [line for line in err.splitlines() if "no space left" in line] == errors, err
+    assert errors[0].startswith("error: shard train/shard-000001.tar (index 1) failed: DiskFullError: "), errors[0]
     assert "no space left on device" in errors[0] and str(out.resolve() / "train") in errors[0], errors[0]
     leftovers = [p.name for p in out.rglob("*") if p.is_file() and (".partial" in p.name or ".tmp" in p.name)]
     assert leftovers == [], leftovers
     finished = shard_files(out)
     assert finished and all(finished[k] == shard_files(ref)[k] for k in finished), sorted(finished)
-    # The shard's own error line keeps the reason (it used to be cut before it).
-    assert "datagen run: shard train/shard-000001.tar (index 1) failed: DiskFullError: " in err
-    assert "train/shard-000001.tar: no space left on device; stopping" in err
+    assert "train/shard-000001.tar: no space left on device; the 2 finished shards are kept" in errors[0]
     monkeypatch.undo()  # space freed: the re-run resumes and completes the set
     assert datagen(*argv) == 0
     assert shard_files(out) == shard_files(ref)

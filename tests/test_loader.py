@@ -7,6 +7,8 @@ import itertools
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -305,6 +307,46 @@ def test_corrupt_sample_is_skipped_and_counted_across_workers(pixel_dir, tmp_pat
     expect |= {first_two[0]}
     assert set(got) == expect
     assert all(v == 2 * n_frames for v in got.values())
+
+
+_THREE_PASSES = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from test_loader import _micro
+from trainer.data import ShardDataset, make_loader, skipped_in
+urls, workers = json.loads(sys.argv[2]), int(sys.argv[3])
+skipped = []
+ds = ShardDataset(urls, _micro(), "frames", seed=0, resampled=False, frames_per_clip=1, shuffle=1)
+for epoch in range(3):
+    if epoch == 2:  # a new dataset, as the trainer builds one per checkpoint segment
+        ds = ShardDataset(urls, _micro(), "frames", seed=0, resampled=False, frames_per_clip=1, shuffle=1)
+    ds.set_epoch(epoch)
+    for batch in make_loader(ds, 2, num_workers=workers, drop_last=False):
+        skipped += sorted(skipped_in(batch))
+print(json.dumps(skipped))
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_shard_is_warned_about_once_per_process_and_counted_at_every_read(pixel_dir, tmp_path, workers):
+    """Three passes over a set with a really truncated tar (two epochs of one dataset, then a new dataset) in a
+    process of their own (whose loader workers write to its stderr): one warning, three skip reports, one
+    unreadable shard."""
+    root, keys = pixel_dir
+    urls = resolve_shards(root, "train")
+    truncated = tmp_path / "shard-000001.tar"
+    data = open(urls[1], "rb").read()
+    cut = data.find(f"{[k for k in keys['train'] if k.startswith('000001')][1]}.meta.json".encode())
+    truncated.write_bytes(data[: cut + 512 + 10])  # inside a member's body
+    urls = [urls[0], str(truncated), urls[2]]
+    run = subprocess.run([sys.executable, "-c", _THREE_PASSES, str(ROOT / "tests"), json.dumps(urls), str(workers)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    skipped = json.loads(run.stdout.splitlines()[-1])
+    assert skipped == 3 * [f"shard:{truncated}"]  # reported with every read
+    assert skip_counts(set(skipped)) == {"corrupt_samples": 0, "unreadable_shards": 1}
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipped shard:{truncated}: "), run.stderr
 
 
 def test_a_set_mixing_content_fingerprints_is_refused_naming_the_shards(tmp_path):

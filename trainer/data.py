@@ -116,6 +116,10 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
 
 
 SKIPPED = "__skipped__"  # sample/batch field: ids of what the stream skipped just before this sample
+# Skip ids this process has warned about (a loader worker: also those its owner had seen when it started the
+# worker), so that a shard or sample read again (the next epoch, a resampled stream, a new segment's loader) is
+# warned about once per process; the skips are still reported and counted at every read.
+WARNED: set[str] = set()
 
 
 class SkipLog:
@@ -123,7 +127,8 @@ class SkipLog:
 
     :meth:`handler` is the error handler the stages get: it records one id per skip (``sample:<url>#<key>``
     for a corrupt sample, ``shard:<url>`` for an unreadable, e.g. truncated, shard whose samples before
-    the damage did arrive) and returns True (skip, keep going). :meth:`report` hands the ids recorded
+    the damage did arrive), warns about it unless this process already has (:data:`WARNED`; at most
+    ``max_warnings`` per stream) and returns True (skip, keep going). :meth:`report` hands the ids recorded
     since the last sample out to the next sample, newline-joined under ``__skipped__`` (strings collate
     into a list per batch). So the training loop learns of each skip with the batch that follows it,
     whatever the workers prefetch, and a stream that is replayed reports the same skips again.
@@ -137,7 +142,8 @@ class SkipLog:
     def handler(self, exn: BaseException) -> bool:
         sid = getattr(exn, "skip_id", None) or f"sample:?#{type(exn).__name__}"
         self.pending.append(sid)
-        if self._warned < self.max_warnings:
+        if sid not in WARNED and self._warned < self.max_warnings:
+            WARNED.add(sid)
             self._warned += 1
             print(f"warning: skipped {sid}: {type(exn).__name__}: {exn}", file=sys.stderr)
         return True
@@ -686,6 +692,15 @@ class ShardDataset(IterableDataset):
         self.reweight = reweights_variants(cfg.data)
         self.variants_checked = self.reweight and check_variants_present(self.urls, cfg.data)
 
+    def __getstate__(self) -> dict:
+        """Pickled for a loader worker: carries the skips this process has warned about (:data:`WARNED`)."""
+        return {**self.__dict__, "_warned": set(WARNED)}
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        WARNED.update(state.pop("_warned", ()))
+        self.__dict__.update(state)
+
     def set_epoch(self, epoch: int) -> None:
         """Non-resampled mode: the shard permutation of the next pass (same on every rank)."""
         self.epoch = int(epoch)
@@ -744,6 +759,16 @@ def _exit_with_owner(owner_pid: int, worker_id: int, interval_s: float = 1.0) ->
     exit_with_owner(owner_pid, interval_s)
 
 
+class _Loader(DataLoader):
+    """A DataLoader that adds the skips its batches report to :data:`WARNED`: the worker that skipped has warned
+    about them, and the workers of later epochs (new processes, given WARNED) then do not warn again."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            WARNED.update(skipped_in(batch))
+            yield batch
+
+
 def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
                 drop_last: bool = True) -> DataLoader:
     """A DataLoader over a :class:`ShardDataset`; workers start by forkserver/spawn, never fork
@@ -755,8 +780,8 @@ def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_me
             mp.set_forkserver_preload(["trainer.data"])
         kwargs.update(multiprocessing_context=MP_CONTEXT, prefetch_factor=2, persistent_workers=False,
                       worker_init_fn=functools.partial(_exit_with_owner, os.getpid()))
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                      drop_last=drop_last, **kwargs)
+    return _Loader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                   drop_last=drop_last, **kwargs)
 
 
 def frame_loader(spec: str | list[str], cfg: Config, split: str, batch_size: int, *, seed: int, rank: int = 0,

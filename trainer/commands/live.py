@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="With --serve and a file at real-time pace: start at once instead of waiting for the "
                              "first page to connect (so the page sees the song from its start).")
     parser.add_argument("--exit-at-end", action="store_true",
-                        help="With --serve: exit when the stream ends (default: keep the page up until Ctrl-C).")
+                        help="With --serve: exit when the stream ends (default: when the audio ends, keep the page up "
+                             "until Ctrl-C; a Ctrl-C during the stream ends it and exits at once).")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
                         help="Diffusion run dir or ckpt/step-* dir. Default: runs/diffusion, else the shipped live "
                              "model models/synesthete-tiny-live (no look-ahead), else models/synesthete-tiny.")
@@ -157,7 +158,7 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
         recorder = None  # closed by the scheduler
         if args.summary:
             atomic_write_json(args.summary, summary, indent=2)
-        if server is not None and not args.exit_at_end:
+        if server is not None and not args.exit_at_end and not sched.interrupted:  # Ctrl-C ended it: exit now
             print("live: stream ended; the page stays up until Ctrl-C", file=sys.stderr, flush=True)
             try:
                 while True:

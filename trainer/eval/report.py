@@ -124,3 +124,12 @@ def write_report(out_dir: str | Path, rep: dict[str, Any]) -> tuple[Path, Path]:
     pm = atomic_write_text(out / REPORT_MD, markdown(rep))
     write_report_html(rep, out)
     return pj, pm
+
+
+def keep_report(src: str | Path, dest: str | Path) -> Path:
+    """Copy the report.json ``src`` to ``dest`` (a committed folder beside the card or table written from it), so
+    that the figures quoted there can be checked against their raw report; returns ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest, Path(src).read_text(encoding="utf-8"))
+    return dest

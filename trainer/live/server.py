@@ -26,6 +26,7 @@ import io
 import json
 import queue
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -83,6 +84,18 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return (a, b) if a <= b else None
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """http.server's threading server, quiet when a client goes away (a browser closing the tab or reloading
+    resets its connections mid-request); any other error in a handler keeps its traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # ConnectionResetError, BrokenPipeError, aborted
+            return
+        super().handle_error(request, client_address)
+
+
 class LiveServer:
     """Serves the page and fans frames out to every connected client (a sink of the scheduler)."""
 
@@ -98,12 +111,11 @@ class LiveServer:
         self.client_connected = threading.Event()  # set when the first page subscribes to /events
         handler = type("Handler", (_Handler,), {"live": self})
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = _HTTPServer((host, port), handler)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ServeError(f"--serve {host}:{port}: the port is in use (pick another with --serve PORT)") from None
             raise ServeError(f"--serve {host}:{port}: cannot listen there: {e.strerror or e}") from None
-        self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="live-http", daemon=True)
 
@@ -204,22 +216,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self):  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/":
-                self._send(200, "text/html; charset=utf-8", PAGE.encode())
-            elif path == "/stats.json":
-                self._send(200, "application/json", json.dumps(self.live.hello()).encode())
-            elif path == "/audio.wav":
-                self._audio()
-            elif path == "/events":
-                self._events()
-            elif path == "/stream.mjpg":
-                self._mjpeg()
-            else:
-                self._send(404, "text/plain", b"not found\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        path = self.path.split("?", 1)[0]  # a client gone mid-response: see _HTTPServer.handle_error
+        if path == "/":
+            self._send(200, "text/html; charset=utf-8", PAGE.encode())
+        elif path == "/stats.json":
+            self._send(200, "application/json", json.dumps(self.live.hello()).encode())
+        elif path == "/audio.wav":
+            self._audio()
+        elif path == "/events":
+            self._events()
+        elif path == "/stream.mjpg":
+            self._mjpeg()
+        else:
+            self._send(404, "text/plain", b"not found\n")
 
     def _audio(self) -> None:
         data = self.live.audio_bytes
