@@ -98,7 +98,8 @@ def teacher_argv(args: argparse.Namespace, fps: float, seconds: float, out: Path
     argv = [sys.executable, "-m", "trainer", "teacher", "--clips", str(args.clips), "--variants", "normal", "silence",
             "--seed", str(args.seed), "--out", str(out)]
     argv += [a for c in args.config for a in ("--config", str(Path(c).resolve()))]
-    argv += ["--audio-dir", str(Path(args.audio_dir).resolve())] if files and args.audio_dir else []
+    argv += ["--audio-dir", str(Path(args.audio_dir).resolve()), "--file-plans", str(args.file_plans)] \
+        if files and args.audio_dir else []
     argv += [] if sheet else ["--no-sheet"]
     return argv + [f"render.fps={fps:g}", f"data.clip_seconds={seconds:g}", f"render.resolution={args.resolution}",
                    *args.overrides]
@@ -203,7 +204,8 @@ def section(args, results: list[dict[str, Any]], command: str, base_info: dict |
         body += lines
         mets += m
         if r["after"].get("real_audio"):
-            body += ["", f"Real audio ({args.audio_dir}, {fps:g} fps; fixed plan per file name), per file:", ""]
+            body += ["", f"Real audio ({args.audio_dir}, {fps:g} fps; per file the mean over {args.file_plans} visual "
+                         "plans seeded by its name, the same plans before and after), per file:", ""]
             lines, m = files_table(r.get("before"), r["after"], speech)
             body += lines
             mets += m
@@ -232,6 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     p.add_argument("--audio-dir", default=str(ROOT / "tests" / "data" / "real_audio"))
+    p.add_argument("--file-plans", type=int, default=6,
+                   help="Visual plans per real-audio file (one plan's figure moves by ~0.1 with the plan alone).")
     p.add_argument("--work", default=None, help="Where the runs go (default: a temporary folder).")
     p.add_argument("--json-dir", default=str(ROOT / "docs" / "results" / "teacher"))
     p.add_argument("--results-md", default=str(ROOT / "docs" / "RESULTS.md"))

@@ -201,6 +201,22 @@ def test_real_audio_files_per_file_values(cfg, renderer):
     assert json.dumps(again["clips"][0]["values"]) == json.dumps(rec["values"])
 
 
+def test_real_audio_figures_average_over_visual_plans(cfg, renderer):
+    """plans=K: a file's value is the mean of its K single-plan values (seeds seed0..seed0+K-1), and the mean over
+    files is the mean of those."""
+    path = REAL / "joplin_maple_leaf_rag.mp3"
+    two = measure_teacher_files(cfg, [path], seed0=3, renderer=renderer, plans=2)
+    singles = [measure_teacher_files(cfg, [path], seed0=s, renderer=renderer)["clips"][0]["values"] for s in (3, 4)]
+    rec = two["clips"][0]
+    assert two["plans"] == 2 and json.dumps(rec["plan_values"]) == json.dumps(singles)  # NaN != NaN in a dict
+    assert rec["plan_seeds"] == [file_plan_seed(3, path), file_plan_seed(4, path)]
+    for name in ("loudness_motion_spearman", "av_align"):
+        assert rec["values"][name] == pytest.approx((singles[0][name] + singles[1][name]) / 2, abs=1e-12)
+        assert two["metrics"][name]["mean"] == pytest.approx(rec["values"][name], abs=1e-12)
+    with pytest.raises(ValueError, match="plans"):
+        measure_teacher_files(cfg, [path], plans=0, renderer=renderer)
+
+
 # ------------------------------------------------------------------ the command
 
 

@@ -142,6 +142,7 @@ class ScoredClip:
     loudness_std_db: float
     values: dict[str, float]          # every ClipMetric's value (NaN where undefined)
     info: dict[str, Any] = field(default_factory=dict)
+    more_videos: list[VideoSide] = field(default_factory=list)  # the same audio under other visual plans
 
 
 def loudness_std_db(timeline: np.ndarray, names: list[str], music: np.ndarray) -> float:
@@ -204,7 +205,7 @@ def clip_record(c: ScoredClip) -> dict[str, Any]:
 def section(cfg: Config, clips: list[ScoredClip], seed: int, pooled: bool = True) -> dict[str, Any]:
     """One variant's (or the files') part of the report: metrics with CIs over the clips, loudness, per clip.
     ``pooled=False`` leaves out the pooled metrics (they need clips of one length)."""
-    pairs = [[(c.audio, c.video)] for c in clips]
+    pairs = [[(c.audio, v) for v in (c.video, *c.more_videos)] for c in clips]
     metrics = {m.name: metric_entry(m, pairs, cfg, seed) for m in REGISTRY if pooled or isinstance(m, ClipMetric)}
     if clips:
         metrics[STYLE_METRIC] = style_entry(np.stack([c.video.summary for c in clips]), cfg, seed)
@@ -275,25 +276,41 @@ def file_ground_truth(cfg: Config, path: str | Path, seed0: int = 0, renderer=No
     return GroundTruth(frames, timeline, names, wave, sr, meta)
 
 
+def merge_plans(runs: list[ScoredClip]) -> ScoredClip:
+    """One file under several visual plans: its values are the mean over the plans (each plan's kept in
+    ``info["plan_values"]``), its videos all of them (the metrics' per-clip mean then averages the plans too)."""
+    first = runs[0]
+    values = {k: M.nanmean(r.values[k] for r in runs) for k in first.values}
+    info = dict(first.info, plan_seeds=[r.seed for r in runs], plan_values=[dict(r.values) for r in runs])
+    return ScoredClip(first.key, first.seed, first.audio, first.video, first.loudness_std_db, values, info,
+                      [r.video for r in runs[1:]])
+
+
 def measure_teacher_files(cfg: Config, paths: Sequence[str | Path], seed0: int = 0,
-                          progress: Progress | None = None, renderer=None) -> dict[str, Any]:
-    """The teacher on real audio files: per file, every per-clip registry metric of the fixed-plan ground truth
-    against the file's audio (no labels: silence is the detected one), its loudness std, and the mean over files
-    with a bootstrap CI (pooled metrics are left out: the files differ in length)."""
+                          progress: Progress | None = None, renderer=None, plans: int = 1) -> dict[str, Any]:
+    """The teacher on real audio files: per file, every per-clip registry metric of the ground truth against the
+    file's audio (no labels: silence is the detected one), averaged over ``plans`` visual plans (seeds ``seed0``..
+    by file name; one plan's figure on one file moves by 0.1 with the plan alone), its loudness std, and the mean
+    over files with a bootstrap CI (pooled metrics are left out: the files differ in length)."""
     if not paths:
         raise ValueError("measure_teacher_files: no audio files")
+    if plans < 1:
+        raise ValueError(f"plans must be >= 1, got {plans}")
     t0 = time.perf_counter()
     scored = []
     with renderer_scope(renderer, cfg.render.resolution) as r:
         for k, p in enumerate(paths):
             if progress:
-                progress(f"teacher: file {k + 1}/{len(paths)} ({Path(p).name})")
-            gt = file_ground_truth(cfg, p, seed0, r)
-            c = score_clip(cfg, gt, Path(p).name)
-            c.info.update(file=Path(p).name, duration_s=round(gt.meta["duration_s"], 4), frames=len(gt.frames))
-            scored.append(c)
+                progress(f"teacher: file {k + 1}/{len(paths)} ({Path(p).name}, {plans} plan(s))")
+            runs = []
+            for j in range(plans):
+                gt = file_ground_truth(cfg, p, seed0 + j, r)
+                c = score_clip(cfg, gt, Path(p).name)
+                c.info.update(file=Path(p).name, duration_s=round(gt.meta["duration_s"], 4), frames=len(gt.frames))
+                runs.append(c)
+            scored.append(merge_plans(runs))
     sec = section(cfg, scored, seed0, pooled=False)
-    return {"seconds": round(time.perf_counter() - t0, 3), "seed0": int(seed0), **sec}
+    return {"seconds": round(time.perf_counter() - t0, 3), "seed0": int(seed0), "plans": int(plans), **sec}
 
 
 # ------------------------------------------------------------------ provenance

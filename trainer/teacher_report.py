@@ -109,7 +109,8 @@ def markdown(rep: dict[str, Any], sheet: bool = True) -> str:
         lines += clip_table(v["clips"], "seed") + [""]
     ra = rep.get("real_audio")
     if ra:
-        lines += [f"## Real audio: {ra['n_clips']} files (fixed plan per file name, detected silence)", ""]
+        lines += [f"## Real audio: {ra['n_clips']} files (per file the mean over {ra.get('plans', 1)} visual plan(s) "
+                  "seeded by its name; detected silence)", ""]
         lines += metric_table(ra["metrics"], better) + ["", loudness_line(ra["loudness_std"]), ""]
         lines += clip_table(ra["clips"], "file") + [""]
     if sheet:

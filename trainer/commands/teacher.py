@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 0).")
     parser.add_argument("--out", default="runs/teacher", metavar="DIR", help="Report folder (default: runs/teacher).")
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
-                        help="Also measure the visualizers (a fixed plan per file name) on every audio file in DIR.")
+                        help="Also measure the visualizers on every audio file in DIR (plans seeded by the file name).")
+    parser.add_argument("--file-plans", type=int, default=4, metavar="K",
+                        help="Visual plans per --audio-dir file; its figures are the mean over them (default: 4).")
     parser.add_argument("--no-sheet", action="store_true", help="Skip the contact sheet PNG.")
     add_config_args(parser, [
         ShortFlag("--fps", "render.fps", float, "Video frame rate."),
@@ -56,6 +58,8 @@ def check_args(args: argparse.Namespace) -> list[Path]:
         fail(f"--variants: a variant is named twice ({' '.join(args.variants)})")
     if args.seed < 0:
         fail(f"--seed must be >= 0, got {args.seed}")
+    if args.file_plans < 1:
+        fail(f"--file-plans must be >= 1, got {args.file_plans}")
     if not args.audio_dir:
         return []
     from shared.errors import SynestheteError, one_line
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         with renderer_scope(None, cfg.render.resolution) as r:
             rep = measure_teacher(cfg, args.clips, tuple(args.variants), args.seed, progress, r)
             if files:
-                rep["real_audio"] = measure_teacher_files(cfg, files, args.seed, progress, r)
+                rep["real_audio"] = measure_teacher_files(cfg, files, args.seed, progress, r, args.file_plans)
         rep["info"]["wall_s"] = round(time.perf_counter() - t0, 3)
         paths = write_outputs(args.out, cfg, rep, sheet=not args.no_sheet)
     except (EGLContextError, ShaderError) as e:
