@@ -225,9 +225,27 @@ def cpu_work_ab(baseline: str, resolution: int, args: argparse.Namespace) -> dic
     return runs
 
 
+def e2e_ab(baseline: str, resolution: int, k: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """End-to-end ``datagen run`` of the baseline code and of this code in alternating subprocesses (``args.ab_runs``
+    each, the best kept: other load only ever lowers a rate): {"before"|"after": {"wall", "e2e"}} frames/s."""
+    import subprocess
+
+    best = {"before": {"wall": 0.0, "e2e": 0.0}, "after": {"wall": 0.0, "e2e": 0.0}}
+    flags = ["--e2e-only", "--resolutions", str(resolution), "--workers", str(k), "--fps", str(args.fps),
+             "--clip-seconds", str(args.clip_seconds), "--samples-per-shard", str(args.samples_per_shard),
+             "--shards-per-worker", str(args.shards_per_worker), "--executor", args.executor]
+    for _ in range(args.ab_runs):
+        for label, code in (("before", baseline), ("after", str(ROOT))):
+            env = dict(os.environ, DATAGEN_BENCH_CODE=code)
+            res = subprocess.run([sys.executable, __file__, *flags], env=env, capture_output=True, text=True, check=True)
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            best[label] = {m: max(best[label][m], got[m]) for m in ("wall", "e2e")}
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rows, gl = measure(argv)
-    if args.cpu_only:
+    if args.cpu_only or args.e2e_only:
         return 0
     text = section_text(args, rows, gl, argv)
     print(text)
@@ -254,11 +272,18 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dic
                     help="A checkout of older code: CPU work per frame before (DIR) and after (this code), interleaved.")
     ap.add_argument("--ab-runs", type=int, default=3, help="Alternating runs per side of the --baseline A/B.")
     ap.add_argument("--cpu-only", action="store_true", help="Print only the CPU work per frame (JSON), for --baseline.")
+    ap.add_argument("--e2e-only", action="store_true",
+                    help="Print only one end-to-end run's frames/s (JSON; first resolution and worker count), for --baseline.")
     ap.add_argument("--json", default=None, metavar="PATH", help="Also write the rows as JSON here.")
     args = ap.parse_args(argv)
 
     if args.cpu_only:
         print(json.dumps(cpu_work(bench_config(args.resolutions[0], args), args.clips)))
+        return args, [], "?"
+    if args.e2e_only:
+        k = args.workers[0]
+        summary = end_to_end(bench_config(args.resolutions[0], args), k, args.shards_per_worker * k, args.executor)
+        print(json.dumps({"wall": summary["frames_per_s"], "e2e": summary["steady_frames_per_s"]}))
         return args, [], "?"
     rows = []
     gl = "?"
@@ -284,7 +309,8 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dic
             combined = 1.0 / (1.0 / render + 1.0 / encode)
             row = {"resolution": res, "workers": k, "frames": summary["frames_written"], "wall": wall, "e2e": e2e,
                    "render": render, "encode": encode, "combined": combined, "scaling": e2e / (k * base),
-                   "cpu_ms_per_frame": cpu, "cpu_ab": ab, "load_1min": os.getloadavg()[0]}
+                   "cpu_ms_per_frame": cpu, "cpu_ab": ab, "load_1min": os.getloadavg()[0],
+                   "e2e_ab": e2e_ab(args.baseline, res, k, args) if args.baseline else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
@@ -336,6 +362,16 @@ def section_text(args: argparse.Namespace, rows: list[dict], gl: str, argv: list
                 b = float(np.median([x[k] for x in r["cpu_ab"]["before"]]))
                 a = float(np.median([x[k] for x in r["cpu_ab"]["after"]]))
                 lines.append(f"| {r['resolution']}² | {k} | {b:.3f} | {a:.3f} | {b / a:.2f}x |")
+    e2e_rows = [r for r in rows if r.get("e2e_ab")]
+    if e2e_rows:
+        lines += ["", f"Interleaved A/B of end-to-end `datagen run` (`--baseline {args.baseline}`: the older code, then "
+                  f"this code, in alternating subprocesses, best of {args.ab_runs} each; frames/s):", "",
+                  "| res | workers | wall before | wall after | steady before | steady after | steady after / before | "
+                  "1-min load |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in e2e_rows:
+            b, a = r["e2e_ab"]["before"], r["e2e_ab"]["after"]
+            lines.append(f"| {r['resolution']}² | {r['workers']} | {b['wall']:.0f} | {a['wall']:.0f} | {b['e2e']:.0f} | "
+                         f"{a['e2e']:.0f} | {a['e2e'] / b['e2e']:.2f} | {r['load_1min']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -148,28 +148,42 @@ def sample_dynamics(tempo: float, offset_steps: int, duration: float, active: li
     return {"profile": profile, "range_db": round(rng_db, 3), "section_beats": beats, "sections": sections}
 
 
+def piecewise_linear(n: int, sr: int, times: list[float], values: list[float], fn=None) -> np.ndarray:
+    """``fn`` of the piecewise-linear curve through (times[j], values[j]) at samples k / sr, k < n (float32 [n]);
+    constant before the first and after the last breakpoint. Flat pieces are filled with one value, so ``fn``
+    (e.g. dB -> amplitude) runs only over the ramps."""
+    fn = fn or (lambda v: v)
+    out = np.empty(n, np.float32)
+    k = np.clip(np.ceil(np.asarray(times, dtype=np.float64) * sr - 1e-9).astype(np.int64), 0, n)
+    out[:k[0]] = fn(values[0])
+    for j in range(len(times) - 1):
+        a, b = int(k[j]), int(k[j + 1])
+        if b <= a:
+            continue
+        if values[j] == values[j + 1]:
+            out[a:b] = fn(values[j])
+        else:
+            x = (np.arange(a, b) / sr - times[j]) / (times[j + 1] - times[j])
+            out[a:b] = fn(values[j] + (values[j + 1] - values[j]) * x)
+    out[k[-1]:] = fn(values[-1])
+    return out
+
+
+def _db_to_gain(db):
+    return 10.0 ** (np.asarray(db, dtype=np.float64) / 20.0)
+
+
 def gain_curves(dyn: dict[str, Any], tracks: list[str], n: int, sr: int) -> dict[str, np.ndarray]:
     """Per-track gain (float32 [n]) of an arrangement: each section's level, linear in dB from its start to
     its end, times 1 where the track plays and 0 where it does not; steps ramp over STEP_RAMP_S."""
-    t = np.arange(n, dtype=np.float64) / sr
     secs = dyn["sections"]
-    # Breakpoints (time, dB) with a short ramp at every section boundary.
-    bt, bd = [], []
+    times: list[float] = []  # breakpoints: each section's start (plus the ramp after a boundary) and end
     for i, s in enumerate(secs):
         a = s["start_s"] + (STEP_RAMP_S if i else 0.0)
-        bt += [a, max(a, s["end_s"])]
-        bd += [s["start_db"], s["end_db"]]
-    level = 10.0 ** (np.interp(t, bt, bd) / 20.0)
+        times += [a, max(a, s["end_s"])]
+    level = piecewise_linear(n, sr, times, [d for s in secs for d in (s["start_db"], s["end_db"])], _db_to_gain)
     out = {}
     for track in tracks:
         on = [float(track in s["tracks"]) for s in secs]
-        if all(on):
-            out[track] = level.astype(np.float32)
-            continue
-        mt, mv = [], []
-        for i, s in enumerate(secs):
-            a = s["start_s"] + (STEP_RAMP_S if i else 0.0)
-            mt += [a, max(a, s["end_s"])]
-            mv += [on[i], on[i]]
-        out[track] = (level * np.interp(t, mt, mv)).astype(np.float32)
+        out[track] = level if all(on) else level * piecewise_linear(n, sr, times, [v for v in on for _ in (0, 1)])
     return out
