@@ -364,7 +364,10 @@ def section_text(args: argparse.Namespace, rows: list[dict], gl: str, argv: list
                 lines.append(f"| {r['resolution']}² | {k} | {b:.3f} | {a:.3f} | {b / a:.2f}x |")
     e2e_rows = [r for r in rows if r.get("e2e_ab")]
     if e2e_rows:
-        lines += ["", f"Interleaved A/B of end-to-end `datagen run` (`--baseline {args.baseline}`: the older code, then "
+        from shared.provenance import git_sha
+
+        lines += ["", f"Interleaved A/B of end-to-end `datagen run` (`--baseline {args.baseline}`, commit "
+                  f"`{(git_sha(Path(args.baseline)) or '?')[:12]}`: the older code, then "
                   f"this code, in alternating subprocesses, best of {args.ab_runs} each; frames/s):", "",
                   "| res | workers | wall before | wall after | steady before | steady after | steady after / before | "
                   "1-min load |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]

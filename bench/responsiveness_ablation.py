@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"sample_rate": 16000, "clip_seconds": 4.0, "train_shards": 6, "val_shards": 6, "samples_per_shard": 8,
                  "debug_set_size": 4, "audio_debug_mix_prob": 0.2, "audio_silence_mix_prob": 0.3},
         "timeline": {"n_bands": 8, "n_fft": 512},
-        "render": {"resolution": 32, "fps": 8.0, "chunk_frames": 16},
+        "render": {"resolution": 32, "fps": 12.0, "chunk_frames": 16},  # issue 29's choice (was 8)
         "vae": {"downsample": 4, "base_channels": 16, "max_channels": 32, "batch_size": 16, "steps": 1200,
                 "warmup_steps": 50, "lr": 1e-3, "ema_decay": 0.99},
         "diffusion": {"snippet_frames": 4, "audio_context_frames": 2, "width": 64, "depth": 2, "heads": 4,

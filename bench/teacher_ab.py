@@ -273,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                 cell["wall_s"] += time.perf_counter() - t0
                 shutil.copy(out / "report.json", json_dir / f"{out.name}.json")
                 if i == j == 0:
-                    shutil.copy(out / "contact_sheet.png", json_dir / f"{out.name}_contact_sheet.png")
-                    sheets.append(os.path.relpath(json_dir / f"{out.name}_contact_sheet.png", results_md.parent))
+                    for png in ("contact_sheet.png", "primitives_sheet.png"):
+                        shutil.copy(out / png, json_dir / f"{out.name}_{png}")
+                        sheets.append(os.path.relpath(json_dir / f"{out.name}_{png}", results_md.parent))
                 cell[side] = rep
             results.append(cell)
     command = shlex.join(["python", "bench/teacher_ab.py", *(sys.argv[1:] if argv is None else argv)])

@@ -136,12 +136,14 @@ class _FakeInputStream:
 
         def feed() -> None:
             t0 = time.monotonic()
-            for i in range(0, len(wave) - block + 1, block):
-                if self.stopped:
-                    return
-                time.sleep(max(0.0, t0 + i / sr - time.monotonic()))
-                self.callback(np.stack([wave[i:i + block]] * self.kwargs["channels"], axis=1), block, None, None)
-            _thread.interrupt_main()
+            try:
+                for i in range(0, len(wave) - block + 1, block):
+                    if self.stopped:
+                        return
+                    time.sleep(max(0.0, t0 + i / sr - time.monotonic()))
+                    self.callback(np.stack([wave[i:i + block]] * self.kwargs["channels"], axis=1), block, None, None)
+            finally:  # the user's Ctrl-C, even when a block failed (else the live loop would wait forever)
+                _thread.interrupt_main()
 
         threading.Thread(target=feed, daemon=True).start()
 
@@ -152,7 +154,20 @@ class _FakeInputStream:
         self.closed = True
 
 
-def test_input_device_captures_through_sounddevice_to_a_recording(tmp_path, monkeypatch, capsys):
+@pytest.fixture()
+def default_sigint():
+    """Python's own SIGINT handler for the test: the fake's Ctrl-C (``_thread.interrupt_main``) runs whatever
+    handler the process has, and a test run earlier in the same process (embedded Ray) may have replaced the
+    default one that a real `trainer live` process has."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.timeout(240)  # a lost Ctrl-C must fail the test, not hang the suite
+def test_input_device_captures_through_sounddevice_to_a_recording(tmp_path, monkeypatch, capsys, default_sigint):
     """`--input-device 3` through a fake sounddevice module (CI has no capture device): the stream is opened mono
     at the model's rate on device 3, its blocks drive the live loop, Ctrl-C ends it and the recording is kept."""
     import types

@@ -251,6 +251,9 @@ def test_cli_writes_report_json_md_and_png(tmp_path, capsys):
     assert png.stat().st_size < 1_000_000
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] >= 600
+    prims = out / "primitives_sheet.png"
+    with Image.open(prims) as im:  # 12 primitives under the loudness curve: a tall sheet
+        assert im.format == "PNG" and im.size[1] > 1.2 * im.size[0] and prims.stat().st_size < 1_500_000
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -283,8 +286,8 @@ def test_bench_smoke_measures_the_baseline_generator_with_these_metrics(tmp_path
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     written = sorted(p.name for p in (tmp_path / "json").iterdir())
-    assert written == ["after_fps8_s2.json", "after_fps8_s2_contact_sheet.png", "before_fps8_s2.json",
-                       "before_fps8_s2_contact_sheet.png"]
+    assert written == ["after_fps8_s2.json", "after_fps8_s2_contact_sheet.png", "after_fps8_s2_primitives_sheet.png",
+                       "before_fps8_s2.json", "before_fps8_s2_contact_sheet.png", "before_fps8_s2_primitives_sheet.png"]
     before = json.loads((tmp_path / "json" / "before_fps8_s2.json").read_text())
     after = json.loads((tmp_path / "json" / "after_fps8_s2.json").read_text())
     assert Path(before["info"]["datagen_path"]) == (base / "datagen").resolve()

@@ -1,4 +1,5 @@
-"""Writers of ``trainer teacher`` (:mod:`trainer.teacher`): ``report.json``, ``report.md`` and ``contact_sheet.png``.
+"""Writers of ``trainer teacher`` (:mod:`trainer.teacher`): ``report.json``, ``report.md``, ``contact_sheet.png`` and
+``primitives_sheet.png`` (every primitive alone on the most dynamic normal clip).
 
 ``report.json``::
 
@@ -29,6 +30,7 @@ from shared.fsutil import atomic_write_text
 from trainer.eval.report import fmt, json_number
 
 REPORT_JSON, REPORT_MD, CONTACT_SHEET = "report.json", "report.md", "contact_sheet.png"
+PRIMITIVES_SHEET = "primitives_sheet.png"
 SHEET_FRAMES = 8
 SHEET_CLIPS_PER_VARIANT = 2
 SHEET_MAX_CLIPS = 4
@@ -42,9 +44,10 @@ def write_outputs(out: str | Path, cfg: Config, report: dict[str, Any], sheet: b
     out.mkdir(parents=True, exist_ok=True)
     rep = json_number(report)
     png = contact_sheet(out / CONTACT_SHEET, cfg, rep) if sheet and rep.get("variants") else None
+    prims = primitives_sheet(out / PRIMITIVES_SHEET, cfg, rep) if png and "normal" in rep["variants"] else None
     paths = {"json": atomic_write_text(out / REPORT_JSON, json.dumps(rep, indent=2, allow_nan=False) + "\n"),
              "md": atomic_write_text(out / REPORT_MD, markdown(rep, sheet=png is not None))}
-    return paths | ({"png": png} if png else {})
+    return paths | ({"png": png} if png else {}) | ({"primitives_png": prims} if prims else {})
 
 
 # ------------------------------------------------------------------ markdown
@@ -161,6 +164,18 @@ def draw_clip(fig, grid, row: int, cfg: Config, variant: str, rec: dict[str, Any
                  fontsize=6.5, pad=2)
 
 
+def save_png(fig, path: Path) -> Path:
+    """Write a matplotlib figure as a small PNG (dpi 80) atomically (temp file renamed) and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def contact_sheet(path: Path, cfg: Config, rep: dict[str, Any]) -> Path:
     """The contact sheet PNG (a few clips, remade from their seeds); small (dpi 80, about 0.2-0.5 MB)."""
     import matplotlib
@@ -177,12 +192,54 @@ def contact_sheet(path: Path, cfg: Config, rep: dict[str, Any]) -> Path:
     with renderer_scope(None, cfg.render.resolution) as r:
         for row, (variant, rec) in enumerate(picked):
             draw_clip(fig, grid, row, cfg, variant, rec, ground_truth(cfg, rec["seed"], variant, r))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path)
+
+
+def most_dynamic(rep: dict[str, Any]) -> dict[str, Any]:
+    """The normal clip with the widest loudness range (its record)."""
+    clips = rep["variants"]["normal"]["clips"]
+    return max(clips, key=lambda c: c.get("loudness_std_db") or -1.0)
+
+
+def primitives_sheet(path: Path, cfg: Config, rep: dict[str, Any]) -> Path:
+    """Every primitive alone (its seed-0 style) on the most dynamic normal clip's audio: a row of frames each,
+    under the clip's loudness curve, so a person can check that each keeps its character and breathes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from datagen.visual import PRIMITIVES, single_plan
+    from shared.timeline import channel_index
+    from trainer.teacher import ground_truth, render_frames, renderer_scope
+
+    rec = most_dynamic(rep)
+    fps = cfg.render.fps
+    fig = plt.figure(figsize=(10, 0.95 * (len(PRIMITIVES) + 1.5)))
+    grid = fig.add_gridspec(len(PRIMITIVES) + 1, SHEET_FRAMES, height_ratios=[1.4] + [1.0] * len(PRIMITIVES),
+                            hspace=0.25, wspace=0.04, left=0.1, right=0.98, top=0.97, bottom=0.01)
+    with renderer_scope(None, cfg.render.resolution) as r:
+        gt = ground_truth(cfg, rec["seed"], "normal", r)
+        n = len(gt.timeline)
+        idx = np.unique(np.linspace(0, n - 1, SHEET_FRAMES).round().astype(int))
+        ax = fig.add_subplot(grid[0, :])
+        ax.plot(np.arange(n) / fps, gt.timeline[:, channel_index(gt.names, "log_rms")], color="tab:blue", lw=1)
+        for k in idx:
+            ax.axvline(k / fps, color="0.4", lw=0.6, ls=":")
+        ax.set_xlim(0, max((n - 1) / fps, 1e-3))
+        ax.tick_params(labelsize=5, pad=1)
+        ax.set_title(f"normal seed {rec['seed']}: log_rms (dB), loudness std {fmt(rec.get('loudness_std_db'))} dB; "
+                     "each primitive alone below", fontsize=6.5, pad=2)
+        for row, name in enumerate(PRIMITIVES, start=1):
+            frames = render_frames(cfg, gt.timeline, gt.names, single_plan(name, 0), r)
+            for j, k in enumerate(idx):
+                a = fig.add_subplot(grid[row, j])
+                a.imshow(frames[k], interpolation="nearest")
+                a.set_xticks([])
+                a.set_yticks([])
+                if j == 0:
+                    a.set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
+    return save_png(fig, path)
 
 
 def headline(rep: dict[str, Any]) -> list[str]:
