@@ -299,3 +299,22 @@ def test_bench_smoke_measures_the_baseline_generator_with_these_metrics(tmp_path
     assert f"| normal: loudness_motion_spearman | {b:.3g} [" in text and f"(n=2) | {a:.3g} [" in text
     assert "| joplin_maple_leaf_rag.mp3: av_align |" in text and "goals met: " in text
     assert str(base / "datagen") in text or str((base / "datagen").resolve()) in text
+
+
+def test_bands_breakdown_is_the_eval_fit_split_by_column():
+    """bench/teacher_bands.py's per-column split adds up to the eval's own pooled R^2 on the same data."""
+    import importlib.util
+
+    from trainer.eval.bands import pooled_r2_statistic
+
+    spec = importlib.util.spec_from_file_location("teacher_bands", ROOT / "bench" / "teacher_bands.py")
+    tb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tb)
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(20, 8)) for _ in range(6)]
+    ys = [x[:, :1] @ rng.normal(size=(1, 12)) + 0.5 * rng.normal(size=(20, 12)) for x in xs]
+    rep = tb.column_r2(xs, ys)
+    assert rep["overall_r2"] == pytest.approx(pooled_r2_statistic(xs, ys)(np.arange(6)), abs=1e-12)
+    shares = [c["share"] for c in rep["columns"]]
+    assert len(shares) == 12 and sum(shares) == pytest.approx(1.0)
+    assert sum(c["share"] * c["r2"] for c in rep["columns"]) == pytest.approx(rep["overall_r2"], abs=1e-12)
