@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare what bench/gpu_suite.sh needs on a GPU machine that has no package access (the lent H200:
 # Python 3.12 with CUDA torch, numpy, matplotlib, safetensors, PyYAML, tqdm, psutil, scipy, pillow,
-# tensorboard; no pydantic, webdataset, moderngl, glcontext, simplejpeg, soundfile, no GL loader
-# libraries, no ffmpeg). Run it from the repository root on a CPU machine with package access,
+# tensorboard, opencv-python-headless, numba, scikit-learn, ...: bench/gpu_image_packages.txt; no pydantic,
+# webdataset, moderngl, glcontext, simplejpeg, soundfile, ffmpeg-python, librosa, no GL loader libraries,
+# no ffmpeg). Run it from the repository root on a CPU machine with package access,
 # after scripts/setup.sh (the versions are the dev venv's, so the GPU runs what CI tests):
 #
 #   bash bench/gpu_prepare.sh            # -> .whl/*.whl (cp312 manylinux) and .gl/*.deb, both git-ignored
@@ -19,8 +20,12 @@ GL=.gl
 LIMIT_MIB=60  # the device tool carries 64 MiB in all, the working tree (~4 MiB) included
 
 # What the project imports that the GPU image lacks, and what those need in turn (pip show's Requires).
+# tests/test_gpu_carry.py (bench/gpu_carry.py) fails when the GPU calls reach a module that is neither
+# here nor in the image's list (bench/gpu_image_packages.txt) nor the standard library.
 FROM_VENV=(pydantic pydantic-core annotated-types typing-inspection webdataset braceexpand
-           moderngl glcontext simplejpeg soundfile cffi pycparser typing-extensions)
+           moderngl glcontext simplejpeg soundfile cffi pycparser typing-extensions
+           ffmpeg-python future                                      # shared/audio_io.py, shared/video.py
+           librosa audioread decorator pooch platformdirs soxr)      # trainer eval (trainer/eval/rhythm.py)
 EXTRA=(imageio-ffmpeg==0.6.0)
 # libglvnd's loaders (the NVIDIA driver brings the vendor libraries: libEGL_nvidia, libGLX_nvidia).
 DEBS=(libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2)
