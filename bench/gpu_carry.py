@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("datagen", "shared", "trainer")
-ROOTS = ("bench/gpu_suite.py",)
+ROOTS = ("bench/gpu_suite.py", "bench/gpu_model.py")
 IMAGE_LIST = ROOT / "bench" / "gpu_image_packages.txt"
 PREPARE = ROOT / "bench" / "gpu_prepare.sh"
 IMAGE_PYTHON = "3.12"
