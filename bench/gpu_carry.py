@@ -14,6 +14,7 @@ the imports that the GPU calls reach and names every third-party module that nei
   the image's CPython 3.12 on Linux) must be in the image or carried too.
 
     python bench/gpu_carry.py          # prints the reach and what is missing; exit 1 when something is
+    python bench/gpu_carry.py --imports [--skip torch]   # also imports all of it here (the rehearsal)
 
 tests/test_gpu_carry.py runs it in CI, so the carry list cannot drift from the code.
 """
@@ -269,11 +270,53 @@ def report(v: Verdict) -> str:
     return "\n".join(lines)
 
 
+def import_check(reach: Reach, skip: set[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Import every reached third-party module (but NOT_REACHED and ``skip``) and every reached project module
+    in this interpreter: (imported, failed: name -> error, not rehearsed: project module -> the skipped module
+    it needs). The rehearsal runs it in the image-like environment with the carried wheels on PYTHONPATH."""
+    import importlib
+
+    ok: list[str] = []
+    failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    third = sorted(set(reach.third_party) - set(NOT_REACHED) - skip)
+    project = sorted(m for m in reach.modules if not m.startswith("__root__.") and not m.endswith(".__main__"))
+    for name in third + project:
+        try:
+            importlib.import_module(name)
+            ok.append(name)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] in skip:
+                skipped[name] = e.name
+            else:
+                failed[name] = f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 (a broken wheel raises anything: OSError for a missing .so, ...)
+            failed[name] = f"{type(e).__name__}: {e}"
+    return ok, failed, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the report; exit 1 when something is missing."""
+    """Print the report (or, with --imports, import what the calls reach here); exit 1 when something is missing."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--imports", action="store_true",
+                    help="Also import every reached third-party and project module in this interpreter (the rehearsal).")
+    ap.add_argument("--skip", nargs="*", default=[], help="With --imports: modules absent here on purpose (e.g. torch).")
+    args = ap.parse_args(argv)
     v = check()
     print(report(v))
-    return 0 if v.ok else 1
+    if not args.imports:
+        return 0 if v.ok else 1
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(1, str(ROOT / "bench"))
+    ok, failed, skipped = import_check(v.reach, set(args.skip))
+    print(f"imports: {len(ok)} ok, {len(failed)} failed, {len(skipped)} not rehearsed (need {', '.join(args.skip) or '-'})")
+    for name, err in failed.items():
+        print(f"IMPORT FAILED {name}: {err}")
+    if skipped:
+        print("not rehearsed: " + ", ".join(sorted(skipped)))
+    return 0 if v.ok and not failed else 1
 
 
 if __name__ == "__main__":

@@ -90,3 +90,11 @@ def test_full_mode_refuses_a_machine_without_an_nvidia_driver(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no nvidia-smi here"), proc.stderr
     assert not (tmp_path / "out" / "steps.jsonl").exists()
+
+
+def test_steps_option_selects_steps_and_refuses_unknown_ones(tmp_path, capsys):
+    assert gpu_model.main(["--out", str(tmp_path), "--smoke", "--plan", "--steps", "datagen", "eval"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[3] for line in lines] == ["run", "eval"]
+    with pytest.raises(SystemExit):
+        gpu_model.main(["--out", str(tmp_path), "--plan", "--steps", "nosuchstep"])
