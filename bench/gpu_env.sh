@@ -3,7 +3,7 @@
 #
 #   gpu_require_driver        exit 2 unless nvidia-smi is found (the driver's folder is put on the PATH)
 #   gpu_unpack_debs           the carried GL loader .debs (.gl/*.deb) into / (root; the lent machine only)
-#   gpu_install_wheels SITE   the carried wheels (.whl/*.whl) into SITE (pip --no-index --no-deps --target),
+#   gpu_install_wheels SITE   the carried wheels (.whl/*.whl, or $GPU_WHL/*.whl) into SITE (pip --no-index --no-deps --target),
 #                             SITE first on PYTHONPATH
 #   gpu_ffmpeg_on_path        imageio-ffmpeg's static ffmpeg on the PATH when there is no ffmpeg
 #   gpu_egl_vendor            EGL pointed at the NVIDIA vendor file when the system has none
@@ -28,8 +28,9 @@ gpu_unpack_debs() {
 
 gpu_install_wheels() {
     local site=${1:?gpu_install_wheels needs a target folder}
-    if compgen -G ".whl/*.whl" > /dev/null; then
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+    local whl=${GPU_WHL:-.whl}  # another folder only for a rehearsal on another CPython (bench/RESULTS.md)
+    if compgen -G "$whl/*.whl" > /dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$whl"/*.whl
         export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
     fi
 }

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "tiny.yaml"
 
-# The GPU model (issue 27): 128² from the GPU renderer, VAE base 32 / max 128 (1.57 M) and a denoiser under
+# The GPU model (issue 27): 128² from the GPU renderer, VAE base 32 / max 128 (1.57 M) and a denoiser of 3.05 M under
 # 3.4 M (together <= 5 M: tests/test_gpu_model.py), the shipped recipe (silence share 0.3, hard x0 hinge 0.5: the config defaults and models/synesthete-tiny).
 FULL = [
     "render.resolution=128", "render.fps=12.0",

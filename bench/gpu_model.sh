@@ -2,7 +2,7 @@
 # The GPU model call (bench/gpu_model.py says what it runs). On the GPU machine, which has no package
 # access, after bench/gpu_prepare.sh filled .whl/ and .gl/ on a machine that has:
 #
-#   bash bench/gpu_model.sh --out DIR            # about 6 minutes on an H100/H200; DIR/model.tar at the end
+#   bash bench/gpu_model.sh --out DIR            # steps stop starting after 340 s (--budget-s); DIR/model.tar at the end
 #   bash bench/gpu_model.sh --out DIR --smoke    # the same chain at tiny size on the CPU (no installs), ~30 s
 #   bash bench/gpu_model.sh --out DIR --smoke --carried SITE   # the rehearsal (bench/RESULTS.md, "GPU suite"):
 #                                                # the carried wheels installed into SITE as the GPU call does

@@ -15,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
-WHL=.whl
-GL=.gl
+WHL=${GPU_WHL:-.whl}
+GL=${GPU_GL:-.gl}
+PYVER=${GPU_PYTHON_VERSION:-3.12}  # the GPU image's CPython (another only for a rehearsal: bench/RESULTS.md)
 LIMIT_MIB=60  # the device tool carries 64 MiB in all, the working tree (~4 MiB) included
 
 # What the project imports that the GPU image lacks, and what those need in turn (pip show's Requires).
@@ -42,8 +43,8 @@ done
 pins+=("${EXTRA[@]}")
 
 rm -rf "$WHL" && mkdir -p "$WHL"
-echo "gpu_prepare: downloading ${#pins[@]} wheels for CPython 3.12 manylinux x86_64 into $WHL/" >&2
-"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+echo "gpu_prepare: downloading ${#pins[@]} wheels for CPython $PYVER manylinux x86_64 into $WHL/" >&2
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" \
     --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     --platform manylinux_2_5_x86_64 --platform any -d "$WHL" "${pins[@]}"

@@ -7,6 +7,9 @@
 #
 #   bash bench/gpu_rehearse.sh --python VENV/bin/python --out DIR [--site SITE]
 #
+# GPU_WHL=DIR takes the wheels from DIR (gpu_prepare.sh with GPU_PYTHON_VERSION and GPU_WHL set: the torch
+# steps rehearsed on another CPython, where a CPU torch is at hand).
+#
 # Steps, each one's output in DIR/: the carry check and an import of everything the calls reach
 # (imports.txt); the model call's --smoke (model/); the suite's --smoke (suite/). Without torch in the venv
 # (the image's torch is a CUDA build of several GB) the torch-free parts run: the imports but those that need
@@ -24,12 +27,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$py" ] && [ -n "$out" ] || { echo "usage: bash bench/gpu_rehearse.sh --python PY --out DIR [--site SITE]" >&2; exit 2; }
-compgen -G "$root/.whl/*.whl" > /dev/null || { echo "error: no .whl/*.whl: run bash bench/gpu_prepare.sh first" >&2; exit 2; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 site=${site:-$out/site}
 rm -rf "$site" "$out/model" "$out/suite"
 cd "$root"
+whl=${GPU_WHL:-.whl}
+compgen -G "$whl/*.whl" > /dev/null || { echo "error: no $whl/*.whl: run bash bench/gpu_prepare.sh first" >&2; exit 2; }
 
 # a PATH like the GPU machine's: this box's tools but ffmpeg/ffprobe, the venv first
 nobin=$out/bin

@@ -22,6 +22,35 @@ sys.path.insert(0, str(ROOT))
 from shared.markdown import replace_section  # noqa: E402
 
 SECTION = "## GPU suite"
+# The copy-and-paste command lines (issue 27), kept in the section whenever a results file rewrites it.
+COMMANDS = """### Commands: prepare, rehearse, run
+
+On a CPU machine with package access (the dev venv from scripts/setup.sh), then on the GPU machine
+(no package access there; carry `.whl` and `.gl` with the tree):
+
+```bash
+bash bench/gpu_prepare.sh                       # -> .whl/ (cp312 wheels) and .gl/ (GL loader .debs), ~34 MiB, git-ignored
+python bench/gpu_carry.py                       # what the calls import is in the image list or carried (tests/test_gpu_carry.py)
+# the rehearsal: a Python 3.12 venv with image packages only (bench/gpu_image_packages.txt; no torch: its
+# PyPI wheel is a CUDA build of several GB), the carried wheels installed as the GPU call installs them
+~/.pyenv/versions/3.12.1/bin/python -m venv /tmp/py312img
+/tmp/py312img/bin/pip install --only-binary=:all: numpy==2.5.2 scipy pillow opencv-python-headless numba \\
+    safetensors==0.8.0 pyyaml tqdm psutil tensorboard matplotlib scikit-learn joblib lazy-loader msgpack \\
+    requests packaging threadpoolctl typing-extensions
+bash bench/gpu_rehearse.sh --python /tmp/py312img/bin/python --out /tmp/reh312
+# the torch steps: the same on CPython 3.11, where the CPU torch wheel is at hand (cp311 carried wheels)
+~/.pyenv/versions/3.11.7/bin/python -m venv /tmp/py311img
+/tmp/py311img/bin/pip install --only-binary=:all: torch==2.13.0+cpu numpy scipy pillow opencv-python-headless \\
+    numba safetensors==0.8.0 pyyaml tqdm psutil tensorboard matplotlib scikit-learn joblib lazy-loader msgpack \\
+    requests packaging threadpoolctl typing-extensions
+GPU_PYTHON_VERSION=3.11 GPU_WHL=/tmp/whl311 GPU_GL=/tmp/gl311 bash bench/gpu_prepare.sh
+GPU_WHL=/tmp/whl311 bash bench/gpu_rehearse.sh --python /tmp/py311img/bin/python --out /tmp/reh311
+# on the GPU machine: the two calls, then back here
+bash bench/gpu_suite.sh --out OUT/suite         # ~4 min
+bash bench/gpu_model.sh --out OUT/model         # <= 340 s of steps (--budget-s): OUT/model/model.tar (fp16 EMA weights, configs, eval report)
+python bench/gpu_results.py OUT/suite/results.jsonl --write bench/RESULTS.md   # replaces this section
+```
+"""
 # (figure key, label, goal text) in the order the table lists them; goals from issue 16 (on an H200).
 FIGURES = [
     ("train_mfu", "training MFU vs measured bf16 matmul peak (full preset, shuffle pass)", ">= 45%"),
@@ -128,6 +157,7 @@ def section_text(entries: list[dict]) -> str:
     figs = headline_figures(entries)
     lines += ["| figure | value | goal |", "|---|---:|---|"]
     lines += [f"| {label} | {_fmt(key, figs.get(key))} | {goal} |" for key, label, goal in FIGURES]
+    lines += ["", COMMANDS.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -98,3 +98,15 @@ def test_steps_option_selects_steps_and_refuses_unknown_ones(tmp_path, capsys):
     assert [line.split()[3] for line in lines] == ["run", "eval"]
     with pytest.raises(SystemExit):
         gpu_model.main(["--out", str(tmp_path), "--plan", "--steps", "nosuchstep"])
+
+
+def test_the_results_section_keeps_the_command_lines_of_both_calls_and_the_rehearsal():
+    import gpu_results
+
+    text = gpu_results.section_text([])
+    for line in ("bash bench/gpu_prepare.sh", "bash bench/gpu_rehearse.sh --python /tmp/py312img/bin/python",
+                 "bash bench/gpu_suite.sh --out OUT/suite", "bash bench/gpu_model.sh --out OUT/model"):
+        assert line in text
+    for script in ("gpu_prepare.sh", "gpu_rehearse.sh", "gpu_suite.sh", "gpu_model.sh", "gpu_carry.py"):
+        assert (ROOT / "bench" / script).is_file()
+    assert gpu_results.COMMANDS in (ROOT / "bench" / "RESULTS.md").read_text()
