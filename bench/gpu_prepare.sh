@@ -8,8 +8,9 @@
 #
 #   bash bench/gpu_prepare.sh            # -> .whl/*.whl (cp312 manylinux) and .gl/*.deb, both git-ignored
 #
-# Then carry both folders to the GPU machine beside the working tree and run bench/gpu_suite.sh there.
-# Ray is not carried (its wheel alone is over the 64 MiB the device tool carries): the suite uses
+# Then carry both folders to the GPU machine beside the working tree and run bench/gpu_suite.sh and
+# bench/gpu_model.sh there (rehearse both first: bench/gpu_rehearse.sh; bench/RESULTS.md, "GPU suite").
+# Ray is not carried (its wheel alone is over the 64 MiB the device tool carries): both calls use
 # datagen's `processes` executor. ffmpeg comes as the static binary inside imageio-ffmpeg's wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
