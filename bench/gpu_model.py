@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="Data and runs (default: OUT/work; never carried back).")
     ap.add_argument("--smoke", action="store_true", help="Tiny sizes on the CPU (CI and the rehearsal).")
     ap.add_argument("--plan", action="store_true", help="Print the steps' command lines; run nothing.")
-    ap.add_argument("--workers", type=int, default=None, help="datagen render workers (default: the config's).")
+    ap.add_argument("--workers", type=int, default=None, help="datagen render workers (default: one per CPU; --smoke: the config's 1).")
     ap.add_argument("--budget-s", type=float, default=340.0, help="Stop starting steps past this many seconds.")
     ap.add_argument("--steps", nargs="+", default=None, metavar="STEP",
                     help="Run only these steps (datagen vae cache-latents diffusion eval), e.g. the rehearsal without torch.")
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = args.out.resolve()
     work = (args.work or out / "work").resolve()
-    steps = plan(work, [*(SMOKE if args.smoke else FULL), *args.overrides], workers=args.workers)
+    # the full call renders with one worker per CPU, as the suite's datagen step does
+    workers = args.workers or (None if args.smoke else os.cpu_count())
+    steps = plan(work, [*(SMOKE if args.smoke else FULL), *args.overrides], workers=workers)
     if args.steps:
         unknown = set(args.steps) - {s.name for s in steps}
         if unknown:

@@ -110,3 +110,8 @@ def test_the_results_section_keeps_the_command_lines_of_both_calls_and_the_rehea
     for script in ("gpu_prepare.sh", "gpu_rehearse.sh", "gpu_suite.sh", "gpu_model.sh", "gpu_carry.py"):
         assert (ROOT / "bench" / script).is_file()
     assert gpu_results.COMMANDS in (ROOT / "bench" / "RESULTS.md").read_text()
+
+
+def test_full_call_renders_with_one_worker_per_cpu(tmp_path, capsys):
+    assert gpu_model.main(["--out", str(tmp_path), "--plan", "--steps", "datagen"]) == 0
+    assert f"run.workers={os.cpu_count()}" in capsys.readouterr().out.split()
