@@ -454,7 +454,7 @@ def fresh_renderer():
 
 def test_every_primitive_moves_faster_and_shines_brighter_when_louder(fresh_renderer, tcfg):
     """The same music 12 dB louder: about twice the motion energy or more and clearly more light, in every primitive.
-    (Before issue 29's drive, 6 of the 12 primitives moved less than 1.8x as much and two brightened by only 13%.)"""
+    (Before issue 29's drive, 5 of the 12 primitives moved less than 1.8x as much and two brightened by only 13%.)"""
     f, names = steady_timeline(tcfg, [-12.0, 0.0])
     half = len(f) // 2
     for p in PRIMITIVES:
