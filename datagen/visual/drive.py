@@ -136,11 +136,16 @@ def warmth(bands: Sequence[float]) -> float:
     return min(1.0, max(-1.0, WARMTH_SCALE * tilt))
 
 
+def smoothstep(e0: float, e1: float, x):
+    """GLSL's ``smoothstep`` (Hermite 3t^2 - 2t^3 of t = clip((x - e0) / (e1 - e0), 0, 1)), on floats or arrays."""
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def sound_gate(level: float) -> float:
     """How much of the picture is lit at a loudness unit: ``smoothstep(0, 0.12, level)``, as layer_main.glsl gates
     every layer (0 in silence, 1 from about -50 dBFS)."""
-    t = min(max(level / 0.12, 0.0), 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    return float(smoothstep(0.0, 0.12, level))
 
 
 def amplitude_to_unit(amp: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.visual.drive import DRIVE_NAMES, DRIVE_SCALARS, SHADER_BANDS
+from datagen.visual.drive import DRIVE_NAMES, DRIVE_SCALARS, SHADER_BANDS, smoothstep
 
 N_SPARKS = 32  # fountain sparks; as many burst sparks follow them in u_points
 _D = {n: i for i, n in enumerate(DRIVE_NAMES)}
@@ -30,11 +30,6 @@ def hash01(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, np.int64).astype(np.uint32)
     b = np.asarray(b, np.int64).astype(np.uint32)
     return mix32(mix32(a) ^ mix32(b + np.uint32(0x3C6EF372))).astype(np.float64) / 2.0 ** 32
-
-
-def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def particle_points(row: np.ndarray, seed: float, line_width: float) -> np.ndarray:
