@@ -36,9 +36,7 @@ from shared.runlock import exit_with_owner, pid_alive
 from shared.seeding import sample_seed
 from shared.timeline import TIMELINE_VERSION
 
-SIBLINGS = "val_siblings"
-SPLITS = ("train", "val", SIBLINGS)
-VARIANTS = ("normal", "silence", "debug")
+SIBLINGS, SPLITS, VARIANTS = S.SIBLINGS, S.SPLITS, S.VARIANTS
 # val_siblings/: shard g is sibling group g, SIBLINGS_PER_GROUP normal-music clips that share the audio of seed
 # sample_seed(data.seed, "val_siblings", g, 0) and draw their visual plans from seeds (g, 1), (g, 2), ...
 SIBLINGS_PER_GROUP = 3

@@ -406,7 +406,9 @@ def decode_pixel_sample(members: dict[str, bytes]) -> dict[str, Any]:
 # ------------------------------------------------------------ shard sets
 
 MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val", "val_siblings")
+SIBLINGS = "val_siblings"  # style-sibling groups (datagen/shard_job.py): the val split's audio under several visual plans
+SPLITS = ("train", "val", SIBLINGS)  # the split folders of a shard set
+VARIANTS = ("normal", "silence", "debug")  # a clip's meta.json "variant", in report order (normal music first)
 _warned_unchecked: set[str] = set()
 
 

@@ -46,12 +46,12 @@ from shared import shards as S
 from shared.config import Config, DataConfig
 from shared.errors import DataError
 from shared.runlock import exit_with_owner
+from shared.shards import VARIANTS
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
 from trainer.diffusion.shuffle import audio_content_id
 from trainer.live.features import causal_from_stored, future_frames, is_causal_model, model_channels
 
-VARIANTS = ("normal", "silence", "debug")
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
 MP_CONTEXT = "forkserver" if sys.platform.startswith("linux") else "spawn"
 

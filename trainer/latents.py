@@ -31,10 +31,10 @@ from shared import shards as S
 from shared.config import Config
 from shared.fsutil import atomic_write_json
 from trainer import runtime as rt
-from trainer.data import VARIANTS, frame_to_unit, resolve_shards
+from trainer.data import frame_to_unit, resolve_shards
 
 MANIFEST = "manifest.json"
-SPLITS = ("train", "val")
+CACHED_SPLITS = tuple(s for s in S.SPLITS if s != S.SIBLINGS)  # latents are cached for these splits
 
 
 @torch.no_grad()
@@ -93,7 +93,7 @@ def shard_record(path: Path) -> dict[str, Any]:
     """A latent shard's manifest entry: name, sample count, clips per variant (the loader refuses a variant mix
     the data cannot give from these), size and sha256."""
     data = path.read_bytes()
-    variants = {v: 0 for v in VARIANTS}
+    variants = {v: 0 for v in S.VARIANTS}
     for _, members in S.iter_tar_samples(path):
         meta = S.decode_json(members[S.META])
         v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
@@ -200,7 +200,7 @@ def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, 
     source_shas, pixel_cid = pixel_sources(data)
     content = latent_content_id(pixel_cid, vae_sha)
     jobs: list[tuple[str, str]] = []
-    for split in SPLITS:
+    for split in CACHED_SPLITS:
         try:
             jobs += [(split, u) for u in resolve_shards(data, split)]
         except FileNotFoundError:
@@ -243,7 +243,7 @@ def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, 
         from shared.provenance import provenance
 
         wanted = {f"{split}/{Path(src).name}" for split, src in jobs}
-        for split in SPLITS:  # latent shards of pixel shards that are gone (a smaller or regenerated set)
+        for split in CACHED_SPLITS:  # latent shards of pixel shards that are gone (a smaller or regenerated set)
             for p in sorted((out_dir / split).glob("shard-*.tar")) if (out_dir / split).is_dir() else []:
                 if f"{split}/{p.name}" not in wanted:
                     p.unlink()
@@ -252,7 +252,7 @@ def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, 
         if totals["shards_removed"]:
             print(f"cache-latents: removed {totals['shards_removed']} latent shards whose pixel shards are gone",
                   file=sys.stderr)
-        splits = {s: sorted((out_dir / s).glob("shard-*.tar")) for s in SPLITS if (out_dir / s).is_dir()}
+        splits = {s: sorted((out_dir / s).glob("shard-*.tar")) for s in CACHED_SPLITS if (out_dir / s).is_dir()}
         stats = latent_statistics(splits.get("train", []))
 
         def record(p: Path) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from datagen.audio import segments as S
 from datagen.audio import theory as T
 from datagen.audio.music import SUSTAINED_CHORDS, TRACKS, render_song, sample_song
 from shared.config import Config, DataConfig
+from shared.shards import VARIANTS
 from shared.timeline import band_edges
 
-VARIANTS = ("normal", "silence", "debug")
 # Version of the procedural audio's content: bump it whenever a seed's audio changes (it is part of the shards'
 # content fingerprint, datagen/manifest.py). 1: one dynamic level per clip; 2: song dynamics (dynamics.py, b7be8d6);
 # 3: more breakdowns among the dynamics profiles.

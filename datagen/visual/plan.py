@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.shards import VARIANTS
+
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 
 PRIMITIVES = ("rings", "bars_linear", "bars_radial", "particles", "tunnel", "kaleidoscope", "plasma",
               "ribbon", "metaballs", "lissajous", "starfield", "gridwarp")
 DEBUG_PRIMITIVES = ("debug_disc", "debug_flash")
 BLEND_MODES = ("alpha", "add", "screen", "multiply")
-VARIANTS = ("normal", "silence", "debug")
 PLAN_VERSION = 1
 
 # Trails: release time constants (s) drawn when trails are on; short, so silence still rests within 0.5 s.

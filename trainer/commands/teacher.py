@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.shards import VARIANTS
 from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
 
 NAME = "teacher"
@@ -22,7 +23,6 @@ HELP = ("Measure the ground truth (the procedural visualizers) of N freshly synt
         "eval's metrics: loudness -> motion/brightness/size, bands -> colour, AV-Align, beat score, retrieval, "
         "settle, style diversity, each with a 95 percent bootstrap CI over clips, plus each clip's loudness range; "
         "optionally on a folder of real audio. Writes report.json, report.md and contact_sheet.png.")
-VARIANTS = ("normal", "silence", "debug")
 MIN_CLIPS = 2
 
 

@@ -26,7 +26,6 @@ import numpy as np
 from shared import shards as S
 from shared.errors import CheckpointError, DataError
 
-VARIANT_ORDER = ("normal", "silence", "debug")
 
 
 @dataclass
@@ -54,7 +53,7 @@ def audio_hash(flac_bytes: bytes) -> str:
 
 def variant_order(variants: set[str] | list[str]) -> list[str]:
     """normal, silence, debug (always listed, so an absent one reports "no clips"), then any other, sorted."""
-    return list(VARIANT_ORDER) + sorted(v for v in set(variants) if v not in VARIANT_ORDER)
+    return list(S.VARIANTS) + sorted(v for v in set(variants) if v not in S.VARIANTS)
 
 
 def choose_clips(headers: list[Clip], per_variant: int) -> dict[str, list[Clip]]:

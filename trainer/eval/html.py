@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.fsutil import atomic_write_text
+from shared.shards import VARIANTS
 
 REPORT_HTML = "report.html"
-VARIANT_ORDER = ("normal", "silence", "debug")
 KIND_ORDER = ("side_by_side", "generated", "ground_truth", "floor")
 
 CSS = """
@@ -51,7 +51,7 @@ def href(path: str) -> str:
 
 def variant_order(names: list[str]) -> list[str]:
     """normal, silence, debug first (in that order), then the others by name."""
-    return [v for v in VARIANT_ORDER if v in names] + sorted(v for v in names if v not in VARIANT_ORDER)
+    return [v for v in VARIANTS if v in names] + sorted(v for v in names if v not in VARIANTS)
 
 
 def _num(x: Any) -> str | None:
