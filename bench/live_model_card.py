@@ -173,7 +173,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "one frame per snippet, back to back: a frame never waits for later frames of its snippet.",
          f"- `diffusion.audio_context_frames={k}`, `diffusion.audio_context_future={df['audio_context_future']}`: each "
          f"frame's audio window is timeline frames t-{k} .. t ({1000 * k / fps:.0f} ms of past, no look-ahead).",
-         f"- Causal channels (`audio_context_future=0` makes the model causal, trainer/live/features.py): "
+         f"- Causal channels (`audio_context_future=0` makes the model causal, trainer/conditioning.py): "
          f"`diffusion.audio_channels` = {', '.join(channels)} ({len(channels)} of the timeline's "
          f"{len(channels) + 2}: no beat_phase / downbeat, whose causal values need the audio that latent shards do "
          "not store; live, the beat tracker is then not run at all). The loader takes these columns from the stored "

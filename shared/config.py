@@ -28,6 +28,12 @@ from shared.errors import ConfigError  # noqa: F401  (re-exported: shared.config
 
 SHAPE = {"shape": True}
 
+# Options that code elsewhere lists (typing.get_args gives the tuple: trainer/diffusion/shuffle.py, sampler.py):
+# declared once, here, where the config validates them.
+NegativeKind = Literal["derange", "hard", "loudness_matched", "timeshift", "band_permuted"]
+GuidanceSchedule = Literal["constant", "linear", "cosine", "interval"]
+SamplerName = Literal["ddim", "heun"]
+
 
 def _is_number_field(annotation: Any) -> bool:
     """True for an int or float field (also ``int | None``); False where a bool is a legal value or for a
@@ -201,7 +207,7 @@ class DiffusionConfig(_Section):
     audio_context_future: int | None = Field(
         None, ge=0, description="Frames of future timeline context in each audio window (the look-ahead live mode "
         "waits for); null: audio_context_frames (the symmetric window). 0: a causal (live) model, which also sees the "
-        "causal timeline (trailing-median is_silent; no beat channels, no per-clip z-score; trainer/live/features.py).",
+        "causal timeline (trailing-median is_silent; no beat channels, no per-clip z-score; trainer/conditioning.py).",
         json_schema_extra=SHAPE)
     audio_channels: list[str] | None = Field(
         None, description="Timeline channels the audio encoder sees, by name, in this order (null: all channels of "
@@ -241,7 +247,7 @@ class DiffusionConfig(_Section):
     )
     audio_shuffle_loss_margin: float = Field(0.05, ge=0, description="Margin m demanded between L_bad and L_good.")
     audio_shuffle_loss_prob: float = Field(1.0, ge=0, le=1, description="Probability that a step applies the shuffle penalty.")
-    audio_shuffle_negatives: Literal["derange", "hard", "timeshift", "band_permuted", "loudness_matched"] = Field(
+    audio_shuffle_negatives: NegativeKind = Field(
         "derange", description="Wrong audio: derange (another clip of the batch, at random), hard (the most dissimilar "
         "other clip), loudness_matched (the other clip with the most similar log-RMS curve), timeshift (the same clip "
         "shifted by a non-whole number of bars), band_permuted (the same clip with its band channels permuted: right "
@@ -304,7 +310,7 @@ class InferenceConfig(_Section):
         2.0, ge=0, description="Audio classifier-free guidance scale g, the peak of audio_guidance_schedule (1 = "
         "conditional only).",
     )
-    audio_guidance_schedule: Literal["constant", "linear", "cosine", "interval"] = Field(
+    audio_guidance_schedule: GuidanceSchedule = Field(
         "constant", description="Guidance weight w over the sampler's time tau (1 = noise, 0 = clean). constant: w = g; "
         "linear: w = 1 + (g - 1)(1 - tau); cosine: the same ramp eased by (1 - cos(pi (1 - tau))) / 2; interval: w = g "
         "for tau in audio_guidance_interval, else 1. Steps with w = 1 skip the unconditional pass.",
@@ -313,7 +319,7 @@ class InferenceConfig(_Section):
         (0.17, 0.88), description="[lo, hi] of tau where the interval schedule guides (0 <= lo < hi <= 1). The default is "
         "the range Kynkaenniemi et al. 2024 found best, sigma in (0.28, 5.42], mapped to this cosine schedule's tau.",
     )
-    sampler: Literal["ddim", "heun"] = Field("ddim", description="Sampler.")
+    sampler: SamplerName = Field("ddim", description="Sampler.")
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")
     batch_snippets: int = Field(8, ge=1, description="Snippets denoised in parallel where independent (GPU batching).")

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -406,6 +407,13 @@ def decode_pixel_sample(members: dict[str, bytes]) -> dict[str, Any]:
 # ------------------------------------------------------------ shard sets
 
 MANIFEST_NAME = "manifest.json"
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^pipe:")
+
+
+def is_url(spec: str) -> bool:
+    """Whether a shard spec is a URL webdataset opens (``scheme://`` or ``pipe:``), not a local path."""
+    return bool(_URL.match(str(spec)))
+
 SIBLINGS = "val_siblings"  # style-sibling groups (datagen/shard_job.py): the val split's audio under several visual plans
 SPLITS = ("train", "val", SIBLINGS)  # the split folders of a shard set
 VARIANTS = ("normal", "silence", "debug")  # a clip's meta.json "variant", in report order (normal music first)

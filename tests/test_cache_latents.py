@@ -88,7 +88,7 @@ def test_manifest_scale_is_one_over_train_latent_std(cached):
     # the corrupt clip was a debug clip)
     assert [r["variants"] for r in manifest["splits"]["train"]] == [
         {"normal": 1, "silence": 1, "debug": 1}, {"normal": 1, "silence": 1, "debug": 0}]
-    from trainer.data import stored_variant_counts
+    from trainer.variant_mix import stored_variant_counts
 
     urls = [str(latents / "train" / S.shard_name(i)) for i in range(2)]
     assert list(stored_variant_counts(urls).values()) == [r["variants"] for r in manifest["splits"]["train"]]

@@ -149,6 +149,41 @@ def test_sampling_encodes_the_conditioning_once_per_snippet_with_the_same_result
     torch.testing.assert_close(fast, plain, rtol=0, atol=0)
 
 
+def test_a_compiled_sampler_falls_back_to_eager_only_on_its_first_call(cfg, capsys):
+    """No working compiler shows at the first compiled call: that one runs eagerly and says so. Once a compiled call
+    has run, a failure (out of memory, a wrong shape) is an error, not the environment: it raises."""
+    model = wake(Denoiser(cfg, C, H, n_audio_channels(cfg))).eval()
+    batch = synthetic_batch(cfg, 2, C, H, torch.Generator().manual_seed(1))
+    enc = model.encode_cond(model.make_cond(batch["audio"], batch["is_silent"], batch["frame_index"]))
+    x, t = batch["x"].float(), torch.full((2,), 0.5)
+
+    def broken(*args):
+        raise RuntimeError("no C compiler")
+
+    net = SamplingNet(model)
+    net._compiled = broken  # what torch.compile gives where TorchInductor cannot build
+    with torch.no_grad():
+        torch.testing.assert_close(net.denoise(x, t, enc), model.denoise(x, t, enc), rtol=0, atol=0)
+    assert "torch.compile failed (RuntimeError: no C compiler); sampling eagerly" in capsys.readouterr().out
+    assert net._compiled is None
+
+    calls = []
+
+    def works_once(*args):
+        calls.append(1)
+        if len(calls) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return model.denoise(*args)
+
+    net = SamplingNet(model)
+    net._compiled = works_once
+    with torch.no_grad():
+        net.denoise(x, t, enc)
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            net.denoise(x, t, enc)
+    assert "sampling eagerly" not in capsys.readouterr().out
+
+
 def test_the_shipped_model_samples_as_before_the_split_of_encode_cond():
     """Golden figures from the shipped model's forward and a 3-step DDIM sample; fp tolerance for other CPUs'
     kernels. For the model shipped before issue 13 item 7 they were computed with the forward pass before

@@ -14,7 +14,8 @@ from shared.audio_io import load_audio
 from shared.config import build_config
 from shared.errors import ConfigError
 from shared.timeline import channel_names, compute_audio_timeline
-from trainer.data import ShardDataset, model_audio
+from trainer.conditioning import ConditioningSpec
+from trainer.data import ShardDataset
 from trainer.live.features import causal_channel_names, live_timeline
 from trainer.live.generator import SnippetTimings, lookahead_frames
 from trainer.live.scheduler import LiveScheduler
@@ -24,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real_audio"
 PICK = ["onset", "rms", "is_silent"]
 
+
+
+def model_audio(feats, names, cfg):
+    """What the loader, offline sampling and the eval feed a model of ``cfg`` from a stored timeline."""
+    return ConditioningSpec.from_config(cfg).model_audio(feats, names)
 
 def _cfg(*overrides):
     return build_config([ROOT / "configs" / "tiny.yaml"], overrides=[

@@ -9,7 +9,8 @@ from live_helpers import SPEECH, make_music
 from shared.audio_io import load_audio
 from shared.config import TimelineConfig
 from shared.timeline import channel_index, compute_audio_timeline
-from trainer.live.features import StreamingTimeline, causal_silence_mask, causal_timeline, estimate_from
+from trainer.conditioning import causal_silence_mask
+from trainer.live.features import StreamingTimeline, causal_timeline, estimate_from
 from shared.timeline import BeatEstimate
 
 PER_FRAME = ("log_rms", "rms", "onset", "centroid")  # the offline timeline's causal channels (and the bands)

@@ -8,9 +8,10 @@ import torch
 from model_helpers import wake
 from shared.config import build_config
 from shared.timeline import channel_names
-from trainer.diffusion.model import Denoiser, audio_window_length
-from trainer.live.features import causal_channel_names, channel_selection
-from trainer.live.generator import future_frames, lookahead_frames
+from trainer.conditioning import ConditioningSpec, channel_selection
+from trainer.diffusion.model import Denoiser
+from trainer.live.features import causal_channel_names
+from trainer.live.generator import lookahead_frames
 
 
 def _cfg(*overrides):
@@ -19,9 +20,10 @@ def _cfg(*overrides):
 
 
 def test_default_window_is_symmetric_and_future_zero_is_causal():
-    assert audio_window_length(_cfg().diffusion) == 5 and future_frames(_cfg().diffusion) == 2
-    d = _cfg("diffusion.audio_context_future=0").diffusion
-    assert audio_window_length(d) == 3 and future_frames(d) == 0
+    spec = ConditioningSpec.from_config(_cfg())
+    assert (spec.window, spec.future, spec.causal) == (5, 2, False)
+    spec = ConditioningSpec.from_config(_cfg("diffusion.audio_context_future=0"))
+    assert (spec.window, spec.future, spec.causal) == (3, 0, True)
     assert lookahead_frames(1, 0) == 0 and lookahead_frames(4, 2) == 5
 
 

@@ -20,9 +20,10 @@ from shared.config import build_config
 from shared.timeline import channel_names
 from shared.errors import DataError
 from trainer.data import (
-    ShardDataset, frame_loader, make_loader, resolve_shards, reweights_variants, skip_counts, skipped_in,
-    snippet_loader, stored_variant_counts, target_variant_mix, timeshift_offset_frames, VARIANT_CODE,
+    ShardDataset, frame_loader, make_loader, resolve_shards, skip_counts, skipped_in, snippet_loader,
+    timeshift_offset_frames, VARIANT_CODE,
 )
+from trainer.variant_mix import reweights_variants, stored_variant_counts, target_variant_mix
 from trainer_shards import rewrite_member, write_index_latent_shard, write_pixel_shards
 
 ROOT = Path(__file__).resolve().parents[1]

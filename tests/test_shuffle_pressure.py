@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from shared.config import ConfigError, build_config
+from trainer.conditioning import ChannelLayout, audio_content_id
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.losses import diffusion_loss, val_losses
 from trainer.diffusion.model import Denoiser
@@ -30,7 +31,7 @@ def small_cfg(base, *overrides):
 # ---------------------------------------------------------------- negatives
 
 LAYOUT_NAMES = ["log_rms", "rms", "band_00", "band_01", "band_02", "onset", "is_silent"]
-LAYOUT = Sh.ChannelLayout.from_names(LAYOUT_NAMES)
+LAYOUT = ChannelLayout.from_names(LAYOUT_NAMES)
 
 
 def loader_like_batch(seed: int = 0) -> dict:
@@ -130,7 +131,7 @@ def test_hard_negative_is_the_most_dissimilar_other_clip():
     audio[3] += 1.0
     ids = torch.arange(4)
     batch = {"audio": audio, "is_silent": torch.zeros(4, 2), "audio_id": ids}
-    lay = Sh.ChannelLayout(is_silent=4, log_rms=0, bands=(1, 2))
+    lay = ChannelLayout(is_silent=4, log_rms=0, bands=(1, 2))
     neg = Sh.draw_negatives(batch, "hard", 1, None, lay)
     src = [[r for r in range(4) if torch.equal(audio[r], neg.audio[i, 0])][0] for i in range(4)]
     assert src == [2, 2, 0, 2] and neg.valid.all()  # the farthest from clip 2 is clip 0
@@ -182,9 +183,9 @@ def test_band_permutation_moves_every_band_and_keeps_the_rest():
 
 def test_audio_ids_from_the_loader_or_the_key():
     feats = np.random.default_rng(0).random((20, 7)).astype(np.float32)
-    a, b = Sh.audio_content_id(feats), Sh.audio_content_id(feats.copy())
-    assert a == b and 0 <= a < 2 ** 63 and Sh.audio_content_id(feats + 1e-2) != a
-    assert Sh.audio_content_id(feats * (1 + 1e-7)) == a  # last-bit differences (another machine's FFT) hash alike
+    a, b = audio_content_id(feats), audio_content_id(feats.copy())
+    assert a == b and 0 <= a < 2 ** 63 and audio_content_id(feats + 1e-2) != a
+    assert audio_content_id(feats * (1 + 1e-7)) == a  # last-bit differences (another machine's FFT) hash alike
     batch = loader_like_batch()
     assert torch.equal(Sh.batch_audio_ids(batch), batch["audio_id"])
     keyed = {"audio": batch["audio"][:3], "key": ["000001-00002", "000001-00002", "000001-00003"]}

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import multiprocessing as mp
 import os
 import random
-import re
 import sys
 import tarfile
 from collections import deque
@@ -43,14 +41,13 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from shared import shards as S
-from shared.config import Config, DataConfig
+from shared.config import Config
 from shared.errors import DataError
 from shared.runlock import exit_with_owner
-from shared.shards import VARIANTS
+from shared.shards import VARIANTS, is_url
 from shared.seeding import derive_seed
-from shared.timeline import channel_index, channel_names, context_windows, normalize_per_clip
-from trainer.diffusion.shuffle import audio_content_id
-from trainer.live.features import causal_from_stored, future_frames, is_causal_model, model_channels
+from trainer.conditioning import ConditioningSpec, audio_content_id
+from trainer.variant_mix import check_variants_present, mix_or_fail, mix_text, reweights_variants
 
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
 MP_CONTEXT = "forkserver" if sys.platform.startswith("linux") else "spawn"
@@ -60,9 +57,6 @@ _STAGE_SHARDS, _STAGE_REWEIGHT, _STAGE_DRAW, _STAGE_SHUFFLE = 1, 2, 3, 4
 
 
 # ------------------------------------------------------------------ shard lists
-
-
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^pipe:")
 
 
 def _expand_braces(spec: str) -> list[str]:
@@ -84,7 +78,7 @@ def resolve_shards(spec: str | os.PathLike | list[str], split: str = "train") ->
         return [u for s in spec for u in resolve_shards(s, split)]
     s = str(spec)
     S.check_shard_set(s)  # one content fingerprint per set (warns once where there is no manifest to check)
-    if _URL.match(s):
+    if is_url(s):
         return _expand_braces(s) if "{" in s else [s]
     if "{" in s and ".." in s:
         out = _expand_braces(s)
@@ -199,161 +193,6 @@ def _flatten(stream: Iterable[list]) -> Iterator[Any]:
 # -------------------------------------------------------------- pure functions
 
 
-MIX_KNOBS = ("audio_silence_mix_prob", "audio_debug_mix_prob")  # data fields that ask the trainer for a mix
-
-
-def reweights_variants(data_cfg: DataConfig) -> bool:
-    """Whether the loader reweights clips by variant (else it draws what the shards hold).
-
-    It does when ``audio_debug_mode`` is on, when ``audio_debug_mix_schedule_steps > 0`` (the bootstrap
-    curriculum), or when a mix knob was given explicitly: in a YAML file, a flag or an override, which is
-    pydantic's ``model_fields_set`` as shared.config.build_config records it (a knob left at its default, or
-    one that only came with a ``base`` tree such as a saved run's config, is not explicit).
-    """
-    return (data_cfg.audio_debug_mode or data_cfg.audio_debug_mix_schedule_steps > 0
-            or bool(set(MIX_KNOBS) & data_cfg.model_fields_set))
-
-
-def target_variant_mix(data_cfg: DataConfig, step: int) -> dict[str, float] | None:
-    """The fraction of draws per variant at a training step, or None to draw as stored.
-
-    ``audio_debug_mode`` -> debug only, for the whole run. Otherwise, when :func:`reweights_variants`, the
-    debug fraction follows the bootstrap curriculum: it falls linearly from 1 to ``audio_debug_mix_prob``
-    over ``audio_debug_mix_schedule_steps`` (postmortem, "curriculum back to diversity"; 0 steps: the final
-    value from step 0); silence takes ``audio_silence_mix_prob`` as an absolute share, capped at what debug leaves
-    (``min(audio_silence_mix_prob, 1 - debug)``, not a share of the rest); normal clips take the rest. The same
-    rule as datagen's ``choose_variant``. A knob not given explicitly counts with its value (its default).
-    """
-    if data_cfg.audio_debug_mode:
-        return {"normal": 0.0, "silence": 0.0, "debug": 1.0}
-    if not reweights_variants(data_cfg):
-        return None
-    final = data_cfg.audio_debug_mix_prob
-    n = data_cfg.audio_debug_mix_schedule_steps
-    debug = final if n <= 0 else 1.0 + (final - 1.0) * min(1.0, max(0, step) / n)
-    silence = min(data_cfg.audio_silence_mix_prob, 1.0 - debug)
-    return {"normal": max(0.0, 1.0 - debug - silence), "silence": silence, "debug": debug}
-
-
-def wanted_variants(data_cfg: DataConfig) -> set[str] | None:
-    """The variants the loader draws at some step of the run (None: whatever the shards hold).
-
-    The shares are linear in the step between 0 and the end of the curriculum and constant after it,
-    so the two ends decide which are ever above 0.
-    """
-    ends = [target_variant_mix(data_cfg, step) for step in (0, data_cfg.audio_debug_mix_schedule_steps)]
-    if ends[0] is None:
-        return None
-    return {v for mix in ends for v, p in mix.items() if p > 0}
-
-
-def _manifest_variant_counts(root: Path) -> dict[str, dict[str, int]]:
-    """``{split/shard name: {variant: clips}}`` that a set's manifest.json records (pixel manifests of
-    ``datagen run``: ``shards[rel].variants``; latent manifests of ``cache-latents``: ``splits[split][i].variants``).
-    Shards recorded without counts are left out."""
-    try:
-        doc = json.loads((root / S.MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, dict[str, int]] = {}
-    for rel, entry in (doc.get("shards") or {}).items() if isinstance(doc.get("shards"), dict) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("variants"), dict):
-            out[rel] = entry["variants"]
-    for split, records in (doc.get("splits") or {}).items():
-        for r in records if isinstance(records, list) else []:
-            if isinstance(r, dict) and isinstance(r.get("variants"), dict):
-                out[f"{split}/{r.get('name')}"] = r["variants"]
-    return out
-
-
-def scan_variant_counts(path: str | os.PathLike) -> dict[str, int]:
-    """``{variant: clips}`` of a local shard, from its ``meta.json`` members only (tarfile seeks past the rest).
-
-    Counts what can be read: an unparsable meta.json or a truncated tail is left to the stream's skip log.
-    """
-    counts = {v: 0 for v in VARIANTS}
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for info in tar:
-                if not (info.isfile() and info.name.endswith("." + S.META)):
-                    continue
-                try:
-                    meta = S.decode_json(tar.extractfile(info).read())
-                except ValueError:
-                    continue
-                v = meta.get("variant", "normal") if isinstance(meta, dict) else "normal"
-                counts[v] = counts.get(v, 0) + 1
-    except (tarfile.TarError, OSError, EOFError):
-        pass
-    return counts
-
-
-_SCANNED: dict[tuple[str, int, int], dict[str, int]] = {}
-
-
-def stored_variant_counts(urls: list[str]) -> dict[str, dict[str, int] | None]:
-    """``{url: {variant: clips}}`` for each shard: from the manifest.json of its set (the split dir's parent)
-    where it records them, else counted from a local file's ``meta.json`` members, else None (a URL)."""
-    manifests: dict[Path, dict[str, dict[str, int]]] = {}
-    out: dict[str, dict[str, int] | None] = {}
-    for url in urls:
-        if _URL.match(url) or not os.path.isfile(url):
-            out[url] = None
-            continue
-        p = Path(url)
-        root = p.parent.parent
-        if root not in manifests:
-            manifests[root] = _manifest_variant_counts(root) if (root / S.MANIFEST_NAME).is_file() else {}
-        recorded = manifests[root].get(f"{p.parent.name}/{p.name}")
-        if recorded is None:
-            st = os.stat(url)  # scanned once per file version: the trainer rebuilds its loader at every checkpoint
-            recorded = _SCANNED.get((url, st.st_size, st.st_mtime_ns))
-            if recorded is None:
-                recorded = _SCANNED[(url, st.st_size, st.st_mtime_ns)] = scan_variant_counts(url)
-        out[url] = dict(recorded)
-    return out
-
-
-def check_variants_present(urls: list[str], data_cfg: DataConfig) -> bool:
-    """Refuse, before any training, a shard set that lacks a variant the mix asks for (:func:`wanted_variants`).
-
-    Raises :class:`DataError` naming the variant, the knob that asks for it and the shards. Returns False
-    where some shard's counts cannot be known (URLs): the stream then fails the same way when it meets none.
-    """
-    wanted = wanted_variants(data_cfg)
-    if not wanted:
-        return True
-    counts = stored_variant_counts(urls)
-    known = {u: c for u, c in counts.items() if c is not None}
-    if len(known) < len(counts):
-        return False
-    for v in VARIANTS:
-        if v in wanted and not any(c.get(v, 0) for c in known.values()):
-            why = ("data.audio_debug_mode=true (debug clips only)" if data_cfg.audio_debug_mode else
-                   "data.audio_debug_mix_schedule_steps > 0 (the curriculum starts at debug clips only)"
-                   if v == "debug" and data_cfg.audio_debug_mix_schedule_steps > 0 else
-                   "the variant mix " + _mix_text(target_variant_mix(data_cfg, data_cfg.audio_debug_mix_schedule_steps))
-                   + " (data.audio_silence_mix_prob / data.audio_debug_mix_prob given explicitly)")
-            held = sorted({k for c in known.values() for k, n in c.items() if n})
-            names = [f"{Path(u).parent.name}/{Path(u).name}" for u in list(known)[:3]]
-            more = f" and {len(known) - 3} more" if len(known) > 3 else ""
-            raise DataError(f"{why} wants '{v}' clips, but none of the {len(known)} shards ({', '.join(names)}{more}) "
-                            f"holds one (they hold: {', '.join(held) or 'nothing'}); generate data with that variant "
-                            f"or change the mix knobs")
-    return True
-
-
-def _mix_text(mix: dict[str, float]) -> str:
-    return ", ".join(f"{v} {p:.3g}" for v, p in mix.items())
-
-
-def _mix_or_fail(data_cfg: DataConfig, step: int) -> dict[str, float]:
-    mix = target_variant_mix(data_cfg, step)
-    if mix is None:
-        raise ValueError("reweighting asked for without a mix (reweights_variants is false)")
-    return mix
-
-
 def bar_frames(tempo_bpm: float, fps: float, beats_per_bar: int = 4) -> float:
     """Frames per bar: ``beats_per_bar * 60 / tempo * fps``."""
     if tempo_bpm <= 0 or fps <= 0:
@@ -419,37 +258,6 @@ def unit_to_frame(x: np.ndarray | torch.Tensor) -> np.ndarray:
         x = x.detach().float().cpu().numpy()
     y = np.clip((np.asarray(x) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(np.moveaxis(y, -3, -1))
-
-
-def model_audio(features: np.ndarray, names: list[str], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """A clip's stored timeline ``[T, C]`` -> what the denoiser sees: ``(windows [T, k+1+f, Ch], is_silent [T])``.
-
-    The one path of the training loader, offline sampling (trainer/sample.py) and the eval
-    (trainer/eval/generate.py); live, trainer/live/scheduler.py builds the same numbers from the streamed
-    causal timeline (tests/test_live_conditioning.py):
-
-    1. a causal model (``diffusion.audio_context_future = 0``) takes the causal timeline,
-       :func:`trainer.live.features.causal_from_stored` (``is_silent`` a trailing median);
-    2. z-scored per clip when ``diffusion.audio_feature_normalize_per_clip``;
-    3. the channels ``diffusion.audio_channels`` names, in that order (null: all,
-       :func:`trainer.live.features.model_channels`);
-    4. windows of ``k = audio_context_frames`` past and ``f`` future frames
-       (:func:`shared.timeline.context_windows`; ``f = audio_context_future``, null: k).
-
-    ``is_silent`` is the (causal, for a causal model) flag of each frame. With the defaults (no selection, f = k)
-    the windows are exactly the former symmetric ``context_windows(features, k)``.
-    """
-    d = cfg.diffusion
-    feats = np.asarray(features, np.float32)
-    if is_causal_model(d):
-        feats = causal_from_stored(feats, names, cfg.timeline)
-    silent = feats[:, channel_index(names, "is_silent")].astype(np.float32)
-    if d.audio_feature_normalize_per_clip:
-        feats = normalize_per_clip(feats, names)
-    picked = model_channels(names, d)
-    if picked is not None:
-        feats = feats[:, picked]
-    return context_windows(feats.astype(np.float32), d.audio_context_frames, future_frames(d)), silent
 
 
 # ------------------------------------------------------------------- stages
@@ -546,7 +354,7 @@ def reweight_variants(src: Iterable[dict], mix_at: Callable[[int], dict[str, flo
                 buffers[v].popleft()
             reads += 1
             if patience is not None and reads >= patience:
-                raise DataError(f"the variant mix {_mix_text(mix)} wants '{want}' clips, but {patience} clips read in a row hold "
+                raise DataError(f"the variant mix {mix_text(mix)} wants '{want}' clips, but {patience} clips read in a row hold "
                                 f"none (last from {sample.get('__url__')}); generate data with that variant or change "
                                 "the mix knobs")
         if buffers[want]:
@@ -572,11 +380,11 @@ class SnippetSpec:
     def __init__(self, cfg: Config, style_frames: int = 4, latent_scale: float = 1.0):
         self.snippet_frames = cfg.diffusion.snippet_frames
         self.prev_frames = cfg.diffusion.prev_frames
-        self.cfg = cfg  # the audio conditioning's settings (model_audio)
+        self.conditioning = ConditioningSpec.from_config(cfg)  # what the denoiser is fed
         self.style_frames = style_frames
         self.latent_scale = float(latent_scale)
         self.fps = cfg.render.fps
-        self.default_channels = channel_names(cfg.timeline)  # when meta.json does not list them
+        self.default_channels = list(self.conditioning.timeline_channels)  # when meta.json does not list them
 
 
 def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
@@ -614,7 +422,7 @@ def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.G
     F, P = spec.snippet_frames, spec.prev_frames
     if n_frames < F or n_frames < 2:
         raise ValueError(f"sample {key}: {n_frames} frames, fewer than a snippet of {F}")
-    windows, silent = model_audio(feats[:n_frames], names, spec.cfg)  # (T, k+1+f, Ch), (T,)
+    windows, silent = spec.conditioning.model_audio(feats[:n_frames], names)  # (T, k+1+f, Ch), (T,)
     audio_id = audio_content_id(feats)  # same for copies of one debug clip: never each other's negative
     tempo, fps = float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps)
     out = []
@@ -723,7 +531,7 @@ class ShardDataset(IterableDataset):
         def mix_at(n_clips: int) -> dict[str, float]:
             # This worker produced n_clips * per_clip samples; the workers take turns filling batches.
             step = start + (n_clips * per_clip * n_workers) // sps
-            return _mix_or_fail(data_cfg, step)
+            return mix_or_fail(data_cfg, step)
 
         if self.reweight:
             # counted present: wait long for a rare variant (a bound only against a hang on corrupt clips)
@@ -820,7 +628,7 @@ def stored_channel_names(spec: str | os.PathLike, split: str) -> list[str] | Non
     """The timeline channel names a shard set stores (the first sample's ``meta.json``), or None where they cannot
     be read cheaply (a URL, a sample without the list)."""
     url = resolve_shards(spec, split)[0]
-    if _URL.match(url) or not os.path.isfile(url):
+    if is_url(url) or not os.path.isfile(url):
         return None
     try:
         for _, members in S.iter_tar_samples(url):
@@ -841,7 +649,7 @@ def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
 
 __all__ = [
     "VARIANTS", "VARIANT_CODE", "SKIPPED", "SkipLog", "skipped_in", "skip_counts", "ShardDataset", "SnippetSpec",
-    "resolve_shards", "target_variant_mix", "timeshift_offset_frames", "bar_frames", "snippet_indices",
+    "resolve_shards", "timeshift_offset_frames", "bar_frames", "snippet_indices",
     "reweight_variants", "make_snippet", "make_snippets", "make_loader", "frame_loader", "snippet_loader", "frame_to_unit",
-    "unit_to_frame", "read_pixel_clip", "model_audio",
+    "unit_to_frame", "read_pixel_clip",
 ]

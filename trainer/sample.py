@@ -35,7 +35,8 @@ from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteEr
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
 from shared.video import Mp4Writer, VideoError, read_video_frames
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
-from trainer.data import frame_to_unit, model_audio
+from trainer.conditioning import ConditioningSpec
+from trainer.data import frame_to_unit
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import SamplingNet
 from trainer.runtime import autocast, enable_tf32
@@ -196,9 +197,9 @@ def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) ->
 
     The wave is resampled to ``data.sample_rate`` (band edges depend on the rate), featurised with the
     checkpoint's timeline settings and fps, cut/padded to ``n_frames``, then taken through the training
-    loader's :func:`trainer.data.model_audio` (a causal model's causal timeline, the per-clip z-score when the
-    checkpoint was trained with it, the channels ``diffusion.audio_channels`` names, ``k`` past and ``f``
-    future frames per window). ``info`` holds the offline timeline (``features``, ``names``, ``rms``,
+    loader's :meth:`trainer.conditioning.ConditioningSpec.model_audio` (a causal model's causal timeline, the
+    per-clip z-score when the checkpoint was trained with it, the channels ``diffusion.audio_channels`` names,
+    ``k`` past and ``f`` future frames per window). ``info`` holds the offline timeline (``features``, ``names``, ``rms``,
     ``onset``): what the audio is, for scoring, whatever the model sees.
     """
     train_sr = cfg.data.sample_rate
@@ -207,7 +208,7 @@ def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) ->
     if len(feats) == 0:
         raise AudioError("audio is shorter than one video frame")
     feats = pad_to(feats, n_frames)  # resampling can move the frame count by one
-    win, silent = model_audio(feats, names, cfg)  # (T, k+1+f, Ch'), (T,)
+    win, silent = ConditioningSpec.from_config(cfg).model_audio(feats, names)  # (T, k+1+f, Ch'), (T,)
     rms = feats[:, channel_index(names, "rms")]
     onset = feats[:, channel_index(names, "onset")]
     return win, silent, {"names": names, "rms": rms, "onset": onset, "features": feats}

@@ -24,6 +24,7 @@ Per sample i (t_i ~ U[0, 1], eps_i ~ N(0, I), x_t = alpha x0 + sigma eps, schedu
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -31,13 +32,12 @@ import torch
 from shared.config import Config
 from shared.errors import ConfigError
 from shared.seeding import derive_seed
-from shared.timeline import channel_names
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.model import style_kl
+from trainer.conditioning import ChannelLayout, Cond, ConditioningSpec, SnippetBatch, cond_rows, repeat_cond
 from trainer.runtime import unwrap
 
-Batch = dict[str, torch.Tensor]
 _APPLY = 41  # derive_seed path id of the per-step shuffle-pressure coin
 
 
@@ -82,8 +82,22 @@ def shuffle_applied(generator: torch.Generator, prob: float) -> bool:
     return random.Random(derive_seed(generator.initial_seed(), _APPLY)).random() < prob
 
 
-def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator, *, train: bool
-          ) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class Draw:
+    """One step's random draws and what follows from them (:func:`_core`), shared by the training and val losses."""
+
+    x0: torch.Tensor          # (B, F, C, h, w) the clean latents, float32
+    t: torch.Tensor           # (B,) the timesteps
+    eps: torch.Tensor         # (B, F, C, h, w) the noise
+    logsnr: torch.Tensor      # (B,)
+    x_t: torch.Tensor         # (B, F, C, h, w) the noisy latents
+    cond: Cond                # the true-audio conditioning
+    mu: torch.Tensor          # (B, style_dim) the style posterior
+    logvar: torch.Tensor      # (B, style_dim)
+    audio_null: torch.Tensor  # (B,) bool: the snippets whose audio was dropped for CFG
+
+
+def _core(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Generator, *, train: bool) -> Draw:
     """Draw noise/timesteps/dropouts and build the true-audio conditioning (shared by train and val)."""
     d = cfg.diffusion
     net = unwrap(model)  # under DDP and/or torch.compile
@@ -110,18 +124,14 @@ def _core(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator
     style_z = mu + (0.5 * logvar).exp() * style_noise if train else mu
     cond = net.make_cond(batch["audio"].float(), batch["is_silent"], batch["frame_index"], prev=prev,
                          prev_valid=prev_valid, style_z=style_z, style_null=style_null, audio_null=audio_null)
-    return {"x0": x0, "t": t, "eps": eps, "logsnr": logsnr, "x_t": x_t, "cond": cond, "mu": mu, "logvar": logvar,
-            "audio_null": audio_null}
+    return Draw(x0=x0, t=t, eps=eps, logsnr=logsnr, x_t=x_t, cond=cond, mu=mu, logvar=logvar, audio_null=audio_null)
 
 
-def shuffle_layout(cfg: Config) -> Sh.ChannelLayout:
-    """The negatives' channel layout in the model's audio windows (the channels ``diffusion.audio_channels``
-    selects, the frame's own row k). A negative kind whose channel the selection lacks is a ConfigError."""
-    from trainer.live.features import model_channel_names
-
+def shuffle_layout(cfg: Config) -> ChannelLayout:
+    """The negatives' channel layout in the model's audio windows (:meth:`ConditioningSpec.layout`). A negative
+    kind whose channel the selection lacks is a ConfigError."""
     d = cfg.diffusion
-    layout = Sh.ChannelLayout.from_names(model_channel_names(channel_names(cfg.timeline), d),
-                                         frame_row=d.audio_context_frames)
+    layout = ConditioningSpec.from_config(cfg).layout()
     kind = d.audio_shuffle_negatives
     needs = {"loudness_matched": ("log_rms", layout.log_rms >= 0), "timeshift": ("is_silent", layout.is_silent >= 0),
              "band_permuted": ("two band_ channels", len(layout.bands) >= 2)}
@@ -131,15 +141,15 @@ def shuffle_layout(cfg: Config) -> Sh.ChannelLayout:
     return layout
 
 
-def negatives_for(batch: Batch, cfg: Config, generator: torch.Generator, k: int) -> Sh.Negatives:
+def negatives_for(batch: SnippetBatch, cfg: Config, generator: torch.Generator, k: int) -> Sh.Negatives:
     """K negatives per snippet of the configured kind (shuffle.py), in the model's channel layout."""
     return Sh.draw_negatives(batch, cfg.diffusion.audio_shuffle_negatives, k, generator, shuffle_layout(cfg))
 
 
-def candidates_cond(cond: dict[str, torch.Tensor], neg: Sh.Negatives) -> dict[str, torch.Tensor]:
+def candidates_cond(cond: Cond, neg: Sh.Negatives) -> Cond:
     """The (K+1)·B-row conditioning [true audio; negative 1; ...; negative K]: only audio and is_silent change."""
     k = neg.audio.shape[1]
-    out = {key: torch.cat([v] * (k + 1), dim=0) for key, v in cond.items()}
+    out = repeat_cond(cond, k + 1)
     out["audio"] = torch.cat([cond["audio"], neg.audio.transpose(0, 1).flatten(0, 1).to(cond["audio"].dtype)], 0)
     out["is_silent"] = torch.cat([cond["is_silent"], neg.is_silent.transpose(0, 1).flatten(0, 1).float()], 0)
     return out
@@ -151,7 +161,7 @@ def n_negatives(cfg: Config) -> int:
     return d.audio_contrastive_negatives if d.audio_shuffle_loss_type == "infonce" else 1
 
 
-def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator,
+def diffusion_loss(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Generator,
                    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One training loss on a snippet batch (docs/INTERFACES.md) -> (scalar loss, metrics of detached scalars)."""
@@ -159,24 +169,24 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     if d.audio_shuffle_frame_proxy_weight > 0 and decoder is None:
         raise ValueError("diffusion.audio_shuffle_frame_proxy_weight > 0 needs a VAE decoder callable")
     core = _core(model, batch, cfg, generator, train=True)
-    x0, eps, logsnr, x_t, t = core["x0"], core["eps"], core["logsnr"], core["x_t"], core["t"]
+    x0, eps, logsnr, x_t, t = core.x0, core.eps, core.logsnr, core.x_t, core.t
     b = x0.shape[0]
 
     apply = d.audio_shuffle_loss_weight > 0 and shuffle_applied(generator, d.audio_shuffle_loss_prob)
     k = n_negatives(cfg)
     neg = negatives_for(batch, cfg, generator, k)
     # samples whose audio was dropped carry no audio to shuffle; those without a valid negative sit out
-    use = ~core["audio_null"] & neg.valid.any(dim=1)  # (B,)
+    use = ~core.audio_null & neg.valid.any(dim=1)  # (B,)
 
     rep = k + 1
-    big_x, big_t, big_cond = torch.cat([x_t] * rep), torch.cat([t] * rep), candidates_cond(core["cond"], neg)
+    big_x, big_t, big_cond = torch.cat([x_t] * rep), torch.cat([t] * rep), candidates_cond(core.cond, neg)
     if apply:  # one forward over [true audio; K wrong audios] (one DDP forward per backward)
         preds = model(big_x, big_t, big_cond)
         pred, pred_bad = preds[:b], preds[b:]
     else:
-        pred = model(x_t, t, core["cond"])
+        pred = model(x_t, t, core.cond)
         with torch.no_grad():
-            pred_bad = model(big_x[b:], big_t[b:], {key: v[b:] for key, v in big_cond.items()})
+            pred_bad = model(big_x[b:], big_t[b:], cond_rows(big_cond, slice(b, None)))
 
     args = (x0, eps, logsnr, d.prediction, d.min_snr_gamma)
     l_diff = denoising_loss(pred, *args)  # (B,)
@@ -187,10 +197,10 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     l_bad = l_bad_all[:, 0]
     hinge_pen, active = Sh.shuffle_penalty(l_good, l_bad, use & neg.valid[:, 0], d.audio_shuffle_loss_weight,
                                            d.audio_shuffle_loss_margin)
-    nce_pen, nce, nce_acc = Sh.contrastive_penalty(l_good, l_bad_all, neg.valid, ~core["audio_null"],
+    nce_pen, nce, nce_acc = Sh.contrastive_penalty(l_good, l_bad_all, neg.valid, ~core.audio_null,
                                                    d.audio_shuffle_loss_weight, d.audio_contrastive_temperature)
     penalty = nce_pen if d.audio_shuffle_loss_type == "infonce" else hinge_pen
-    kl = style_kl(core["mu"], core["logvar"]).mean()
+    kl = style_kl(core.mu, core.logvar).mean()
 
     loss = l_diff.mean() + d.style_kl_weight * kl
     if apply:
@@ -210,26 +220,26 @@ def diffusion_loss(model: Callable, batch: Batch, cfg: Config, generator: torch.
     if d.silence_motion_loss_weight > 0:
         if x0_hat is None:
             x0_hat, _ = S.pred_to_x0_eps(pred, x_t, logsnr, d.prediction)
-        silence = Sh.silence_motion_loss(x0_hat, batch["is_silent"].float(), ~core["audio_null"])
+        silence = Sh.silence_motion_loss(x0_hat, batch["is_silent"].float(), ~core.audio_null)
         loss = loss + d.silence_motion_loss_weight * silence
 
     pairs = (neg.valid & use[:, None]).float()  # (B, K) the (sample, negative) pairs that count
     g = (l_good.detach() * use).sum() / use.float().sum().clamp(min=1.0)
     bd = (l_bad_all.detach() * pairs).sum() / pairs.sum().clamp(min=1.0)
-    kept = ~core["audio_null"]
+    kept = ~core.audio_null
     metrics = {
         "loss": loss.detach(), "L_diff": l_diff.detach().mean(), "L_good": g, "L_bad": bd, "gap": bd - g,
         "hinge": hinge_pen.detach(), "hinge_active_frac": active.detach(), "infonce": nce.detach(),
         "infonce_acc": nce_acc.detach(), "pressure": penalty.detach(), "shuffle_applied": torch.full((), float(apply), device=x0.device),
         "neg_valid_frac": (neg.valid & kept[:, None]).float().sum() / (kept.float().sum() * k).clamp(min=1.0),
         "style_kl": kl.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
-        "audio_drop_frac": core["audio_null"].float().mean(),
+        "audio_drop_frac": core.audio_null.float().mean(),
     }
     return loss, metrics
 
 
 @torch.no_grad()
-def val_losses(model: Callable, batch: Batch, cfg: Config, generator: torch.Generator) -> dict[str, float]:
+def val_losses(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Generator) -> dict[str, float]:
     """Val loss with the true vs the wrong audio: no dropouts, style = posterior mean, same noise for both.
 
     Returns the means of the denoising loss with true audio (``val_L_good``) and with one negative of the
@@ -239,9 +249,9 @@ def val_losses(model: Callable, batch: Batch, cfg: Config, generator: torch.Gene
     d = cfg.diffusion
     core = _core(model, batch, cfg, generator, train=False)
     neg = negatives_for(batch, cfg, generator, 1)
-    b = core["x0"].shape[0]
-    pred2 = model(torch.cat([core["x_t"]] * 2), torch.cat([core["t"]] * 2), candidates_cond(core["cond"], neg))
-    args = (core["x0"], core["eps"], core["logsnr"], d.prediction, d.min_snr_gamma)
+    b = core.x0.shape[0]
+    pred2 = model(torch.cat([core.x_t] * 2), torch.cat([core.t] * 2), candidates_cond(core.cond, neg))
+    args = (core.x0, core.eps, core.logsnr, d.prediction, d.min_snr_gamma)
     use = neg.valid[:, 0].float()
     n = use.sum().clamp(min=1.0)
     good = ((denoising_loss(pred2[:b], *args) * use).sum() / n).item()

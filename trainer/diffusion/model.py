@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.config import Config
-from trainer.live.features import future_frames
+from trainer.conditioning import Cond, ConditioningSpec
 
 
 def timestep_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -139,11 +139,6 @@ class SpaceTimeBlock(nn.Module):
         return x
 
 
-def audio_window_length(d) -> int:
-    """Frames in each audio window: k past + the frame + ``audio_context_future`` (default k: symmetric, 2k+1)."""
-    return d.audio_context_frames + 1 + future_frames(d)
-
-
 class AudioEncoder(nn.Module):
     """Per-frame audio token from the frame's (2k+1)-frame timeline window and its is_silent flag.
 
@@ -206,7 +201,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"diffusion.width={d.width} is not divisible by diffusion.heads={d.heads}")
         self.c, self.h, self.w, self.p = latent_channels, h, w, d.patch_size
         self.frames, self.prev_frames = d.snippet_frames, d.prev_frames
-        self.window = audio_window_length(d)
+        self.window = ConditioningSpec.from_config(cfg).window  # k past + the frame + f future (2k+1 by default)
         self.n_audio_channels = n_audio_channels
         self.style_dim = d.style_dim
         self.prediction = d.prediction
@@ -264,7 +259,7 @@ class Denoiser(nn.Module):
     def make_cond(self, audio: torch.Tensor, is_silent: torch.Tensor, frame_index: torch.Tensor,
                   prev: torch.Tensor | None = None, prev_valid: torch.Tensor | None = None,
                   style_z: torch.Tensor | None = None, style_null: torch.Tensor | None = None,
-                  audio_null: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  audio_null: torch.Tensor | None = None) -> Cond:
         """The conditioning dict the forward pass takes, with defaults for what is absent.
 
         No ``prev``: every previous frame is marked absent (first snippet, free running). No ``style_z``:
@@ -287,14 +282,14 @@ class Denoiser(nn.Module):
             "audio_null": (torch.zeros(b, dtype=torch.bool, device=dev) if audio_null is None else audio_null.bool()),
         }
 
-    def _check(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> None:
+    def _check(self, x_t: torch.Tensor, t: torch.Tensor, cond: Cond) -> None:
         want = (self.frames, self.c, self.h, self.w)
         if x_t.dim() != 5 or tuple(x_t.shape[1:]) != want:
             raise ValueError(f"x_t must be (B, {', '.join(map(str, want))}), got {tuple(x_t.shape)}")
         b = x_t.shape[0]
         if t.shape != (b,):
             raise ValueError(f"t must be ({b},), got {tuple(t.shape)}")
-        missing = {"audio", "is_silent", "frame_index", "prev", "prev_valid", "style_z", "style_null", "audio_null"} - set(cond)
+        missing = set(Cond.__required_keys__) - set(cond)
         if missing:
             raise ValueError(f"cond is missing {sorted(missing)} (build it with Denoiser.make_cond)")
         a_want = (b, self.frames, self.window, self.n_audio_channels)
@@ -306,7 +301,7 @@ class Denoiser(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def encode_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode_cond(self, cond: Cond) -> dict[str, torch.Tensor]:
         """Everything of the forward pass that depends on the conditioning only (not on x_t or t).
 
         A sampler calls it once per snippet and hands the result to :meth:`denoise` at every step. Keys:
@@ -367,7 +362,7 @@ class Denoiser(nn.Module):
         out = self.final(modulate(self.final_norm(x[:, p:, int(self.cond_token):]), shift, scale))  # (B, F, N, C*p*p)
         return unpatchify(out, self.p, self.c, self.h, self.w)  # (B, F, C, h, w)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         self._check(x_t, t, cond)
         return self.denoise(x_t, t, self.encode_cond(cond))
 

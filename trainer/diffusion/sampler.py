@@ -23,17 +23,20 @@ any other callable is called as ``model(x_t, t, cond)``.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from shared.config import GuidanceSchedule, SamplerName
+from trainer.conditioning import Cond
 from trainer.diffusion import schedule as S
 from trainer.runtime import unwrap
 
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
-SAMPLERS = ("ddim", "heun")
-GUIDANCE_SCHEDULES = ("constant", "linear", "cosine", "interval")
+SAMPLERS = typing.get_args(SamplerName)  # the options inference.sampler validates
+GUIDANCE_SCHEDULES = typing.get_args(GuidanceSchedule)
 
 
 # ------------------------------------------------------------------ guidance
@@ -105,7 +108,8 @@ class SamplingNet:
     CFG), so a step replays a graph instead of launching every kernel from Python. CUDA-graph outputs live in
     memory the next replay overwrites, hence ``cudagraph_mark_step_begin`` before and a copy after each call.
     A compile that fails at its first call (no C compiler for TorchInductor, pytorch#116696) is reported once
-    and the net runs eagerly.
+    and the net runs eagerly. A failure of a later call (out of memory, a wrong shape) is not the environment: it
+    raises, as the eager net would.
     """
 
     def __init__(self, net: torch.nn.Module, compile_mode: str | None = None):
@@ -113,27 +117,35 @@ class SamplingNet:
         self.prediction = getattr(self.net, "prediction", "v")
         self.compile_mode = compile_mode
         self._compiled = torch.compile(self.net.denoise, mode=compile_mode, dynamic=False) if compile_mode else None
+        self._compiled_ran = False  # a compiled call has succeeded: later failures are errors, not the environment
 
-    def make_cond(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+    def make_cond(self, *args, **kwargs) -> Cond:
         return self.net.make_cond(*args, **kwargs)
 
-    def encode_cond(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode_cond(self, cond: Cond) -> dict[str, torch.Tensor]:
         return self.net.encode_cond(cond)
+
+    def _call_compiled(self, x_t: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled(x_t, t, enc).clone()
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
         if self._compiled is None:
             return self.net.denoise(x_t, t, enc)
+        if self._compiled_ran:
+            return self._call_compiled(x_t, t, enc)
         try:
-            if self.compile_mode == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()
-            return self._compiled(x_t, t, enc).clone()
-        except Exception as e:  # noqa: BLE001 - an environment without a working compiler: run eagerly, say so once
+            out = self._call_compiled(x_t, t, enc)
+        except Exception as e:  # noqa: BLE001 - the first call: an environment without a working compiler
             print(f"warning: inference.compile: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                   "sampling eagerly")
             self._compiled = None
             return self.net.denoise(x_t, t, enc)
+        self._compiled_ran = True
+        return out
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         return self.denoise(x_t, t, self.encode_cond(cond))
 
 
@@ -147,7 +159,7 @@ def _split_model(model: Callable):
     return None
 
 
-def guided_denoiser(model: Callable, cond: dict[str, torch.Tensor], guidance: "float | Guidance") -> Denoise:
+def guided_denoiser(model: Callable, cond: Cond, guidance: "float | Guidance") -> Denoise:
     """A denoiser callable with scheduled audio CFG; steps where the weight is 1 skip the unconditional pass.
 
     The conditioning (and the doubled [cond; uncond] one, on the first guided step) is built and, for a
@@ -238,7 +250,7 @@ def heun(denoise: Denoise, noise: torch.Tensor, steps: int, prediction: str = "v
     return y  # at t = 0, s ~ 5e-4: y is the data estimate up to that residual noise
 
 
-def sample_snippet(model: Callable, cond: dict[str, torch.Tensor], shape: tuple[int, ...], steps: int,
+def sample_snippet(model: Callable, cond: Cond, shape: tuple[int, ...], steps: int,
                    guidance: "float | Guidance", generator: torch.Generator | None, sampler: str = "ddim",
                    device: torch.device | str | None = None) -> torch.Tensor:
     """Sample one batch of snippets: noise (shape) from ``generator``, audio CFG per ``guidance``; returns x0.

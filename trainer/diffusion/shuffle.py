@@ -20,7 +20,7 @@ Negatives (``diffusion.audio_shuffle_negatives``), K per snippet (:func:`draw_ne
 **Every negative is different audio.** A candidate pair (snippet i, audio a) is valid only when
 
 1. a comes from other audio than i: for batch kinds, ``audio_id`` differs (:func:`batch_audio_ids`; the
-   loader's content hash of the clip's timeline, so neither another snippet of the same clip nor a copy
+   loader's content hash, :func:`trainer.conditioning.audio_content_id` of the clip's timeline, so neither another snippet of the same clip nor a copy
    of the same debug clip counts as different);
 2. the two snippets' audio tensors are not identical (a transform of the own clip can be a no-op: bands
    of silence permute to themselves);
@@ -38,35 +38,25 @@ sync: masks instead of data-dependent branches.
 
 from __future__ import annotations
 
-import hashlib
+import typing
 import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
+from shared.config import NegativeKind
+from trainer.conditioning import ChannelLayout, SnippetBatch
+
+NEGATIVE_KINDS = typing.get_args(NegativeKind)  # the options diffusion.audio_shuffle_negatives validates
 BATCH_KINDS = ("derange", "hard", "loudness_matched")  # negatives borrowed from other clips of the batch
-OWN_CLIP_KINDS = ("timeshift", "band_permuted")  # negatives made from the snippet's own clip
-NEGATIVE_KINDS = BATCH_KINDS + OWN_CLIP_KINDS
+OWN_CLIP_KINDS = tuple(k for k in NEGATIVE_KINDS if k not in BATCH_KINDS)  # made from the snippet's own clip
 
 
 # ------------------------------------------------------------------ audio identity
 
 
-def audio_content_id(features: np.ndarray) -> int:
-    """A clip's audio id for ``batch["audio_id"]``: a 63-bit BLAKE2b hash of its raw timeline (T, Ch).
-
-    Identical audio (copies of one debug clip) gives identical timelines, hence one id; every snippet of
-    a clip carries the clip's id. The timeline is rounded to float16 first, so copies whose features differ
-    only in their last bits (computed on another machine) almost always share the id. Returned as a
-    non-negative int so it collates into an int64 tensor.
-    """
-    digest = hashlib.blake2b(np.ascontiguousarray(features, dtype=np.float16).tobytes(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def batch_audio_ids(batch: dict) -> torch.Tensor:
+def batch_audio_ids(batch: SnippetBatch) -> torch.Tensor:
     """(B,) int64 audio ids: ``batch["audio_id"]`` (the loader's content hash), else derived from ``batch["key"]``.
 
     The key fallback tells snippets of one clip apart from other clips, but not copies of the same debug
@@ -80,33 +70,6 @@ def batch_audio_ids(batch: dict) -> torch.Tensor:
                        "share audio")
     keys = batch["key"]
     return torch.tensor([zlib.crc32(str(k).encode()) for k in keys], dtype=torch.int64).to(device)
-
-
-# ------------------------------------------------------------------ channel layout
-
-
-@dataclass(frozen=True)
-class ChannelLayout:
-    """Where the negatives' channels sit in the audio windows (the channels the model takes, in their order; -1:
-    not among them), and ``frame_row``, the window row of the frame itself (``audio_context_frames`` k; None:
-    the centre, as in the symmetric 2k+1 window; a causal window t-k .. t has it last)."""
-
-    is_silent: int
-    log_rms: int
-    bands: tuple[int, ...]
-    frame_row: int | None = None
-
-    @classmethod
-    def from_names(cls, names: list[str], frame_row: int | None = None) -> "ChannelLayout":
-        def at(name: str) -> int:
-            return names.index(name) if name in names else -1
-
-        return cls(is_silent=at("is_silent"), log_rms=at("log_rms"),
-                   bands=tuple(i for i, n in enumerate(names) if n.startswith("band_")), frame_row=frame_row)
-
-    def row(self, audio: torch.Tensor) -> int:
-        """The frame's own row in windows ``audio`` (..., W, Ch)."""
-        return audio.shape[-2] // 2 if self.frame_row is None else self.frame_row
 
 
 # ------------------------------------------------------------------ which pairs are valid
@@ -147,7 +110,7 @@ def pick_best(scores: torch.Tensor, valid: torch.Tensor, k: int) -> tuple[torch.
 
 
 def clip_audio_summary(audio: torch.Tensor, row: int) -> torch.Tensor:
-    """(B, F, W, Ch) windows -> (B, F*Ch) each frame's own features (window row ``row``, :meth:`ChannelLayout.row`),
+    """(B, F, W, Ch) windows -> (B, F*Ch) each frame's own features (window row ``row``, :meth:`trainer.conditioning.ChannelLayout.row`),
     standardised per column over the batch.
 
     Standardising makes channels with large raw ranges (log RMS in dB) not dominate the distance.
@@ -203,7 +166,7 @@ class Negatives:
     valid: torch.Tensor      # (B, K) bool
 
 
-def draw_negatives(batch: dict, kind: str, k: int, generator: torch.Generator | None, layout: ChannelLayout
+def draw_negatives(batch: SnippetBatch, kind: str, k: int, generator: torch.Generator | None, layout: ChannelLayout
                    ) -> Negatives:
     """K negatives per snippet of the configured kind (module docstring), each checked to be different audio.
 

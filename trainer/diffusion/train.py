@@ -30,13 +30,14 @@ from shared.seeding import derive_seed
 from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
-from trainer.data import snippet_loader, stored_channel_names, target_variant_mix, unit_to_frame
+from trainer.conditioning import ConditioningSpec
+from trainer.data import snippet_loader, stored_channel_names, unit_to_frame
 from trainer.diffusion.losses import diffusion_loss, shuffle_layout, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
-from trainer.live.features import model_channels
 from trainer import loop
 from trainer.loop import Hyper, Task, to_device
+from trainer.variant_mix import target_variant_mix
 from trainer.vae.model import load_vae
 
 SECTIONS = ("diffusion", "timeline", "vae")  # shape-deciding sections (latent shape, audio channels, model)
@@ -254,7 +255,7 @@ def audio_channel_count(cfg: Config, latents_dir: Path) -> int:
     if len(stored) != len(names):
         raise DataError(f"latent shards in {latents_dir} have {len(stored)} timeline channels, the config's timeline "
                         f"has {len(names)}")
-    picked = model_channels(stored, cfg.diffusion)
+    picked = ConditioningSpec.from_config(cfg).columns(stored)
     shuffle_layout(cfg)  # a negative kind that needs a channel the selection lacks
     return len(stored) if picked is None else len(picked)
 

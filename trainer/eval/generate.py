@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer.conditioning import ConditioningSpec
 from trainer.eval.clips import Clip
 from trainer.runtime import autocast
 from trainer.sample import SamplingModel, style_from_prior
@@ -36,10 +37,10 @@ class Generated:
 
 
 def conditioning(model: SamplingModel, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    """(windows (N, T, k+1+f, Ch), is_silent (N, T)) exactly as the training loader builds them (model_audio)."""
-    from trainer.data import model_audio
-
-    pairs = [model_audio(c.timeline, c.names, model.cfg) for c in clips]
+    """(windows (N, T, k+1+f, Ch), is_silent (N, T)) exactly as the training loader builds them
+    (:meth:`trainer.conditioning.ConditioningSpec.model_audio`)."""
+    spec = ConditioningSpec.from_config(model.cfg)
+    pairs = [spec.model_audio(c.timeline, c.names) for c in clips]
     return np.stack([w for w, _ in pairs]), np.stack([s for _, s in pairs]).astype(np.float32)
 
 

@@ -30,12 +30,13 @@ Frame t of the causal timeline depends only on samples before ``b[t+1]``, the en
 the same rows incrementally as audio arrives (bounded memory: it keeps at most the beat window and one
 frame of audio). The two are tested equal on real audio (tests/test_live_features.py).
 
-A *causal model* (``diffusion.audio_context_future = 0``, :func:`is_causal_model`) is trained and sampled
-on these values: the loader, offline sampling and the eval take a clip's stored offline timeline through
-:func:`causal_from_stored` (per-frame channels as stored, ``is_silent`` recomputed), so it trains on
-existing shards. Its beat channels cannot be recomputed that way (the causal tracker needs the audio,
-which latent shards do not hold), so a causal model takes no beat channel (:func:`model_channels`), and
-live the tracker is then not run at all (:func:`live_timeline`).
+A *causal model* (``diffusion.audio_context_future = 0``) is trained and sampled on these values: the loader,
+offline sampling and the eval take a clip's stored offline timeline through
+:meth:`trainer.conditioning.ConditioningSpec.causal_from_stored` (per-frame channels as stored, ``is_silent``
+recomputed by the same :func:`trainer.conditioning.causal_silence_mask`), so it trains on existing shards. Its
+beat channels cannot be recomputed that way (the causal tracker needs the audio, which latent shards do not
+hold), so a causal model takes no beat channel (:mod:`trainer.conditioning`), and live the tracker is then not
+run at all (:func:`live_timeline`).
 
 Every per-frame quantity is computed by the pure functions of :mod:`shared.timeline` (one
 implementation of each feature); this module only composes them causally.
@@ -49,31 +50,15 @@ from collections import deque
 import numpy as np
 
 from shared.config import TimelineConfig
-from shared.errors import ConfigError
 from shared.timeline import (BeatEstimate, band_matrix, band_rms, beat_channels, channel_names, estimate_beats,
                              frame_bounds, frame_count, frame_matrix, frame_rms, frame_spectra, spectral_centroid,
                              spectral_flux, to_dbfs)
+from trainer.conditioning import BEAT_CHANNELS, ConditioningSpec, causal_silence_mask, channel_selection
 
 BEAT_WINDOW_S = 8.0   # seconds of past audio the causal tracker looks at
 BEAT_UPDATE_S = 1.0   # seconds between tracker updates
 BEAT_MIN_S = 2.0      # the tracker's first estimate waits for this much audio
 _CHUNK_FRAMES = 256   # frames featurised per batch offline (bounded memory)
-
-
-BEAT_CHANNELS = ("beat_phase", "downbeat")  # the channels of the whole-clip (offline) or causal beat tracker
-
-
-def future_frames(diffusion_cfg) -> int:
-    """f: timeline frames after each frame in its audio window (``audio_context_future``; null: k, symmetric)."""
-    d = diffusion_cfg
-    return d.audio_context_frames if d.audio_context_future is None else d.audio_context_future
-
-
-def is_causal_model(diffusion_cfg) -> bool:
-    """A live model: ``diffusion.audio_context_future`` set to 0. Its windows hold no future frame and it sees
-    the causal timeline (the module docstring). Null (the symmetric default) is never causal, also with k = 0:
-    such a model was trained on the offline channels."""
-    return diffusion_cfg.audio_context_future == 0
 
 
 def causal_channel_names(tcfg: TimelineConfig) -> list[str]:
@@ -119,20 +104,6 @@ class _Spectral:
         onset, prev_db = spectral_flux(amplitude, prev_db)
         centroid = spectral_centroid(amplitude, self.sr, nfft, rms)
         return rms, bands, onset, centroid, prev_db
-
-
-def causal_silence_mask(log_rms: np.ndarray, threshold_db: float, smooth_frames: int) -> np.ndarray:
-    """1.0 where the trailing median of ``log_rms`` over ``smooth_frames`` frames is under ``threshold_db``.
-
-    ``out[t] = median(log_rms[max(0, t-S+1) .. t], with frames before 0 repeating frame 0) < threshold``.
-    """
-    x = np.asarray(log_rms, np.float64)
-    s = int(smooth_frames)
-    if s <= 1 or len(x) == 0:
-        return (x < threshold_db).astype(np.float64)
-    padded = np.concatenate([np.full(s - 1, x[0]), x])
-    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, s), axis=1)
-    return (med < threshold_db).astype(np.float64)
 
 
 def estimate_from(origin_s: float, window_start_s: float, beats: BeatEstimate) -> BeatEstimate:
@@ -288,71 +259,13 @@ class StreamingTimeline:
             self._buf_start = cut
 
 
-def channel_selection(names: list[str], wanted: list[str] | None) -> list[int] | None:
-    """Column indices of the ``wanted`` channels (``diffusion.audio_channels``) in a timeline with ``names``.
-
-    None selects every channel (returns None: no selection). The loader can call this on a stored shard's
-    timeline names, so a model trained on a subset (the causal channels) needs no regenerated shards.
-    An unknown or repeated name is a ConfigError naming it.
-    """
-    if wanted is None:
-        return None
-    names = list(names)
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        raise ConfigError(f"diffusion.audio_channels: {missing} not in the timeline's channels {names}")
-    if len(set(wanted)) != len(wanted):
-        raise ConfigError(f"diffusion.audio_channels: a channel is named twice in {list(wanted)}")
-    return [names.index(w) for w in wanted]
-
-
-def model_channels(names: list[str], diffusion_cfg) -> list[int] | None:
-    """The columns of a timeline with ``names`` that the denoiser sees (:func:`channel_selection` of
-    ``diffusion.audio_channels``), checked for a causal model: a ConfigError naming the field when such a
-    model asks for a beat channel (not recomputable from stored timelines, see the module docstring) or for
-    the per-clip z-score (a whole-clip statistic)."""
-    d = diffusion_cfg
-    picked = channel_selection(names, d.audio_channels)
-    if is_causal_model(d):
-        seen = [names[i] for i in (picked if picked is not None else range(len(names)))]
-        beats = [n for n in seen if n in BEAT_CHANNELS]
-        if beats:
-            keep = [n for n in names if n not in BEAT_CHANNELS]
-            where = "diffusion.audio_channels" if d.audio_channels is not None else "diffusion.audio_channels (null: all)"
-            raise ConfigError(f"{where}: a causal model (diffusion.audio_context_future=0) cannot take {beats} "
-                              f"(their causal values need the audio, which latent shards do not store); "
-                              f"name the channels without them, e.g. {keep}")
-        if d.audio_feature_normalize_per_clip:
-            raise ConfigError("diffusion.audio_feature_normalize_per_clip=true z-scores over the whole clip, which a "
-                              "causal model (diffusion.audio_context_future=0) cannot see; set it false")
-    return picked
-
-
-def model_channel_names(names: list[str], diffusion_cfg) -> list[str]:
-    """The names of the columns :func:`model_channels` picks, in the model's order."""
-    picked = model_channels(names, diffusion_cfg)
-    return list(names) if picked is None else [names[i] for i in picked]
-
-
-def causal_from_stored(features: np.ndarray, names: list[str], tcfg: TimelineConfig) -> np.ndarray:
-    """A stored (offline) timeline -> the causal one: a copy with ``is_silent`` recomputed causally from the stored
-    ``log_rms`` (:func:`causal_silence_mask`); the per-frame channels are the same numbers (module docstring).
-
-    The beat columns are left as stored (offline): :func:`model_channels` keeps them from a causal model.
-    """
-    out = np.array(features, np.float32, copy=True)
-    log_rms = out[:, names.index("log_rms")]
-    out[:, names.index("is_silent")] = causal_silence_mask(log_rms, tcfg.silence_threshold_db,
-                                                           tcfg.silence_smooth_frames)
-    return out
-
-
 def live_timeline(cfg) -> tuple[TimelineConfig, list[int] | None]:
     """What a live stream computes for a model: ``(timeline settings, the columns its denoiser takes)``.
 
     The settings are the model's own, without the beat tracker when the model takes no beat channel (its update,
     once a second on the frame path, costs a block of audio several ms, more under load: bench/RESULTS.md, and
-    nothing would read it); the columns are :func:`model_channels` of the streamed names (None: all).
+    nothing would read it); the columns are :meth:`trainer.conditioning.ConditioningSpec.columns` of the streamed
+    names (None: all).
     """
     tcfg = cfg.timeline
     if tcfg.beat_channels:
@@ -360,4 +273,4 @@ def live_timeline(cfg) -> tuple[TimelineConfig, list[int] | None]:
         picked = channel_selection(names, cfg.diffusion.audio_channels)
         if picked is not None and not any(names[i] in BEAT_CHANNELS for i in picked):
             tcfg = tcfg.model_copy(update={"beat_channels": False})
-    return tcfg, model_channels(causal_channel_names(tcfg), cfg.diffusion)
+    return tcfg, ConditioningSpec.from_config(cfg).columns(causal_channel_names(tcfg))

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer.conditioning import future_frames
 from trainer.diffusion.sampler import sample_snippet
-from trainer.live.features import future_frames
 from trainer.sample_core import StreamSpec, frame_index_for
 
 
