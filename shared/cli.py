@@ -58,6 +58,28 @@ def add_config_args(parser: argparse.ArgumentParser, short_flags: list[ShortFlag
     parser.epilog = ((parser.epilog + "\n\n") if parser.epilog else "") + config_keys_epilog()
 
 
+def video_size(text: str) -> int | str:
+    """``--size``: a side in pixels (16 to 4096) or ``native``; anything else is argparse's one-line error."""
+    if text == "native":
+        return text
+    try:
+        px = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in px or 'native'") from None
+    if not 16 <= px <= 4096:
+        raise argparse.ArgumentTypeError(f"{px} px is outside 16..4096")
+    return px
+
+
+def add_size_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--size PX|native`` for a command that writes a model's video (``what`` names the file)."""
+    from shared.video import VIEW_PX  # the default's one definition (here: shared.cli needs no ffmpeg-python)
+
+    parser.add_argument("--size", type=video_size, default=None, metavar="PX|native",
+                        help=f"Side of {what} in pixels: the model's frames are scaled up in the encoder (Lanczos). "
+                             f"'native' keeps the model's own size. Default: {VIEW_PX}, or the model's size if larger.")
+
+
 def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
     flags = {k[len("flag__"):]: v for k, v in vars(args).items() if k.startswith("flag__")}
     return build_config(args.config, flags, args.overrides, base=base)

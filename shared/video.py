@@ -13,6 +13,10 @@ message carries ffmpeg's stderr tail.
 
 libx264 with ``yuv420p`` needs even sizes: odd widths/heights are padded by one
 black pixel column/row (``pad`` filter), so the file is ``even(width) x even(height)``.
+
+A model's native frames are small (32 or 64 px): ``out_size`` scales them in ffmpeg to a size a player shows
+(:data:`VIEW_PX` by default in ``trainer sample`` and ``trainer live --out``, :func:`view_size`), with a Lanczos
+filter (:data:`SCALE_FLAGS`); the frames written stay native, so nothing upstream pays for the size.
 """
 
 from __future__ import annotations
@@ -34,6 +38,25 @@ from shared.timeline import frame_count
 
 AAC_RATES = (44100, 48000)
 DEFAULT_AAC_RATE = 48000
+VIEW_PX = 512            # the default size of a generated video: viewable in any player, whatever the model's size
+SCALE_FLAGS = "lanczos"  # ffmpeg's scaler for that resize (sharp, little blur on a 16x upscale)
+
+
+def view_size(native: int, size: int | str | None) -> int:
+    """The side of a written video: ``size`` px, ``"native"`` the model's own, None (the default) at least
+    :data:`VIEW_PX` (a model larger than that keeps its size)."""
+    if size is None:
+        return max(int(native), VIEW_PX)
+    if size == "native":
+        return int(native)
+    if int(size) < 1:
+        raise ValueError(f"a video size must be >= 1 px, got {size}")
+    return int(size)
+
+
+def scale_filter(width: int, height: int) -> str:
+    """The ``-vf`` text of the resize to ``width x height`` (:data:`SCALE_FLAGS`)."""
+    return f"scale={int(width)}:{int(height)}:flags={SCALE_FLAGS}"
 
 
 class VideoError(RuntimeError):
@@ -133,15 +156,19 @@ class Mp4Writer:
 
     def __init__(self, path: str | Path, fps: float, width: int, height: int,
                  audio: None | tuple[np.ndarray, int] | str | Path = None,
-                 crf: int = 18, preset: str = "veryfast", audio_bitrate: str = "192k"):
+                 crf: int = 18, preset: str = "veryfast", audio_bitrate: str = "192k",
+                 out_size: tuple[int, int] | None = None):
         if int(width) < 1 or int(height) < 1:
             raise ValueError(f"Mp4Writer: width and height must be >= 1, got {width}x{height}")
+        if out_size is not None and (int(out_size[0]) < 1 or int(out_size[1]) < 1):
+            raise ValueError(f"Mp4Writer: out_size must be >= 1 px, got {out_size}")
         if not 0 <= int(crf) <= 51:
             raise ValueError(f"Mp4Writer: crf must be in [0, 51], got {crf}")
         self.path = Path(path)
         self.fps = float(fps)
         self.rate = fps_fraction(self.fps)
-        self.width, self.height = int(width), int(height)
+        self.width, self.height = int(width), int(height)  # the frames written
+        self.out_size = (self.width, self.height) if out_size is None else (int(out_size[0]), int(out_size[1]))
         self.crf, self.preset, self.audio_bitrate = int(crf), preset, audio_bitrate
         self.audio = self._resolve_audio(audio)  # (wave [N] or [N, ch] float32, sr) or None
         self.target_frames = frame_count(len(self.audio[0]), self.audio[1], self.fps) if self.audio else None
@@ -184,11 +211,13 @@ class Mp4Writer:
     # -- process
 
     def _command(self, audio_wav: Path | None) -> list[str]:
-        w2, h2 = even_size(self.width, self.height)
+        w2, h2 = even_size(*self.out_size)
         ffmpeg_bin = require_tool("ffmpeg", VideoError)
         video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}",
                              framerate=f"{self.rate.numerator}/{self.rate.denominator}")["v:0"]
-        if (w2, h2) != (self.width, self.height):
+        if self.out_size != (self.width, self.height):
+            video = video.filter("scale", self.out_size[0], self.out_size[1], flags=SCALE_FLAGS)
+        if (w2, h2) != self.out_size:
             video = video.filter("pad", w2, h2, 0, 0, "black")
         streams = [video]
         options: dict = {"vcodec": "libx264", "preset": self.preset, "crf": self.crf, "pix_fmt": "yuv420p",

@@ -29,8 +29,8 @@ def test_stdin_pipe_to_mp4_as_long_as_the_audio_settling_in_silence(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     feed = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-i", str(song), "-f", "wav", "-"],
                             stdout=subprocess.PIPE)
-    proc = subprocess.run(TRAINER + ["live", "--audio", "-", "--out", str(out), "--checkpoint", str(MODEL),
-                                     "--summary", str(summary)], stdin=feed.stdout, capture_output=True,
+    proc = subprocess.run(TRAINER + ["live", "--audio", "-", "--out", str(out), "--size", "native", "--checkpoint",
+                                     str(MODEL), "--summary", str(summary)], stdin=feed.stdout, capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=120)
     feed.stdout.close()
     assert feed.wait() == 0
@@ -66,7 +66,9 @@ def test_a_file_flat_out_records_every_frame(tmp_path, one_torch_thread, capsys,
               "--steps", "2"])
     assert e.value.code == 0
     err = capsys.readouterr().err
-    assert "16 frames" in err and lookahead in err and probe(out)["n_frames"] == 16
+    info = probe(out)
+    assert "16 frames" in err and lookahead in err and info["n_frames"] == 16
+    assert info["width"] == info["height"] == 512  # the default --size: scaled from the model's 32 px at the end
 
 
 def test_a_port_in_use_is_a_one_line_error(tmp_path, capsys):

@@ -47,10 +47,11 @@ def music(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
     return (0.3 * env * np.sin(2 * np.pi * 330 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
-def run_cli(capsys, *args) -> tuple[int, str]:
+def run_cli(capsys, *args, size: str | None = "native") -> tuple[int, str]:
+    """``trainer sample`` in-process; ``size`` its --size (native: the model's 32 px, fast; None: the default)."""
     capsys.readouterr()
     try:
-        code = main(["sample", "--no-progress", *map(str, args)])
+        code = main(["sample", "--no-progress", *(["--size", size] if size else []), *map(str, args)])
     except SystemExit as e:
         code = e.code
     return code, capsys.readouterr().err
@@ -213,7 +214,7 @@ def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread
         path = tmp_path / "song.wav"
         sf.write(path, np.stack([wave, 0.5 * wave], axis=1), sr)
         out = tmp_path / "video.mp4"
-        code, err = run_cli(capsys, "--audio", path, "--checkpoint", ckpt, "--out", out, "--seed", 3)
+        code, err = run_cli(capsys, "--audio", path, "--checkpoint", ckpt, "--out", out, "--seed", 3, size=None)
     else:
         sr, seconds = 16000, 1.7
         wave = music(sr, seconds, seed=1)
@@ -226,7 +227,10 @@ def test_sample_writes_mp4_matching_the_audio(ckpt, tmp_path, capsys, one_thread
     n_expected = frame_count(len(wave), sr, FPS)
     assert info["n_frames"] == n_expected == math.floor(seconds * FPS)
     assert info["has_audio"] and info["audio_codec"] == "aac"
-    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["width"] == 32
+    # the default writes a viewable 512 px (the model's 32 px frames scaled by the encoder); --size native keeps 32
+    px = 512 if kind == "wav-44k-stereo" else 32
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["width"] == info["height"] == px
+    assert f"frames of {px} px" in err
     assert abs(info["video_duration"] - n_expected / FPS) < 1e-6
     assert abs(info["audio_duration"] - seconds) < 0.05
     assert info["audio_channels"] == (2 if kind.endswith("stereo") else 1)  # the input's own channels are muxed

@@ -33,7 +33,7 @@ from shared.audio_io import load_audio, resample
 from shared.config import Config, build_config
 from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteError, one_line  # noqa: F401 (re-exported)
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
-from shared.video import Mp4Writer, VideoError, read_video_frames
+from shared.video import Mp4Writer, VideoError, read_video_frames, view_size
 from trainer.checkpoint import CKPT_DIR, CONFIG_FILE, STATE_FILE, read_checkpoint, read_run_config
 from trainer.conditioning import ConditioningSpec
 from trainer.data import frame_to_unit
@@ -264,6 +264,7 @@ class SampleSettings:
     steps: int | None = None
     sampler: str | None = None
     overlap: int | None = None
+    size: int | str | None = "native"  # the written video's side (shared.video.view_size; the CLI's default: None)
 
 
 def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
@@ -447,6 +448,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
         raise ValueError(f"{len(audio_paths)} audio files but {len(out_paths)} outputs")
     cfg = model.cfg
     fps, res = cfg.render.fps, cfg.render.resolution
+    px = view_size(res, settings.size)  # frames are generated at res and scaled by the writer
     spec = stream_spec(model, settings)
     if settings.style_from:
         style_one = style_from_reference(model, settings.style_from)
@@ -465,7 +467,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
         bar = progress_bar(total, 0, f"sample {name}", unit="frame") if progress else None
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(Mp4Writer(it["out"], fps, res, res,
+            writers = [stack.enter_context(Mp4Writer(it["out"], fps, res, res, out_size=(px, px),
                                                      audio=mux_audio(it["audio"], it["wave"], it["sr"])))
                        for it in items]
             done = 0
@@ -485,7 +487,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
         seconds = time.perf_counter() - t0
         for it in items:
             summaries.append({"out": str(it["out"]), "frames": it["frames"], "duration_s": len(it["wave"]) / it["sr"],
-                              "fps": fps, "wall_s": seconds, "frames_per_s": total / max(seconds, 1e-9),
+                              "fps": fps, "size": px, "native_size": res, "wall_s": seconds, "frames_per_s": total / max(seconds, 1e-9),
                               "silent_frac": float(it["silent"].mean()), "batch": len(items), "step": model.step,
                               "checkpoint": str(model.step_dir)})
     return summaries

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
+from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError, one_line
 from shared.video import VideoError
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(every snippet at the full steps). For recording: frames come faster than real time.")
     parser.add_argument("--out", default=None, metavar="FILE.mp4",
                         help="Record the stream (dropped frames as the repeated frames shown) with the audio muxed in.")
+    add_size_argument(parser, "the --out mp4 (scaled when the stream ends; the --serve page scales in the browser)")
     parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                         help="Serve a page with the live video, latency/fps/dropped counters and (for a file) "
                              "its audio in sync. HOST defaults to 127.0.0.1 (loopback only).")
@@ -147,9 +148,11 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
                 print(f"live: open {server.url} to start (or pass --no-wait)", file=sys.stderr, flush=True)
                 server.client_connected.wait()
         if args.out:
+            from shared.video import view_size
             from trainer.live.recorder import Recorder
 
-            recorder = Recorder(args.out, fps, res, res, sr)
+            px = view_size(res, args.size)
+            recorder = Recorder(args.out, fps, res, res, sr, out_size=(px, px))
             sinks.append(recorder)
         with torch.no_grad():
             sched = LiveScheduler(source, gen, sinks, clock, sr, fps, tcfg, realtime=realtime,

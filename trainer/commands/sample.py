@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
+from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
 
 NAME = "sample"
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Encode the style latent from a reference image or video instead of drawing it.")
     parser.add_argument("--overlap", type=int, default=None, metavar="FRAMES",
                         help="Frames shared (cross-faded) by neighbouring snippets. Default: inference.snippet_overlap.")
+    add_size_argument(parser, "the mp4")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_config_args(parser, [
         ShortFlag("--seed", "inference.seed", int, "Noise seed."),
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         inf = model.cfg.inference
         settings = SampleSettings(seed=inf.seed, style_seed=args.style_seed, style_from=args.style_from,
                                   guidance=inf.audio_guidance_scale, steps=inf.steps, sampler=inf.sampler,
-                                  overlap=args.overlap)
+                                  overlap=args.overlap, size=args.size)
         with torch.no_grad():  # scoped: tests call run() in-process
             summaries = sample_files(audios, outs, model, settings, progress=not args.no_progress, skipped=skipped)
     except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         fail(f"none of the {len(audios)} audio files could be used")
     for summary in summaries:
         batch = f" in a batch of {summary['batch']}" if summary["batch"] > 1 else ""
-        print(f"sample: wrote {summary['out']} ({summary['frames']} frames, {summary['duration_s']:.2f} s at "
-              f"{summary['fps']:g} fps){batch} in {summary['wall_s']:.1f} s = {summary['frames_per_s']:.1f} frames/s "
+        print(f"sample: wrote {summary['out']} ({summary['frames']} frames of {summary['size']} px, "
+              f"{summary['duration_s']:.2f} s at {summary['fps']:g} fps){batch} in {summary['wall_s']:.1f} s = {summary['frames_per_s']:.1f} frames/s "
               f"from {summary['checkpoint']}", file=sys.stderr)
     return 0

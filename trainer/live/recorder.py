@@ -1,10 +1,11 @@
 """`--out FILE.mp4`: the live stream recorded as it plays, the audio muxed in when the stream ends.
 
 Frames go through the project's mp4 writer (:class:`shared.video.Mp4Writer`, video only) as they are
-emitted, dropped frames as the repeated frames they were shown as; the audio, whose length is not known
-until the stream ends, is spooled to a float wav beside it. ``close`` muxes the two (video stream copied,
-AAC audio at the writer's rate, ``+faststart``) into the target atomically: the mp4 appears complete or
-not at all. The scheduler emits exactly ``frame_count(samples)`` frames, the writer's audio contract.
+emitted, dropped frames as the repeated frames they were shown as, at the model's size; the audio, whose length
+is not known until the stream ends, is spooled to a float wav beside it. ``close`` muxes the two (AAC audio at
+the writer's rate, ``+faststart``) into the target atomically: the mp4 appears complete or not at all. The video
+stream is copied, or, for an ``out_size`` other than the model's, scaled there (:func:`shared.video.scale_filter`):
+after the stream, so the live loop never pays for the size. The scheduler emits exactly ``frame_count(samples)`` frames, the writer's audio contract.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import soundfile as sf
 
 from shared.audio_io import require_tool, stderr_tail
 from shared.fsutil import atomic_path
-from shared.video import Mp4Writer, VideoError, aac_rate
+from shared.video import Mp4Writer, VideoError, aac_rate, scale_filter
 
 
 class Recorder:
-    def __init__(self, path: str | Path, fps: float, width: int, height: int, sr: int):
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, sr: int,
+                 out_size: tuple[int, int] | None = None):
         self.path = Path(path)
+        self.out_size = (int(width), int(height)) if out_size is None else (int(out_size[0]), int(out_size[1]))
+        self._scaled = self.out_size != (int(width), int(height))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="live-rec-", dir=self.path.parent)
         tmp = Path(self._tmp.name)
@@ -52,7 +56,7 @@ class Recorder:
             self._writer.close()
             cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-y",
                    "-i", str(self._video_path), "-i", str(self._audio_path), "-map", "0:v:0", "-map", "1:a:0",
-                   "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", "-ar", str(aac_rate(self.sr)),
+                   *self._video_codec(), "-c:a", "aac", "-b:a", "192k", "-ar", str(aac_rate(self.sr)),
                    "-movflags", "+faststart", "-f", "mp4"]
             with atomic_path(self.path) as tmp:
                 proc = subprocess.run(cmd + [str(tmp)], capture_output=True, check=False)
@@ -61,6 +65,14 @@ class Recorder:
         finally:
             self._tmp.cleanup()
         return self.path
+
+    def _video_codec(self) -> list[str]:
+        """Copy the recorded stream, or scale it to ``out_size`` (the writer's h264 settings)."""
+        if not self._scaled:
+            return ["-c:v", "copy"]
+        w = self._writer
+        return ["-vf", scale_filter(*self.out_size), "-c:v", "libx264", "-preset", w.preset, "-crf", str(w.crf),
+                "-pix_fmt", "yuv420p"]
 
     def abort(self) -> None:
         """Stop without writing the mp4 (an error upstream)."""
