@@ -44,14 +44,26 @@ def config_keys_epilog(sections: tuple[str, ...] = SECTIONS) -> str:
     return "\n".join(lines)
 
 
-def add_config_args(parser: argparse.ArgumentParser, short_flags: list[ShortFlag] = ()) -> None:
+def _default_text(key: str, model_defaults: dict[str, Any] | None, source: str | None) -> str:
+    """A short flag's default as the command will really run it: the model's saved value where it has one."""
+    schema = _default_of(key)
+    if model_defaults and key in model_defaults and source:
+        own = model_defaults[key]
+        return f"{own!r}, from {source}" + ("" if own == schema else f"; schema default {schema!r}")
+    return repr(schema)
+
+
+def add_config_args(parser: argparse.ArgumentParser, short_flags: list[ShortFlag] = (),
+                    model_defaults: dict[str, Any] | None = None, source: str | None = None) -> None:
+    """``--config``, ``--dry-run``, the short flags and the dotted overrides. ``model_defaults`` (dotted key -> value)
+    are the settings saved with the model the command will run (``source`` names it): the help shows those."""
     parser.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                         help="YAML config layer over the defaults (repeatable; later files win). Default: none.")
     parser.add_argument("--dry-run", action="store_true",
                         help="Print the resolved config as YAML and exit 0 without doing any work.")
     for sf in short_flags:
         parser.add_argument(sf.flag, dest=f"flag__{sf.key}", type=sf.type, default=None, metavar=sf.key.split(".")[1].upper(),
-                            help=f"{sf.help} Sets {sf.key} (default: {_default_of(sf.key)!r}).")
+                            help=f"{sf.help} Sets {sf.key} (default: {_default_text(sf.key, model_defaults, source)}).")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="Dotted config overrides, applied last (e.g. diffusion.audio_shuffle_loss_weight=0.5).")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter

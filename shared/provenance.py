@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -13,6 +14,9 @@ from typing import Any
 import yaml
 
 from shared.config import Config
+from shared.errors import CheckpointError
+
+CONFIG_FILE = "config.yaml"  # a run's resolved config (write_resolved_config, read_run_config)
 
 PACKAGES = ("synesthete", "torch", "numpy", "scipy", "moderngl", "webdataset", "ray", "soundfile", "pydantic", "simplejpeg")
 
@@ -80,9 +84,23 @@ def write_resolved_config(path: str | Path, cfg: Config, extra: dict[str, Any] |
     return p
 
 
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The resolved config tree saved in ``run_dir/config.yaml`` by :func:`write_resolved_config` (None when there is
+    none). Light on purpose (YAML only, no torch): ``--help`` reads a model's settings with it."""
+    p = Path(run_dir) / CONFIG_FILE
+    if not p.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{p}: unreadable run config ({type(e).__name__}: {' '.join(str(e).split())})") from e
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{p}: not a config mapping")
+    return doc.get("config", doc)
+
+
 def machine_description() -> str:
     """CPU model, core count, OS and the current load: what a benchmark row needs to be read."""
-    import os
     import re
 
     cpu = platform.processor() or platform.machine()

@@ -106,7 +106,10 @@ def test_input_device_without_sounddevice_says_what_to_install(capsys):
 
 
 def test_the_default_model_is_the_live_one_unless_there_is_a_run(tmp_path, monkeypatch):
-    from trainer.commands.live import resolve_live_checkpoint
+    from trainer.models import LIVE_PREFERENCE, resolve_model
+
+    def resolve_live_checkpoint(path):
+        return resolve_model(path, prefer=LIVE_PREFERENCE)
 
     monkeypatch.chdir(tmp_path)  # no models/ here: the checkout's shipped live model, found from any directory
     assert resolve_live_checkpoint(None).resolve() == LIVE_MODEL.resolve()

@@ -372,19 +372,35 @@ def test_snippet_borders_are_seamless_on_a_20s_sample(ckpt, one_thread):
 
 
 def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, monkeypatch):
-    import trainer.sample as sample_mod
-    from trainer.sample import SampleError, resolve_checkpoint_arg
+    import trainer.models as models
+    from trainer.models import ModelNotFound, model_defaults, resolve_model
 
     monkeypatch.chdir(tmp_path)
     # from a directory without models/: the checkout's shipped model (trainer sample works from anywhere) ...
-    checkout = Path(sample_mod.__file__).resolve().parents[1] / "models" / "synesthete-tiny"
-    assert resolve_checkpoint_arg(None) == checkout and (checkout / "config.yaml").is_file()
+    checkout = Path(models.__file__).resolve().parents[1] / "models" / "synesthete-tiny"
+    assert resolve_model() == checkout and (checkout / "config.yaml").is_file()
+    assert resolve_model(model="synesthete-tiny-live") == checkout.parent / "synesthete-tiny-live"
+    # the settings --help shows are the model's own (the shipped model samples at guidance 1.0, 10 steps)
+    own = model_defaults(checkout)
+    assert (own["inference.audio_guidance_scale"], own["inference.steps"]) == (1.0, 10)
+    step_dir = next((checkout / "ckpt").glob("step-*"))
+    assert model_defaults(step_dir) == own  # a step dir: its run's config
     # ... and where the package runs without a checkout beside it, one line naming what is missing
-    monkeypatch.setattr(sample_mod, "CHECKOUT_MODELS", tmp_path / "no-checkout" / "models")
-    with pytest.raises(SampleError, match="runs/diffusion.*models"):
-        resolve_checkpoint_arg(None)
-    (tmp_path / "models").mkdir()
-    assert str(resolve_checkpoint_arg(None)) == "models"
+    monkeypatch.setattr(models, "CHECKOUT_MODELS", tmp_path / "no-checkout" / "models")
+    with pytest.raises(ModelNotFound, match="runs/diffusion.*models"):
+        resolve_model()
+    with pytest.raises(ModelNotFound, match="--model 'synesthete-tiny': not a shipped model"):
+        resolve_model(model="synesthete-tiny")
+    (tmp_path / "models").symlink_to(checkout.parent, target_is_directory=True)
+    assert resolve_model() == Path("models/synesthete-tiny")  # the working directory's models/ first
     (tmp_path / "runs" / "diffusion").mkdir(parents=True)
-    assert str(resolve_checkpoint_arg(None)) == "runs/diffusion"
-    assert str(resolve_checkpoint_arg("elsewhere")) == "elsewhere"
+    assert str(resolve_model()) == "runs/diffusion"
+    assert str(resolve_model("elsewhere")) == "elsewhere"
+
+
+def test_help_shows_the_settings_of_the_model_it_will_run(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10, from" in text and "schema default 25" in text  # --steps: the shipped model's own
+    assert "(default: 1.0, from" in text and "schema default 2.0" in text  # --guidance

@@ -11,10 +11,10 @@ import numpy as np
 import soundfile as sf
 
 from shared.video import probe
-from trainer.sample import SHIPPED_MODEL, SHIPPED_NAME
+from trainer.models import MODELS_DIR as SHIPPED_MODEL, SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / SHIPPED_MODEL / SHIPPED_NAME
+MODEL = ROOT / SHIPPED_MODEL / SHIPPED[0]
 
 
 def test_shipped_model_files_fit_the_repository_limits():
@@ -37,7 +37,7 @@ def test_sample_without_checkpoint_uses_the_shipped_model(tmp_path):
     r = subprocess.run([sys.executable, "-m", "trainer", "sample", "--audio", "song.wav", "--no-progress"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"{SHIPPED_MODEL}/{SHIPPED_NAME}" in r.stderr
+    assert f"{SHIPPED_MODEL}/{SHIPPED[0]}" in r.stderr
     info = probe(tmp_path / "song.mp4")
     fps = info["fps"]
     assert info["has_audio"] and info["codec"] == "h264"

@@ -33,19 +33,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
-import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from shared.config import Config, model_shape, shape_mismatch
 from shared.errors import CheckpointError
 from shared.fsutil import atomic_path
-from shared.provenance import write_resolved_config
+from shared.provenance import CONFIG_FILE, read_run_config, write_resolved_config  # noqa: F401 (re-exported)
 
 CKPT_DIR = "ckpt"
 LATEST = "latest"
 STATE_FILE = "state.json"
-CONFIG_FILE = "config.yaml"
 STEP_PREFIX = "step-"
 TMP_PREFIX = f".tmp-{STEP_PREFIX}"
 
@@ -331,20 +329,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # ------------------------------------------------------------ run config
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The resolved config tree saved in ``run_dir/config.yaml`` (None when there is none)."""
-    p = Path(run_dir) / CONFIG_FILE
-    if not p.is_file():
-        return None
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CheckpointError(f"{p}: unreadable run config ({type(e).__name__}: {' '.join(str(e).split())})") from e
-    if not isinstance(doc, dict):
-        raise CheckpointError(f"{p}: not a config mapping")
-    return doc.get("config", doc)
 
 
 def saved_model_shape(saved_config: dict[str, Any], keys: list[str]) -> dict[str, Any]:

@@ -45,21 +45,6 @@ from trainer.sample_core import StreamSpec, latent_stream, pad_to
 from trainer.vae.model import load_vae
 
 
-DEFAULT_RUN = "runs/diffusion"
-SHIPPED_MODEL = "models"
-SHIPPED_NAME = "synesthete-tiny"  # the model committed under models/ (see models/synesthete-tiny/MODEL_CARD.md)
-# The checkout's own models/ (an editable install or a source tree): found from any working directory.
-CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / SHIPPED_MODEL
-
-
-def shipped_model(name: str) -> Path | None:
-    """``models/NAME`` in the working directory, else in the checkout this package runs from; None if neither."""
-    for root in (Path(SHIPPED_MODEL), CHECKOUT_MODELS):
-        if (root / name).exists():
-            return root / name
-    return None
-
-
 class SampleError(SynestheteError):
     """Sampling input that cannot be used (no checkpoint to find, a bad style reference): the message is the whole
     story. Checkpoint, audio and config problems raise :class:`CheckpointError`, :class:`AudioError` and
@@ -125,22 +110,6 @@ class SamplingModel:
             mean, _ = self.vae.encode(x)
             out.append(mean.float() * self.latent_scale)
         return torch.cat(out)
-
-
-def resolve_checkpoint_arg(path: str | None) -> Path:
-    """The checkpoint to sample from: ``--checkpoint``, else ``runs/diffusion``, else the shipped model
-    (``models/synesthete-tiny``, or ``models/`` itself when that holds a run), looked up in the working directory and
-    then in the checkout this package runs from (so `trainer sample` works from any directory)."""
-    if path:
-        return Path(path)
-    for default in (DEFAULT_RUN, f"{SHIPPED_MODEL}/{SHIPPED_NAME}", SHIPPED_MODEL):
-        if Path(default).exists():
-            return Path(default)
-    shipped = shipped_model(SHIPPED_NAME)  # run from another directory: the checkout's shipped model
-    if shipped is not None:
-        return shipped
-    raise SampleError(f"no checkpoint given and neither {DEFAULT_RUN}/ nor {SHIPPED_MODEL}/ exists: train one with "
-                      "`trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
 
 
 def load_sampling_model(path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
+from trainer.models import LIVE_PREFERENCE, add_model_arguments, model_defaults, resolve_model
 from shared.errors import SynestheteError, one_line
 from shared.video import VideoError
 
@@ -40,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-at-end", action="store_true",
                         help="With --serve: exit when the stream ends (default: when the audio ends, keep the page up "
                              "until Ctrl-C; a Ctrl-C during the stream ends it and exits at once).")
-    parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
-                        help="Diffusion run dir or ckpt/step-* dir. Default: runs/diffusion, else the shipped live "
-                             "model models/synesthete-tiny-live (no look-ahead), else models/synesthete-tiny.")
+    default = add_model_arguments(parser, prefer=LIVE_PREFERENCE)  # the shipped live model has no look-ahead
     parser.add_argument("--summary", default=None, metavar="FILE.json",
                         help="Write the run's figures (frames, dropped, latency, speed vs real time) as JSON.")
     add_config_args(parser, [
@@ -50,26 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
         ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet (the most; fewer when behind)."),
         ShortFlag("--stall", "inference.live_stall_s", float, "Seconds without audio before the page says so."),
-    ])
-
-
-LIVE_MODEL = "synesthete-tiny-live"  # under models/; see its MODEL_CARD.md
-
-
-def resolve_live_checkpoint(path: str | None) -> Path:
-    """``--checkpoint``, else runs/diffusion, else the shipped live model (working directory, then the checkout),
-    else what `trainer sample` would use."""
-    from trainer.sample import DEFAULT_RUN, resolve_checkpoint_arg, shipped_model
-
-    if path is None and not Path(DEFAULT_RUN).exists():
-        live = shipped_model(LIVE_MODEL)
-        if live is not None:
-            return live
-    return resolve_checkpoint_arg(path)
+    ], model_defaults=model_defaults(default) if default else None, source=default)
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = resolved_or_exit(args, lambda: resolve_live_checkpoint(args.checkpoint))
+    ckpt = resolved_or_exit(args, lambda: resolve_model(args.checkpoint, args.model, prefer=LIVE_PREFERENCE))
     if args.audio not in (None, "-") and not args.dry_run:
         audio = Path(args.audio)
         if not audio.is_file():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
+from trainer.models import add_model_arguments, model_defaults, resolve_model
 
 NAME = "sample"
 HELP = ("Generate a video for any audio file (wav/flac/ogg/mp3/m4a/...) with a trained diffusion run: "
@@ -19,9 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Audio file to turn into a video (any length), or a folder of them; repeat for several. "
                              "Several files are sampled inference.batch_snippets at a time as the streams of one batch; "
                              "with several, a file that cannot be read is skipped with its reason and the rest sampled.")
-    parser.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR",
-                        help="Diffusion run dir (uses its latest checkpoint) or a ckpt/step-* dir. "
-                             "Default: runs/diffusion, or the shipped models/ when that does not exist.")
+    default = add_model_arguments(parser)
     parser.add_argument("--out", default=None, metavar="FILE.mp4_OR_DIR",
                         help="Output mp4 (one audio file) or folder (several; FOLDER/<name>.mp4). Default: beside each "
                              "audio, same name with .mp4.")
@@ -39,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
         ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
         ShortFlag("--sampler", "inference.sampler", str, "Sampler (ddim or heun)."),
-    ])
+    ], model_defaults=model_defaults(default) if default else None, source=default)
 
 
 def default_out(audio: str | Path) -> Path:
@@ -69,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from trainer.runtime import pick_device
-    from trainer.sample import (SampleSettings, audio_inputs, load_sampling_model, one_line, resolve_checkpoint_arg,
-                                sample_files)
+    from trainer.sample import SampleSettings, audio_inputs, load_sampling_model, one_line, sample_files
 
-    ckpt = resolved_or_exit(args, lambda: resolve_checkpoint_arg(args.checkpoint))
+    ckpt = resolved_or_exit(args, lambda: resolve_model(args.checkpoint, args.model))
     audios, outs, skipped = [Path(a) for a in args.audio], [], None
     if not args.dry_run:
         try:

@@ -1,0 +1,94 @@
+"""Which model a command runs: the one resolver of ``trainer sample``, ``trainer live`` and ``trainer eval``.
+
+In order: ``--checkpoint RUN_OR_STEP_DIR``; ``--model NAME`` (a shipped model); the run directory
+:data:`DEFAULT_RUN` when it exists; else the first shipped model of the command's preference that is found
+(:data:`SHIPPED`, a committed ordering: its first entry is the default; ``trainer live`` prefers the causal live
+model). Shipped models live under ``models/NAME`` in the working directory or, from any other directory, in the
+checkout this package runs from.
+
+:func:`model_defaults` reads a model's own inference settings from its ``config.yaml`` (YAML only, no torch), so
+that ``--help`` shows the guidance and steps a command will really run with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shared.errors import SynestheteError
+from shared.provenance import read_run_config
+
+DEFAULT_RUN = "runs/diffusion"
+MODELS_DIR = "models"
+CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / MODELS_DIR  # the checkout's own models/
+# The shipped models, in the order a command falls back to them (others add theirs here; MODEL_CARD.md in each).
+SHIPPED = ("synesthete-tiny", "synesthete-tiny-live")
+LIVE_PREFERENCE = ("synesthete-tiny-live",) + tuple(n for n in SHIPPED if n != "synesthete-tiny-live")
+
+
+class ModelNotFound(SynestheteError):
+    """No model to run: the message names what was looked for and how to get one."""
+
+
+def shipped_model(name: str) -> Path | None:
+    """``models/NAME`` in the working directory, else in the checkout this package runs from; None if neither."""
+    for root in (Path(MODELS_DIR), CHECKOUT_MODELS):
+        if (root / name).exists():
+            return root / name
+    return None
+
+
+def resolve_model(checkpoint: str | None = None, model: str | None = None, prefer: tuple[str, ...] = SHIPPED) -> Path:
+    """The model a command runs (the module docstring's order)."""
+    if checkpoint:
+        return Path(checkpoint)
+    if model:
+        found = shipped_model(model)
+        if found is None:
+            raise ModelNotFound(f"--model {model!r}: not a shipped model (shipped: {', '.join(SHIPPED)}; looked in "
+                                f"{MODELS_DIR}/ and {CHECKOUT_MODELS})")
+        return found
+    if Path(DEFAULT_RUN).exists():
+        return Path(DEFAULT_RUN)
+    for name in prefer:
+        found = shipped_model(name)
+        if found is not None:
+            return found
+    raise ModelNotFound(f"no checkpoint given, no {DEFAULT_RUN}/ and no shipped model under {MODELS_DIR}/: train one "
+                        "with `trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
+
+
+def model_defaults(path: str | Path) -> dict[str, Any]:
+    """``{"inference.audio_guidance_scale": g, "inference.steps": n, ...}``: the inference settings saved with a
+    model (its run directory's config.yaml; a step directory's run above it). Empty where none can be read."""
+    p = Path(path)
+    for run in (p, p.parent.parent):  # RUN, or RUN/ckpt/step-N
+        try:
+            saved = read_run_config(run)
+        except SynestheteError:
+            return {}
+        if saved is not None:
+            return {f"inference.{k}": v for k, v in (saved.get("inference") or {}).items()}
+    return {}
+
+
+def default_model_help(prefer: tuple[str, ...] = SHIPPED) -> str:
+    """``--checkpoint``'s help: the order, and what it resolves to here and now."""
+    try:
+        now = f"here and now: {resolve_model(prefer=prefer)}"
+    except ModelNotFound:
+        now = "none found here"
+    return (f"Diffusion run dir (its latest checkpoint) or a ckpt/step-* dir. Default: {DEFAULT_RUN} if it exists, "
+            f"else the shipped {prefer[0]} ({now}).")
+
+
+def add_model_arguments(parser, prefer: tuple[str, ...] = SHIPPED) -> str | None:
+    """``--checkpoint`` and ``--model NAME`` on a command; returns the default model's path (None: none found)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", default=None, metavar="RUN_OR_STEP_DIR", help=default_model_help(prefer))
+    which.add_argument("--model", default=None, metavar="NAME", choices=SHIPPED,
+                        help=f"A shipped model by name instead of --checkpoint ({', '.join(SHIPPED)}).")
+    try:
+        return str(resolve_model(prefer=prefer))
+    except ModelNotFound:
+        return None
