@@ -31,6 +31,10 @@ from scipy.signal import resample_poly
 from shared.errors import AudioError
 
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga"})
+# what a folder of audio yields (`trainer sample --audio DIR`, `trainer eval --audio-dir DIR`): soundfile's
+# suffixes above, then what ffmpeg decodes
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma",
+                  ".webm")
 _STDERR_TAIL = 800  # characters of ffmpeg's stderr quoted in errors
 QUIET = ("-nostdin", "-hide_banner", "-v", "error")  # global options of every ffmpeg run: errors only, never stdin
 
@@ -74,6 +78,12 @@ def load_audio(path: str | Path, sr: int | None = None) -> tuple[np.ndarray, int
         wave = resample(wave, native_sr, int(sr))
         native_sr = int(sr)
     return wave, int(native_sr)
+
+
+def audio_files_in(folder: str | Path) -> list[Path]:
+    """The audio files directly inside ``folder``: regular files with a suffix in :data:`AUDIO_SUFFIXES` (any
+    case), in name order. An unreadable folder raises the listing's OSError."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
 
 
 def mix_to_mono(data: np.ndarray) -> np.ndarray:

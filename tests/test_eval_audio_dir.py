@@ -17,9 +17,14 @@ from shared.audio_io import resample
 from shared.config import build_config
 from shared.video import probe
 from trainer.cli import main
-from trainer.eval.audio_dir import SHIFTS_S, FileAudio, FileRun, FrameCurves, build_report, shift_frames
-from trainer.eval.scalars import eval_run_dir, log_eval_scalars
+from trainer.eval.clips import list_audio_files
+from trainer.eval.evaluate import folder_report
+from trainer.eval.generate import FrameCurves
 from trainer.eval.metrics import motion_energy
+from trainer.eval.registry import FileAudio, FileRun, VideoSide
+from trainer.eval.rows import SHIFTS_S, shift_frames
+from trainer.eval.scalars import eval_run_dir, log_eval_scalars
+from trainer.sample import audio_inputs
 
 from browser import headless_chromium, play_videos
 
@@ -81,7 +86,8 @@ def test_audio_dir_report_on_real_audio(real_run):
     assert settle["generated"]["n"] == 3 and settle["generated"]["mean"] < 0.5 < settle["floor"]["mean"]
     assert len(rep["retrieval"]["scores"]) == 3 and v["metrics"]["retrieval_top1"]["floor"]["mean"] == pytest.approx(1 / 3)
     assert v["metrics"]["shift_test_win_rate"]["floor"]["mean"] == 0.5
-    assert "\n| settle_ratio | 3 | " in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()  # the same writer as the val shards' report: floor | generated | ceiling | n
+    assert "\n| settle_ratio | " in md and " | n/a | 3 | 3 of 3 files have detected silence |\n" in md
     assert [p["title"] for p in rep["plots"]][-2:] == ["shift test: loudness-motion Spearman against shifted audio",
                                                       "retrieval scores (rows: videos, columns: audio)"]
 
@@ -135,15 +141,28 @@ def test_frame_curves_streamed_in_chunks_equal_the_whole_video():
     curves = FrameCurves()
     for a, b in ((0, 1), (1, 4), (4, 4), (4, 13)):  # a one-frame first chunk and an empty one
         curves(frames[a:b])
-    motion, flow = curves.curves()
-    np.testing.assert_allclose(motion, motion_energy(frames))
-    np.testing.assert_allclose(flow, farneback_flow_magnitude(frames), rtol=1e-6)
+    video = curves.side()
+    np.testing.assert_allclose(video.motion, motion_energy(frames))
+    np.testing.assert_allclose(video.flow, farneback_flow_magnitude(frames), rtol=1e-6)
+
+
+def test_sample_and_eval_pick_the_same_files_from_a_folder(tmp_path):
+    """`trainer sample --audio DIR` and `trainer eval --audio-dir DIR` read one folder alike: every suffix
+    shared.audio_io.AUDIO_SUFFIXES names (any case), regular files only, in name order."""
+    from shared.audio_io import AUDIO_SUFFIXES
+
+    names = [f"f{i:02d}{s.upper() if i % 2 else s}" for i, s in enumerate(AUDIO_SUFFIXES)]
+    for name in names + ["notes.txt", "cover.jpg", "noext", "video.mp4"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.wav").mkdir()  # a folder named like audio is not a file
+    picked = list_audio_files(tmp_path)
+    assert picked == audio_inputs([tmp_path]) == sorted(tmp_path / n for n in names)
 
 
 def oracle_run(name: str, rms: np.ndarray, motion: np.ndarray, fps: float, silent: np.ndarray | None = None) -> FileRun:
     silent = np.zeros(len(rms)) if silent is None else silent
     audio = FileAudio(rms=rms, is_silent=silent, onsets_s=np.zeros(0), beats_s=np.zeros(0), fps=fps)
-    return FileRun(name=name, audio=audio, motion=motion, flow=motion, video=Path(f"{name}.mp4"),
+    return FileRun(name=name, audio=audio, video=VideoSide(motion=motion, flow=motion), path=Path(f"{name}.mp4"),
                    info={"duration_s": len(rms) / fps, "sample_rate": 16000, "frames": len(rms),
                          "detected_silences_s": []})
 
@@ -156,7 +175,7 @@ def test_shift_test_and_retrieval_on_oracle_curves():
     rng = np.random.default_rng(1)
     rms = [np.convolve(rng.random(n + 8), np.ones(8) / 8, "valid")[:n] for _ in range(3)]  # smooth, distinct
     follower = [oracle_run(f"f{i}", r, r.copy(), fps) for i, r in enumerate(rms)]
-    rep = build_report(follower, [], cfg, "ckpt", Path("dir"), [], [], 0.0)
+    rep = folder_report(follower, [], cfg, "ckpt", Path("dir"), [])
     m = rep["variants"]["audio_dir"]["metrics"]
     assert m["retrieval_top1"]["generated"]["mean"] == 1.0 and m["retrieval_mean_rank"]["generated"]["mean"] == 1.0
     assert m["loudness_motion_spearman"]["generated"]["mean"] == pytest.approx(1.0)
@@ -167,7 +186,7 @@ def test_shift_test_and_retrieval_on_oracle_curves():
     # score: (7 * 1 + 7 * 0.5) / 14
     assert win["generated"]["mean"] == 0.75 and win["generated"]["n"] == 3 and win["floor"]["mean"] == 0.5
     still = [oracle_run(f"s{i}", r, np.full(n, 0.1), fps) for i, r in enumerate(rms)]
-    m = build_report(still, [], cfg, "ckpt", Path("dir"), [], [], 0.0)["variants"]["audio_dir"]["metrics"]
+    m = folder_report(still, [], cfg, "ckpt", Path("dir"), [])["variants"]["audio_dir"]["metrics"]
     assert m["retrieval_top1"]["generated"]["mean"] == pytest.approx(1 / 3) == m["retrieval_top1"]["floor"]["mean"]
     assert m["retrieval_mean_rank"]["generated"]["mean"] == 2.0 == m["retrieval_mean_rank"]["floor"]["mean"]
 
@@ -183,7 +202,7 @@ def test_settle_and_floor_use_the_right_audio():
     sil_b = np.zeros(n)
     sil_b[44:60] = 1
     b = oracle_run("b", np.linspace(0.1, 0.2, n), np.full(n, 0.2), fps, sil_b)
-    rep = build_report([a, b], [], cfg, "ckpt", Path("dir"), [], [], 0.0)
+    rep = folder_report([a, b], [], cfg, "ckpt", Path("dir"), [])
     pa = rep["per_file"][0]
     assert pa["metrics"]["settle_ratio"] == pytest.approx(1e-4 / (0.2 + 1e-4))
     assert pa["floor_audio"] == "b" and pa["floor"]["settle_ratio"] > 0.5  # a's video moves in b's silence

@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from shared.audio_io import load_audio, resample
+from shared.audio_io import AUDIO_SUFFIXES, audio_files_in, load_audio, resample
 from shared.config import Config, build_config
 from shared.errors import AudioError, CheckpointError, ConfigError, SynestheteError, one_line  # noqa: F401 (re-exported)
 from shared.timeline import channel_index, compute_audio_timeline, frame_count
@@ -339,15 +339,12 @@ def mux_audio(path: str | Path, mono: np.ndarray, sr: int) -> tuple[np.ndarray, 
     return (data[:, 0] if data.shape[1] == 1 else data), sr
 
 
-AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus")  # what a folder yields
-
-
 def audio_inputs(paths: list[str | Path]) -> list[Path]:
     """``--audio`` arguments -> audio files: a file as given, a folder's audio files (by suffix) in name order."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            found = audio_files_in(p)
             if not found:
                 raise AudioError(f"folder {str(p)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
             out += found

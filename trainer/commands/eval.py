@@ -63,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
         fail(f"checkpoint {str(ckpt)!r}: not found (train one with `trainer diffusion` or pass --checkpoint RUN)")
     out = Path(args.out) if args.out else default_out(ckpt)
     if args.audio_dir:
-        from trainer.eval.audio_dir import run_command
-
-        return run_command(args, ckpt, out if args.out else out / "audio_dir")
+        return run_audio_dir(args, ckpt, out if args.out else out / "audio_dir")
     try:
         import torch
 
@@ -87,4 +85,40 @@ def run(args: argparse.Namespace) -> int:
     for name, row in head["metrics"].items():
         print(f"  {name:32s} {fmt_entry(row['floor']):>24s} | {fmt_entry(row['generated']):>24s} | "
               f"{fmt_entry(row['ceiling']):>24s}")
+    return 0
+
+
+def run_audio_dir(args: argparse.Namespace, checkpoint: Path, out: Path) -> int:
+    """``trainer eval --audio-dir DIR``: check the folder first (exit 2 before any model is loaded), sample and
+    score every file, write the report, log the scalars to TensorBoard under the evaluated run."""
+    import torch
+
+    from trainer.eval.clips import list_audio_files
+    from trainer.eval.evaluate import evaluate_audio_dir
+    from trainer.eval.report import fmt_entry
+    from trainer.eval.rows import FOLDER_VARIANT
+    from trainer.eval.scalars import log_eval_scalars
+    from trainer.runtime import pick_device
+    from trainer.sample import SampleError, load_sampling_model, one_line
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        files = list_audio_files(args.audio_dir)
+        model = load_sampling_model(checkpoint, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
+        model.to(pick_device(model.cfg.run.device))
+        log(f"eval --audio-dir: {len(files)} audio files in {args.audio_dir} -> {out}")
+        with torch.no_grad():
+            report, pj = evaluate_audio_dir(model, args.audio_dir, out, log=log)
+    except (SynestheteError, SampleError) as e:
+        fail(one_line(e))
+    tb = log_eval_scalars(report, model.step_dir, model.step)  # tags eval/audio_dir/METRIC/{generated,floor}
+    v = report["variants"][FOLDER_VARIANT]
+    log(f"eval --audio-dir: wrote {pj}, report.md and report.html ({v['n_clips']} files, "
+        f"{len(report['skipped'])} skipped)" + (f"; TensorBoard scalars in {tb}" if tb else
+                                                 "; no TensorBoard scalars (the shipped model is never written)"))
+    for name, r in v["metrics"].items():
+        g, f = r["generated"], r["floor"]
+        log(f"  {name:38s} generated {fmt_entry(g):>24s}   floor {fmt_entry(f):>24s}   n={g['n']}")
     return 0

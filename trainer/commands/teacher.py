@@ -63,7 +63,7 @@ def check_args(args: argparse.Namespace) -> list[Path]:
     if not args.audio_dir:
         return []
     from shared.errors import SynestheteError, one_line
-    from trainer.eval.audio_dir import list_audio_files
+    from trainer.eval.clips import list_audio_files
 
     try:
         return list_audio_files(args.audio_dir)

@@ -1,4 +1,5 @@
-"""Plots and videos beside the report: per-variant metric bars, per-clip timelines, side-by-side mp4s."""
+"""Plots and videos beside the report: per-variant metric bars, per-clip timelines, side-by-side mp4s; for a
+folder of audio, per-file timelines, the shift test and the retrieval matrix."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from trainer.eval import plots
 from trainer.eval.clips import Clip
+from trainer.eval.metrics import spans_from_mask
+from trainer.eval.registry import FileRun
 
 BAR_METRICS = ("loudness_motion_spearman", "loudness_brightness_spearman", "bands_colour_geometry_r2", "av_align",
                "beat_alignment_score", "silence_settle_ratio", "retrieval_top1", "style_diversity")
@@ -39,8 +42,30 @@ def metric_bar_plot(out: Path, variant: str, metrics: dict[str, dict[str, Any]])
     return {"title": f"{variant}: floor / generated / ceiling (95% CI)", "path": str(p.relative_to(out))}
 
 
-def timeline_plot(out: Path, clip: Clip, fps: float, rms: np.ndarray, onset_frames: np.ndarray,
-                  motion: dict[str, np.ndarray], spans: list[tuple[int, int]]) -> dict[str, str]:
-    p = plots.plot_clip_timeline(out / "plots" / f"timeline_{clip.key}.png", fps, rms, onset_frames, motion, spans,
-                                 title=f"{clip.key} ({clip.variant})")
-    return {"title": f"{clip.variant} {clip.key}: audio RMS and onsets vs motion energy", "path": str(p.relative_to(out))}
+def timeline_plot(out: Path, stem: str, fps: float, rms: np.ndarray, onset_frames: np.ndarray,
+                  motion: dict[str, np.ndarray], spans: list[tuple[int, int]], title: str, caption: str
+                  ) -> dict[str, str]:
+    """plots/timeline_STEM.png (``title`` on the figure); its report entry (``caption``)."""
+    p = plots.plot_clip_timeline(out / "plots" / f"timeline_{stem}.png", fps, rms, onset_frames, motion, spans,
+                                 title=title)
+    return {"title": caption, "path": str(p.relative_to(out))}
+
+
+def folder_plots(out: Path, runs: list[FileRun], per_file: list[dict[str, Any]], retrieval: dict[str, Any],
+                 max_timelines: int) -> list[dict[str, str]]:
+    """A folder's plots: the first ``max_timelines`` files' loudness and motion, the shift test, retrieval."""
+    entries = []
+    for i, r in enumerate(runs[:max_timelines]):
+        onset_frames = np.floor(r.audio.onsets_s * r.audio.fps).astype(int)
+        entries.append(timeline_plot(out, f"{i:03d}", r.audio.fps, r.audio.rms, onset_frames,
+                                     {"generated": r.video.motion}, spans_from_mask(r.audio.is_silent),
+                                     f"{r.name}: audio RMS and the generated video's motion",
+                                     f"{r.name}: loudness and motion"))
+    p = plots.plot_shift_test(out / "plots" / "shift_test.png", per_file)
+    entries.append({"title": "shift test: loudness-motion Spearman against shifted audio",
+                    "path": str(p.relative_to(out))})
+    if retrieval.get("scores"):
+        p = plots.plot_retrieval(out / "plots" / "retrieval.png", [r.name for r in runs],
+                                 np.asarray(retrieval["scores"], dtype=np.float64))
+        entries.append({"title": "retrieval scores (rows: videos, columns: audio)", "path": str(p.relative_to(out))})
+    return entries

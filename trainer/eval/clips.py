@@ -12,6 +12,9 @@
 
 A first pass over the shards keeps only metadata and an audio hash per sample; a second decodes the chosen
 clips, so memory holds the chosen clips whatever the size of the val split.
+
+The other clip source, a folder of audio (``trainer eval --audio-dir``): every audio file directly inside it
+(:func:`list_audio_files`, the files ``trainer sample --audio DIR`` picks), with no ground truth.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from shared import shards as S
-from shared.errors import CheckpointError, DataError
+from shared.audio_io import AUDIO_SUFFIXES, audio_files_in
+from shared.errors import AudioError, CheckpointError, DataError
 
 
 
@@ -154,3 +158,20 @@ def read_sibling_groups(data: str | Path, resolution: int, max_groups: int) -> l
     for g in keep:
         check_resolution(g, resolution, root, "(the evaluated checkpoint)")
     return keep
+
+
+def list_audio_files(folder: str | Path) -> list[Path]:
+    """The audio files directly inside ``folder`` (:func:`shared.audio_io.audio_files_in`). An error names the
+    folder when it is missing, not a folder, unreadable or holds no audio file."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise AudioError(f"--audio-dir {folder}: not found")
+    if not folder.is_dir():
+        raise AudioError(f"--audio-dir {folder}: not a directory")
+    try:
+        entries = audio_files_in(folder)
+    except OSError as e:
+        raise AudioError(f"--audio-dir {folder}: cannot be read ({e.strerror or e})") from None
+    if not entries:
+        raise AudioError(f"--audio-dir {folder}: no audio files (looked for {' '.join(AUDIO_SUFFIXES)})")
+    return entries

@@ -1,6 +1,8 @@
 """`trainer eval`: does the generated video follow the *music*? Per variant, beside a floor and a ceiling.
 
-The evaluation runs in five stages, each its own module:
+The evaluation runs in five stages, each its own module, on clips from one of two sources: the val shards
+(:func:`evaluate`) or a folder of audio files with no ground truth (:func:`evaluate_audio_dir`, ``trainer eval
+--audio-dir DIR``: each file sampled as ``trainer sample`` does, its rows with no ceiling).
 
 1. choose clips (:mod:`trainer.eval.clips`): ``eval.clips_per_variant`` clips of each variant of the val
    split, distinct audio, deterministic; each paired with a floor partner of different audio;
@@ -29,21 +31,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.errors import DataError
+from shared.errors import AudioError, DataError, OutputPathError
 from shared.timeline import channel_names
 from trainer.eval import artifacts, rows
 from trainer.eval import metrics as M
-from trainer.eval.clips import Clip, floor_partners, read_sibling_groups, read_val_clips
+from trainer.eval.clips import Clip, floor_partners, list_audio_files, read_sibling_groups, read_val_clips
 from trainer.eval.bands import RIDGE_LAMBDA
-from trainer.eval.generate import Generated, generate_all, val_loss
-from trainer.eval.registry import (MUSIC_GUARD_S, REGISTRY, AudioSide, PooledMetric, VideoSide, audio_side,
+from trainer.eval.generate import Generated, generate_all, generate_files, val_loss
+from trainer.eval.registry import (MUSIC_GUARD_S, REGISTRY, AudioSide, FileRun, PooledMetric, VideoSide, audio_side,
                                    definitions, metric_statistic, video_side)
-from trainer.eval.report import write_report
-from trainer.sample import SamplingModel
+from trainer.eval.report import json_number, write_report
+from trainer.sample import SampleSettings, SamplingModel, stream_spec
 
 MAX_VIDEOS_PER_VARIANT = 1
 MAX_PLOTS_PER_VARIANT = 2
 MAX_SIBLING_GROUPS = 16
+MAX_TIMELINE_PLOTS = 8   # a folder's per-file timelines
 
 
 def prepare(clips: list[Clip], cfg) -> int:
@@ -171,9 +174,10 @@ def write_artifacts(out: Path, chosen: dict[str, list[Clip]], sc: Scored, gen: G
             curves = {"ground truth": sc.gt[i].motion, "generated (own audio)": sc.own[0][i].motion}
             if sc.partners[i] is not None:
                 curves["floor (other audio)"] = sc.floor[0][i].motion
-            plots_out.append(artifacts.timeline_plot(out, c, fps, sc.audio[i].rms,
+            plots_out.append(artifacts.timeline_plot(out, c.key, fps, sc.audio[i].rms,
                                                      M.audio_onset_peaks(sc.audio[i].onset), curves,
-                                                     sc.audio[i].silence_spans))
+                                                     sc.audio[i].silence_spans, f"{c.key} ({c.variant})",
+                                                     f"{c.variant} {c.key}: audio RMS and onsets vs motion energy"))
         for c in cs[:MAX_VIDEOS_PER_VARIANT] if cfg.eval.write_videos else []:
             i = sc.clips.index(c)
             p = artifacts.write_side_by_side(out / "videos" / f"side_by_side_{c.key}.mp4", c.frames, gen.own[0][i],
@@ -197,8 +201,6 @@ BETTER_EXTRA = {"style_diversity": "toward ceiling", "style_diversity_siblings":
 def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_variant: int | None = None,
              seed: int | None = None, log=print) -> tuple[dict[str, Any], Path, Path]:
     """Run the whole evaluation and write the report; returns (report dict, report.json, report.md)."""
-    from trainer.sample import SampleSettings, stream_spec
-
     cfg = model.cfg
     ev = cfg.eval
     out = Path(out)
@@ -236,3 +238,56 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
            "better": {**{m.name: m.better for m in REGISTRY}, **BETTER_EXTRA}, "notes": NOTES}
     pj, pm = write_report(out, rep)
     return rep, pj, pm
+
+
+# ------------------------------------------------------------------ a folder of audio
+
+FOLDER_NOTES = [
+    "No ground truth exists for real audio: every ceiling is n/a. Floors: the video scored against another file's "
+    "audio (the next file by name), chance for retrieval, circularly shifted audio for the shift test.",
+    f"Silence is detected by the timeline (is_silent); music frames exclude it and the {MUSIC_GUARD_S:g} s after it.",
+]
+
+
+def folder_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, checkpoint: str, folder: Path,
+                  videos: list[dict[str, str]]) -> dict[str, Any]:
+    """The report dict of a folder of audio (stage 4; plots and timing added by :func:`evaluate_audio_dir`)."""
+    section, per_file, retrieval = rows.folder_section(runs, videos, cfg)
+    return {
+        "title": f"Synesthete evaluation on a folder of audio: {folder}",
+        "config": {"eval": cfg.eval.model_dump(), "inference": cfg.inference.model_dump(),
+                   "render": {"fps": cfg.render.fps, "resolution": cfg.render.resolution},
+                   "data": {"sample_rate": cfg.data.sample_rate}, "beat_sigma_s": float(cfg.eval.beat_sigma_s),
+                   "bootstrap": int(cfg.eval.bootstrap), "music_after_silence_s": MUSIC_GUARD_S,
+                   "shifts_s": list(rows.SHIFTS_S)},
+        "checkpoint": checkpoint, "audio_dir": str(folder),
+        "variants": {rows.FOLDER_VARIANT: section}, "per_file": per_file, "skipped": skipped, "retrieval": retrieval,
+        "videos": videos, "plots": [], "definitions": rows.folder_definitions(cfg), "notes": FOLDER_NOTES,
+        "seconds": 0.0,
+    }
+
+
+def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path, seed: int | None = None,
+                       progress: bool = True, log=print) -> tuple[dict[str, Any], Path]:
+    """Sample every audio file in ``folder`` into ``out``/videos, score them, write report.json, report.md and
+    report.html into ``out``; returns (report dict, report.json path). A file that cannot be read is skipped and
+    listed with its reason; a folder with no usable audio file is an AudioError (exit 2)."""
+    t0 = time.perf_counter()
+    folder, out = Path(folder), Path(out)
+    files = list_audio_files(folder)
+    try:
+        (out / "videos").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"--out {out}: cannot be created ({e.strerror or e})") from None
+    cfg = model.cfg
+    settings = SampleSettings(seed=cfg.inference.seed if seed is None else seed)
+    runs, skipped, videos = generate_files(model, files, out, settings, progress, log)
+    if not runs:
+        raise AudioError(f"--audio-dir {folder}: none of the {len(files)} audio files could be used "
+                         f"({'; '.join(s['file'] + ': ' + s['reason'] for s in skipped)})")
+    rep = folder_report(runs, skipped, cfg, str(model.step_dir), folder, videos)
+    rep["plots"] = artifacts.folder_plots(out, runs, rep["per_file"], rep["retrieval"], MAX_TIMELINE_PLOTS)
+    rep["seconds"] = round(time.perf_counter() - t0, 2)
+    rep = json_number(rep)
+    pj, _ = write_report(out, rep)
+    return rep, pj

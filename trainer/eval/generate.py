@@ -11,19 +11,35 @@ So own[k] and floor[k] differ only in their audio; own[0] vs own[1] differ only 
 output-sensitivity pair and the style-diversity samples). The noise generator restarts at the group's
 seed for every chunk of ``eval.batch_clips`` clips, so two groups with the same seed draw identical noise
 for the clip in the same chunk position (with batch_clips = 1, every clip gets the same noise).
+
+A folder of audio (``trainer eval --audio-dir``, :func:`generate_files`): ``trainer sample``'s own path
+(:func:`trainer.sample.sample_file`) writes each file's mp4 and hands each frame chunk to :class:`FrameCurves`,
+which keeps only the per-frame motion and flow (memory stays bounded for long files); the file's audio side
+(:class:`~trainer.eval.registry.FileAudio`) is its detected silence, RMS, onsets and beats.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from shared.audio_io import AudioLoadError, load_audio, resample
+from shared.timeline import estimate_beats, frame_count
 from trainer.conditioning import ConditioningSpec
 from trainer.eval.clips import Clip
+from trainer.eval.metrics import motion_energy, spans_from_mask
+from trainer.eval.registry import FileAudio, FileRun, VideoSide
+from trainer.eval.rhythm import audio_onset_times, farneback_flow_magnitude
 from trainer.runtime import autocast
-from trainer.sample import SamplingModel, style_from_prior
+from trainer.eval.rows import FOLDER_VARIANT
+from trainer.sample import (SampleError, SampleSettings, SamplingModel, audio_conditioning, one_line, sample_file,
+                            stream_spec, style_from_prior)
 from trainer.sample_core import StreamSpec, latent_stream
 
 
@@ -69,10 +85,6 @@ def style_latent(style_dim: int, k: int, base_seed: int) -> torch.Tensor:
 
 def generate_all(model: SamplingModel, clips: list[Clip], partners: list[int | None], seed: int, log=print
                  ) -> Generated:
-    import time
-
-    from trainer.sample import SampleSettings, stream_spec
-
     cfg = model.cfg
     ev = cfg.eval
     windows, silent = conditioning(model, clips)
@@ -125,3 +137,90 @@ def val_loss(model: SamplingModel, clips: list[Clip], latents: list[np.ndarray],
     out = val_losses(model.denoiser, batch, cfg, torch.Generator().manual_seed(seed))
     out["snippets"] = len(items)
     return out
+
+
+# ------------------------------------------------------------------ a folder of audio
+
+
+class FrameCurves:
+    """Per-frame curves of a video that arrives in chunks: motion energy (frame difference) and the mean
+    optical-flow magnitude. The last frame of each chunk is kept so the next chunk's first difference is right."""
+
+    def __init__(self) -> None:
+        self._prev: np.ndarray | None = None
+        self._motion: list[np.ndarray] = []
+        self._flow: list[np.ndarray] = []
+
+    def __call__(self, chunk: np.ndarray) -> None:  # chunk uint8 (n, H, W, 3)
+        if len(chunk) == 0:
+            return
+        x = chunk if self._prev is None else np.concatenate([self._prev[None], chunk])
+        skip = 0 if self._prev is None else 1
+        self._motion.append(motion_energy(x)[skip:])
+        self._flow.append(farneback_flow_magnitude(x)[skip:])
+        self._prev = chunk[-1]
+
+    def side(self) -> VideoSide:
+        """Motion and flow [T]; value 0 repeats value 1 as both definitions do (also across a 1-frame first chunk)."""
+        m = np.concatenate(self._motion) if self._motion else np.zeros(0)
+        f = np.concatenate(self._flow) if self._flow else np.zeros(0)
+        if len(m) > 1:
+            m[0], f[0] = m[1], f[1]
+        return VideoSide(motion=m, flow=f)
+
+
+def generate_file(model: SamplingModel, path: Path, video_path: Path, settings: SampleSettings, progress: bool
+                  ) -> FileRun:
+    """Sample ``path`` to ``video_path`` and collect its curves. Raises SampleError for unusable audio."""
+    cfg = model.cfg
+    fps = cfg.render.fps
+    try:
+        wave, sr = load_audio(path)
+    except AudioLoadError as e:
+        raise SampleError(one_line(e)) from None
+    n = frame_count(len(wave), sr, fps)
+    if n == 0:
+        raise SampleError(f"audio file {str(path)!r}: {len(wave) / sr:.4f} s is shorter than one frame at {fps:g} fps")
+    _, _, info = audio_conditioning(wave, sr, cfg, n)  # resampled to data.sample_rate, as in training
+    # scored against the audio's own (offline) silence, whatever a causal model is conditioned on
+    silent = info["features"][:, info["names"].index("is_silent")].astype(np.float32)
+    train_sr = cfg.data.sample_rate  # the timeline's beat estimate is made at the training rate
+    beats = estimate_beats(resample(wave, sr, train_sr) if sr != train_sr else wave, train_sr).beat_times(n / fps)
+    audio = FileAudio(rms=np.asarray(info["rms"], np.float64), is_silent=np.asarray(silent, np.float64),
+                      onsets_s=audio_onset_times(wave, sr), beats_s=beats, fps=fps).cut(n)
+    curves = FrameCurves()
+    summary = sample_file(path, video_path, model, settings, progress=progress, on_frames=curves)
+    return FileRun(name=path.name, audio=audio, video=curves.side(), path=video_path,
+                   info={"duration_s": round(len(wave) / sr, 4), "sample_rate": sr, "frames": n,
+                         "wall_s": round(summary["wall_s"], 3),
+                         "detected_silences_s": [[round(a / fps, 4), round(b / fps, 4)]
+                                                 for a, b in spans_from_mask(silent)]})
+
+
+def generate_files(model: SamplingModel, files: list[Path], out: Path, settings: SampleSettings, progress: bool,
+                   log: Callable[[str], None]) -> tuple[list[FileRun], list[dict[str, str]], list[dict[str, Any]]]:
+    """Sample each file into ``out``/videos: (runs, skipped files with their reason, the report's video entries).
+    A file with the same bytes as one already sampled is skipped (floors and retrieval need different audio)."""
+    runs, skipped, videos, seen = [], [], [], {}
+    for k, path in enumerate(files):
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as e:
+            skipped.append({"file": path.name, "reason": f"cannot be read ({e.strerror or e})"})
+            continue
+        if digest in seen:
+            skipped.append({"file": path.name, "reason": f"the same bytes as {seen[digest]}"})
+            continue
+        video = out / "videos" / f"{k:03d}_{path.stem}.mp4"
+        log(f"eval --audio-dir: [{k + 1}/{len(files)}] {path.name}")
+        try:
+            run = generate_file(model, path, video, settings, progress)
+        except SampleError as e:
+            skipped.append({"file": path.name, "reason": str(e)})
+            log(f"eval --audio-dir: skipped {path.name}: {e}")
+            continue
+        seen[digest] = path.name
+        runs.append(run)
+        videos.append({"variant": FOLDER_VARIANT, "clip": path.name, "kind": "generated",
+                       "path": str(video.relative_to(out))})
+    return runs, skipped, videos

@@ -3,13 +3,14 @@
 * :func:`plot_clip_timeline`: audio RMS with onset markers over time, against the motion energy of
   the generated video and of the ground truth, silence segments shaded.
 * :func:`plot_metric_bars`: each metric's floor, generated value and ground-truth ceiling, with CIs.
+* :func:`plot_shift_test` and :func:`plot_retrieval`: a folder of audio's shift test and retrieval scores.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -82,6 +83,45 @@ def plot_metric_bars(path: str | Path, metrics: Mapping[str, Mapping[str, float 
         ax.axhline(0, color="k", lw=0.5)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_shift_test(path: str | Path, per_file: list[dict[str, Any]]) -> Path:
+    """Loudness-motion Spearman of each file against its audio shifted by s seconds (s = 0: true alignment)."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for p in per_file:
+        xs = [0.0] + p["shift_test"]["shifts_s"]
+        ys = [p["metrics"]["loudness_motion_spearman"]] + p["shift_test"]["loudness_motion_spearman"]
+        ax.plot(xs, [np.nan if y is None else y for y in ys], "o-", ms=3, lw=1, label=p["file"])
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("circular shift of the audio (s); 0 = true alignment")
+    ax.set_ylabel("loudness-motion Spearman")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_retrieval(path: str | Path, names: list[str], scores: np.ndarray) -> Path:
+    """The retrieval score matrix: row = video, column = candidate audio (the diagonal is the true pairing)."""
+    path = Path(path)
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(2.2 + 0.7 * n, 1.6 + 0.6 * n))
+    im = ax.imshow(scores, cmap="viridis", vmin=-1, vmax=1)
+    ax.set_xticks(range(n), [f"audio {i}" for i in range(n)], fontsize=7)
+    ax.set_yticks(range(n), [f"video {i}: {nm[:24]}" for i, nm in enumerate(names)], fontsize=7)
+    for i in range(n):
+        for j in range(n):
+            if np.isfinite(scores[i, j]):
+                ax.text(j, i, f"{scores[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -5,6 +5,10 @@ wave and meta) and the per-frame statistics of one video (:class:`VideoSide`). T
 kinds of video against each clip's own audio: *generated* (made from that audio), *floor* (made from a
 different clip's audio, same style and noise) and *ceiling* (the ground-truth frames).
 
+The clips come from one of two sources: the val shards (:func:`audio_side` of a stored clip) or a folder of
+audio files (``trainer eval --audio-dir``: a :class:`FileAudio` per file, from its detected silence, and a
+streamed video's motion and flow only, so there the metrics that need only those are scored).
+
 * :class:`ClipMetric`: a per-clip value ``fn(audio, video, cfg)``; a variant's value is the mean over its
   clips (clips where it is undefined, NaN, are left out and not counted in ``n``).
 * :class:`PooledMetric`: ``fn(pairs, cfg) -> stat(idx)``, a statistic of the variant's clips as a whole
@@ -16,8 +20,9 @@ A new metric is one pure function of arrays in its family's module and one line 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -37,25 +42,26 @@ class AudioSide:
     key: str
     fps: float
     rms: np.ndarray
-    onset: np.ndarray            # the timeline's spectral-flux channel
-    band_inputs: np.ndarray      # (T, B) log10 band amplitudes, the ridge inputs
     music: np.ndarray            # bool: not labelled silence, not within MUSIC_GUARD_S after it
     silence_spans: list[tuple[int, int]]
     dropout_spans: list[tuple[int, int]]
     onset_times: np.ndarray      # s, librosa at 22.05 kHz (AV-Align's audio peaks)
     beat_times: np.ndarray       # s, the timeline's beat estimate
+    onset: np.ndarray | None = None        # the timeline's spectral-flux channel (None: a folder's file)
+    band_inputs: np.ndarray | None = None  # (T, B) log10 band amplitudes, the ridge inputs (None: a folder's file)
 
 
 @dataclass
 class VideoSide:
-    """One video's per-frame statistics ``[T]`` unless noted."""
+    """One video's per-frame statistics ``[T]`` unless noted; None where not measured (a streamed video of
+    ``trainer eval --audio-dir`` keeps motion and flow only)."""
 
     motion: np.ndarray           # mean |frame difference|
-    brightness: np.ndarray       # mean luma
-    bright_area: np.ndarray      # fraction of pixels with luma > 0.5
     flow: np.ndarray             # mean Farneback optical-flow magnitude (px / frame)
-    colour: np.ndarray           # (T, D) mean RGB, hue histogram, radial-ring luma
-    summary: np.ndarray          # (S,) clip summary for style diversity (metrics.frame_statistics)
+    brightness: np.ndarray | None = None   # mean luma
+    bright_area: np.ndarray | None = None  # fraction of pixels with luma > 0.5
+    colour: np.ndarray | None = None       # (T, D) mean RGB, hue histogram, radial-ring luma
+    summary: np.ndarray | None = None      # (S,) clip summary for style diversity (metrics.frame_statistics)
 
 
 def audio_side(key: str, meta: dict, timeline: np.ndarray, names: list[str], wave: np.ndarray, sr: int,
@@ -84,6 +90,52 @@ def video_side(frames: np.ndarray) -> VideoSide:
                      bright_area=loudness.bright_area_fraction(frames),
                      flow=rhythm.farneback_flow_magnitude(frames), colour=bands.colour_geometry_stats(frames),
                      summary=M.frame_statistics(frames))
+
+
+@dataclass
+class FileAudio:
+    """A folder file's audio per frame: what its video is scored against (whole, cut, or circularly shifted)."""
+
+    rms: np.ndarray          # (T,) linear frame RMS
+    is_silent: np.ndarray    # (T,) 0/1 detected silence (the timeline's is_silent)
+    onsets_s: np.ndarray     # librosa onset times (s)
+    beats_s: np.ndarray      # the timeline's beat estimate (s): shared.timeline.estimate_beats
+    fps: float
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.rms)
+
+    def cut(self, n: int) -> "FileAudio":
+        """The first ``n`` frames (and the events before them)."""
+        d = n / self.fps
+        return FileAudio(self.rms[:n], self.is_silent[:n], self.onsets_s[self.onsets_s < d],
+                         self.beats_s[self.beats_s < d], self.fps)
+
+    def rolled(self, k: int) -> "FileAudio":
+        """Circularly shifted later by ``k`` frames (what was at frame t is at t + k, wrapping)."""
+        d = self.n_frames / self.fps
+        s = k / self.fps
+        return FileAudio(np.roll(self.rms, k), np.roll(self.is_silent, k), np.sort((self.onsets_s + s) % d),
+                         np.sort((self.beats_s + s) % d), self.fps)
+
+    def side(self, key: str = "") -> AudioSide:
+        """The audio side the registry scores: detected silence as the silence spans, music frames from them."""
+        spans = M.spans_from_mask(self.is_silent)
+        return AudioSide(key=key, fps=self.fps, rms=self.rms, music=M.music_mask(self.n_frames, spans, self.fps,
+                                                                                 MUSIC_GUARD_S),
+                         silence_spans=spans, dropout_spans=[], onset_times=self.onsets_s, beat_times=self.beats_s)
+
+
+@dataclass
+class FileRun:
+    """One sampled file of a folder: its audio, the generated video's motion and flow, and where the mp4 is."""
+
+    name: str
+    audio: FileAudio
+    video: VideoSide
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 Pairs = list[list[tuple[AudioSide, VideoSide]]]  # per clip, per seed: (audio, video)
@@ -196,7 +248,10 @@ def metric_statistic(metric: ClipMetric | PooledMetric, pairs: Pairs, cfg: Confi
                      ) -> tuple[Callable[[np.ndarray], float], int]:
     """(stat(idx) over the clips, n = clips where the metric is defined)."""
     if isinstance(metric, ClipMetric):
-        vals = np.array([M.nanmean(metric.fn(a, v, cfg) for a, v in clip) for clip in pairs], dtype=np.float64)
-        vals = vals[np.isfinite(vals)]  # the bootstrap resamples the clips where the metric is defined
-        return stats.nanmean_of(vals), int(vals.size)
+        return stats.defined_mean([M.nanmean(metric.fn(a, v, cfg) for a, v in clip) for clip in pairs])
     return metric.fn(pairs, cfg), len(pairs)
+
+
+def metric(name: str) -> ClipMetric | PooledMetric:
+    """The registry's metric called ``name``."""
+    return next(m for m in REGISTRY if m.name == name)

@@ -1,6 +1,6 @@
 """Stage 5 of the evaluation: ``report.json`` (machine-readable) and ``report.md`` (what a person reads).
 
-report.json::
+report.json of the val shards::
 
     {"config": {...}, "checkpoint": str, "info": {...},
      "variants": {"normal" | "silence" | "debug" | ...: {"n_clips": int, "clips": [keys], "note": str | None,
@@ -12,8 +12,11 @@ report.json::
      "plots": [{"title", "path"}], "definitions": {METRIC: str}, "better": {METRIC: str}, "notes": [str]}
 
 with ENTRY = ``{"mean": float | null, "ci": [lo, hi] | null, "n": int}``; variants in report order, normal
-first. Non-finite numbers never reach the JSON (null). Both files are written to a temporary name and
-renamed (:func:`shared.fsutil.atomic_write_text`), so a crash never leaves half a report.
+first. A folder of audio's report (``trainer eval --audio-dir``) has one variant, ``audio_dir``, whose rows have
+ceiling null, and instead of info, better and the VAE diagnostic: title, audio_dir, per_file, skipped,
+retrieval and seconds. Both come through :func:`write_report` (json, md, html). Non-finite numbers never reach
+the JSON (null). Each file is written to a temporary name and renamed (:func:`shared.fsutil.atomic_write_text`),
+so a crash never leaves half a report.
 """
 
 from __future__ import annotations
@@ -66,24 +69,51 @@ def fmt_entry(e: dict[str, Any] | None) -> str:
 
 
 def metric_table(metrics: dict[str, dict[str, Any]], better: dict[str, str]) -> list[str]:
-    lines = ["| metric | floor (other audio) | generated | ceiling (ground truth) | n | better | note |",
-             "|---|---|---|---|---|---|---|"]
+    """The rows of one variant; no "better" column when nothing says which way is better (a folder's report)."""
+    col = " better |" if better else ""
+    lines = ["| metric | floor (other audio) | generated | ceiling (ground truth) | n |" + col + " note |",
+             "|---|---|---|---|---|" + ("---|" if better else "") + "---|"]
     for name, row in metrics.items():
         lines.append(f"| {name} | {fmt_entry(row['floor'])} | {fmt_entry(row['generated'])} | "
-                     f"{fmt_entry(row['ceiling'])} | {row['generated']['n']} | {better.get(name, '')} | "
-                     f"{row.get('note') or ''} |")
+                     f"{fmt_entry(row['ceiling'])} | {row['generated']['n']} | "
+                     + (f"{better.get(name, '')} | " if better else "") + f"{row.get('note') or ''} |")
     return lines
 
 
+def intro(rep: dict[str, Any]) -> str:
+    """What was evaluated, how, and what floor and ceiling mean: val shards (``info``) or a folder of audio."""
+    if "info" not in rep:
+        return (f"Checkpoint `{rep['checkpoint']}`, audio folder `{rep.get('audio_dir')}`; 95% bootstrap CIs over "
+                f"files ({rep['config'].get('bootstrap')} resamples) in brackets; n = files where the metric is "
+                "defined. Ceiling: none (no ground truth); the floors are under Notes.")
+    info = rep["info"]
+    return (f"Checkpoint `{rep['checkpoint']}` (step {info.get('step')}), data `{info.get('data')}`; "
+            f"{info.get('frames_per_clip')} frames per clip at {info.get('fps')} fps; sampler {info.get('sampler')}, "
+            f"{info.get('steps')} steps, audio guidance {info.get('guidance')}; {info.get('seeds')} seed(s); 95% "
+            f"bootstrap CIs over clips ({info.get('bootstrap')} resamples) in brackets; n = clips where the metric "
+            "is defined. Floor: the same metric for video generated from a different clip's audio (same style and "
+            "noise), scored against this clip's audio. Ceiling: the ground-truth frames.")
+
+
+def per_file_lines(rep: dict[str, Any]) -> list[str]:
+    """A folder report's files: duration, rate, detected silences and each per-file metric; the skipped files."""
+    per_file = rep["per_file"]
+    names = list(per_file[0]["metrics"]) if per_file else []
+    lines = ["## Per file", "", "| file | s | rate | detected silences (s) | " + " | ".join(names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    for p in per_file:
+        vals = " | ".join(fmt(p["metrics"][m]) for m in names)
+        lines.append(f"| {p['file']} | {p['duration_s']:.2f} | {p['sample_rate']} | {p['detected_silences_s']} | "
+                     f"{vals} |")
+    lines += [f"- skipped {s['file']}: {s['reason']}" for s in rep.get("skipped", [])]
+    if (rep.get("retrieval") or {}).get("skipped"):
+        lines += ["", f"Retrieval skipped: {rep['retrieval']['skipped']}"]
+    return lines + [""]
+
+
 def markdown(rep: dict[str, Any]) -> str:
-    info, better = rep["info"], rep.get("better", {})
-    lines = ["# Synesthete evaluation: does the video follow the music?", "",
-             f"Checkpoint `{rep['checkpoint']}` (step {info.get('step')}), data `{info.get('data')}`; "
-             f"{info.get('frames_per_clip')} frames per clip at {info.get('fps')} fps; sampler {info.get('sampler')}, "
-             f"{info.get('steps')} steps, audio guidance {info.get('guidance')}; {info.get('seeds')} seed(s); 95% "
-             f"bootstrap CIs over clips ({info.get('bootstrap')} resamples) in brackets; n = clips where the metric "
-             "is defined. Floor: the same metric for video generated from a different clip's audio (same style and "
-             "noise), scored against this clip's audio. Ceiling: the ground-truth frames.", ""]
+    better = rep.get("better", {})
+    lines = [f"# {rep.get('title') or 'Synesthete evaluation: does the video follow the music?'}", "", intro(rep), ""]
     for i, (variant, v) in enumerate(rep["variants"].items()):
         head = "Normal music (the headline)" if variant == HEADLINE else f"Variant: {variant}"
         lines += [f"## {head}: {v['n_clips']} clip(s)", ""]
@@ -102,6 +132,8 @@ def markdown(rep: dict[str, Any]) -> str:
             lines.append(f"| {name} | {fmt_entry(row['input_own'])} | {fmt_entry(row['input_shuffled'])} | "
                          f"{fmt_entry(row['output_own'])} | {fmt_entry(row['output_shuffled'])} |")
         lines.append("")
+    if rep.get("per_file"):
+        lines += per_file_lines(rep)
     lines += ["## Definitions", ""] + [f"- **{k}**: {d}" for k, d in rep["definitions"].items()]
     if rep.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in rep["notes"]]

@@ -18,12 +18,14 @@ from trainer.eval.loudness import spearman_on
 
 
 def score_matrix(motions: list[np.ndarray], rms: list[np.ndarray], music: list[np.ndarray]) -> np.ndarray:
-    """``s[i, j]``: Spearman of video i's motion with audio j's RMS on audio j's music frames (NaN -> 0)."""
+    """``s[i, j]``: Spearman of video i's motion with audio j's RMS on audio j's music frames (NaN -> 0), on
+    their first min(T_i, T_j) frames (a folder's files differ in length; the val clips do not)."""
     n = len(motions)
     s = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
-            v = spearman_on(rms[j], motions[i], music[j])
+            t = min(len(motions[i]), len(rms[j]))
+            v = spearman_on(rms[j][:t], motions[i][:t], music[j][:t])
             s[i, j] = v if np.isfinite(v) else 0.0
     return s
 

@@ -2,6 +2,10 @@
 
 An entry is ``{"mean": float | None, "ci": [lo, hi] | None, "n": int}`` (None where undefined: JSON null,
 never NaN). A row is ``{"generated": entry, "floor": entry, "ceiling": entry, "note": str | None}``.
+
+A folder of audio (``trainer eval --audio-dir``) has no ground truth: its one variant's rows (:func:`folder_section`)
+are registry metrics of each file's video against its own audio, with ceiling None and, as floors, the same video
+against the next file's audio, chance for retrieval, and for the shift test the file's audio circularly shifted.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import numpy as np
 
 from shared.config import Config
 from trainer.eval import metrics as M
-from trainer.eval import stats
-from trainer.eval.registry import REGISTRY, ClipMetric, Pairs, PooledMetric, metric_statistic
+from trainer.eval import retrieval, stats
+from trainer.eval.registry import (REGISTRY, ClipMetric, FileAudio, FileRun, Pairs, PooledMetric, VideoSide, metric,
+                                   metric_statistic)
 
 NO_CLIPS = "no clips"
 UNDEFINED_NOTES = {
@@ -139,3 +144,161 @@ EXTRA_DEFINITIONS = {
                                  "a' the floor partner's audio (0 = audio ignored)",
     "val_loss": "val diffusion loss (EMA weights) with each clip's own audio (generated) and with wrong audio (floor)",
 }
+
+
+# ------------------------------------------------------------------ a folder of audio: no ground truth
+
+FOLDER_VARIANT = "audio_dir"
+# the folder's per-file rows (its report's names) -> the registry metric each is: those a streamed video's motion
+# and flow suffice for
+FOLDER_METRICS = {"settle_ratio": "silence_settle_ratio", "loudness_motion_spearman": "loudness_motion_spearman",
+                  "av_align": "av_align", "beat_score": "beat_alignment_score"}
+SHIFT_METRICS = ("loudness_motion_spearman", "av_align", "beat_score")
+SHIFTS_S = (1.5, 2.25, 3.0, 3.75, 4.5, 5.25, 6.0)  # circular shifts of the shift test
+MIN_SHIFT_MARGIN_S = 1.5   # a shift s is used only when s <= duration - this (else it wraps back near 0)
+
+FOLDER_DEFINITIONS = {
+    "settle_ratio": "motion energy (mean |frame difference|) from eval.settle_delay_s into detected silence over "
+                    "motion energy outside silence, (m_silent + 1e-4) / (m_loud + 1e-4); lower = settles; files "
+                    "without detected silence are left out (trainer/eval/metrics.py silence_settle_ratio)",
+    "loudness_motion_spearman": "Spearman rank correlation of the audio frame RMS with motion energy over music "
+                                "frames (scipy.stats.spearmanr)",
+    "av_align": "AV-Align (Yariv et al. 2024, TempoTokens av_align.py): librosa onset_detect on audio at 22.05 kHz "
+                "vs local maxima of the mean Farneback optical-flow magnitude (OpenCV); an onset is matched when "
+                "a video peak lies strictly within +-1/fps; IoU = I / (|A| + |V| - I); peaks on music frames only",
+    "beat_score": "beat alignment score in Bailando's form (Li et al. 2022) for visualisers: mean over the "
+                  "timeline's beats of exp(-d^2 / 2 sigma^2), d = distance to the nearest local maximum of motion "
+                  "energy (s); music frames only",
+    "retrieval_top1": "audio retrieval across the folder: s_ij = Spearman over audio j's music frames of video i's "
+                      "motion with audio j's RMS (common length); the fraction of videos whose own audio scores "
+                      "highest (ties count half a rank); floor = chance 1/N",
+    "retrieval_mean_rank": "mean rank of the video's own audio among the N files (1 = best, ties averaged); "
+                           "floor = chance (N + 1) / 2",
+    "shift_test_win_rate": "per file, the fraction of (shift, metric) comparisons where the true alignment scores "
+                           "higher than the audio circularly shifted by 1.5-6 s (ties count half; metrics: "
+                           "loudness_motion_spearman, av_align, beat_score), averaged over files; floor = chance 0.5",
+    **{f"shift_test_{m}": f"{m} with the true alignment (generated) vs the mean over circular shifts of the audio by "
+                          "1.5-6 s (floor)" for m in SHIFT_METRICS},
+}
+
+
+def folder_definitions(cfg: Config) -> dict[str, str]:
+    d = dict(FOLDER_DEFINITIONS)
+    d["beat_score"] += f" (sigma = {cfg.eval.beat_sigma_s:g} s)"
+    d["settle_ratio"] += f" (eval.settle_delay_s = {cfg.eval.settle_delay_s:g} s)"
+    return d
+
+
+def score_pair(video: VideoSide, audio: FileAudio, cfg: Config) -> dict[str, float]:
+    """The per-file rows of a video against an audio side, both cut to the shorter (NaN where undefined)."""
+    n = min(len(video.motion), audio.n_frames)
+    a, v = audio.cut(n).side(), VideoSide(motion=video.motion[:n], flow=video.flow[:n])
+    return {row: metric(name).fn(a, v, cfg) for row, name in FOLDER_METRICS.items()}
+
+
+def shift_frames(n_frames: int, fps: float) -> list[int]:
+    """The shift test's shifts in frames: SHIFTS_S that leave MIN_SHIFT_MARGIN_S before wrapping around."""
+    duration = n_frames / fps
+    return sorted({int(round(s * fps)) for s in SHIFTS_S if s <= duration - MIN_SHIFT_MARGIN_S})
+
+
+def values_row(generated: list, floor: list | None, cfg: Config, note: str | None = None, seed: int = 0
+               ) -> dict[str, Any]:
+    """A row from per-file values (None / NaN: undefined, left out); no ceiling."""
+    def values_entry(values: list) -> dict[str, Any]:
+        stat, n = stats.defined_mean(values)
+        return entry(stat, n, cfg, seed)
+    return {"generated": values_entry(generated), "floor": None if floor is None else values_entry(floor),
+            "ceiling": None, "note": note}
+
+
+def file_entries(runs: list[FileRun], videos: list[dict[str, str]], cfg: Config) -> list[dict[str, Any]]:
+    """Per file: its info, its rows against its own audio, against the next file's (the floor) and shifted."""
+    n = len(runs)
+    out = []
+    for i, r in enumerate(runs):
+        other = runs[(i + 1) % n] if n >= 2 else None  # the floor: different audio, cut to the common length
+        shifts = shift_frames(r.audio.n_frames, r.audio.fps)
+        shifted = [score_pair(r.video, r.audio.rolled(k), cfg) for k in shifts]
+        out.append({"file": r.name, **r.info, "video": videos[i]["path"] if i < len(videos) else None,
+                    "metrics": score_pair(r.video, r.audio, cfg), "floor_audio": other.name if other else None,
+                    "floor": score_pair(r.video, other.audio, cfg) if other else {m: None for m in FOLDER_METRICS},
+                    "shift_test": {"shifts_s": [round(k / r.audio.fps, 4) for k in shifts],
+                                   **{m: [s[m] for s in shifted] for m in SHIFT_METRICS}}})
+    return out
+
+
+def per_file_rows(per_file: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, Any]]:
+    n = len(per_file)
+    one_file_note = "one file: no other audio for the floor" if n < 2 else None
+    out = {}
+    for m in FOLDER_METRICS:
+        note = one_file_note
+        if m == "settle_ratio":
+            with_sil = sum(1 for p in per_file if p["detected_silences_s"])
+            note = f"{with_sil} of {n} files have detected silence" + (f"; {one_file_note}" if one_file_note else "")
+        out[m] = values_row([p["metrics"][m] for p in per_file], None if n < 2 else [p["floor"][m] for p in per_file],
+                            cfg, note)
+    return out
+
+
+def retrieval_rows(runs: list[FileRun], cfg: Config, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the report's retrieval block, the registry's retrieval rows) across the folder's files."""
+    n = len(runs)
+    if n < 2:
+        skipped = f"{n} file: retrieval needs at least 2 audio files in the folder"
+        row = {"generated": {"mean": None, "ci": None, "n": 0}, "floor": None, "ceiling": None, "note": skipped}
+        return {"skipped": skipped}, {"retrieval_top1": row, "retrieval_mean_rank": dict(row)}
+    audio = [r.audio.side(r.name) for r in runs]
+    s = retrieval.score_matrix([r.video.motion for r in runs], [a.rms for a in audio], [a.music for a in audio])
+    ranks, top1 = retrieval.true_audio_ranks(s)
+    block = {"skipped": None, "files": [r.name for r in runs], "scores": s.tolist(), "ranks": ranks.tolist(),
+             "top1_credit": top1.tolist()}
+    pairs = [[(a, r.video)] for a, r in zip(audio, runs)]
+    out = {}
+    for name, note in (("retrieval_top1", f"floor = chance 1/{n}"),
+                       ("retrieval_mean_rank", f"lower is better; floor = chance ({n}+1)/2")):
+        m = metric(name)
+        stat, k = metric_statistic(m, pairs, cfg)
+        out[name] = {"generated": entry(stat, k, cfg, seed), "floor": fixed(m.chance(n), n), "ceiling": None,
+                     "note": note}
+    return block, out
+
+
+def shift_test_rows(per_file: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, Any]]:
+    """Per file, the share of its (shift, metric) comparisons the true alignment wins (into its shift_test); the CI
+    is over files (comparisons within a file are not independent)."""
+    win_rates, n_comparisons = [], 0
+    for p in per_file:
+        wins = [1.0 if t > v else 0.5 if t == v else 0.0
+                for m in SHIFT_METRICS for t in [p["metrics"][m]] for v in p["shift_test"][m]
+                if math.isfinite(t) and math.isfinite(v)]
+        p["shift_test"]["win_rate"] = float(np.mean(wins)) if wins else None
+        win_rates.append(p["shift_test"]["win_rate"])
+        n_comparisons += len(wins)
+    out = {}
+    for m in SHIFT_METRICS:
+        shifted_means = [float(np.nanmean(p["shift_test"][m])) if np.isfinite(p["shift_test"][m]).any() else None
+                         for p in per_file if p["shift_test"][m]]
+        out[f"shift_test_{m}"] = values_row([p["metrics"][m] for p in per_file if p["shift_test"][m]], shifted_means,
+                                            cfg, "floor = the same video against its audio circularly shifted")
+    no_shift = [p["file"] for p in per_file if not p["shift_test"]["shifts_s"]]
+    scored = sum(r is not None for r in win_rates)
+    out["shift_test_win_rate"] = {
+        "generated": values_row(win_rates, None, cfg)["generated"], "floor": fixed(0.5, scored), "ceiling": None,
+        "note": (f"per file over its {n_comparisons // max(1, scored)} (shift, metric) comparisons on average; "
+                 "floor = chance" +
+                 (f"; too short for a shift of {SHIFTS_S[0]:g} s + {MIN_SHIFT_MARGIN_S:g} s: {', '.join(no_shift)}"
+                  if no_shift else ""))}
+    return out
+
+
+def folder_section(runs: list[FileRun], videos: list[dict[str, str]], cfg: Config
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Stage 4 for a folder of audio: (its variant section, the per-file entries, the retrieval block)."""
+    per_file = file_entries(runs, videos, cfg)
+    metrics = per_file_rows(per_file, cfg)
+    block, r_rows = retrieval_rows(runs, cfg)
+    metrics.update(r_rows)
+    metrics.update(shift_test_rows(per_file, cfg))
+    return {"n_clips": len(runs), "clips": [r.name for r in runs], "metrics": metrics}, per_file, block

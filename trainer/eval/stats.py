@@ -25,6 +25,14 @@ def nanmean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
     return stat
 
 
+def defined_mean(values) -> tuple[Callable[[np.ndarray], float], int]:
+    """(``stat(idx)`` = the mean over the finite values (None and NaN: undefined, left out), n = how many are
+    finite): the bootstrap resamples the clips where a value is defined."""
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return nanmean_of(v), int(v.size)
+
+
 def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, n_boot: int, seed: int,
                  level: float = 0.95) -> tuple[float, tuple[float, float] | None]:
     """(point estimate, (lo, hi) percentile interval or None when fewer than 2 clips or no finite resample)."""
