@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -51,12 +52,18 @@ def real_run(tmp_path_factory):
         shutil.copy(REAL / name, folder / name)
     (folder / "notes.txt").write_text("not audio: ignored")
     out = tmp_path_factory.mktemp("report")
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))  # no runs/diffusion here: no --checkpoint is the shipped model (README)
     try:
-        code = main(["eval", "--checkpoint", str(MODEL), "--audio-dir", str(folder), "--out", str(out), "--steps", "4"])
+        code = main(["eval", "--audio-dir", str(folder), "--out", str(out), "--steps", "4"])
     except SystemExit as e:
         code = e.code
+    finally:
+        os.chdir(here)
     assert code == 0
-    return out, json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert Path(report["checkpoint"]).resolve().parent.parent == MODEL.resolve()  # MODEL/ckpt/step-N
+    return out, report
 
 
 def test_audio_dir_report_on_real_audio(real_run):

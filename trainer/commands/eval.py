@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
+from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
+from trainer.models import add_model_arguments, model_defaults, resolve_model
 
 NAME = "eval"
 HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
@@ -17,8 +18,7 @@ HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal m
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="runs/diffusion", metavar="RUN",
-                        help="Diffusion run dir (its latest checkpoint) or a ckpt/step-* dir.")
+    default = add_model_arguments(parser)
     parser.add_argument("--data", default="data/pixels", metavar="PIXEL_DIR",
                         help="Pixel shards with a val/ split (ground truth frames, timelines, audio, meta).")
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ShortFlag("--seed", "inference.seed", int, "Noise seed."),
         ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
         ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
-    ])
+    ], model_defaults=model_defaults(default) if default else None, source=default)
 
 
 def default_out(checkpoint: Path) -> Path:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from trainer.eval.scalars import log_eval_scalars
     from trainer.sample import load_sampling_model, one_line
 
-    ckpt = Path(args.checkpoint)
+    ckpt = resolved_or_exit(args, lambda: resolve_model(args.checkpoint, args.model))
     if not ckpt.exists():
         if args.dry_run:
             config_or_exit(args)
