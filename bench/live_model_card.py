@@ -194,7 +194,8 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          f"data.audio_debug_mix_schedule_steps={d['audio_debug_mix_schedule_steps']} "
          f"inference.audio_guidance_scale={inf['audio_guidance_scale']:g} "
          f"inference.audio_guidance_schedule={inf['audio_guidance_schedule']}",
-         "# packaged with bench/responsiveness_ablation.py's package_model (EMA weights, no optimizer state); check_sizes",
+         "# packaged with trainer/checkpoint.py's package_model (EMA weights, no optimizer state); check_sizes "
+         "(bench/ablation/ship_study.py)",
          "```", "",
          "## Evaluation beside the offline model (per variant, normal music first)", "",
          f"`trainer eval` on the preset's val data ({DATA}/data): {n_normal} normal-music and {n_silence} "

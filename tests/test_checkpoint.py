@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from shared.config import build_config
-from shared.errors import CheckpointError
+from shared.errors import CheckpointError, ConfigError
 from trainer.checkpoint import (
-    ShapeMismatchError, check_run_config, list_checkpoints, load_checkpoint, prepare_run_dir, read_checkpoint,
-    remove_stale_temp, save_checkpoint,
+    ShapeMismatchError, check_run_config, list_checkpoints, load_checkpoint, package_model, prepare_run_dir,
+    read_checkpoint, read_run_config, remove_stale_temp, save_checkpoint,
 )
 from trainer.runtime import EMA
 
@@ -219,3 +220,54 @@ def test_metrics_logger_drops_lines_after_the_resumed_step(tmp_path):
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["loss"] == 0.1
     assert not MetricsLogger(tmp_path / "off", enabled=False).path.parent.exists()
+
+
+def test_a_packaged_model_keeps_the_ema_weights_and_sampling_defaults_and_loads_checked(tmp_path, micro_cfg, capsys):
+    model, opt, ema = _trained_model()
+    run = tmp_path / "run"
+    prepare_run_dir(run, micro_cfg, ("diffusion",), extra={"latent_scale": 0.5, "vae": "vae"})
+    resume = {"ema_updates": ema.num_updates, "rng": {"torch": [1, 2]}, "latents": "/data/latents",
+              "vae_source": "/runs/vae/ckpt/step-00000007"}
+    for step in (10, 20):
+        save_checkpoint(run, step, {"model": model.state_dict(), "ema": ema.state_dict(), "optim": opt.state_dict()},
+                        resume, keep=2)
+    save_checkpoint(run / "vae", 7, {"ema": model.state_dict()}, {"latent_scale": 0.5}, keep=1)
+    dest = tmp_path / "models" / "tiny"
+    dest.mkdir(parents=True)
+    (dest / "stale.txt").write_text("from an earlier packaging")
+
+    files = package_model(run, dest, {"audio_guidance_scale": 3.0, "audio_guidance_schedule": "interval"})
+
+    step_dir = dest / "ckpt" / "step-00000020"  # the newest checkpoint
+    assert os.readlink(dest / "latest") == os.path.join("ckpt", "step-00000020")
+    vae_files = sorted(q for q in (dest / "vae").rglob("*") if q.is_file() and not q.is_symlink())
+    assert files == sorted([dest / "config.yaml", step_dir / "ema.safetensors", step_dir / "state.json", *vae_files])
+    assert not (dest / "stale.txt").exists() and not (dest / "config.check.yaml").exists()
+    # loads as a run dir (latest, the file listing checked, no warning): EMA weights only, no resume state
+    packaged = read_checkpoint(dest)
+    assert packaged.step == 20 and list(packaged.tensors) == ["ema"]
+    assert packaged.state == {"ema_updates": ema.num_updates}
+    assert json.loads((step_dir / "state.json").read_text())["files"].keys() == {"ema.safetensors"}
+    assert "warning" not in capsys.readouterr().err
+    _, _, ema2 = _trained_model()
+    ema2.load_state_dict(packaged.tensors["ema"])
+    for k in ema.shadow:
+        assert torch.equal(ema.shadow[k], ema2.shadow[k])
+    with pytest.raises(CheckpointError, match="model.safetensors: missing"):
+        read_checkpoint(dest, names=["model"])
+    # the config: the run's, with the sampling defaults given, provenance and extras kept
+    cfg, run_cfg = read_run_config(dest), read_run_config(run)
+    assert cfg["inference"] == {**run_cfg["inference"], "audio_guidance_scale": 3.0,
+                                "audio_guidance_schedule": "interval"}
+    assert {k: v for k, v in cfg.items() if k != "inference"} == {k: v for k, v in run_cfg.items() if k != "inference"}
+    assert build_config(base=cfg).inference.audio_guidance_schedule == "interval"
+    doc = yaml.safe_load((dest / "config.yaml").read_text())
+    assert doc["vae"] == "vae" and doc["latent_scale"] == 0.5 and "provenance" in doc
+    assert load_checkpoint(dest / "vae")[0] == 7  # the VAE copy loads too
+    # the source run is untouched
+    assert read_checkpoint(run).tensors.keys() == {"model", "ema", "optim"} and read_checkpoint(run).state == resume
+
+    with pytest.raises(ConfigError, match="audio_guidance_schedule"):
+        package_model(run, tmp_path / "bad", {"audio_guidance_schedule": "nonsense"})
+    with pytest.raises(CheckpointError, match="no checkpoint to package"):
+        package_model(tmp_path / "untrained", tmp_path / "none")

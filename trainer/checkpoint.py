@@ -36,7 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from shared.config import Config, model_shape, shape_mismatch
+from shared.config import Config, build_config, model_shape, shape_mismatch
 from shared.errors import CheckpointError
 from shared.fsutil import atomic_path
 from shared.provenance import CONFIG_FILE, read_run_config, write_resolved_config  # noqa: F401 (re-exported)
@@ -378,3 +378,68 @@ def prepare_run_dir(run_dir: str | os.PathLike, cfg: Config, sections: tuple[str
         before_write(run)
     write_resolved_config(run / CONFIG_FILE, cfg, extra)
     return run
+
+
+# ------------------------------------------------------------ packaging
+
+PACKAGED_WEIGHTS = "ema"  # a packaged model samples with the EMA weights
+RESUME_STATE = ("rng", "latents", "vae_source")  # state.json's "state" keys only a resumed run or this machine uses
+
+
+def package_model(run_dir: str | os.PathLike, dest: str | os.PathLike, inference: dict[str, Any] | None = None
+                  ) -> list[Path]:
+    """Package a diffusion run as a model: what ``trainer sample`` and ``trainer eval`` need, nothing to resume.
+
+    A packaged model is a run dir of its own::
+
+        DEST/config.yaml                   the run's (provenance kept), its inference section updated with
+                                           ``inference`` (the sampling defaults); the edited config must still build
+        DEST/ckpt/step-N/ema.safetensors   the run's newest checkpoint's EMA weights, copied
+        DEST/ckpt/step-N/state.json        its state.json listing and describing only that file, without the
+                                           resume state (RNG, latents and VAE source paths)
+        DEST/latest -> ckpt/step-N
+        DEST/vae/                          the run's copy of its frame VAE (links kept)
+
+    It loads like any run (:func:`read_checkpoint`, the file listing checked). ``dest`` is replaced when it exists.
+    Returns the files written (links left out), sorted.
+    """
+    run = Path(run_dir)
+    step_dir = find_checkpoint(run)
+    if step_dir is None:
+        raise CheckpointError(f"{run}: no checkpoint to package")
+    step_dir = step_dir.resolve()
+    out = Path(dest)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / CKPT_DIR / step_dir.name).mkdir(parents=True)
+    _package_config(run, out, inference or {})
+    _package_weights(step_dir, out / CKPT_DIR / step_dir.name)
+    (out / LATEST).symlink_to(Path(CKPT_DIR) / step_dir.name)
+    shutil.copytree(run / "vae", out / "vae", symlinks=True)
+    return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
+
+
+def _package_config(run: Path, out: Path, inference: dict[str, Any]) -> None:
+    """The run's config.yaml with its inference section updated, checked to still build."""
+    doc = yaml.safe_load((run / CONFIG_FILE).read_text())
+    doc["config"]["inference"].update(inference)
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    checked = out / "config.check.yaml"  # the edited tree must still be a valid config
+    checked.write_text(yaml.safe_dump(doc["config"], sort_keys=False), encoding="utf-8")
+    try:
+        build_config([checked])
+    finally:
+        checked.unlink()
+
+
+def _package_weights(step_dir: Path, out: Path) -> None:
+    """The EMA weights of a step dir and its state.json trimmed to them (no other weights, no resume state)."""
+    weights = f"{PACKAGED_WEIGHTS}.safetensors"
+    state = json.loads((step_dir / STATE_FILE).read_text())
+    state["structure"] = {PACKAGED_WEIGHTS: state["structure"][PACKAGED_WEIGHTS]}
+    if "files" in state:  # the listing (size, sha256) of the one weights file shipped, so that loading checks it
+        state["files"] = {weights: state["files"][weights]}
+    for k in RESUME_STATE:
+        state.get("state", {}).pop(k, None)
+    (out / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    shutil.copy2(step_dir / weights, out / weights)
