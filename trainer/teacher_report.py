@@ -132,36 +132,46 @@ def sheet_clips(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def draw_clip(fig, grid, row: int, cfg: Config, variant: str, rec: dict[str, Any], gt) -> None:
-    """One clip: a row of evenly spaced frames, beneath them log_rms (dB) and motion energy over the clip."""
+    """One teacher clip (:func:`draw_strip` of its frames, loudness and labelled silence)."""
     from shared.timeline import channel_index
     from trainer.eval import metrics as M
 
-    fps = cfg.render.fps
-    n = len(gt.frames)
+    rho = rec["values"].get("loudness_motion_spearman")
+    title = (f"{variant} seed {rec['seed']} ({', '.join(rec.get('visualizers') or [])}): loudness std "
+             f"{fmt(rec.get('loudness_std_db'))} dB, loudness-motion rho {fmt(rho)}; grey = labelled silence")
+    draw_strip(fig, grid, row, gt.frames, gt.timeline[:, channel_index(gt.names, "log_rms")], cfg.render.fps,
+               M.silence_spans_from_meta(gt.meta), title)
+
+
+def draw_strip(fig, grid, row: int, frames: np.ndarray, loudness_db: np.ndarray, fps: float,
+               spans: list[tuple[int, int]], title: str) -> None:
+    """A row of evenly spaced frames (uint8 (T, H, W, 3)), beneath them the loudness (dB) and the motion energy over
+    the clip; ``spans`` (frame ranges) are shaded grey. Grid rows ``2 row`` and ``2 row + 1`` of ``SHEET_FRAMES``
+    columns. Used for the teacher's sheets and the README's picture of a generated video (bench/readme_picture.py)."""
+    from trainer.eval import metrics as M
+
+    n = len(frames)
     idx = np.unique(np.linspace(0, n - 1, SHEET_FRAMES).round().astype(int))
     for j, k in enumerate(idx):
         ax = fig.add_subplot(grid[2 * row, j])
-        ax.imshow(gt.frames[k], interpolation="nearest")
+        ax.imshow(frames[k], interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(f"{k / fps:.2f} s", fontsize=6, pad=1)
     ax = fig.add_subplot(grid[2 * row + 1, :])
     t = np.arange(n) / fps
-    for a, b in M.silence_spans_from_meta(gt.meta):
+    for a, b in spans:
         ax.axvspan(a / fps, b / fps, color="0.88", zorder=0)
-    ax.plot(t, gt.timeline[:, channel_index(gt.names, "log_rms")], color="tab:blue", lw=1)
+    ax.plot(t, loudness_db[:n], color="tab:blue", lw=1)
     ax.set_ylabel("log_rms (dB)", fontsize=6, color="tab:blue")
     for k in idx:
         ax.axvline(k / fps, color="0.4", lw=0.6, ls=":")
     ax2 = ax.twinx()
-    ax2.plot(t, M.motion_energy(gt.frames), color="tab:orange", lw=1)
+    ax2.plot(t, M.motion_energy(frames), color="tab:orange", lw=1)
     ax2.set_ylabel("motion", fontsize=6, color="tab:orange")
     for a_ in (ax, ax2):
         a_.tick_params(labelsize=5, pad=1)
     ax.set_xlim(0, max(t[-1], 1e-3))
-    rho = rec["values"].get("loudness_motion_spearman")
-    ax.set_title(f"{variant} seed {rec['seed']} ({', '.join(rec.get('visualizers') or [])}): loudness std "
-                 f"{fmt(rec.get('loudness_std_db'))} dB, loudness-motion rho {fmt(rho)}; grey = labelled silence",
-                 fontsize=6.5, pad=2)
+    ax.set_title(title, fontsize=6.5, pad=2)
 
 
 def save_png(fig, path: Path) -> Path:
