@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from shared.cli import ShortFlag, add_config_args
 from shared.errors import SynestheteError
 from shared.provenance import read_run_config
 
@@ -92,3 +93,16 @@ def add_model_arguments(parser, prefer: tuple[str, ...] = SHIPPED) -> str | None
         return str(resolve_model(prefer=prefer))
     except ModelNotFound:
         return None
+
+
+def sampling_flags(seed_help: str = "Noise seed.", steps_help: str = "Sampling steps per snippet.") -> list[ShortFlag]:
+    """The short flags of every command that samples a model: --seed, --guidance, --steps."""
+    return [ShortFlag("--seed", "inference.seed", int, seed_help),
+            ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
+            ShortFlag("--steps", "inference.steps", int, steps_help)]
+
+
+def add_model_config_args(parser, default: str | None, flags: list[ShortFlag]) -> None:
+    """:func:`shared.cli.add_config_args` with the defaults the command will really run: ``default``'s own settings
+    (:func:`model_defaults`) where a model was found."""
+    add_config_args(parser, flags, model_defaults=model_defaults(default) if default else None, source=default)

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, config_or_exit, fail, resolved_or_exit
+from shared.cli import ShortFlag, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
-from trainer.models import add_model_arguments, model_defaults, resolve_model
+from trainer.models import add_model_arguments, add_model_config_args, resolve_model, sampling_flags
 
 NAME = "eval"
 HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
@@ -29,12 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
-    add_config_args(parser, [
+    add_model_config_args(parser, default, [
         ShortFlag("--n", "eval.clips_per_variant", int, "Val clips evaluated per variant (distinct audio)."),
-        ShortFlag("--seed", "inference.seed", int, "Noise seed."),
-        ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
-        ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
-    ], model_defaults=model_defaults(default) if default else None, source=default)
+        *sampling_flags()])
 
 
 def default_out(checkpoint: Path) -> Path:

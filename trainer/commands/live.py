@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
-from trainer.models import LIVE_PREFERENCE, add_model_arguments, model_defaults, resolve_model
+from shared.cli import ShortFlag, add_size_argument, config_or_exit, fail, resolved_or_exit
+from trainer.models import LIVE_PREFERENCE, add_model_arguments, add_model_config_args, resolve_model, sampling_flags
 from shared.errors import SynestheteError, one_line
 from shared.video import VideoError
 
@@ -44,12 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     default = add_model_arguments(parser, prefer=LIVE_PREFERENCE)  # the shipped live model has no look-ahead
     parser.add_argument("--summary", default=None, metavar="FILE.json",
                         help="Write the run's figures (frames, dropped, latency, speed vs real time) as JSON.")
-    add_config_args(parser, [
-        ShortFlag("--seed", "inference.seed", int, "Noise and style seed."),
-        ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
-        ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet (the most; fewer when behind)."),
-        ShortFlag("--stall", "inference.live_stall_s", float, "Seconds without audio before the page says so."),
-    ], model_defaults=model_defaults(default) if default else None, source=default)
+    add_model_config_args(parser, default, [
+        *sampling_flags("Noise and style seed.", "Sampling steps per snippet (the most; fewer when behind)."),
+        ShortFlag("--stall", "inference.live_stall_s", float, "Seconds without audio before the page says so.")])
 
 
 def run(args: argparse.Namespace) -> int:

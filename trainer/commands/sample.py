@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.cli import ShortFlag, add_config_args, add_size_argument, config_or_exit, fail, resolved_or_exit
+from shared.cli import ShortFlag, add_size_argument, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
-from trainer.models import add_model_arguments, model_defaults, resolve_model
+from trainer.models import add_model_arguments, add_model_config_args, resolve_model, sampling_flags
 
 NAME = "sample"
 HELP = ("Generate a video for any audio file (wav/flac/ogg/mp3/m4a/...) with a trained diffusion run: "
@@ -33,12 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Frames shared (cross-faded) by neighbouring snippets. Default: inference.snippet_overlap.")
     add_size_argument(parser, "the mp4")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
-    add_config_args(parser, [
-        ShortFlag("--seed", "inference.seed", int, "Noise seed."),
-        ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
-        ShortFlag("--steps", "inference.steps", int, "Sampling steps per snippet."),
-        ShortFlag("--sampler", "inference.sampler", str, "Sampler (ddim or heun)."),
-    ], model_defaults=model_defaults(default) if default else None, source=default)
+    add_model_config_args(parser, default, [
+        *sampling_flags(), ShortFlag("--sampler", "inference.sampler", str, "Sampler (ddim or heun).")])
 
 
 def default_out(audio: str | Path) -> Path:
