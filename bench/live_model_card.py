@@ -33,7 +33,7 @@ NORMAL = ("loudness_motion_spearman", "loudness_brightness_spearman", "loudness_
 SILENCE = ("silence_settle_ratio", "dropout_return", "loudness_motion_spearman", "mean_motion_energy")
 
 # What was run (from the repository root); the data is the ablation's cpu preset (bench/responsiveness_ablation.py
-# --preset cpu: its data, VAE and latents, copied), the flags are its arm B's, the recipe of models/synesthete-tiny.
+# --preset tiny, called cpu then: its data, VAE and latents, copied), the flags are its arm B's, the recipe of models/synesthete-tiny.
 TRAIN_FLAGS = ("data.audio_silence_mix_prob=0.3 data.audio_debug_mix_prob=0.05 diffusion.audio_feature_normalize_per_clip=false "
                "diffusion.audio_shuffle_loss_weight=0.5 diffusion.audio_shuffle_negatives=hard "
                "diffusion.audio_shuffle_loss_space=x0 diffusion.audio_shuffle_loss_type=hinge")
@@ -182,7 +182,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          f"- `diffusion.prev_frames={df['prev_frames']}`: each frame is conditioned on the previous generated latent "
          "(coherence).", "",
          "## Recipe", "",
-         f"Data, VAE and latents of the ablation's cpu preset (bench/responsiveness_ablation.py `--preset cpu`, "
+         f"Data, VAE and latents of the ablation's tiny preset (bench/responsiveness_ablation.py `--preset tiny`, called cpu then, "
          f"copied to `{DATA}/`), its arm B flags (the recipe of `models/synesthete-tiny`), the live shape above in "
          f"`{DATA}/live.yaml` (the preset's ablation.yaml plus those fields), batches of {df['batch_size']} "
          f"1-frame snippets, {df['steps']} steps: {df['steps'] * df['batch_size'] * df['snippet_frames']} training frames "

@@ -35,7 +35,7 @@ Resumable: a step whose output marker exists is skipped; the command log WORK/co
 Usage::
 
     python bench/responsiveness_ablation.py --preset h100              # one H100
-    nice -n 10 python bench/responsiveness_ablation.py --preset cpu    # tiny, 2-core CPU
+    nice -n 10 python bench/responsiveness_ablation.py --preset tiny    # issue 13's table, 2-core CPU
     python bench/responsiveness_ablation.py --preset smoke --work /tmp/x --results /tmp/x/RESULTS.md   # plumbing
 
 ``--ship NAME --ship-arm K`` then runs the ship study (issue 13 item 7) on the same latents: arm K's recipe (default G)
@@ -86,7 +86,9 @@ __all__ = [  # the command line, and the names tests read as responsiveness_abla
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), required=True, help="Scale: h100, cpu, or smoke (CI).")
+    ap.add_argument("--preset", choices=sorted(PRESETS), required=True,
+                    help="Scale: h100; cpu (issue 24's study: 64 px, 1,024 training clips, 72 eval clips per variant); "
+                         "tiny (issue 13's table, the shipped tiny model's scale); smoke (CI).")
     ap.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                     help="Extra YAML layers over the preset (repeatable).")
     ap.add_argument("--work", default=None, metavar="DIR", help="Work dir (data, runs, evals, logs). "

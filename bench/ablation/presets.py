@@ -32,9 +32,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "run": {**_COMMON_RUN, "log_every": 1, "checkpoint_every": 1000, "workers": 1, "executor": "local",
                 "device": "cpu"},
     },
-    # The 2-core CPU box: a real but tiny-scale table (the shipped model's scale). 6 val shards: datagen forces two
-    # of every four val slots to silence and debug clips, and the eval wants 8 distinct normal-music clips.
-    "cpu": {
+    # The 2-core CPU box at the shipped tiny model's scale (issue 13's ablation, docs/RESULTS.md; called "cpu" until
+    # issue 24 gave that name to the study preset below). 6 val shards: datagen forces two of every four val slots to
+    # silence and debug clips, and the eval wants 8 distinct normal-music clips.
+    "tiny": {
         "data": {"sample_rate": 16000, "clip_seconds": 4.0, "train_shards": 6, "val_shards": 6, "samples_per_shard": 8,
                  "debug_set_size": 4, "audio_debug_mix_prob": 0.2, "audio_silence_mix_prob": 0.3},
         "timeline": {"n_bands": 8, "n_fft": 512},
@@ -47,6 +48,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "inference": {"steps": 10, "batch_snippets": 4},
         "eval": {"clips_per_variant": 8, "n_style_samples": 2},
         "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 300, "workers": 2, "device": "cpu"},
+    },
+    # The 2-core CPU box with statistical power (issue 24, the evidence study): 64 px at the teacher's 12 fps;
+    # 1,024 training clips, so that a 2 M-parameter denoiser cannot memorise them; 40 val shards of 8 = 320 clips, of
+    # which slots 0 and 1 of every 4 are forced to silence and debug and the rest follow the mix (normal 0.5): about
+    # 80 normal-music clips for the eval's 72 (loudness -> motion resolved to about +-0.05: docs/results/study/power.json)
+    # and far more than 16 silence / dropout clips. VAE: 0.34 M parameters, 16x16x4 latents; denoiser: width 128,
+    # depth 4 (2.0 M parameters, 0.69 s/step at batch 16 measured by the issue); arms get equal steps by calibration.
+    "cpu": {
+        "data": {"sample_rate": 16000, "clip_seconds": 4.0, "train_shards": 128, "val_shards": 40,
+                 "samples_per_shard": 8, "debug_set_size": 8, "audio_debug_mix_prob": 0.2,
+                 "audio_silence_mix_prob": 0.3},
+        "timeline": {"n_bands": 8, "n_fft": 512},
+        "render": {"resolution": 64, "fps": 12.0, "chunk_frames": 16},
+        "vae": {"downsample": 4, "base_channels": 24, "max_channels": 48, "batch_size": 32, "steps": 6000,
+                "warmup_steps": 200, "lr": 1e-3, "ema_decay": 0.995},
+        "diffusion": {"snippet_frames": 4, "audio_context_frames": 2, "width": 128, "depth": 4, "heads": 4,
+                      "patch_size": 2, "style_dim": 8, "batch_size": 16, "steps": 1300, "warmup_steps": 100,
+                      "lr": 1e-3, "ema_decay": 0.995, "compile": False, "val_every": 400},
+        "inference": {"steps": 10, "batch_snippets": 8},
+        "eval": {"clips_per_variant": 72, "n_style_samples": 2},
+        "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 400, "workers": 2, "device": "cpu"},
     },
     # One H100 (16 cores): data and VAE once, each arm a few minutes of training; every command < 10 min.
     "h100": {
@@ -66,7 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "device": "auto"},
     },
 }
-CALIBRATION_STEPS = {"smoke": 2, "cpu": 40, "h100": 200}  # short run per recipe; s/step from its second half
+CALIBRATION_STEPS = {"smoke": 2, "tiny": 40, "cpu": 40, "h100": 200}  # short run per recipe; s/step from its second half
 SEEDS = (0, 1)
 FINAL_DEBUG_PROB = 0.05
 
