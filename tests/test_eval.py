@@ -12,6 +12,7 @@ import torch
 from shared.video import probe
 from trainer.cli import main
 from trainer.eval.clips import Clip, choose_clips, floor_partners
+from trainer.eval.goals import VERDICT, goals_in
 
 from eval_fixtures import shared_tiny_checkpoint, tiny_config, torch_threads, write_val_pixel_shards
 
@@ -109,6 +110,29 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert all(f'src="{x["path"]}"' in page for x in rep["videos"]) and "<video" in page
     assert "normal music (2 clips)" in stdout and "loudness_motion_spearman" in stdout
+    # the verdict block: first in report.json, md and html, from the goals table; the tiny VAE is flagged
+    verdict = rep["verdict"]
+    assert list(rep)[0] == "verdict" and verdict["question"] == "Does it follow the music?"
+    assert [(g["variant"], g["goal"]) for g in verdict["goals"]] == [
+        (g.variant, g.title) for g in goals_in(VERDICT) if g.variant in ("normal", "silence")]
+    for g in verdict["goals"]:
+        assert g["status"] in ("met", "not met", "undecided", "n/a") and g["why"], g
+        assert g["n"] == rep["variants"][g["variant"]]["metrics"][g["metric"]]["generated"]["n"], g
+    psnr = rep["vae_diagnostic"]["psnr_db"]
+    assert psnr < 20 and verdict["vae"]["broken"] and verdict["warnings"] == [verdict["vae"]["text"]]
+    assert md.index("**WARNING: VAE broken: reconstruction PSNR") < md.index("## Verdict: Does it follow the music?") \
+        < md.index("## Normal music (the headline)")
+    assert f"{psnr:.1f} dB" in verdict["warnings"][0] and 'id="vae-warning"' in page
+    assert page.index('id="vae-warning"') < page.index('<section id="verdict">') < page.index('id="variant-normal"')
+    assert "WARNING: VAE broken" in stdout and "Does it follow the music?" in stdout
+    # rows that cannot apply: kept in report.json, left out of the tables, listed once below them
+    normal_md = md[md.index("## Normal music"):md.index("## Variant: silence")]
+    assert "| silence_settle_ratio |" not in normal_md
+    assert "Not applicable here: silence_settle_ratio (no clip with a labelled silence segment)." in normal_md
+    assert verdict["not_applicable"]["normal"] == {"silence_settle_ratio": "no clip with a labelled silence segment"}
+    assert "silence_settle_ratio" in v["normal"]["metrics"]
+    # each plot names its variant (report.html puts it in that variant's section)
+    assert {p.get("variant") for p in rep["plots"]} == {"normal", "silence", "debug"}
 
 
 def test_eval_bad_inputs_exit_2_with_one_line(setup, tmp_path, capsys):

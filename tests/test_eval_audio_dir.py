@@ -20,12 +20,15 @@ from shared.video import probe
 from trainer.cli import main
 from trainer.eval.clips import list_audio_files
 from trainer.eval.evaluate import folder_report
+from trainer.eval.folder_ceiling import NO_CEILING, folder_teacher
+from trainer.eval.goals import VERDICT, goals_in
 from trainer.eval.generate import FrameCurves
 from trainer.eval.metrics import motion_energy
 from trainer.eval.registry import FileAudio, FileRun, VideoSide
 from trainer.eval.rows import SHIFTS_S, shift_frames
 from trainer.eval.scalars import eval_run_dir, log_eval_scalars
 from trainer.sample import audio_inputs
+from trainer.teacher import file_plan_seed
 
 from browser import headless_chromium, play_videos
 
@@ -73,8 +76,10 @@ def test_audio_dir_report_on_real_audio(real_run):
     assert v["n_clips"] == 3 and v["clips"] == sorted(FILES)
     fps = rep["config"]["render"]["fps"]
     for name, r in v["metrics"].items():
-        assert set(r) == {"generated", "floor", "ceiling", "note"} and r["ceiling"] is None, name
+        assert set(r) == {"generated", "floor", "ceiling", "note"}, name
         assert set(r["generated"]) == {"mean", "ci", "n"}, name
+        # the ceiling: the teacher on the same files, the same rows, CI over files
+        assert set(r["ceiling"]) == {"mean", "ci", "n"} and r["ceiling"]["n"] == 3 and r["ceiling"]["ci"], name
     for p in rep["per_file"]:
         lab = labels[p["file"]]
         assert p["sample_rate"] == lab["sample_rate"]  # mixed rates read as they are ...
@@ -94,7 +99,21 @@ def test_audio_dir_report_on_real_audio(real_run):
     assert len(rep["retrieval"]["scores"]) == 3 and v["metrics"]["retrieval_top1"]["floor"]["mean"] == pytest.approx(1 / 3)
     assert v["metrics"]["shift_test_win_rate"]["floor"]["mean"] == 0.5
     md = (out / "report.md").read_text()  # the same writer as the val shards' report: floor | generated | ceiling | n
-    assert "\n| settle_ratio | " in md and " | n/a | 3 | 3 of 3 files have detected silence |\n" in md
+    assert "\n| settle_ratio | " in md and " | 3 | 3 of 3 files have detected silence |\n" in md
+    assert md.index("## Verdict: Does it follow the music?") < md.index("## Variant: audio_dir")
+    # the teacher: per file, the plan `datagen visualize --visualizer mix --seed PLAN_SEED` renders, as many frames
+    # as the generated video; the visualizers go still in detected silence (the settle ceiling)
+    for p in rep["per_file"]:
+        assert p["teacher"]["plan_seed"] == file_plan_seed(0, p["file"]) and p["teacher"]["frames"] == p["frames"]
+        assert set(p["ceiling"]) == set(p["metrics"]) and p["ceiling"]["settle_ratio"] < 0.05, p["file"]
+    assert v["metrics"]["settle_ratio"]["ceiling"]["mean"] < 0.05
+    assert rep["teacher"]["seconds"] < 30, "the ceiling must stay cheap (3 files)"
+    assert rep["notes"][0].startswith("Ceiling: the ground-truth visualizers")
+    verdict = rep["verdict"]
+    assert [g["goal"] for g in verdict["goals"]] == [g.title for g in goals_in(VERDICT) if g.variant == "audio_dir"]
+    assert all(g["n"] == 3 and g["status"] != "n/a" for g in verdict["goals"]), verdict["goals"]
+    assert verdict["vae"]["source"].startswith("the teacher's frames") and 0 < verdict["vae"]["psnr_db"] < 60
+    assert bool(verdict["warnings"]) == (verdict["vae"]["psnr_db"] < 20)
     assert [p["title"] for p in rep["plots"]][-2:] == ["shift test: loudness-motion Spearman against shifted audio",
                                                       "retrieval scores (rows: videos, columns: audio)"]
 
@@ -103,6 +122,12 @@ def test_audio_dir_report_html_plays_in_chromium(real_run):
     out, rep = real_run
     with headless_chromium() as driver:
         states = play_videos(driver, (out / "report.html").as_uri())
+        first = driver.execute_script("return document.querySelector('section').id")
+        goals = driver.execute_script("return document.querySelectorAll('#verdict tr[data-goal]').length")
+        ceiling = driver.execute_script("""return Array.from(document.querySelectorAll(
+            '#variant-audio_dir tr[data-metric]')).map(tr => tr.cells[8].textContent)""")
+    assert first == "verdict" and goals == len(rep["verdict"]["goals"]), "the verdict is the page's first section"
+    assert ceiling and all(c != "n/a" for c in ceiling), "the ceiling column is filled (the teacher)"
     assert sorted(s["src"] for s in states) == sorted(v["path"] for v in rep["videos"])
     for s in states:
         assert s["error"] is None and s["decodedFrames"] > 0 and s["time"] > 0 and s["audioBytes"] > 0, s
@@ -124,9 +149,13 @@ def test_audio_dir_bad_input(tmp_path, capsys):
     clip = resample(wave[: int(3.5 * sr)], sr, 44100)
     sf.write(str(one / "bach_3s.wav"), np.stack([clip, 0.5 * clip], axis=1), 44100)  # 44.1 kHz stereo
     (one / "broken.mp3").write_bytes(b"not an mp3 at all")
-    code, err = run_cli(capsys, "--checkpoint", MODEL, "--audio-dir", one, "--out", tmp_path / "o1")
+    code, err = run_cli(capsys, "--checkpoint", MODEL, "--audio-dir", one, "--out", tmp_path / "o1", "--no-teacher")
     assert code == 0, err
     rep = json.loads((tmp_path / "o1" / "report.json").read_text())
+    # --no-teacher: no ceiling, said so; the goals that need one are n/a
+    assert all(r["ceiling"] is None for r in rep["variants"]["audio_dir"]["metrics"].values())
+    assert rep["notes"][0].startswith(NO_CEILING) and "teacher" not in rep and rep["verdict"]["vae"] is None
+    assert {g["goal"]: g["status"] for g in rep["verdict"]["goals"]}["loudness → motion Spearman"] == "n/a"
     assert [s["file"] for s in rep["skipped"]] == ["broken.mp3"] and "not readable as audio" in rep["skipped"][0]["reason"]
     assert "retrieval needs at least 2 audio files" in rep["retrieval"]["skipped"]
     assert rep["variants"]["audio_dir"]["metrics"]["retrieval_top1"]["generated"]["n"] == 0
@@ -196,6 +225,52 @@ def test_shift_test_and_retrieval_on_oracle_curves():
     m = folder_report(still, [], cfg, "ckpt", Path("dir"), [])["variants"]["audio_dir"]["metrics"]
     assert m["retrieval_top1"]["generated"]["mean"] == pytest.approx(1 / 3) == m["retrieval_top1"]["floor"]["mean"]
     assert m["retrieval_mean_rank"]["generated"]["mean"] == 2.0 == m["retrieval_mean_rank"]["floor"]["mean"]
+
+
+class OffsetVAE:
+    """A model whose VAE moves every value by 10 (PSNR 10 log10(255^2 / 100) = 28.1 dB): enough for
+    :func:`folder_teacher`."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def encode(self, frames):
+        return frames
+
+    def decode(self, latents):
+        return np.where(latents < 128, latents + 10, latents - 10).astype(np.uint8)
+
+
+def frames_moving_with(level: np.ndarray) -> np.ndarray:
+    """Grey frames whose mean |frame difference| rises and falls with ``level`` (a teacher that follows it)."""
+    signs = np.where(np.arange(len(level)) % 2 == 0, 1.0, -1.0)
+    values = np.round(128 + signs * 120 * level / level.max()).astype(np.uint8)
+    return np.broadcast_to(values[:, None, None, None], (len(level), 8, 8, 3)).copy()
+
+
+def test_folder_ceiling_is_the_teacher_scored_like_the_video():
+    """The ceiling column is the teacher's frames measured and scored as the generated videos are: a teacher that
+    follows the loudness gives a ceiling near 1 where a still generated video scores chance, and the verdict
+    says the still video misses 0.8 x the ceiling."""
+    cfg = build_config()
+    fps, n = 8.0, 80
+    rng = np.random.default_rng(2)
+    rms = [np.convolve(rng.random(n + 8), np.ones(8) / 8, "valid")[:n] for _ in range(4)]
+    runs = [oracle_run(f"f{i}.wav", r, np.full(n, 0.1), fps) for i, r in enumerate(rms)]  # still: audio-blind
+    rep = folder_report(runs, [], cfg, "ckpt", Path("dir"), [])
+    by_name = {f"f{i}.wav": frames_moving_with(r) for i, r in enumerate(rms)}
+    psnr = folder_teacher(OffsetVAE(cfg), rep, runs, [Path("dir") / k for k in by_name],
+                          lambda p: (by_name[p.name], {"plan_seed": 7}), log=lambda m: None)
+    assert psnr == pytest.approx(10 * np.log10(255 ** 2 / 100)) == rep["teacher"]["vae_psnr_db"]
+    m = rep["variants"]["audio_dir"]["metrics"]
+    assert m["loudness_motion_spearman"]["ceiling"]["mean"] > 0.8 and m["loudness_motion_spearman"]["ceiling"]["n"] == 4
+    assert m["retrieval_top1"]["ceiling"]["mean"] == 1.0 and m["retrieval_top1"]["generated"]["mean"] == 0.25
+    assert rep["per_file"][0]["teacher"]["plan_seed"] == 7 and rep["per_file"][0]["teacher"]["frames"] == n
+    assert rep["per_file"][0]["ceiling"]["loudness_motion_spearman"] > 0.8
+    from trainer.eval.verdict import verdict
+
+    status = {g["goal"]: g["status"] for g in verdict(rep)["goals"]}
+    assert status["loudness → motion Spearman"] == "not met" and status["retrieval top-1"] == "not met"
 
 
 def test_settle_and_floor_use_the_right_audio():

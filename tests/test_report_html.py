@@ -122,3 +122,57 @@ def test_report_html_write_is_atomic(tmp_path):
     assert (tmp_path / REPORT_HTML).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [REPORT_HTML]
     assert b"plot missing: metrics.png" in before, "a missing plot is named, not silently dropped"
+
+
+def test_report_html_verdict_first_rows_that_cannot_apply_and_captions_with_their_plots(tmp_path):
+    """The verdict block (with the VAE warning above it) opens the page; a row that cannot apply to a variant is
+    left out of its table and listed once below it; each plot sits in its variant's section with its caption
+    nearer its own plot than any other."""
+    from trainer.eval.verdict import verdict
+
+    for name in ("metrics_normal.png", "timeline_n0.png", "metrics_debug.png", "shift.png"):
+        write_png(tmp_path / name)
+    rep = per_variant_report()
+    rep["videos"] = []
+    none = stat(None, None, 0)
+    normal = rep["variants"]["normal"]["metrics"]
+    normal["loudness_motion_spearman"]["generated"] = stat(0.32, [0.29, 0.35], 8)  # > 0.8 x [0.2, 0.35]
+    normal["retrieval_top1"]["generated"] = stat(0.25, [0.125, 0.3], 8)             # < 3 x chance 1/8
+    normal["silence_settle_ratio"] = {
+        "generated": none, "floor": none, "ceiling": none, "note": "no clip with a labelled silence segment"}
+    rep["plots"] = [{"title": "normal bars", "path": "metrics_normal.png", "variant": "normal"},
+                    {"title": "normal timeline", "path": "timeline_n0.png", "variant": "normal"},
+                    {"title": "debug bars", "path": "metrics_debug.png", "variant": "debug"},
+                    {"title": "a plot of no variant", "path": "shift.png"}]
+    rep = {"verdict": verdict(rep, 11.0, "the debug clips"), **rep}
+    page = write_report_html(rep, tmp_path)
+    with headless_chromium() as driver:
+        driver.get(page.as_uri())
+        order = driver.execute_script("""return Array.from(document.body.children).slice(0, 3).map(
+            el => el.tagName + '#' + el.id)""")
+        goals = driver.execute_script("""return Array.from(document.querySelectorAll('#verdict tr[data-goal]')).map(
+            tr => [tr.dataset.goal, tr.dataset.variant, tr.cells[6].textContent, tr.cells[3].textContent])""")
+        normal_rows = driver.execute_script("""return Array.from(document.querySelectorAll(
+            '#variant-normal tr[data-metric]')).map(tr => tr.dataset.metric)""")
+        na = driver.execute_script("return Array.from(document.querySelectorAll('#variant-normal .not-applicable'))"
+                                   ".map(p => p.textContent)")
+        figures = driver.execute_script("""return Array.from(document.querySelectorAll('figure.plot')).map(f => {
+            const c = f.querySelector('figcaption').getBoundingClientRect();
+            const own = f.querySelector('img');
+            const d = i => { const r = i.getBoundingClientRect(); const y = (c.top + c.bottom) / 2;
+                             return y < r.top ? r.top - y : y > r.bottom ? y - r.bottom : 0; };
+            const others = Array.from(document.querySelectorAll('img.plot')).filter(i => i !== own).map(d);
+            return [f.querySelector('figcaption').textContent, f.closest('section') ? f.closest('section').id : null,
+                    d(own), Math.min(...others), own.naturalWidth]; })""")
+    assert order == ["H1#", "P#vae-warning", "SECTION#verdict"], "the VAE warning, then the verdict, open the page"
+    text = page.read_text(encoding="utf-8")
+    assert "VAE broken: reconstruction PSNR 11.0 dB, below the 20 dB warning floor" in text
+    assert ["loudness → motion Spearman", "normal", "met", "8"] in goals
+    assert ["retrieval top-1", "normal", "not met", "8"] in goals
+    assert ["bands → colour/geometry R²", "normal", "n/a", "0"] in goals  # not in this report
+    assert normal_rows == ["loudness_motion_spearman", "retrieval_top1"], "the row that cannot apply is left out"
+    assert na == ["not applicable here: silence_settle_ratio (no clip with a labelled silence segment)"]
+    assert [(f[0], f[1]) for f in figures] == [("normal bars", "variant-normal"), ("normal timeline", "variant-normal"),
+                                               ("debug bars", "variant-debug"), ("a plot of no variant", None)]
+    for caption, _, own, other, width in figures:
+        assert width == 40 and own < 20 and other > 2 * own + 10, (caption, own, other)  # the old layout: ~9 px both

@@ -1,5 +1,6 @@
-"""The decision rule: issue 13's goals read from an arm's report.json files (one per seed), the headline score that
-ranks arms, and the choice of the levers that join arm G."""
+"""The decision rule: issue 13's goals (the ablation group of the one goals table, trainer/eval/goals.py) read from
+an arm's report.json files (one per seed), the headline score that ranks arms, and the choice of the levers that
+join arm G."""
 
 from __future__ import annotations
 
@@ -9,33 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.eval.goals import ABLATION, Goal, goals_in
+
 from .arms import LEVERS
 from .text import fmt
 
-
-@dataclass(frozen=True)
-class Goal:
-    title: str
-    variant: str
-    metric: str
-    reference: str   # "ground truth" (factor x ceiling), "chance" (factor x floor) or "absolute" (factor itself)
-    factor: float
-    lower: bool = False  # the goal is value <= target
-
-    @property
-    def rule(self) -> str:
-        ref = {"ground truth": f"{self.factor:g} × ground truth", "chance": f"{self.factor:g} × chance",
-               "absolute": f"{self.factor:g}"}[self.reference]
-        return ("≤ " if self.lower else "≥ ") + ref
-
-
-GOALS = [
-    Goal("loudness → motion Spearman", "normal", "loudness_motion_spearman", "ground truth", 0.8),
-    Goal("bands → colour/geometry R²", "normal", "bands_colour_geometry_r2", "ground truth", 0.5),
-    Goal("retrieval top-1", "normal", "retrieval_top1", "chance", 3.0),
-    Goal("style diversity at fixed audio", "normal", "style_diversity_siblings", "ground truth", 0.5),
-    Goal("settle ratio (silence clips)", "silence", "silence_settle_ratio", "absolute", 0.1, lower=True),
-]
+GOALS = goals_in(ABLATION)  # issue 13's goals: one table with the eval's verdict (trainer/eval/goals.py)
 HEADLINE = [g for g in GOALS if g.variant == "normal"]
 SECONDARY = ["loudness_brightness_spearman", "loudness_bright_area_spearman", "av_align", "beat_alignment_score",
              "av_align_proxy", "retrieval_mean_rank", "output_sensitivity_motion", "mean_motion_energy",
@@ -60,8 +40,8 @@ def value(rep: dict[str, Any] | None, variant: str, name: str, kind: str = "gene
 def goal_metric(goal: Goal, rep: dict[str, Any] | None) -> str:
     """The report metric a goal reads: style diversity at fixed audio falls back to the across-clips ground
     truth (``style_diversity``) when the data has no sibling groups."""
-    if goal.metric == "style_diversity_siblings" and value(rep, goal.variant, goal.metric, "ceiling") is None:
-        return "style_diversity"
+    if goal.fallback and value(rep, goal.variant, goal.metric, "ceiling") is None:
+        return goal.fallback
     return goal.metric
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 from shared.cli import ShortFlag, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
@@ -14,7 +16,9 @@ NAME = "eval"
 HELP = ("Evaluate a diffusion run on the val pixel shards, per variant (normal music first): silence settle, "
         "loudness -> motion/brightness/size, bands -> colour/geometry, AV-Align and beat alignment, audio retrieval, "
         "style diversity, each beside a shuffled-audio floor and the ground-truth ceiling with a bootstrap CI; plus "
-        "the VAE diagnostic. Writes report.json, report.md, plots and side-by-side mp4s.")
+        "the VAE diagnostic. Every report opens with a verdict (does it follow the music? each goal of "
+        "trainer/eval/goals.py met / not met / undecided on its CI; a VAE below 20 dB PSNR flagged). Writes "
+        "report.json, report.md, report.html, plots and side-by-side mp4s.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
                         help="Instead of the val shards: sample every audio file in DIR (wav/flac/mp3/..., any rate) "
                              "and score what needs no ground truth (settle, loudness-motion, AV-Align, beat score, "
-                             "retrieval, shift test). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
+                             "retrieval, shift test), each beside the ground-truth visualizers rendered on the "
+                             "same files (the ceiling; see --no-teacher). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
                              "the shipped model).")
+    parser.add_argument("--no-teacher", action="store_true",
+                        help="With --audio-dir: skip the ceiling (the ground-truth visualizers rendered on each file and "
+                             "scored the same way; a few seconds for a few files). Its ceiling column is then n/a.")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
@@ -77,12 +85,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"eval: scalars in {tb} (TensorBoard)", file=sys.stderr)
     print(f"eval: wrote {pm}, {pj.name} and report.html ({rep['info']['clips']} clips; "
           + ", ".join(f"{v['n_clips']} {name}" for name, v in rep["variants"].items()) + ")", file=sys.stderr)
+    print_verdict(rep["verdict"])
     head = rep["variants"][HEADLINE]
     print(f"{HEADLINE} music ({head['n_clips']} clips): floor | generated | ceiling, 95% CI")
     for name, row in head["metrics"].items():
         print(f"  {name:32s} {fmt_entry(row['floor']):>24s} | {fmt_entry(row['generated']):>24s} | "
               f"{fmt_entry(row['ceiling']):>24s}")
     return 0
+
+
+@contextlib.contextmanager
+def teacher_scope(cfg, wanted: bool, log) -> Iterator[Callable | None]:
+    """The folder's ceiling: ``path -> (frames, info)`` of the ground-truth visualizers on an audio file (the
+    composite plan seeded by the file name, :func:`trainer.teacher.file_ground_truth`) on one renderer, released
+    on exit; None when not wanted or when no renderer can be made here (said in one line)."""
+    if not wanted:
+        yield None
+        return
+    from datagen.visual import EGLContextError
+    from trainer.teacher import file_ground_truth, renderer_scope
+
+    with contextlib.ExitStack() as stack:
+        try:
+            renderer = stack.enter_context(renderer_scope(None, cfg.render.resolution))
+        except EGLContextError as e:
+            log(f"eval --audio-dir: no ceiling (the visualizers cannot render here: {e})")
+            yield None
+            return
+
+        def teacher(path: Path):
+            gt = file_ground_truth(cfg, path, 0, renderer)
+            return gt.frames, {"plan_seed": gt.meta["seed"]}
+        yield teacher
 
 
 def run_audio_dir(args: argparse.Namespace, checkpoint: Path, out: Path) -> int:
@@ -106,8 +140,8 @@ def run_audio_dir(args: argparse.Namespace, checkpoint: Path, out: Path) -> int:
         model = load_sampling_model(checkpoint, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
         log(f"eval --audio-dir: {len(files)} audio files in {args.audio_dir} -> {out}")
-        with torch.no_grad():
-            report, pj = evaluate_audio_dir(model, args.audio_dir, out, log=log)
+        with teacher_scope(model.cfg, not args.no_teacher, log) as teacher, torch.no_grad():
+            report, pj = evaluate_audio_dir(model, args.audio_dir, out, log=log, teacher=teacher)
     except (SynestheteError, SampleError) as e:
         fail(one_line(e))
     tb = log_eval_scalars(report, model.step_dir, model.step)  # tags eval/audio_dir/METRIC/{generated,floor}
@@ -116,6 +150,17 @@ def run_audio_dir(args: argparse.Namespace, checkpoint: Path, out: Path) -> int:
         f"{len(report['skipped'])} skipped)" + (f"; TensorBoard scalars in {tb}" if tb else
                                                  "; no TensorBoard scalars (the shipped model is never written)"))
     for name, r in v["metrics"].items():
-        g, f = r["generated"], r["floor"]
-        log(f"  {name:38s} generated {fmt_entry(g):>24s}   floor {fmt_entry(f):>24s}   n={g['n']}")
+        g, f, c = r["generated"], r["floor"], r["ceiling"]
+        log(f"  {name:38s} generated {fmt_entry(g):>24s}   floor {fmt_entry(f):>24s}   ceiling {fmt_entry(c):>24s}"
+            f"   n={g['n']}")
+    print_verdict(report["verdict"])
     return 0
+
+
+def print_verdict(v: dict) -> None:
+    """The verdict block in a few lines (stdout): the warnings, the answer, each goal."""
+    for w in v["warnings"]:
+        print(f"WARNING: {w}")
+    print(f"{v['question']} {v['summary']}")
+    for g in v["goals"]:
+        print(f"  [{g['status']:>9s}] {g['variant']}: {g['goal']} ({g['rule']}), n={g['n']}: {g['why']}")

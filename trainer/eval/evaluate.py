@@ -2,7 +2,8 @@
 
 The evaluation runs in five stages, each its own module, on clips from one of two sources: the val shards
 (:func:`evaluate`) or a folder of audio files with no ground truth (:func:`evaluate_audio_dir`, ``trainer eval
---audio-dir DIR``: each file sampled as ``trainer sample`` does, its rows with no ceiling).
+--audio-dir DIR``: each file sampled as ``trainer sample`` does; its ceiling the ground-truth visualizers rendered
+on the same files, :mod:`trainer.eval.folder_ceiling`).
 
 1. choose clips (:mod:`trainer.eval.clips`): ``eval.clips_per_variant`` clips of each variant of the val
    split, distinct audio, deterministic; each paired with a floor partner of different audio;
@@ -14,7 +15,8 @@ The evaluation runs in five stages, each its own module, on clips from one of tw
    truth, all against the clip's own audio, on music frames;
 4. assemble rows (:mod:`trainer.eval.rows`): per variant, n and a 95% bootstrap CI over clips;
 5. write artifacts (:mod:`trainer.eval.report`, :mod:`trainer.eval.artifacts`): report.json, report.md
-   (normal music first: the headline), plots, side-by-side mp4s.
+   (normal music first: the headline), plots, side-by-side mp4s; every report opens with the verdict
+   (:mod:`trainer.eval.verdict`: the goals of :mod:`trainer.eval.goals` met or not, the VAE's warning floor).
 
 Also the postmortem's VAE diagnostic: debug clips (the strongly reactive ones) encoded and decoded, the
 metrics against their own vs a shuffled clip's audio, at the VAE's input and output.
@@ -22,7 +24,6 @@ metrics against their own vs a shuffled clip's audio, at the VAE's input and out
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,13 @@ from shared.timeline import channel_names
 from trainer.eval import artifacts, rows
 from trainer.eval import metrics as M
 from trainer.eval.clips import Clip, floor_partners, list_audio_files, read_sibling_groups, read_val_clips
+from trainer.eval.folder_ceiling import NO_CEILING, Teacher, folder_teacher
 from trainer.eval.bands import RIDGE_LAMBDA
 from trainer.eval.generate import Generated, generate_all, generate_files, val_loss
 from trainer.eval.registry import (MUSIC_GUARD_S, REGISTRY, AudioSide, FileRun, PooledMetric, VideoSide, audio_side,
                                    definitions, metric_statistic, video_side)
 from trainer.eval.report import json_number, write_report
+from trainer.eval.verdict import verdict
 from trainer.sample import SampleSettings, SamplingModel, stream_spec
 
 MAX_VIDEOS_PER_VARIANT = 1
@@ -66,12 +69,6 @@ def prepare(clips: list[Clip], cfg) -> int:
     return t
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) between two uint8 videos."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
 def vae_diagnostic(model: SamplingModel, clips: list[Clip], idx: list[int], partners: list[int | None],
                    audio: list[AudioSide], gt: list[VideoSide], gt_lat: list[np.ndarray], cfg, seed: int
                    ) -> dict[str, Any]:
@@ -81,7 +78,7 @@ def vae_diagnostic(model: SamplingModel, clips: list[Clip], idx: list[int], part
     for i in idx:
         rt = model.decode(torch.from_numpy(gt_lat[i]))
         out_sides[i] = video_side(rt)
-        psnrs.append(psnr(rt, clips[i].frames))
+        psnrs.append(M.psnr(rt, clips[i].frames))
     with_partner = [i for i in idx if partners[i] is not None]
     kinds = {
         "input_own": [[(audio[i], gt[i])] for i in idx],
@@ -167,7 +164,7 @@ def write_artifacts(out: Path, chosen: dict[str, list[Clip]], sc: Scored, gen: G
     for variant, v in variants.items():
         bar = artifacts.metric_bar_plot(out, variant, v["metrics"]) if v["n_clips"] else None
         if bar:
-            plots_out.append(bar)
+            plots_out.append({**bar, "variant": variant})
     for variant, cs in chosen.items():
         for c in cs[:MAX_PLOTS_PER_VARIANT]:
             i = sc.clips.index(c)
@@ -177,7 +174,8 @@ def write_artifacts(out: Path, chosen: dict[str, list[Clip]], sc: Scored, gen: G
             plots_out.append(artifacts.timeline_plot(out, c.key, fps, sc.audio[i].rms,
                                                      M.audio_onset_peaks(sc.audio[i].onset), curves,
                                                      sc.audio[i].silence_spans, f"{c.key} ({c.variant})",
-                                                     f"{c.variant} {c.key}: audio RMS and onsets vs motion energy"))
+                                                     f"{c.variant} {c.key}: audio RMS and onsets vs motion energy")
+                             | {"variant": variant})
         for c in cs[:MAX_VIDEOS_PER_VARIANT] if cfg.eval.write_videos else []:
             i = sc.clips.index(c)
             p = artifacts.write_side_by_side(out / "videos" / f"side_by_side_{c.key}.mp4", c.frames, gen.own[0][i],
@@ -236,6 +234,7 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
            "variants": variants, "vae_diagnostic": vae, "videos": videos, "plots": plots_out,
            "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS},
            "better": {**{m.name: m.better for m in REGISTRY}, **BETTER_EXTRA}, "notes": NOTES}
+    rep = {"verdict": verdict(rep, vae["psnr_db"], f"{vae['n_clips']} val clip(s) encoded and decoded"), **rep}
     pj, pm = write_report(out, rep)
     return rep, pj, pm
 
@@ -243,8 +242,8 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
 # ------------------------------------------------------------------ a folder of audio
 
 FOLDER_NOTES = [
-    "No ground truth exists for real audio: every ceiling is n/a. Floors: the video scored against another file's "
-    "audio (the next file by name), chance for retrieval, circularly shifted audio for the shift test.",
+    f"{NO_CEILING} Floors: the video scored against another file's audio (the next file by name), chance for "
+    "retrieval, circularly shifted audio for the shift test.",
     f"Silence is detected by the timeline (is_silent); music frames exclude it and the {MUSIC_GUARD_S:g} s after it.",
 ]
 
@@ -268,10 +267,12 @@ def folder_report(runs: list[FileRun], skipped: list[dict[str, str]], cfg, check
 
 
 def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path, seed: int | None = None,
-                       progress: bool = True, log=print) -> tuple[dict[str, Any], Path]:
+                       progress: bool = True, log=print, teacher: Teacher | None = None
+                       ) -> tuple[dict[str, Any], Path]:
     """Sample every audio file in ``folder`` into ``out``/videos, score them, write report.json, report.md and
     report.html into ``out``; returns (report dict, report.json path). A file that cannot be read is skipped and
-    listed with its reason; a folder with no usable audio file is an AudioError (exit 2)."""
+    listed with its reason; a folder with no usable audio file is an AudioError (exit 2). ``teacher`` renders the
+    ground-truth visualizers on a file: the ceiling (:mod:`trainer.eval.folder_ceiling`); None: no ceiling."""
     t0 = time.perf_counter()
     folder, out = Path(folder), Path(out)
     files = list_audio_files(folder)
@@ -286,6 +287,8 @@ def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path
         raise AudioError(f"--audio-dir {folder}: none of the {len(files)} audio files could be used "
                          f"({'; '.join(s['file'] + ': ' + s['reason'] for s in skipped)})")
     rep = folder_report(runs, skipped, cfg, str(model.step_dir), folder, videos)
+    vae_psnr = folder_teacher(model, rep, runs, files, teacher, log)
+    rep = {"verdict": verdict(rep, vae_psnr, "the teacher's frames of these files encoded and decoded"), **rep}
     rep["plots"] = artifacts.folder_plots(out, runs, rep["per_file"], rep["retrieval"], MAX_TIMELINE_PLOTS)
     rep["seconds"] = round(time.perf_counter() - t0, 2)
     rep = json_number(rep)

@@ -1,8 +1,11 @@
 """report.html: the evaluation report as one self-contained page a person opens in a browser.
 
-Written from the report.json dict (the same for ``trainer eval`` and ``trainer eval --audio-dir``):
-variants in the order normal, silence, debug, then any others (normal music is the headline); one
-table per variant with every metric's n, mean, 95% CI, floor and ceiling; the videos as
+Written from the report.json dict (the same for ``trainer eval`` and ``trainer eval --audio-dir``): first
+the warnings (a broken VAE) and the verdict block (:mod:`trainer.eval.verdict`, one row per goal: met / not
+met / undecided with its n); then variants in the order normal, silence, debug, then any others (normal
+music is the headline); one table per variant with every metric's n, mean, 95% CI, floor and ceiling (rows
+that cannot apply to the variant listed once below it instead), its plots (each caption above its plot,
+the figures spaced apart so a caption is never nearer another plot); the videos as
 ``<video controls>`` elements linking the mp4s beside the page (relative links, so the folder can be
 moved or served as it is); the plots inlined as base64 PNG; per-file rows, definitions, notes and the
 config. No external asset (no script, stylesheet, font or image from elsewhere). Written to a temporary
@@ -21,6 +24,7 @@ from urllib.parse import quote
 
 from shared.fsutil import atomic_write_text
 from shared.shards import VARIANTS
+from trainer.eval.verdict import not_applicable
 
 REPORT_HTML = "report.html"
 KIND_ORDER = ("side_by_side", "generated", "ground_truth", "floor")
@@ -31,9 +35,14 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-botto
 table { border-collapse: collapse; margin: .6em 0; } th, td { border: 1px solid #ccc; padding: .25em .55em; }
 th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.na { color: #999; text-align: right; } .note { color: #555; font-size: .92em; }
-.videos { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; } figcaption { font-size: .9em; color: #444; }
+.videos { display: flex; flex-wrap: wrap; gap: 1em; margin-bottom: 1.5em; } figure { margin: 0; } figcaption { font-size: .9em; color: #444; }
 video { image-rendering: pixelated; background: #000; min-width: 160px; } img.plot { max-width: 100%; border: 1px solid #eee; }
 dt { font-weight: 600; } dd { margin: 0 0 .5em 1.5em; } pre { background: #f7f7f7; padding: .6em; overflow: auto; }
+figure.plot { margin: 0 0 2em; } figure.plot figcaption { font-weight: 600; margin-bottom: .3em; }
+.warning { background: #fde8e8; border: 2px solid #c0392b; padding: .5em .8em; font-weight: 600; }
+#verdict { border: 1px solid #bbb; padding: 0 1em .6em; background: #fafafa; }
+td.met { background: #dff3e0; font-weight: 600; } td.not-met { background: #fbe3e3; font-weight: 600; }
+td.undecided { background: #fff4d6; font-weight: 600; } td.n-a { color: #999; }
 """
 
 
@@ -60,23 +69,71 @@ def _num(x: Any) -> str | None:
     return f"{x:.4g}"
 
 
-def _cells(s: dict[str, Any] | None) -> str:
-    """Two cells: mean, 95% CI ("n/a" when missing)."""
+def _mean_ci(s: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """An entry's mean and ``[lo, hi]`` as text (None where missing)."""
     if not isinstance(s, dict):
-        return '<td class="na">n/a</td><td class="na">n/a</td>'
-    mean = _num(s.get("mean"))
+        return None, None
     ci = s.get("ci")
     lo, hi = (_num(ci[0]), _num(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
-    m = f'<td class="num">{mean}</td>' if mean is not None else '<td class="na">n/a</td>'
-    c = f'<td class="num">[{lo}, {hi}]</td>' if lo is not None and hi is not None else '<td class="na">n/a</td>'
-    return m + c
+    return _num(s.get("mean")), (f"[{lo}, {hi}]" if lo is not None and hi is not None else None)
+
+
+def _cells(s: dict[str, Any] | None) -> str:
+    """Two cells: mean, 95% CI ("n/a" when missing)."""
+    return "".join(f'<td class="num">{x}</td>' if x is not None else '<td class="na">n/a</td>' for x in _mean_ci(s))
 
 
 def _n(s: dict[str, Any] | None) -> str:
     return esc(s.get("n", "")) if isinstance(s, dict) else ""
 
 
+def verdict_block(report: dict[str, Any]) -> str:
+    """The verdict section (the warnings first, then the answer and one row per goal); "" without a verdict."""
+    v = report.get("verdict")
+    if not isinstance(v, dict):
+        return ""
+    out = [f'<p class="warning" id="vae-warning">WARNING: {esc(w)}</p>' for w in v.get("warnings") or []]
+    out.append(f'<section id="verdict"><h2>{esc(v.get("question"))} <span class="answer">{esc(v.get("summary"))}'
+               '</span></h2>')
+    rows = ['<table class="verdict"><thead><tr><th>goal</th><th>variant</th><th>rule</th><th>n</th>'
+            '<th>generated (95% CI)</th><th>target (95% CI)</th><th>verdict</th><th>why</th><th>what it means</th>'
+            '</tr></thead><tbody>']
+    for g in v.get("goals") or []:
+        status = str(g.get("status", ""))
+        cls = status.replace(" ", "-").replace("/", "-")
+        rows.append(f'<tr data-goal="{esc(g.get("goal"))}" data-variant="{esc(g.get("variant"))}">'
+                    f'<th>{esc(g.get("goal"))}</th><td>{esc(g.get("variant"))}</td><td>{esc(g.get("rule"))}</td>'
+                    f'<td class="num">{esc(g.get("n"))}</td><td class="num">{esc(_entry_text(g.get("generated")))}</td>'
+                    f'<td class="num">{esc(_entry_text(g.get("target")))}</td><td class="{cls}">{esc(status)}</td>'
+                    f'<td class="note">{esc(g.get("why"))}</td><td class="note">{esc(g.get("meaning"))}</td></tr>')
+    out += rows + ["</tbody></table>",
+                   '<p class="note">met / not met: the generated 95% CI lies wholly on one side of the target '
+                   "(the target's CI is the reference's, scaled); undecided: they overlap, too few clips to tell.</p>"]
+    vae = v.get("vae")
+    if isinstance(vae, dict) and not vae.get("broken"):
+        out.append(f'<p class="note" id="vae-ok">{esc(vae.get("text"))}</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _entry_text(e: dict[str, Any] | None) -> str:
+    """``0.123 [0.05, 0.2]``; n/a when missing."""
+    mean, ci = _mean_ci(e)
+    return "n/a" if mean is None else mean + (f" {ci}" if ci else "")
+
+
+def not_applicable_note(na: dict[str, str]) -> str:
+    """The one line below a table that lists the rows left out of it."""
+    if not na:
+        return ""
+    items = "; ".join(f"{esc(k)} ({esc(why)})" for k, why in na.items())
+    return f'<p class="note not-applicable">not applicable here: {items}</p>'
+
+
 def metric_table(metrics: dict[str, Any], definitions: dict[str, str]) -> str:
+    """A variant's table: every row that can apply to it; those that cannot are listed once below it."""
+    na = not_applicable(metrics)
+    metrics = {k: r for k, r in metrics.items() if k not in na}
     rows = ['<table class="metrics"><thead><tr><th rowspan="2">metric</th><th colspan="3">generated</th>'
             '<th colspan="3" title="the same metric with audio the video was not made from">floor</th>'
             '<th colspan="3">ceiling (ground truth)</th>'
@@ -90,12 +147,14 @@ def metric_table(metrics: dict[str, Any], definitions: dict[str, str]) -> str:
                     f'<td class="num">{_n(ceil)}</td>{_cells(ceil)}'
                     f'<td class="note">{esc(r.get("note") or "")}</td></tr>')
     rows.append("</tbody></table>")
-    return "\n".join(rows)
+    return "\n".join(rows) + not_applicable_note(na)
 
 
 def kinds_table(metrics: dict[str, dict[str, Any]], definitions: dict[str, str]) -> str:
     """A table of metric rows whose entries are keyed by kind (e.g. the VAE diagnostic's input_own, output_own,
     ...): n, mean and 95% CI per kind."""
+    na = not_applicable(metrics)
+    metrics = {k: r for k, r in metrics.items() if k not in na}
     kinds: list[str] = []
     for r in metrics.values():
         kinds += [k for k, v in r.items() if isinstance(v, dict) and k not in kinds]
@@ -107,7 +166,7 @@ def kinds_table(metrics: dict[str, dict[str, Any]], definitions: dict[str, str])
         cells = "".join(f'<td class="num">{_n(r.get(k))}</td>{_cells(r.get(k))}' for k in kinds)
         rows.append(f'<tr data-metric="{esc(name)}"><th{title}>{esc(name)}</th>{cells}</tr>')
     rows.append("</tbody></table>")
-    return "\n".join(rows)
+    return "\n".join(rows) + not_applicable_note(na)
 
 
 def info_table(info: dict[str, Any]) -> str:
@@ -140,7 +199,9 @@ def plot_img(out_dir: Path, plot: dict[str, Any]) -> str:
     if not p.is_file():
         return f'<p class="note">plot missing: {esc(plot["path"])}</p>'
     data = base64.b64encode(p.read_bytes()).decode("ascii")
-    return f'<figure><img class="plot" alt="{title}" src="data:image/png;base64,{data}"><figcaption>{title}</figcaption></figure>'
+    # the caption above its own plot, the figures apart: a caption is never nearer another figure's plot
+    return (f'<figure class="plot"><figcaption>{title}</figcaption>'
+            f'<img class="plot" alt="{title}" src="data:image/png;base64,{data}"></figure>')
 
 
 def per_file_table(per_file: list[dict[str, Any]]) -> str:
@@ -153,8 +214,9 @@ def per_file_table(per_file: list[dict[str, Any]]) -> str:
         cells = []
         for m in names:
             v, f = _num(p["metrics"].get(m)), _num((p.get("floor") or {}).get(m))
+            c = _num((p.get("ceiling") or {}).get(m))
             cells.append(f'<td class="num">{v or "n/a"}' + (f' <span class="note">(floor {f})</span>' if f else "")
-                         + "</td>")
+                         + (f' <span class="note">(teacher {c})</span>' if c else "") + "</td>")
         sil = ", ".join(f"{a:g}-{b:g}" for a, b in p.get("detected_silences_s", [])) or "none"
         rows.append(f'<tr><th>{esc(p["file"])}</th><td class="num">{_num(p.get("duration_s")) or ""}</td>'
                     f'<td class="num">{esc(p.get("sample_rate", ""))}</td><td>{esc(sil)}</td>{"".join(cells)}</tr>')
@@ -168,7 +230,8 @@ def render_html(report: dict[str, Any], out_dir: Path) -> str:
     definitions = report.get("definitions") or {}
     variants = report.get("variants") or {}
     videos = report.get("videos") or []
-    body = [f"<h1>{esc(title)}</h1>", f'<p>checkpoint: <code>{esc(report.get("checkpoint", ""))}</code></p>']
+    body = [f"<h1>{esc(title)}</h1>", verdict_block(report),
+            f'<p>checkpoint: <code>{esc(report.get("checkpoint", ""))}</code></p>']
     if report.get("info"):
         body.append(info_table(report["info"]))
     for name in variant_order(list(variants)):
@@ -182,6 +245,7 @@ def render_html(report: dict[str, Any], out_dir: Path) -> str:
         else:
             body.append(metric_table(v["metrics"], definitions))
         body.append(video_block([x for x in videos if x.get("variant") == name]))
+        body += [plot_img(out_dir, p) for p in report.get("plots") or [] if p.get("variant") == name]
         body.append("</section>")
     vae = report.get("vae_diagnostic")
     if isinstance(vae, dict) and vae.get("metrics"):
@@ -200,8 +264,9 @@ def render_html(report: dict[str, Any], out_dir: Path) -> str:
     retrieval = report.get("retrieval") or {}
     if retrieval.get("skipped"):
         body.append(f'<p class="note">retrieval skipped: {esc(retrieval["skipped"])}</p>')
-    if report.get("plots"):
-        body += ["<h2>plots</h2>"] + [plot_img(out_dir, p) for p in report["plots"]]
+    loose = [p for p in report.get("plots") or [] if p.get("variant") not in variants]
+    if loose:
+        body += ["<h2>plots</h2>"] + [plot_img(out_dir, p) for p in loose]
     if definitions:
         body += ["<h2>definitions</h2>", "<dl>"] + [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in definitions.items()]
         body.append("</dl>")

@@ -2,7 +2,7 @@
 
 report.json of the val shards::
 
-    {"config": {...}, "checkpoint": str, "info": {...},
+    {"verdict": {...}, "config": {...}, "checkpoint": str, "info": {...},
      "variants": {"normal" | "silence" | "debug" | ...: {"n_clips": int, "clips": [keys], "note": str | None,
                   "metrics": {METRIC: {"generated": ENTRY, "floor": ENTRY, "ceiling": ENTRY, "note": str | None}}}},
      "vae_diagnostic": {"n_clips": int, "clips": [keys], "note": str | None, "psnr_db": float | None,
@@ -12,9 +12,12 @@ report.json of the val shards::
      "plots": [{"title", "path"}], "definitions": {METRIC: str}, "better": {METRIC: str}, "notes": [str]}
 
 with ENTRY = ``{"mean": float | null, "ci": [lo, hi] | null, "n": int}``; variants in report order, normal
-first. A folder of audio's report (``trainer eval --audio-dir``) has one variant, ``audio_dir``, whose rows have
-ceiling null, and instead of info, better and the VAE diagnostic: title, audio_dir, per_file, skipped,
-retrieval and seconds. Both come through :func:`write_report` (json, md, html). Non-finite numbers never reach
+first; ``verdict`` first of all (:func:`trainer.eval.verdict.verdict`: the answer to "does it follow the music?",
+each goal of :mod:`trainer.eval.goals` met / not met / undecided with its n, the VAE's PSNR against its warning
+floor, the rows that cannot apply to each variant). A folder of audio's report (``trainer eval --audio-dir``) has
+one variant, ``audio_dir``, whose ceiling is the teacher on the same files (:mod:`trainer.eval.folder_ceiling`;
+null with ``--no-teacher``), and instead of info, better and the VAE diagnostic: title, audio_dir, per_file (each
+with its ``ceiling`` values and ``teacher`` info), skipped, retrieval, teacher and seconds. Both come through :func:`write_report` (json, md, html). Non-finite numbers never reach
 the JSON (null). Each file is written to a temporary name and renamed (:func:`shared.fsutil.atomic_write_text`),
 so a crash never leaves half a report.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.fsutil import atomic_write_text
+from trainer.eval.verdict import not_applicable
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -85,7 +89,9 @@ def intro(rep: dict[str, Any]) -> str:
     if "info" not in rep:
         return (f"Checkpoint `{rep['checkpoint']}`, audio folder `{rep.get('audio_dir')}`; 95% bootstrap CIs over "
                 f"files ({rep['config'].get('bootstrap')} resamples) in brackets; n = files where the metric is "
-                "defined. Ceiling: none (no ground truth); the floors are under Notes.")
+                "defined. " + ("Ceiling: the ground-truth visualizers rendered on the same files (the teacher)"
+                               if rep.get("teacher") else "Ceiling: none (no ground truth)")
+                + "; the floors are under Notes.")
     info = rep["info"]
     return (f"Checkpoint `{rep['checkpoint']}` (step {info.get('step')}), data `{info.get('data')}`; "
             f"{info.get('frames_per_clip')} frames per clip at {info.get('fps')} fps; sampler {info.get('sampler')}, "
@@ -102,7 +108,8 @@ def per_file_lines(rep: dict[str, Any]) -> list[str]:
     lines = ["## Per file", "", "| file | s | rate | detected silences (s) | " + " | ".join(names) + " |",
              "|---|---|---|---|" + "---|" * len(names)]
     for p in per_file:
-        vals = " | ".join(fmt(p["metrics"][m]) for m in names)
+        vals = " | ".join(fmt(p["metrics"][m]) + (f" (teacher {fmt(p['ceiling'][m])})" if p.get("ceiling") else "")
+                          for m in names)
         lines.append(f"| {p['file']} | {p['duration_s']:.2f} | {p['sample_rate']} | {p['detected_silences_s']} | "
                      f"{vals} |")
     lines += [f"- skipped {s['file']}: {s['reason']}" for s in rep.get("skipped", [])]
@@ -111,16 +118,45 @@ def per_file_lines(rep: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def verdict_lines(rep: dict[str, Any]) -> list[str]:
+    """The verdict block (:mod:`trainer.eval.verdict`): the warnings, the answer, one row per goal."""
+    v = rep.get("verdict")
+    if not v:
+        return []
+    lines = [f"**WARNING: {w}.**" for w in v["warnings"]] + ([""] if v["warnings"] else [])
+    lines += [f"## Verdict: {v['question']} {v['summary']}", "",
+              "| goal | variant | rule | n | generated | target | verdict | why | what it means |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['variant']} | {g['rule']} | {g['n']} | {fmt_entry(g['generated'])} | "
+              f"{fmt_entry(g['target'])} | **{g['status']}** | {g['why']} | {g['meaning']} |" for g in v["goals"]]
+    lines += ["", "Met / not met: the generated 95% CI lies wholly on one side of the target's (the target's CI is "
+              "the reference's, scaled); undecided: they overlap, too few clips to tell."]
+    if v.get("vae") and not v["vae"]["broken"]:
+        lines += ["", v["vae"]["text"] + "."]
+    return lines + [""]
+
+
+def applicable_table(metrics: dict[str, dict[str, Any]], better: dict[str, str]) -> list[str]:
+    """A variant's table without the rows that cannot apply to it, those listed once below it."""
+    na = not_applicable(metrics)
+    return metric_table({k: r for k, r in metrics.items() if k not in na}, better) + [""] + na_lines(na)
+
+
+def na_lines(na: dict[str, str]) -> list[str]:
+    return ["Not applicable here: " + "; ".join(f"{k} ({why})" for k, why in na.items()) + ".", ""] if na else []
+
+
 def markdown(rep: dict[str, Any]) -> str:
     better = rep.get("better", {})
-    lines = [f"# {rep.get('title') or 'Synesthete evaluation: does the video follow the music?'}", "", intro(rep), ""]
+    lines = [f"# {rep.get('title') or 'Synesthete evaluation: does the video follow the music?'}", ""]
+    lines += verdict_lines(rep) + [intro(rep), ""]
     for i, (variant, v) in enumerate(rep["variants"].items()):
         head = "Normal music (the headline)" if variant == HEADLINE else f"Variant: {variant}"
         lines += [f"## {head}: {v['n_clips']} clip(s)", ""]
         if v["n_clips"] == 0:
             lines += [f"{v.get('note') or 'no clips'}.", ""]
             continue
-        lines += metric_table(v["metrics"], better) + [""]
+        lines += applicable_table(v["metrics"], better)
     vd = rep.get("vae_diagnostic")
     if vd:
         lines += ["## VAE diagnostic (postmortem §4): metrics against the clip's own vs shuffled audio", "",
@@ -128,10 +164,11 @@ def markdown(rep: dict[str, Any]) -> str:
                   f"frames encoded and decoded by the VAE (PSNR {fmt(vd.get('psnr_db'))} dB).", "",
                   "| metric | input, own audio | input, shuffled audio | output, own audio | output, shuffled audio |",
                   "|---|---|---|---|---|"]
-        for name, row in vd["metrics"].items():
+        na = not_applicable(vd["metrics"])
+        for name, row in ((k, r) for k, r in vd["metrics"].items() if k not in na):
             lines.append(f"| {name} | {fmt_entry(row['input_own'])} | {fmt_entry(row['input_shuffled'])} | "
                          f"{fmt_entry(row['output_own'])} | {fmt_entry(row['output_shuffled'])} |")
-        lines.append("")
+        lines += [""] + na_lines(na)
     if rep.get("per_file"):
         lines += per_file_lines(rep)
     lines += ["## Definitions", ""] + [f"- **{k}**: {d}" for k, d in rep["definitions"].items()]
@@ -139,7 +176,7 @@ def markdown(rep: dict[str, Any]) -> str:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in rep["notes"]]
     if rep.get("plots") or rep.get("videos"):
         lines += ["", "## Files", ""]
-        lines += [f"![{p['title']}]({p['path']})" for p in rep.get("plots", [])]
+        lines += [f"![{p['title']}]({p['path']})\n\n*{p['title']}*\n" for p in rep.get("plots", [])]
         lines += [f"- [{v['kind']} {v['variant']} {v['clip']}]({v['path']})" for v in rep.get("videos", [])]
     return "\n".join(lines) + "\n"
 

@@ -4,8 +4,9 @@ An entry is ``{"mean": float | None, "ci": [lo, hi] | None, "n": int}`` (None wh
 never NaN). A row is ``{"generated": entry, "floor": entry, "ceiling": entry, "note": str | None}``.
 
 A folder of audio (``trainer eval --audio-dir``) has no ground truth: its one variant's rows (:func:`folder_section`)
-are registry metrics of each file's video against its own audio, with ceiling None and, as floors, the same video
-against the next file's audio, chance for retrieval, and for the shift test the file's audio circularly shifted.
+are registry metrics of each file's video against its own audio, with ceiling None (filled afterwards from the same
+rows of the teacher's videos, :mod:`trainer.eval.folder_ceiling`) and, as floors, the same video against the next
+file's audio, chance for retrieval, and for the shift test the file's audio circularly shifted.
 """
 
 from __future__ import annotations
