@@ -3,17 +3,15 @@ here, against cycles worked out by hand."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from bench_scripts import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "bench" / "import_graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("import_graph")
 
 
 def write(root: Path, rel: str, text: str) -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_scripts import load_bench
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("study_power", ROOT / "bench" / "study_power.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("study_power")
 
 
 def test_the_formula_matches_the_reports_bootstrap_and_the_study_resolves_loudness_motion(tmp_path, monkeypatch):

@@ -303,13 +303,10 @@ def test_bench_smoke_measures_the_baseline_generator_with_these_metrics(tmp_path
 
 def test_bands_breakdown_is_the_eval_fit_split_by_column():
     """bench/teacher_bands.py's per-column split adds up to the eval's own pooled R^2 on the same data."""
-    import importlib.util
-
+    from bench_scripts import load_bench
     from trainer.eval.bands import pooled_r2_statistic
 
-    spec = importlib.util.spec_from_file_location("teacher_bands", ROOT / "bench" / "teacher_bands.py")
-    tb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tb)
+    tb = load_bench("teacher_bands")
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(20, 8)) for _ in range(6)]
     ys = [x[:, :1] @ rng.normal(size=(1, 12)) + 0.5 * rng.normal(size=(20, 12)) for x in xs]

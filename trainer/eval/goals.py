@@ -15,7 +15,9 @@ compares the *generated* entry with a target:
 * ``trainer eval`` (:mod:`trainer.eval.verdict`): the verdict block at the top of every report, the goals of
   the ``"verdict"`` group, decided on the 95% CIs (met / not met / undecided where the CIs overlap);
 * ``bench/ablation`` (``bench/ablation/rule.py``): issue 13's goals (group ``"ablation"``), decided on the mean
-  over seeds, in this table's order.
+  over seeds, in this table's order;
+* issue 24's evidence study (``bench/ablation/study.py``): the goals of the model it ships (group ``"study"``),
+  pre-registered before its first run: none is dropped or redefined after the runs.
 
 A new goal is one line here, in the groups that should read it.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 VERDICT = "verdict"
 ABLATION = "ablation"
+STUDY = "study"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,20 @@ GOALS = [
          groups=BOTH, fallback="style_diversity"),
     Goal("settle ratio (silence clips)", "silence", "silence_settle_ratio", "absolute", 0.1, lower=True,
          meaning="the picture goes still in silence: motion there ≤ 10% of motion in music", groups=BOTH),
+    # issue 24's goals for the model the evidence study ships (normal music: >= 72 clips, mean of seeds)
+    Goal("loudness → motion Spearman", "normal", "loudness_motion_spearman", "ground truth", 0.8,
+         meaning="the picture moves more when the music is louder, at least 80% as tightly as the teacher",
+         groups=(STUDY,)),
+    Goal("bands → colour/geometry R²", "normal", "bands_colour_geometry_r2", "ground truth", 0.6,
+         meaning="colour and shapes follow the frequency bands at least 60% as well as the teacher", groups=(STUDY,)),
+    Goal("retrieval top-1", "normal", "retrieval_top1", "chance", 5.0,
+         meaning="a video's motion picks out its own audio among 72 clips' at least 5× as often as chance",
+         groups=(STUDY,)),
+    Goal("style diversity at fixed audio", "normal", "style_diversity_siblings", "ground truth", 0.5,
+         meaning="other style seeds give other-looking videos: at least half the teacher's variety",
+         groups=(STUDY,), fallback="style_diversity"),
+    Goal("settle ratio (silence clips)", "silence", "silence_settle_ratio", "absolute", 0.1, lower=True,
+         meaning="the picture goes still in silence: motion there ≤ 10% of motion in music", groups=(STUDY,)),
     # the verdict's own
     Goal("loudness → motion above floor", "normal", "loudness_motion_spearman", "floor", 1.0,
          meaning="the motion follows this clip's loudness more than another clip's: it uses its audio at all"),
