@@ -113,7 +113,7 @@ def test_verdict_answers_for_the_variants_it_has():
     status = {g["goal"]: g["status"] for g in v["goals"]}
     assert status == {"loudness → motion Spearman": "met", "bands → colour/geometry R²": "n/a",
                       "retrieval top-1": "not met", "style diversity at fixed audio": "n/a",
-                      "loudness → motion above floor": "met"}
+                      "loudness → motion above floor": "met", "not replaying training clips": "n/a"}
     assert v["answer"] == "partly" and v["summary"].startswith("Partly: 2 of 3 goals met, 1 not met")
     assert v["not_applicable"] == {"normal": {"silence_settle_ratio": "no clip with a labelled silence segment"}}
     assert verdict({"variants": {}})["answer"] == "n/a"

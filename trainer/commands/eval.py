@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-teacher", action="store_true",
                         help="With --audio-dir: skip the ceiling (the ground-truth visualizers rendered on each file and "
                              "scored the same way; a few seconds for a few files). Its ceiling column is then n/a.")
+    parser.add_argument("--train-latents", default=None, metavar="LATENT_DIR",
+                        help="The training split's latent shards for the memorisation check (a latent set dir or its "
+                             "train/). Default: the ones the run recorded, when still there (a shipped model has none: "
+                             "the check is then reported as not measured).")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
@@ -53,6 +57,18 @@ def default_out(checkpoint: Path) -> Path:
     if (step / "state.json").is_file() and step.parent.name == "ckpt":
         return step.parent.parent / "eval" / step.name
     return checkpoint / "eval"
+
+
+def train_split(path: str | None) -> Path | None:
+    """``--train-latents``: a latent set dir (its train/) or the split dir itself; a missing dir is one line."""
+    if path is None:
+        return None
+    p = Path(path)
+    if (p / "train").is_dir():
+        return p / "train"
+    if not p.is_dir():
+        fail(f"--train-latents {path!r}: not a directory")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
-            rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr))
+            rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr),
+                                   train_latents=train_split(args.train_latents))
         tb = log_eval_scalars(rep, model.step_dir, model.step)
     except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))

@@ -40,6 +40,7 @@ from trainer.eval.clips import Clip, floor_partners, list_audio_files, read_sibl
 from trainer.eval.folder_ceiling import NO_CEILING, Teacher, folder_teacher
 from trainer.eval.bands import RIDGE_LAMBDA
 from trainer.eval.generate import Generated, generate_all, generate_files, val_loss
+from trainer.eval.memorisation import NOT_MEASURED, memorisation_row, train_latents_of, training_bank
 from trainer.eval.registry import (MUSIC_GUARD_S, REGISTRY, AudioSide, FileRun, PooledMetric, VideoSide, audio_side,
                                    definitions, metric_statistic, video_side)
 from trainer.eval.report import json_number, write_report
@@ -114,6 +115,7 @@ class Scored:
     own_summaries: np.ndarray         # (K style samples, N clips, S) frame statistics at fixed audio
     reseeded_motion: np.ndarray       # (N, T) motion of the style-1 / seed-1 video (output sensitivity)
     gt_latents: list[np.ndarray]      # per clip: the ground truth encoded by the run's VAE
+    own_latents: np.ndarray           # (N, T, C, h, w) the first style/seed's generated latents (memorisation)
     siblings: list[list[Clip]] | None  # val_siblings/ groups; None: the data has no such split
 
 
@@ -129,10 +131,12 @@ def score(model: SamplingModel, data: str | Path, clips: list[Clip], partners: l
         own_summaries=np.stack([[M.frame_statistics(v) for v in g] for g in gen.own]),
         reseeded_motion=np.stack([M.motion_energy(v) for v in gen.own[1]]),
         gt_latents=[model.encode(c.frames).float().cpu().numpy() for c in clips],
+        own_latents=gen.own_latents[0],
         siblings=read_sibling_groups(data, model.cfg.render.resolution, MAX_SIBLING_GROUPS))
 
 
-def variant_section(model: SamplingModel, sc: Scored, variant: str, ix: list[int], seed: int) -> dict[str, Any]:
+def variant_section(model: SamplingModel, sc: Scored, variant: str, ix: list[int], seed: int,
+                    bank: np.ndarray | None = None) -> dict[str, Any]:
     """Stage 4 for one variant: every metric's generated / floor / ceiling entries over the clips ``ix``."""
     cfg = model.cfg
     if not ix:
@@ -153,6 +157,8 @@ def variant_section(model: SamplingModel, sc: Scored, variant: str, ix: list[int
         curves(sc.own[0]), curves(sc.floor[0]), sc.reseeded_motion[fl] if fl else np.zeros((0, sc.frames)), cfg, seed)
     losses = val_loss(model, [sc.clips[i] for i in ix], [sc.gt_latents[i] for i in ix], seed)
     metrics["val_loss"] = rows.val_loss_row(losses, len(ix))
+    metrics["memorisation_ratio"] = memorisation_row([sc.own_latents[i] for i in ix], [sc.gt_latents[i] for i in ix],
+                                                     bank, cfg, seed)
     return {"n_clips": len(ix), "clips": [sc.clips[i].key for i in ix], "note": None, "metrics": metrics}
 
 
@@ -193,12 +199,15 @@ NOTES = [
     "have different audio.",
 ]
 BETTER_EXTRA = {"style_diversity": "toward ceiling", "style_diversity_siblings": "toward ceiling",
-                "output_sensitivity_motion": "higher", "val_loss": "lower (floor higher)"}
+                "output_sensitivity_motion": "higher", "val_loss": "lower (floor higher)",
+                "memorisation_ratio": "higher (>= 0.5: not replaying training clips)"}
 
 
 def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_variant: int | None = None,
-             seed: int | None = None, log=print) -> tuple[dict[str, Any], Path, Path]:
-    """Run the whole evaluation and write the report; returns (report dict, report.json, report.md)."""
+             seed: int | None = None, log=print, train_latents: str | Path | None = None
+             ) -> tuple[dict[str, Any], Path, Path]:
+    """Run the whole evaluation and write the report; returns (report dict, report.json, report.md).
+    ``train_latents``: the training split's latent shards for the memorisation check (default: the run's own)."""
     cfg = model.cfg
     ev = cfg.eval
     out = Path(out)
@@ -217,7 +226,12 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
     sc = score(model, data, clips, partners, t, gen)
     log(f"eval: scored {len(clips) * (1 + 2 * ev.seeds)} videos ({time.perf_counter() - t_start:.1f} s so far)")
     # 4. rows per variant, and the VAE diagnostic
-    variants = {v: variant_section(model, sc, v, [clips.index(c) for c in cs], seed) for v, cs in chosen.items()}
+    train_dir = Path(train_latents) if train_latents else train_latents_of(model.step_dir)
+    bank = training_bank(train_dir, model.latent_scale) if train_dir else None
+    log(f"eval: memorisation check against {len(bank)} training frames of {train_dir}" if bank is not None
+        else f"eval: memorisation {NOT_MEASURED}")
+    variants = {v: variant_section(model, sc, v, [clips.index(c) for c in cs], seed, bank)
+                for v, cs in chosen.items()}
     vae_idx = [i for i, c in enumerate(clips) if c.variant == "debug"] or list(range(len(clips)))
     vae = vae_diagnostic(model, clips, vae_idx, partners, sc.audio, sc.gt, sc.gt_latents, cfg, seed)
     vae["note"] = ("the debug clips (strongly reactive ground truth)" if clips[vae_idx[0]].variant == "debug"

@@ -85,6 +85,9 @@ GOALS = [
          groups=(STUDY,), fallback="style_diversity"),
     Goal("settle ratio (silence clips)", "silence", "silence_settle_ratio", "absolute", 0.1, lower=True,
          meaning="the picture goes still in silence: motion there ≤ 10% of motion in music", groups=(STUDY,)),
+    Goal("not replaying training clips", "normal", "memorisation_ratio", "absolute", 0.5,
+         meaning="generated clips sit at least half as far from the training set as unseen real clips do",
+         groups=(STUDY, VERDICT)),
     # the verdict's own
     Goal("loudness → motion above floor", "normal", "loudness_motion_spearman", "floor", 1.0,
          meaning="the motion follows this clip's loudness more than another clip's: it uses its audio at all"),

@@ -19,6 +19,7 @@ import numpy as np
 from shared.config import Config
 from trainer.eval import metrics as M
 from trainer.eval import retrieval, stats
+from trainer.eval.memorisation import DEFINITION as MEMORISATION_DEFINITION
 from trainer.eval.registry import (REGISTRY, ClipMetric, FileAudio, FileRun, Pairs, PooledMetric, VideoSide, metric,
                                    metric_statistic)
 
@@ -144,6 +145,7 @@ EXTRA_DEFINITIONS = {
     "output_sensitivity_motion": "S = E||f(G(a,z)) - f(G(a',z))|| / E||f(G(a,z)) - f(G(a,z'))||, f = motion curve, "
                                  "a' the floor partner's audio (0 = audio ignored)",
     "val_loss": "val diffusion loss (EMA weights) with each clip's own audio (generated) and with wrong audio (floor)",
+    "memorisation_ratio": MEMORISATION_DEFINITION,
 }
 
 
