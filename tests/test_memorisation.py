@@ -70,3 +70,19 @@ def test_the_bank_is_every_other_frame_of_the_training_shards_times_the_latent_s
     assert train_latents_of(step) == tmp_path / "train"
     (step / "state.json").write_text('{"state": {"latents": "%s"}}' % (tmp_path / "gone"))
     assert train_latents_of(step) is None
+
+
+def test_a_run_records_what_its_training_shards_were_made_from(tmp_path):
+    """trainer diffusion's state records the pixel set's content id and its data/timeline/render sections (datagen
+    run's flags included), so that the eval's --train-latents regenerate remakes those shards exactly."""
+    from trainer.diffusion.train import pixel_record
+
+    pixels = tmp_path / "pixels"
+    pixels.mkdir()
+    (pixels / "manifest.json").write_text('{"config": {"data": {"train_shards": 4}, "timeline": {"n_bands": 8}, '
+                                          '"render": {"fps": 12.0}, "vae": {"steps": 1}}}')
+    rec = pixel_record({"pixel_content_id": "abc", "source": str(pixels)}, tmp_path / "latents")
+    assert rec == {"pixel_content_id": "abc", "pixel_config": {"data": {"train_shards": 4}, "timeline": {"n_bands": 8},
+                                                               "render": {"fps": 12.0}}}
+    assert pixel_record({"pixel_content_id": "abc", "source": str(tmp_path / "gone")}, tmp_path) == {
+        "pixel_content_id": "abc"}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from shared.cli import ShortFlag, config_or_exit, fail, resolved_or_exit
 from shared.errors import SynestheteError
@@ -36,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scored the same way; a few seconds for a few files). Its ceiling column is then n/a.")
     parser.add_argument("--train-latents", default=None, metavar="LATENT_DIR",
                         help="The training split's latent shards for the memorisation check (a latent set dir or its "
-                             "train/). Default: the ones the run recorded, when still there (a shipped model has none: "
-                             "the check is then reported as not measured).")
+                             "train/), or 'regenerate': remake them from the run's config and VAE (datagen run + "
+                             "cache-latents into OUT/memorisation/; shards are a pure function of config and seed). "
+                             "Default: the ones the run recorded, when still there (else the check is reported as "
+                             "not measured).")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
@@ -59,9 +62,48 @@ def default_out(checkpoint: Path) -> Path:
     return checkpoint / "eval"
 
 
+REGENERATE = "regenerate"
+
+
+def regenerate_train_latents(model, out: Path) -> Path:
+    """The run's training latents remade from its config: ``datagen run`` into OUT/memorisation/pixels and
+    ``cache-latents`` with the run's VAE (its ``vae/`` copy) into OUT/memorisation/latents; returns the train split.
+    Both resume: a second eval reuses what the first made."""
+    from datagen.run import run_datagen
+    from trainer.latents import cache_latents
+
+    run_dir = model.step_dir.parent.parent
+    pixels, latents = out / "memorisation" / "pixels", out / "memorisation" / "latents"
+    cfg, want = regeneration_config(model)
+    print(f"eval: regenerating the training shards of {run_dir} into {pixels.parent}", file=sys.stderr)
+    code, _ = run_datagen(cfg, pixels)
+    if code != 0:
+        fail(f"--train-latents regenerate: datagen run into {pixels} failed (exit {code})")
+    got = json.loads((pixels / "manifest.json").read_text()).get("content_id")
+    if want and got != want:
+        fail(f"--train-latents regenerate: the remade shards (content {got}) are not the ones {run_dir} trained on "
+             f"(content {want}): the code that makes them changed since; pass --train-latents DIR")
+    print(f"eval: the remade shards match the run's record (content {got})" if want else
+          "eval: the remade shards are not verified: the run records no pixel content id (trained before it did)",
+          file=sys.stderr)
+    cache_latents(cfg, str(pixels), str(run_dir / "vae"), str(latents))
+    return latents / "train"
+
+
+def regeneration_config(model) -> tuple[Any, str | None]:
+    """(the config that remakes the run's training shards, the pixel content id they must have or None): the
+    run's config with the data, timeline and render sections its checkpoint recorded from the pixel set."""
+    from shared.config import build_config
+
+    state = json.loads((model.step_dir / "state.json").read_text()).get("state", {})
+    recorded = state.get("pixel_config") or {}
+    tree = {**model.cfg.model_dump(mode="json"), **recorded}
+    return build_config(base=tree), state.get("pixel_content_id")
+
+
 def train_split(path: str | None) -> Path | None:
     """``--train-latents``: a latent set dir (its train/) or the split dir itself; a missing dir is one line."""
-    if path is None:
+    if path is None or path == REGENERATE:
         return None
     p = Path(path)
     if (p / "train").is_dir():
@@ -93,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
         model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
         model.to(pick_device(model.cfg.run.device))
         with torch.no_grad():  # scoped: tests call run() in-process
+            train = (regenerate_train_latents(model, out) if args.train_latents == REGENERATE
+                     else train_split(args.train_latents))
             rep, pj, pm = evaluate(model, args.data, out, log=lambda m: print(m, file=sys.stderr),
-                                   train_latents=train_split(args.train_latents))
+                                   train_latents=train)
         tb = log_eval_scalars(rep, model.step_dir, model.step)
     except SynestheteError as e:  # bad input: one line, exit 2; anything else keeps its traceback
         fail(one_line(e))

@@ -186,6 +186,25 @@ def read_latent_manifest(latents_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{p}: unreadable latent manifest ({type(e).__name__}: {e})") from e
 
 
+PIXEL_SECTIONS = ("data", "timeline", "render")  # what decides the pixel shards' bytes (datagen/manifest.py)
+
+
+def pixel_record(manifest: dict[str, Any], latents_dir: Path) -> dict[str, Any]:
+    """What the run's training shards were made from, for remaking them later (the eval's memorisation check):
+    ``pixel_content_id`` (the latent manifest's) and ``pixel_config``, the data, timeline and render sections of the
+    pixel set's own manifest (``datagen run``'s flags included) when that set is still readable; else {}."""
+    out: dict[str, Any] = {"pixel_content_id": manifest.get("pixel_content_id")}
+    src = manifest.get("source")
+    for root in ([Path(src), latents_dir / src] if src else []):
+        try:
+            cfg = json.loads((root / "manifest.json").read_text()).get("config") or {}
+        except (OSError, ValueError):
+            continue
+        out["pixel_config"] = {sec: cfg[sec] for sec in PIXEL_SECTIONS if sec in cfg}
+        break
+    return out
+
+
 def latent_scale_of(manifest: dict[str, Any]) -> float:
     """The latent scale factor (latents are multiplied by it for diffusion, divided before decoding)."""
     if "latent_scale" in manifest:
@@ -302,7 +321,8 @@ def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool
             decoders["vae"] = make_decoder(run_dir / "vae", scale, dist.device)
         return decoders["vae"](z)
 
-    extra = {"latent_scale": scale, "latents": str(latents_dir.resolve()), "vae_source": str(vae_src), "vae": "vae"}
+    extra = {"latent_scale": scale, "latents": str(latents_dir.resolve()), "vae_source": str(vae_src), "vae": "vae",
+             **pixel_record(manifest, latents_dir)}
     task = DiffusionTask(cfg, make_batches, val_batches, latent_channels=c, latent_size=h, n_audio_channels=n_audio,
                          dist=dist, decoder=decoder if cfg.diffusion.audio_shuffle_frame_proxy_weight > 0 else None,
                          preview_decoder=decoder, extra_state=extra,
