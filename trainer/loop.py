@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -209,6 +210,31 @@ def _open_run(task: Task, cfg: Config, run_dir: Path, dist: rt.Dist, force: bool
     return chosen
 
 
+def finished_summary(task_name: str, run_dir: Path, loaded: ckpt.Checkpoint | None, steps: int,
+                     dist: rt.Dist) -> dict[str, Any] | None:
+    """For a run whose checkpoint ``loaded`` is already at ``steps`` or beyond (a finished run re-run): say so,
+    and return its ``summary.json`` marked ``already_finished`` when that file is the summary of this step, so
+    that nothing is built, loaded or rewritten (a rate of 0 samples/s would read as a failure). None when there
+    is more to train, or no such summary (the caller then writes one)."""
+    if loaded is None or loaded.step < steps:
+        return None
+    step = loaded.step
+    try:
+        saved = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    summary = dict(saved, already_finished=True) if isinstance(saved, dict) and saved.get("steps") == step else None
+    if dist.is_main:
+        print(f"{task_name}: {run_dir} already finished at step {step} ({task_name}.steps={steps}); nothing to train"
+              + ("" if summary else ", writing its summary") + " (a larger --steps continues it)")
+    return summary
+
+
+def done_word(summary: dict[str, Any]) -> str:
+    """How a command's closing line names the run it trained: 'done', or 'already finished' (nothing to do)."""
+    return "already finished" if summary.get("already_finished") else "done"
+
+
 def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None = None, force: bool = False,
           show_progress: bool = True) -> dict[str, Any]:
     """Train (or resume) ``task`` in ``run_dir`` up to ``task.hyper.steps``; write and return the summary."""
@@ -219,6 +245,8 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
     with contextlib.ExitStack() as stack:
         # --- 1. the run directory and the checkpoint to resume from
         loaded = _open_run(task, cfg, run_dir, dist, force, stack)
+        if (finished := finished_summary(task.name, run_dir, loaded, h.steps, dist)) is not None:
+            return finished  # nothing to train: the finished run's own summary
 
         # --- 2. model, EMA, optimizer (same init on every rank; DDP also broadcasts rank 0's weights)
         rt.seed_everything(run.seed)
@@ -240,9 +268,6 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             last, val = st.get("metrics", {}), st.get("val", {})
             if dist.is_main:
                 print(f"{task.name}: resuming {run_dir} from step {start} ({loaded.step_dir.name})")
-        if start >= h.steps and dist.is_main:
-            print(f"{task.name}: {run_dir} is already at step {start} >= {task.name}.steps={h.steps}; "
-                  "writing the summary only")
 
         # --- 3. DDP, then compile
         net: nn.Module = model
@@ -345,7 +370,8 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             "train": {k: v for k, v in last.items() if math.isfinite(v)}, "val": val,
             "skipped": skip_counts(skipped), "samples_seen": samples_seen,
             "seconds_this_session": round(seconds, 3),
-            "samples_per_s": round(max(0, h.steps - start) * h.batch_size * dist.world_size / max(seconds, 1e-9), 2),
+            "samples_per_s": (round((h.steps - start) * h.batch_size * dist.world_size / max(seconds, 1e-9), 2)
+                              if h.steps > start else None),  # None: no step this session
             "device": str(device), "world_size": dist.world_size,
             "precision": str(rt.autocast_dtype(run, device) or "fp32"),
             "parameters": sum(p.numel() for p in model.parameters()), **task.state(),
