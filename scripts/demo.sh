@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on configs/tiny.yaml, on the CPU if there is no GPU:
 # datagen run (embedded local Ray) -> inspect -> trainer vae -> cache-latents -> diffusion -> sample -> eval.
-# Everything lands under $DEMO_OUT (default out/demo); re-running resumes/skips finished work.
+# Everything lands under $DEMO_OUT (default out/demo); re-running resumes/skips finished work (DEMO_FORCE_EVAL=1
+# evaluates again even when the report is newer than the checkpoint, the data and the eval code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -34,8 +35,10 @@ trainer diffusion --config "$CFG" --latents "$D/data/latents" --out "$D/runs/dif
 step "trainer sample: any audio file -> mp4 with the audio muxed in"
 trainer sample --audio "$D/song.wav" --checkpoint "$D/runs/diffusion" --out "$D/sample.mp4"
 
-step "trainer eval: audio responsiveness report"
-trainer eval --checkpoint "$D/runs/diffusion" --data "$D/data/pixels" --out "$D/eval"
+step "trainer eval: audio responsiveness report (kept when it is newer than the checkpoint, the data and the eval code; DEMO_FORCE_EVAL=1 evaluates again)"
+keep=(--skip-current)
+if [ "${DEMO_FORCE_EVAL:-0}" = 1 ]; then keep=(); fi
+trainer eval --checkpoint "$D/runs/diffusion" --data "$D/data/pixels" --out "$D/eval" ${keep[@]+"${keep[@]}"}
 
 echo
 echo "== demo done in $(( $(date +%s) - start ))s. Look at:"

@@ -17,7 +17,7 @@ from shared.config import build_config
 from shared.errors import LockHeldError
 from shared.runlock import dir_lock
 from trainer import checkpoint as ckpt
-from trainer.loop import Hyper, NonFiniteLossError, Task, train
+from trainer.loop import Hyper, NonFiniteLossError, Task, done_word, train
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -68,6 +68,26 @@ def test_metrics_are_flushed_every_log_every_steps_one_line_per_step(tmp_path):
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
     assert summary["train"]["loss"] == rows[-1]["train/loss"] and summary["steps"] == 7
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000005", "step-00000007"]
+
+
+def test_a_finished_run_says_so_and_keeps_its_summary(tmp_path, capsys):
+    """Re-running a finished run (a re-run of `make demo`) trains nothing, says the run is already finished and
+    returns its own summary (its real samples/s), leaving summary.json as it was; with no summary.json of that
+    step it writes one with no rate (no step ran this session) instead of 0 samples/s."""
+    first = train(LinearTask(steps=4), _cfg(checkpoint_every=2), tmp_path, show_progress=False)
+    saved = (tmp_path / "summary.json").read_text()
+    capsys.readouterr()
+    again = train(LinearTask(steps=3), _cfg(checkpoint_every=2), tmp_path, show_progress=False)
+    assert capsys.readouterr().out == (f"linear: {tmp_path} already finished at step 4 (linear.steps=3); nothing to "
+                                       "train (a larger --steps continues it)\n")
+    assert again == dict(first, already_finished=True) and again["samples_per_s"] > 0
+    assert (tmp_path / "summary.json").read_text() == saved
+    assert done_word(again) == "already finished" and done_word(first) == "done"
+    (tmp_path / "summary.json").unlink()
+    rewritten = train(LinearTask(steps=4), _cfg(checkpoint_every=2), tmp_path, show_progress=False)
+    assert "already finished at step 4 (linear.steps=4); nothing to train, writing its summary" in capsys.readouterr().out
+    assert rewritten["samples_per_s"] is None and rewritten["steps"] == 4 and "already_finished" not in rewritten
+    assert json.loads((tmp_path / "summary.json").read_text())["train"] == first["train"]
 
 
 def test_a_non_finite_loss_stops_the_run_and_is_never_checkpointed(tmp_path):

@@ -46,7 +46,10 @@ def test_visualize_one_primitive_mp4_follows_the_audio(audio_file, tmp_path, cap
     out = tmp_path / "rings.mp4"
     assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), "--visualizer", "rings",
                    "--resolution", "32", "--fps", "8", "timeline.n_fft=256") == 0
-    assert "wrote" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("renders: the primitive 'rings' alone, full frame (seed 0's style), not the layered "
+                        "composite a model is trained on (--composite renders that)")
+    assert lines[-1].startswith("wrote")
     info = probe(out)
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
     audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
@@ -63,8 +66,10 @@ def test_visualize_all_is_a_grid_of_every_primitive(audio_file, tmp_path, capsys
     out = tmp_path / "all.mp4"
     assert datagen("visualize", "--audio", str(audio_file), "--out", str(out), "--resolution", "64", "--fps", "4",
                    "timeline.n_fft=256") == 0
-    text = capsys.readouterr().out
-    assert "grid (row-major): " + ", ".join(PRIMITIVES) in text
+    first = capsys.readouterr().out.splitlines()[0]  # the first line says what the video shows
+    assert first.startswith("renders: the 12 visualizer primitives, each alone")
+    assert "not the layered composite a model is trained on (--composite renders that)" in first
+    assert first.endswith("grid (row-major): " + ", ".join(PRIMITIVES))
     video = next(s for s in probe(out)["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (64, 48)  # 4 x 3 tiles of 16 px
 
@@ -83,14 +88,50 @@ def test_grid_labels_name_each_tile():
         assert corner.max() > 0.5 and rest.max() == 0  # a label in the corner, nothing over the picture
 
 
-def test_visualize_mix_reads_other_formats(audio_file, tmp_path, capsys):
+def test_visualize_composite_is_the_shards_rendering_and_reads_other_formats(audio_file, tmp_path, capsys):
+    """--composite draws the seed's visual plan through the shards' own render call (datagen.shard_job.render_chunks)
+    on the training timeline; `--visualizer mix` is the same video."""
+    from types import SimpleNamespace
+
+    from datagen.commands.visualize import visualize_timeline
+    from datagen.shard_job import render_chunks
+    from datagen.visual import Renderer, sample_visual_plan
+    from shared.audio_io import load_audio
+    from shared.config import build_config
+
     mp3 = tmp_path / "clip.mp3"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(audio_file), "-ar", "22050", str(mp3)], check=True)
-    out = tmp_path / "mix.mp4"
-    assert datagen("visualize", "--audio", str(mp3), "--out", str(out), "--visualizer", "mix", "--seed", "3",
-                   "--resolution", "32", "--fps", "4", "timeline.n_fft=256") == 0
-    assert "layers: " in capsys.readouterr().out
+    flags = ["--seed", "3", "--resolution", "32", "--fps", "8", "timeline.n_fft=256"]
+    out, mix = tmp_path / "composite.mp4", tmp_path / "mix.mp4"
+    assert datagen("visualize", "--audio", str(mp3), "--out", str(out), "--composite", *flags) == 0
+    cfg = build_config(overrides=["render.resolution=32", "render.fps=8", "timeline.n_fft=256"])
+    plan = sample_visual_plan(cfg, 3, "normal")
+    layers = ", ".join(f"{lay['visualizer']} ({lay['blend']})" for lay in plan["layers"])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "renders: the composite a model learns from: seed 3's visual plan as `datagen run` renders it into shards; "
+        f"layers: {layers}")
     assert probe(out)["format"]["format_name"].startswith("mov")
+    features, names = visualize_timeline(*load_audio(mp3), cfg)
+    with Renderer(32) as renderer:
+        def shard_frames(p: dict) -> np.ndarray:
+            clip = SimpleNamespace(features=features, names=names, plan=p)
+            return np.concatenate(list(render_chunks(cfg, clip, renderer))).astype(np.float32)  # (T, H, W, 3)
+
+        same, other = shard_frames(plan), shard_frames(sample_visual_plan(cfg, 4, "normal"))
+    got = np.stack(list(read_video_frames(out))).astype(np.float32)
+    err = np.abs(got - same).mean()
+    assert got.shape == same.shape and err < 12.0 and err < 0.5 * np.abs(got - other).mean(), err
+    assert datagen("visualize", "--audio", str(mp3), "--out", str(mix), "--visualizer", "mix", *flags) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("renders: the composite a model learns from")
+    np.testing.assert_array_equal(np.stack(list(read_video_frames(mix))), got.astype(np.uint8))
+
+
+def test_visualize_help_says_what_it_renders(capsys):
+    assert datagen("visualize", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "by default a labelled grid of every primitive alone; --composite for the layered composite a model " \
+           "is trained on" in text
+    assert "--composite Render the composite a model learns from" in text
 
 
 def test_visualize_bad_input_is_a_clear_error(audio_file, tmp_path, capsys):
@@ -99,6 +140,10 @@ def test_visualize_bad_input_is_a_clear_error(audio_file, tmp_path, capsys):
     assert datagen("visualize", "--audio", str(audio_file), "--out", str(tmp_path / "x.mp4"),
                    "--visualizer", "nonesuch") == 2
     assert "unknown visualizer 'nonesuch'" in capsys.readouterr().err
+    assert datagen("visualize", "--audio", str(audio_file), "--out", str(tmp_path / "x.mp4"),
+                   "--visualizer", "rings", "--composite") == 2
+    assert one_error_line(capsys.readouterr().err) == ("error: --composite renders the layered composite; drop "
+                                                       "--visualizer rings (one or the other)")
     assert not (tmp_path / "x.mp4").exists()
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -209,6 +210,123 @@ def _open_run(task: Task, cfg: Config, run_dir: Path, dist: rt.Dist, force: bool
     return chosen
 
 
+def finished_summary(task_name: str, run_dir: Path, loaded: ckpt.Checkpoint | None, steps: int,
+                     dist: rt.Dist) -> dict[str, Any] | None:
+    """For a run whose checkpoint ``loaded`` is already at ``steps`` or beyond (a finished run re-run): say so,
+    and return its ``summary.json`` marked ``already_finished`` when that file is the summary of this step, so
+    that nothing is built, loaded or rewritten (a rate of 0 samples/s would read as a failure). None when there
+    is more to train, or no such summary (the caller then writes one)."""
+    if loaded is None or loaded.step < steps:
+        return None
+    step = loaded.step
+    try:
+        saved = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    summary = dict(saved, already_finished=True) if isinstance(saved, dict) and saved.get("steps") == step else None
+    if dist.is_main:
+        print(f"{task_name}: {run_dir} already finished at step {step} ({task_name}.steps={steps}); nothing to train"
+              + ("" if summary else ", writing its summary") + " (a larger --steps continues it)")
+    return summary
+
+
+def done_word(summary: dict[str, Any]) -> str:
+    """How a command's closing line names the run it trained: 'done', or 'already finished' (nothing to do)."""
+    return "already finished" if summary.get("already_finished") else "done"
+
+
+def _restore(loaded: ckpt.Checkpoint | None, model: nn.Module, ema: rt.EMA, opt: torch.optim.Optimizer
+             ) -> tuple[int, int, set, dict[str, float], dict[str, float]]:
+    """Load a checkpoint's weights, EMA and optimizer state into the fresh ones; (start step, samples seen,
+    skipped sample ids, last train metrics, last val metrics), all empty for a new run."""
+    if loaded is None:
+        return 0, 0, set(), {}, {}
+    model.load_state_dict(loaded.tensors["model"])
+    ema.load_state_dict(loaded.tensors["ema"])
+    opt.load_state_dict(loaded.tensors["optim"])
+    st = loaded.state
+    ema.num_updates = st.get("ema_updates", loaded.step)
+    skipped = set(st["skipped"]) if isinstance(st.get("skipped"), list) else set()  # older runs saved counts
+    return loaded.step, st.get("samples_seen", 0), skipped, st.get("metrics", {}), st.get("val", {})
+
+
+def _wrap(model: nn.Module, h: Hyper, dist: rt.Dist) -> tuple[nn.Module, nn.Module]:
+    """(the network the steps run: DDP, then torch.compile on CUDA; a frozen copy that holds the EMA weights
+    for validation and previews)."""
+    device = dist.device
+    net: nn.Module = model
+    if dist.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if h.compile and device.type == "cuda":
+        net = torch.compile(net)
+    ema_model = copy.deepcopy(model).eval()
+    for p in ema_model.parameters():
+        p.requires_grad_(False)
+    return net, ema_model
+
+
+def _save_preview(task: Task, ema_model: nn.Module, step: int, run_dir: Path, logger) -> None:
+    """The task's preview image of the EMA model, as RUN/samples/NAME and in TensorBoard."""
+    shot = task.preview(ema_model, step)
+    if shot is not None:
+        name, image = shot
+        (run_dir / "samples").mkdir(exist_ok=True)
+        matplotlib.image.imsave(run_dir / "samples" / name, image)
+        logger.log_image(step, f"{task.name}/preview", image)
+
+
+def _save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: rt.EMA, opt: torch.optim.Optimizer,
+                     state: dict[str, Any], keep: int, dist: rt.Dist) -> None:
+    """Checkpoint step ``step`` (rank 0 writes, every rank waits); never non-finite weights."""
+    if not weights_finite(model.state_dict(), ema.state_dict()):
+        raise NonFiniteLossError(f"non-finite weights after step {step} with finite losses; not "
+                                 f"checkpointed. Last good checkpoint: {ckpt.resolve_latest(run_dir)}")
+    if dist.is_main:
+        ckpt.save_checkpoint(run_dir, step, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                             "optim": opt.state_dict()}, state, keep)
+    rt.barrier(dist)
+
+
+def _flush(pending: "_StepMetrics", rate: rt.RateMeter, logger, bar, run_dir: Path) -> dict[str, float]:
+    """Write the pending steps' metrics (a non-finite line too: it is the record of what happened), then stop the
+    run on a non-finite loss; the last step's metrics."""
+    rows = pending.flush()
+    rows[-1][1]["samples_per_s"] = rate.read()
+    logger.log_rows(rows, prefix="train/")
+    _check_finite(rows, run_dir)
+    last = rows[-1][1]
+    bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.0f}")
+    return last
+
+
+def _run_facts(model: nn.Module, run, dist: rt.Dist) -> dict[str, Any]:
+    """The summary's device, world size, precision and parameter count."""
+    return {"device": str(dist.device), "world_size": dist.world_size,
+            "precision": str(rt.autocast_dtype(run, dist.device) or "fp32"),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _resume_batches(task: Task, start: int, every: int, skipped: set) -> Iterator[Batch]:
+    """The batch stream from step ``start``: its data segment's stream, less the batches a run that stopped off
+    the segment grid already consumed (replayed; their skipped samples are added to ``skipped``)."""
+    seg = segment_start(start, every)
+    batches = iter(task.batches(seg))
+    for _ in range(start - seg):
+        skipped |= skipped_in(next(batches))
+    return batches
+
+
+def _validate(task: Task, model: nn.Module, ema_model: nn.Module, step: int, logger, bar, dist: rt.Dist
+              ) -> dict[str, float]:
+    """The task's validation at ``step`` (``ema_model`` holds the EMA weights), logged and shown on rank 0."""
+    val = task.validate(model, ema_model, step)
+    if val:
+        logger.log(step, val, prefix="val/")
+        if dist.is_main:
+            bar.write(f"{task.name} step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+    return val
+
+
 def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None = None, force: bool = False,
           show_progress: bool = True) -> dict[str, Any]:
     """Train (or resume) ``task`` in ``run_dir`` up to ``task.hyper.steps``; write and return the summary."""
@@ -219,40 +337,20 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
     with contextlib.ExitStack() as stack:
         # --- 1. the run directory and the checkpoint to resume from
         loaded = _open_run(task, cfg, run_dir, dist, force, stack)
+        if (finished := finished_summary(task.name, run_dir, loaded, h.steps, dist)) is not None:
+            return finished  # nothing to train: the finished run's own summary
 
         # --- 2. model, EMA, optimizer (same init on every rank; DDP also broadcasts rank 0's weights)
         rt.seed_everything(run.seed)
         model = task.build_model().to(device)
         opt = task.make_optimizer(model)
         ema = rt.EMA(model, h.ema_decay)
-        start, samples_seen, skipped = 0, 0, set()
-        last: dict[str, float] = {}
-        val: dict[str, float] = {}
-        if loaded is not None:
-            model.load_state_dict(loaded.tensors["model"])
-            ema.load_state_dict(loaded.tensors["ema"])
-            opt.load_state_dict(loaded.tensors["optim"])
-            st = loaded.state
-            start, ema.num_updates = loaded.step, st.get("ema_updates", loaded.step)
-            samples_seen = st.get("samples_seen", 0)
-            if isinstance(st.get("skipped"), list):  # older runs saved counts, not ids: those start afresh
-                skipped = set(st["skipped"])
-            last, val = st.get("metrics", {}), st.get("val", {})
-            if dist.is_main:
-                print(f"{task.name}: resuming {run_dir} from step {start} ({loaded.step_dir.name})")
-        if start >= h.steps and dist.is_main:
-            print(f"{task.name}: {run_dir} is already at step {start} >= {task.name}.steps={h.steps}; "
-                  "writing the summary only")
+        start, samples_seen, skipped, last, val = _restore(loaded, model, ema, opt)
+        if loaded is not None and dist.is_main:
+            print(f"{task.name}: resuming {run_dir} from step {start} ({loaded.step_dir.name})")
 
         # --- 3. DDP, then compile
-        net: nn.Module = model
-        if dist.distributed:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if h.compile and device.type == "cuda":
-            net = torch.compile(net)
-        ema_model = copy.deepcopy(model).eval()  # holds the EMA weights for validation and previews
-        for p in ema_model.parameters():
-            p.requires_grad_(False)
+        net, ema_model = _wrap(model, h, dist)
 
         # --- 4. steps
         logger = rt.MetricsLogger(run_dir, enabled=dist.is_main, resume_step=start if loaded else None)
@@ -262,12 +360,7 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
         rate = rt.RateMeter()
         pending = _StepMetrics(dist)
         t_start = time.perf_counter()
-        batches: Iterator[Batch] | None = None
-        if start < h.steps:
-            seg = segment_start(start, run.checkpoint_every)
-            batches = iter(task.batches(seg))
-            for _ in range(start - seg):  # resuming off the segment grid: replay what the last run consumed
-                skipped |= skipped_in(next(batches))
+        batches = _resume_batches(task, start, run.checkpoint_every, skipped) if start < h.steps else None
 
         model.train()
         for step in range(start, h.steps):
@@ -297,41 +390,21 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             preview_due = done % run.sample_every == 0 or done == h.steps
             # the same condition on every rank: a flush is a collective
             if done % run.log_every == 0 or ckpt_due or val_due or preview_due:
-                rows = pending.flush()
-                rows[-1][1]["samples_per_s"] = rate.read()
-                logger.log_rows(rows, prefix="train/")  # a non-finite line too: it is the record of what happened
-                _check_finite(rows, run_dir)
-                last = rows[-1][1]
-                bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.0f}")
+                last = _flush(pending, rate, logger, bar, run_dir)
 
             if val_due:
                 ema.copy_to(ema_model)
-                val = task.validate(model, ema_model, done)
-                if val:
-                    logger.log(done, val, prefix="val/")
-                    if dist.is_main:
-                        bar.write(f"{task.name} step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+                val = _validate(task, model, ema_model, done, logger, bar, dist)
 
             if preview_due and dist.is_main:
                 ema.copy_to(ema_model)
-                shot = task.preview(ema_model, done)
-                if shot is not None:
-                    name, image = shot
-                    (run_dir / "samples").mkdir(exist_ok=True)
-                    matplotlib.image.imsave(run_dir / "samples" / name, image)
-                    logger.log_image(done, f"{task.name}/preview", image)
+                _save_preview(task, ema_model, done, run_dir, logger)
 
             if ckpt_due:
-                if not weights_finite(model.state_dict(), ema.state_dict()):
-                    raise NonFiniteLossError(f"non-finite weights after step {done} with finite losses; not "
-                                             f"checkpointed. Last good checkpoint: {ckpt.resolve_latest(run_dir)}")
                 skipped = rt.all_gather_union(skipped, dist)
                 state = {"ema_updates": ema.num_updates, "samples_seen": samples_seen, "skipped": sorted(skipped),
                          "metrics": last, "val": val, **task.state()}
-                if dist.is_main:
-                    ckpt.save_checkpoint(run_dir, done, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                                         "optim": opt.state_dict()}, state, run.keep_checkpoints)
-                rt.barrier(dist)
+                _save_checkpoint(run_dir, done, model, ema, opt, state, run.keep_checkpoints, dist)
                 if done < h.steps and done % run.checkpoint_every == 0:
                     batches = iter(task.batches(done))  # a new data segment starts at every checkpoint step
 
@@ -345,10 +418,9 @@ def train(task: Task, cfg: Config, run_dir: str | Path, *, dist: rt.Dist | None 
             "train": {k: v for k, v in last.items() if math.isfinite(v)}, "val": val,
             "skipped": skip_counts(skipped), "samples_seen": samples_seen,
             "seconds_this_session": round(seconds, 3),
-            "samples_per_s": round(max(0, h.steps - start) * h.batch_size * dist.world_size / max(seconds, 1e-9), 2),
-            "device": str(device), "world_size": dist.world_size,
-            "precision": str(rt.autocast_dtype(run, device) or "fp32"),
-            "parameters": sum(p.numel() for p in model.parameters()), **task.state(),
+            "samples_per_s": (round((h.steps - start) * h.batch_size * dist.world_size / max(seconds, 1e-9), 2)
+                              if h.steps > start else None),  # None: no step this session
+            **_run_facts(model, run, dist), **task.state(),
         }
         if dist.is_main:
             atomic_write_json(run_dir / "summary.json", summary, indent=2)

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_or_exit(args)
     from trainer.diffusion.train import run_from_latents  # here: torch costs ~1.8 s, `trainer --help` 0.3 s
+    from trainer.loop import done_word
 
     try:
         summary = run_from_latents(cfg, args.latents, args.out, force=args.force)
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         fail(str(e))
     val = summary.get("val") or {}
     if val:
-        print(f"diffusion: done at step {summary.get('steps')}; val gap (L_bad - L_good) {val.get('val_gap', float('nan')):+.4f}, "
-              f"EMA {val.get('val_ema_gap', float('nan')):+.4f}; {summary.get('samples_per_s')} samples/s")
+        rate = summary.get("samples_per_s")
+        print(f"diffusion: {done_word(summary)} at step {summary.get('steps')}; val gap (L_bad - L_good) "
+              f"{val.get('val_gap', float('nan')):+.4f}, EMA {val.get('val_ema_gap', float('nan')):+.4f}"
+              + (f"; {rate} samples/s" if rate and not summary.get("already_finished") else ""))
     return 0

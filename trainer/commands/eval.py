@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
+    parser.add_argument("--skip-current", action="store_true",
+                        help="Do nothing when the report dir already holds report.json, .md and .html written after "
+                             "every file of the checkpoint, the data (--data's val splits or --audio-dir) and the eval "
+                             "code (a re-run of `make demo`); other flags are not compared. Default: always evaluate.")
     add_model_config_args(parser, default, [
         ShortFlag("--n", "eval.clips_per_variant", int, "Val clips evaluated per variant (distinct audio)."),
         *sampling_flags()])
@@ -113,6 +117,44 @@ def train_split(path: str | None) -> Path | None:
     return p
 
 
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def _newest(path: Path, pattern: str = "*") -> int:
+    """The newest modification time (ns) of ``path`` itself when it is a file, else of the files below it that
+    match ``pattern`` (0 for none)."""
+    if path.is_file():
+        return path.stat().st_mtime_ns
+    return max((p.stat().st_mtime_ns for p in path.rglob(pattern) if p.is_file()), default=0)
+
+
+def eval_inputs(args: argparse.Namespace) -> list[Path]:
+    """What the evaluation reads besides the checkpoint: the audio folder, or the val splits of the pixel data
+    (val/, val_siblings/; not the manifest or summary, which every `datagen run` rewrites). [] when unknown."""
+    if args.audio_dir:
+        return [Path(args.audio_dir)] if Path(args.audio_dir).is_dir() else []
+    return sorted(Path(args.data).glob("val*")) if Path(args.data).is_dir() else []
+
+
+def report_is_current(out: Path, checkpoint: Path, inputs: list[Path]) -> bool:
+    """Whether ``out`` holds a whole report (:data:`REPORT_FILES`) written after every file of the checkpoint's
+    step dir, of ``inputs`` (:func:`eval_inputs`) and of the eval code (trainer/eval, this command); False when
+    any of them is missing or unreadable."""
+    import trainer.eval
+    from trainer.checkpoint import find_checkpoint
+
+    step = find_checkpoint(checkpoint)
+    if step is None or not inputs:
+        return False
+    try:
+        written = min((out / name).stat().st_mtime_ns for name in REPORT_FILES)
+        newest = max(_newest(step), *(_newest(p) for p in inputs),
+                     _newest(Path(trainer.eval.__file__).parent, "*.py"), _newest(Path(__file__)))
+    except (OSError, ValueError):  # a missing report file; nothing to compare with
+        return False
+    return written > newest
+
+
 def run(args: argparse.Namespace) -> int:
     from trainer.eval.evaluate import evaluate
     from trainer.eval.report import HEADLINE, fmt_entry
@@ -124,9 +166,14 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             config_or_exit(args)
         fail(f"checkpoint {str(ckpt)!r}: not found (train one with `trainer diffusion` or pass --checkpoint RUN)")
-    out = Path(args.out) if args.out else default_out(ckpt)
+    out = Path(args.out) if args.out else default_out(ckpt) / ("audio_dir" if args.audio_dir else "")
+    if args.skip_current and not args.dry_run and report_is_current(out, ckpt, eval_inputs(args)):
+        print(f"eval: kept {out / 'report.html'} (and .json, .md): written after every file of {ckpt}, "
+              f"{args.audio_dir or args.data} and the eval code, so there is nothing to evaluate again "
+              "(--skip-current; without it eval runs)", file=sys.stderr)
+        return 0
     if args.audio_dir:
-        return run_audio_dir(args, ckpt, out if args.out else out / "audio_dir")
+        return run_audio_dir(args, ckpt, out)
     try:
         import torch
 

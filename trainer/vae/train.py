@@ -15,7 +15,7 @@ from shared.errors import DataError
 from shared.seeding import derive_seed
 from trainer import runtime as rt
 from trainer.data import ShardDataset, frame_loader, resolve_shards, unit_to_frame
-from trainer.loop import Hyper, Task, train
+from trainer.loop import Hyper, Task, done_word, train
 from trainer.vae.loss import psnr, vae_loss
 from trainer.vae.model import FrameVAE
 
@@ -128,7 +128,7 @@ def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str
         summary = train(VaeTask(cfg, data, dist), cfg, out, dist=dist, force=force)
         if dist.is_main:
             sk = summary["skipped"]
-            print(f"vae: done at step {summary['steps']}; val PSNR (EMA) {summary['val'].get('psnr_ema', float('nan')):.2f}"
+            print(f"vae: {done_word(summary)} at step {summary['steps']}; val PSNR (EMA) {summary['val'].get('psnr_ema', float('nan')):.2f}"
                   f" dB; skipped {sk['corrupt_samples']} corrupt samples, {sk['unreadable_shards']} unreadable shards; "
                   f"run dir {out}")
         return summary
