@@ -58,7 +58,9 @@ def per_clip_sd(report: dict, variant: str, metric: str) -> tuple[float, int] | 
 
 
 def teacher_row(report: dict, variant: str, metric: str, n: int) -> dict:
-    m = report["variants"][variant]["metrics"][metric]
+    m = report["variants"][variant]["metrics"].get(metric)
+    if m is None:  # a generated-only metric (the memorisation check has no teacher figure)
+        return {"teacher_mean": None, "teacher_hw_at_n": None, "note": "not a teacher metric"}
     hw_meas, n_meas = half_width(m.get("ci")), m.get("n") or 0
     spread = per_clip_sd(report, variant, metric)
     if spread is not None:
