@@ -178,7 +178,8 @@ PEAK_DEFINITION = (
 
 def recording_offset(wave: np.ndarray, sr: float, motion: np.ndarray, fps: float) -> dict:
     """One recording's AV offset (``trainer live --out``'s summary): ``{"ms", "peak", "chance_peak", "note"}``;
-    ``chance_peak`` is the 95th percentile of the peak over circular shifts of the audio by up to NULL_SHIFTS lags evenly in 1.5 s .. length - 1.5 s
+    ``chance_peak`` is the 95th percentile of the peak over up to NULL_SHIFTS circular shifts of the audio, evenly
+    in 1.5 s .. length - 1.5 s
     (None when the recording is too short for one); a peak under it means no measurable sync."""
     env = audio_change_envelope(wave, sr)
     ms, peak = peak_of(offset_curve(env, motion, fps))
