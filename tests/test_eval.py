@@ -95,6 +95,12 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     assert sib["ceiling"]["n"] == 1 and sib["ceiling"]["mean"] > 0 and "1 sibling group" in sib["note"]
     assert "TempoTokens" in rep["definitions"]["av_align"] and "sigma = 0.1 s" in rep["definitions"]["beat_alignment_score"]
     assert "lambda = 1" in rep["definitions"]["bands_colour_geometry_r2"] and rep["better"]["av_align"] == "higher"
+    # the AV offset (trainer/eval/av_offset.py), pooled over the clips (validated on the teacher in test_av_offset.py:
+    # these clips step their loudness on a 0.25 s grid, so their curve has a peak every 0.25 s)
+    assert m["av_offset_ms"]["ceiling"]["n"] == 2 and abs(m["av_offset_ms"]["ceiling"]["mean"]) <= 1000
+    assert m["av_offset_peak"]["ceiling"]["mean"] > 0 and v["debug"]["metrics"]["av_offset_ms"]["generated"]["n"] == 0
+    assert "positive = the picture lags the sound" in rep["definitions"]["av_offset_ms"].lower()
+    assert "not synchformer's desync" in rep["definitions"]["av_offset_ms"].lower()
     assert set(rep["vae_diagnostic"]["metrics"]["av_align"]) == {"input_own", "input_shuffled", "output_own",
                                                                   "output_shuffled"}
     assert [x["variant"] for x in rep["videos"]] == ["normal", "silence", "debug"]

@@ -98,6 +98,11 @@ def test_audio_dir_report_on_real_audio(real_run):
     assert settle["generated"]["n"] == 3 and settle["generated"]["mean"] < 0.5 < settle["floor"]["mean"]
     assert len(rep["retrieval"]["scores"]) == 3 and v["metrics"]["retrieval_top1"]["floor"]["mean"] == pytest.approx(1 / 3)
     assert v["metrics"]["shift_test_win_rate"]["floor"]["mean"] == 0.5
+    # the AV offset: pooled over files, per file with its floor and the teacher's; the teacher within half a frame
+    off = v["metrics"]["av_offset_ms"]
+    assert off["generated"]["n"] == off["floor"]["n"] == 3 and abs(off["ceiling"]["mean"]) < 500 / fps
+    assert all({"av_offset_ms", "av_offset_peak"} <= set(p[k]) for p in rep["per_file"] for k in ("metrics", "floor"))
+    assert "DeSync" in rep["definitions"]["av_offset_ms"] and "folder's files" in rep["definitions"]["av_offset_peak"]
     md = (out / "report.md").read_text()  # the same writer as the val shards' report: floor | generated | ceiling | n
     assert "\n| settle_ratio | " in md and " | 3 | 3 of 3 files have detected silence |\n" in md
     assert md.index("## Verdict: Does it follow the music?") < md.index("## Variant: audio_dir")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -63,11 +64,15 @@ def test_a_file_flat_out_records_every_frame(tmp_path, one_torch_thread, capsys,
     out = tmp_path / "a.mp4"
     with pytest.raises(SystemExit) as e:
         main(["live", "--audio", str(wav), "--no-realtime", "--out", str(out), "--checkpoint", str(model),
-              "--steps", "2"])
+              "--steps", "2", "--summary", str(tmp_path / "s.json")])
     assert e.value.code == 0
     err = capsys.readouterr().err
     info = probe(out)
     assert "16 frames" in err and lookahead in err and info["n_frames"] == 16
+    # the recording's AV offset (trainer/eval/av_offset.py): 2 s is too short for the circular-shift chance level
+    off = json.loads((tmp_path / "s.json").read_text())["av_offset"]
+    assert set(off) == {"ms", "peak", "chance_peak", "note"} and off["chance_peak"] is None
+    assert off["ms"] is None or (abs(off["ms"]) <= 1000 and "AV offset" in err)
     assert info["width"] == info["height"] == 512  # the default --size: scaled from the model's 32 px at the end
 
 

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "until Ctrl-C; a Ctrl-C during the stream ends it and exits at once).")
     default = add_model_arguments(parser, prefer=LIVE_PREFERENCE)  # the shipped live model has no look-ahead
     parser.add_argument("--summary", default=None, metavar="FILE.json",
-                        help="Write the run's figures (frames, dropped, latency, speed vs real time) as JSON.")
+                        help="Write the run's figures (frames, dropped, latency, speed vs real time; with --out the "
+                             "recording's AV offset in ms, + = picture late) as JSON.")
     add_model_config_args(parser, default, [
         *sampling_flags("Noise and style seed.", "Sampling steps per snippet (the most; fewer when behind)."),
         ShortFlag("--stall", "inference.live_stall_s", float, "Seconds without audio before the page says so.")])
@@ -71,9 +72,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"live: {summary['frames']} frames ({summary['audio_s']:.2f} s of audio at {summary['fps']:g} fps) in "
           f"{summary['wall_s']:.1f} s = {summary['speed_x_realtime']:.2f}x real time; dropped {summary['dropped']}, "
           f"latency mean {1000 * summary['latency_mean_s']:.0f} ms (p95 {1000 * summary['latency_p95_s']:.0f} ms, "
-          f"look-ahead {summary['lookahead_frames']} frames)" + (f"; wrote {args.out}" if args.out else ""),
+          f"look-ahead {summary['lookahead_frames']} frames)" + (f"; wrote {args.out}" if args.out else "")
+          + offset_line(summary.get("av_offset")),
           file=sys.stderr)
     return 0
+
+
+def offset_line(o: dict | None) -> str:
+    """The summary's AV offset as a clause of the closing line ("" without a recording)."""
+    if not o or o.get("ms") is None:
+        return ""
+    chance = f", chance {o['chance_peak']:.3f}" if o.get("chance_peak") is not None else ""
+    return f"; AV offset {o['ms']:+.0f} ms (peak {o['peak']:.3f}{chance}; + = picture late)"
 
 
 def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) -> dict:
@@ -139,7 +149,9 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
             sched = LiveScheduler(source, gen, sinks, clock, sr, fps, tcfg, realtime=realtime,
                                   min_steps=inf.live_min_steps, stall_s=inf.live_stall_s, channels=channels)
             summary = sched.run()
-        recorder = None  # closed by the scheduler
+        if recorder is not None:  # closed by the scheduler, which measured the recording's AV offset
+            summary["av_offset"] = recorder.av_offset
+        recorder = None
         if args.summary:
             atomic_write_json(args.summary, summary, indent=2)
         if server is not None and not args.exit_at_end and not sched.interrupted:  # Ctrl-C ended it: exit now

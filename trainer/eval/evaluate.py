@@ -11,8 +11,9 @@ on the same files, :mod:`trainer.eval.folder_ceiling`).
    ``eval.seeds`` times (pooled), plus more style samples for the diversity metric;
 3. score (:mod:`trainer.eval.registry` over the metric families :mod:`~trainer.eval.metrics` (settle,
    dropout return), :mod:`~trainer.eval.loudness`, :mod:`~trainer.eval.bands`, :mod:`~trainer.eval.rhythm`,
-   :mod:`~trainer.eval.retrieval`): each metric on the generated video, on the floor video and on the ground
-   truth, all against the clip's own audio, on music frames;
+   :mod:`~trainer.eval.retrieval`, :mod:`~trainer.eval.av_offset` (the lag in ms)): each metric on the generated
+   video, on the floor video and on the ground truth, all against the clip's own audio, on music frames (the AV
+   offset on the whole clip);
 4. assemble rows (:mod:`trainer.eval.rows`): per variant, n and a 95% bootstrap CI over clips;
 5. write artifacts (:mod:`trainer.eval.report`, :mod:`trainer.eval.artifacts`): report.json, report.md
    (normal music first: the headline), plots, side-by-side mp4s; every report opens with the verdict

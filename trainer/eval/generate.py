@@ -32,6 +32,7 @@ import torch
 from shared.audio_io import AudioLoadError, load_audio, resample
 from shared.timeline import estimate_beats, frame_count
 from trainer.conditioning import ConditioningSpec
+from trainer.eval.av_offset import audio_change_envelope
 from trainer.eval.clips import Clip
 from trainer.eval.metrics import motion_energy, spans_from_mask
 from trainer.eval.registry import FileAudio, FileRun, VideoSide
@@ -144,9 +145,11 @@ def val_loss(model: SamplingModel, clips: list[Clip], latents: list[np.ndarray],
 
 class FrameCurves:
     """Per-frame curves of a video that arrives in chunks: motion energy (frame difference) and the mean
-    optical-flow magnitude. The last frame of each chunk is kept so the next chunk's first difference is right."""
+    optical-flow magnitude (``flow=False``: zeros, for ``trainer live --out``, which needs only the motion). The last
+    frame of each chunk is kept so the next chunk's first difference is right."""
 
-    def __init__(self) -> None:
+    def __init__(self, flow: bool = True) -> None:
+        self.flow = flow
         self._prev: np.ndarray | None = None
         self._motion: list[np.ndarray] = []
         self._flow: list[np.ndarray] = []
@@ -157,7 +160,7 @@ class FrameCurves:
         x = chunk if self._prev is None else np.concatenate([self._prev[None], chunk])
         skip = 0 if self._prev is None else 1
         self._motion.append(motion_energy(x)[skip:])
-        self._flow.append(farneback_flow_magnitude(x)[skip:])
+        self._flow.append(farneback_flow_magnitude(x)[skip:] if self.flow else np.zeros(len(x) - skip))
         self._prev = chunk[-1]
 
     def side(self) -> VideoSide:
@@ -187,7 +190,8 @@ def generate_file(model: SamplingModel, path: Path, video_path: Path, settings: 
     train_sr = cfg.data.sample_rate  # the timeline's beat estimate is made at the training rate
     beats = estimate_beats(resample(wave, sr, train_sr) if sr != train_sr else wave, train_sr).beat_times(n / fps)
     audio = FileAudio(rms=np.asarray(info["rms"], np.float64), is_silent=np.asarray(silent, np.float64),
-                      onsets_s=audio_onset_times(wave, sr), beats_s=beats, fps=fps).cut(n)
+                      onsets_s=audio_onset_times(wave, sr), beats_s=beats, fps=fps,
+                      change_env=audio_change_envelope(wave, sr)).cut(n)
     curves = FrameCurves()
     summary = sample_file(path, video_path, model, settings, progress=progress, on_frames=curves)
     return FileRun(name=path.name, audio=audio, video=curves.side(), path=video_path,

@@ -28,7 +28,7 @@ import numpy as np
 
 from shared.config import Config
 from shared.timeline import channel_index
-from trainer.eval import bands, loudness, retrieval, rhythm, stats
+from trainer.eval import av_offset, bands, loudness, retrieval, rhythm, stats
 from trainer.eval import metrics as M
 
 MUSIC_GUARD_S = 0.5    # labelled silence and this long after it are not music frames
@@ -49,6 +49,7 @@ class AudioSide:
     beat_times: np.ndarray       # s, the timeline's beat estimate
     onset: np.ndarray | None = None        # the timeline's spectral-flux channel (None: a folder's file)
     band_inputs: np.ndarray | None = None  # (T, B) log10 band amplitudes, the ridge inputs (None: a folder's file)
+    change_env: np.ndarray | None = None   # the audio's spectral flux on a 10 ms grid (av_offset); None: not measured
 
 
 @dataclass
@@ -82,7 +83,7 @@ def audio_side(key: str, meta: dict, timeline: np.ndarray, names: list[str], wav
         band_inputs=bands.band_inputs(timeline[:, band_idx]),
         music=M.music_mask(t, spans, fps, MUSIC_GUARD_S), silence_spans=spans, dropout_spans=dropouts,
         onset_times=rhythm.audio_onset_times(wave, sr),
-        beat_times=estimate_beats(wave, sr).beat_times(t / fps))
+        beat_times=estimate_beats(wave, sr).beat_times(t / fps), change_env=av_offset.audio_change_envelope(wave, sr))
 
 
 def video_side(frames: np.ndarray) -> VideoSide:
@@ -101,6 +102,7 @@ class FileAudio:
     onsets_s: np.ndarray     # librosa onset times (s)
     beats_s: np.ndarray      # the timeline's beat estimate (s): shared.timeline.estimate_beats
     fps: float
+    change_env: np.ndarray | None = None  # spectral flux on the 10 ms grid (trainer.eval.av_offset); None: none
 
     @property
     def n_frames(self) -> int:
@@ -109,22 +111,25 @@ class FileAudio:
     def cut(self, n: int) -> "FileAudio":
         """The first ``n`` frames (and the events before them)."""
         d = n / self.fps
+        env = None if self.change_env is None else self.change_env[:int(np.floor(d / av_offset.HOP_S + 1e-9))]
         return FileAudio(self.rms[:n], self.is_silent[:n], self.onsets_s[self.onsets_s < d],
-                         self.beats_s[self.beats_s < d], self.fps)
+                         self.beats_s[self.beats_s < d], self.fps, env)
 
     def rolled(self, k: int) -> "FileAudio":
         """Circularly shifted later by ``k`` frames (what was at frame t is at t + k, wrapping)."""
         d = self.n_frames / self.fps
         s = k / self.fps
+        env = None if self.change_env is None else np.roll(self.change_env, int(round(s / av_offset.HOP_S)))
         return FileAudio(np.roll(self.rms, k), np.roll(self.is_silent, k), np.sort((self.onsets_s + s) % d),
-                         np.sort((self.beats_s + s) % d), self.fps)
+                         np.sort((self.beats_s + s) % d), self.fps, env)
 
     def side(self, key: str = "") -> AudioSide:
         """The audio side the registry scores: detected silence as the silence spans, music frames from them."""
         spans = M.spans_from_mask(self.is_silent)
         return AudioSide(key=key, fps=self.fps, rms=self.rms, music=M.music_mask(self.n_frames, spans, self.fps,
                                                                                  MUSIC_GUARD_S),
-                         silence_spans=spans, dropout_spans=[], onset_times=self.onsets_s, beat_times=self.beats_s)
+                         silence_spans=spans, dropout_spans=[], onset_times=self.onsets_s, beat_times=self.beats_s,
+                         change_env=self.change_env)
 
 
 @dataclass
@@ -179,6 +184,24 @@ def _retrieval(pairs: Pairs, which: int) -> Callable[[np.ndarray], float]:
                                     [a.music for a in audio])
         per_seed.append(retrieval.true_audio_ranks(sm)[which])
     return stats.nanmean_of(np.mean(per_seed, axis=0))
+
+
+def offset_curves(pairs: Pairs) -> np.ndarray:
+    """(clips, lags) each clip's AV-offset cross-correlation curve (:func:`av_offset.offset_curve`), the mean over
+    its seeds' videos; a row of NaN where the audio's change envelope was not measured."""
+    n_lags = 2 * int(round(av_offset.MAX_LAG_S / av_offset.HOP_S)) + 1
+    rows = []
+    for clip in pairs:
+        curves = [av_offset.offset_curve(a.change_env, v.motion, a.fps) for a, v in clip if a.change_env is not None]
+        with np.errstate(all="ignore"):
+            rows.append(np.nanmean(curves, axis=0) if curves else np.full(n_lags, np.nan))
+    return np.stack(rows) if rows else np.zeros((0, n_lags))
+
+
+def _offset(pairs: Pairs, which: int) -> Callable[[np.ndarray], float]:
+    """The pooled AV offset (which 0: ms, 1: peak strength) of the clips ``idx``: the peak of their mean curve."""
+    curves = offset_curves(pairs)
+    return lambda idx: av_offset.pooled_offset(curves[idx])[which]
 
 
 # ------------------------------------------------------------------ the registry
@@ -237,6 +260,10 @@ REGISTRY: list[ClipMetric | PooledMetric] = [
     ClipMetric("mean_motion_energy", "level", lambda a, v, c: float(v.motion[1:].mean()) if len(v.motion) > 1
                else float("nan"), "toward ceiling",
                lambda c: "mean absolute frame difference in [0, 1] (how much the picture moves at all)"),
+    PooledMetric("av_offset_ms", "sync", lambda p, c: _offset(p, 0), "toward ceiling (0 = in sync)",
+                 lambda c: av_offset.OFFSET_DEFINITION),
+    PooledMetric("av_offset_peak", "sync", lambda p, c: _offset(p, 1), "higher (floor: chance)",
+                 lambda c: av_offset.PEAK_DEFINITION),
 ]
 
 

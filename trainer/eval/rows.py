@@ -18,10 +18,10 @@ import numpy as np
 
 from shared.config import Config
 from trainer.eval import metrics as M
-from trainer.eval import retrieval, stats
+from trainer.eval import av_offset, retrieval, stats
 from trainer.eval.memorisation import DEFINITION as MEMORISATION_DEFINITION
-from trainer.eval.registry import (REGISTRY, ClipMetric, FileAudio, FileRun, Pairs, PooledMetric, VideoSide, metric,
-                                   metric_statistic)
+from trainer.eval.registry import (REGISTRY, AudioSide, ClipMetric, FileAudio, FileRun, Pairs, PooledMetric, VideoSide,
+                                   metric, metric_statistic)
 
 NO_CLIPS = "no clips"
 UNDEFINED_NOTES = {
@@ -182,7 +182,11 @@ FOLDER_DEFINITIONS = {
                            "loudness_motion_spearman, av_align, beat_score), averaged over files; floor = chance 0.5",
     **{f"shift_test_{m}": f"{m} with the true alignment (generated) vs the mean over circular shifts of the audio by "
                           "1.5-6 s (floor)" for m in SHIFT_METRICS},
+    "av_offset_ms": av_offset.OFFSET_DEFINITION.replace("variant's clips (and seeds)", "folder's files") +
+                    "; per file: its own curve's peak; floor = each video against the next file's audio",
+    "av_offset_peak": av_offset.PEAK_DEFINITION.replace("variant's clips (and seeds)", "folder's files"),
 }
+OFFSET_ROWS = ("av_offset_ms", "av_offset_peak")
 
 
 def folder_definitions(cfg: Config) -> dict[str, str]:
@@ -192,11 +196,20 @@ def folder_definitions(cfg: Config) -> dict[str, str]:
     return d
 
 
-def score_pair(video: VideoSide, audio: FileAudio, cfg: Config) -> dict[str, float]:
-    """The per-file rows of a video against an audio side, both cut to the shorter (NaN where undefined)."""
+def cut_pair(video: VideoSide, audio: FileAudio) -> tuple[AudioSide, VideoSide]:
+    """A video (its motion and flow) and an audio side, both cut to the shorter."""
     n = min(len(video.motion), audio.n_frames)
-    a, v = audio.cut(n).side(), VideoSide(motion=video.motion[:n], flow=video.flow[:n])
-    return {row: metric(name).fn(a, v, cfg) for row, name in FOLDER_METRICS.items()}
+    return audio.cut(n).side(), VideoSide(motion=video.motion[:n], flow=video.flow[:n])
+
+
+def score_pair(video: VideoSide, audio: FileAudio, cfg: Config, offset: bool = False) -> dict[str, float]:
+    """The per-file rows of a video against an audio side, both cut to the shorter (NaN where undefined);
+    ``offset``: with the file's own AV offset and its peak strength (trainer.eval.av_offset)."""
+    a, v = cut_pair(video, audio)
+    out = {row: metric(name).fn(a, v, cfg) for row, name in FOLDER_METRICS.items()}
+    if offset:
+        out.update(zip(OFFSET_ROWS, (metric(m).fn([[(a, v)]], cfg)(np.arange(1)) for m in OFFSET_ROWS)))
+    return out
 
 
 def shift_frames(n_frames: int, fps: float) -> list[int]:
@@ -224,8 +237,9 @@ def file_entries(runs: list[FileRun], videos: list[dict[str, str]], cfg: Config)
         shifts = shift_frames(r.audio.n_frames, r.audio.fps)
         shifted = [score_pair(r.video, r.audio.rolled(k), cfg) for k in shifts]
         out.append({"file": r.name, **r.info, "video": videos[i]["path"] if i < len(videos) else None,
-                    "metrics": score_pair(r.video, r.audio, cfg), "floor_audio": other.name if other else None,
-                    "floor": score_pair(r.video, other.audio, cfg) if other else {m: None for m in FOLDER_METRICS},
+                    "metrics": score_pair(r.video, r.audio, cfg, True), "floor_audio": other.name if other else None,
+                    "floor": score_pair(r.video, other.audio, cfg, True) if other
+                    else {m: None for m in (*FOLDER_METRICS, *OFFSET_ROWS)},
                     "shift_test": {"shifts_s": [round(k / r.audio.fps, 4) for k in shifts],
                                    **{m: [s[m] for s in shifted] for m in SHIFT_METRICS}}})
     return out
@@ -268,6 +282,22 @@ def retrieval_rows(runs: list[FileRun], cfg: Config, seed: int = 0) -> tuple[dic
     return block, out
 
 
+def offset_rows(runs: list[FileRun], cfg: Config, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The AV offset and its peak strength pooled over the folder's files (:func:`registry.offset_curves`): each
+    video against its own audio, the floor each against the next file's audio; the CI over files."""
+    n = len(runs)
+    own = [[cut_pair(r.video, r.audio)] for r in runs]
+    other = [[cut_pair(r.video, runs[(i + 1) % n].audio)] for i, r in enumerate(runs)] if n >= 2 else None
+    out = {}
+    for name in OFFSET_ROWS:
+        m = metric(name)
+        row = [entry(*metric_statistic(m, pairs, cfg), cfg, seed) if pairs else None for pairs in (own, other)]
+        out[name] = {"generated": row[0], "floor": row[1], "ceiling": None,
+                     "note": "one file: no other audio for the floor" if n < 2 else
+                     "the mean cross-correlation curve over files; floor: each video against the next file's audio"}
+    return out
+
+
 def shift_test_rows(per_file: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, Any]]:
     """Per file, the share of its (shift, metric) comparisons the true alignment wins (into its shift_test); the CI
     is over files (comparisons within a file are not independent)."""
@@ -303,5 +333,6 @@ def folder_section(runs: list[FileRun], videos: list[dict[str, str]], cfg: Confi
     metrics = per_file_rows(per_file, cfg)
     block, r_rows = retrieval_rows(runs, cfg)
     metrics.update(r_rows)
+    metrics.update(offset_rows(runs, cfg))
     metrics.update(shift_test_rows(per_file, cfg))
     return {"n_clips": len(runs), "clips": [r.name for r in runs], "metrics": metrics}, per_file, block

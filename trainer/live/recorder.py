@@ -6,6 +6,10 @@ is not known until the stream ends, is spooled to a float wav beside it. ``close
 the writer's rate, ``+faststart``) into the target atomically: the mp4 appears complete or not at all. The video
 stream is copied, or, for an ``out_size`` other than the model's, scaled there (:func:`shared.video.scale_filter`):
 after the stream, so the live loop never pays for the size. The scheduler emits exactly ``frame_count(samples)`` frames, the writer's audio contract.
+
+It also keeps each frame's motion energy, and on ``close`` measures the recording's AV offset from it and the spooled
+audio (:func:`trainer.eval.av_offset.recording_offset`): ``av_offset`` (None until then), which ``trainer live``
+adds to its summary.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class Recorder:
         self._audio = sf.SoundFile(str(self._audio_path), "w", samplerate=self.sr, channels=1, subtype="FLOAT")
         self.frames = 0
         self.samples = 0
+        from trainer.eval.generate import FrameCurves
+
+        self._curves = FrameCurves(flow=False)
+        self._fps = float(fps)
+        self.av_offset: dict | None = None
 
     def on_audio(self, samples: np.ndarray) -> None:
         self._audio.write(np.asarray(samples, np.float32))
@@ -45,6 +54,7 @@ class Recorder:
 
     def on_frames(self, first: int, frames: np.ndarray, infos: list[dict]) -> None:
         self._writer.write(frames)
+        self._curves(frames)
         self.frames += len(frames)
 
     def on_status(self, status: dict) -> None:
@@ -54,6 +64,7 @@ class Recorder:
         self._audio.close()
         try:
             self._writer.close()
+            self.av_offset = self._offset()
             cmd = [require_tool("ffmpeg", VideoError), "-nostdin", "-hide_banner", "-v", "error", "-y",
                    "-i", str(self._video_path), "-i", str(self._audio_path), "-map", "0:v:0", "-map", "1:a:0",
                    *self._video_codec(), "-c:a", "aac", "-b:a", "192k", "-ar", str(aac_rate(self.sr)),
@@ -65,6 +76,13 @@ class Recorder:
         finally:
             self._tmp.cleanup()
         return self.path
+
+    def _offset(self) -> dict:
+        """The recording's AV offset (its one clip: no CI) from the spooled audio and the frames' motion."""
+        from trainer.eval.av_offset import recording_offset
+
+        wave, sr = sf.read(str(self._audio_path), dtype="float32")
+        return recording_offset(wave, sr, self._curves.side().motion, self._fps)
 
     def _video_codec(self) -> list[str]:
         """Copy the recorded stream, or scale it to ``out_size`` (the writer's h264 settings)."""
