@@ -107,7 +107,8 @@ def test_eval_writes_the_per_variant_report(setup, tmp_path, capsys):
     for x in rep["videos"] + rep["plots"]:
         assert (out / x["path"]).is_file(), x
     info = probe(out / rep["videos"][0]["path"])
-    assert info["n_frames"] == 32 and info["has_audio"] and info["width"] == 3 * 32 + 4
+    # three 32 px panels and two 2 px separators, scaled to 256 px panels by the encoder (8x: 800 x 256)
+    assert info["n_frames"] == 32 and info["has_audio"] and (info["width"], info["height"]) == (8 * (3 * 32 + 4), 256)
     md = (out / "report.md").read_text()
     assert md.index("## Normal music (the headline): 2 clip(s)") < md.index("## Variant: silence")
     assert "| av_align |" in md and "[" in md  # CIs in brackets

@@ -17,8 +17,12 @@ BAR_METRICS = ("loudness_motion_spearman", "loudness_brightness_spearman", "band
                "beat_alignment_score", "silence_settle_ratio", "retrieval_top1", "style_diversity")
 
 
+SIDE_BY_SIDE_PX = 256  # each panel's side in the report's videos (scaled by the encoder: watchable, and cheap)
+
+
 def write_side_by_side(path: Path, gt: np.ndarray, gen: np.ndarray, floor: np.ndarray, clip: Clip, fps: float) -> Path:
-    """mp4: ground truth | generated (own audio) | floor (generated from other audio), the clip's audio muxed."""
+    """mp4: ground truth | generated (own audio) | floor (generated from other audio), the clip's audio muxed; each
+    panel scaled to :data:`SIDE_BY_SIDE_PX` (never down) by the encoder."""
     from shared.video import Mp4Writer
 
     t = min(len(gt), len(gen), len(floor))
@@ -26,7 +30,9 @@ def write_side_by_side(path: Path, gt: np.ndarray, gen: np.ndarray, floor: np.nd
     sep = np.full((t, h, 2, 3), 255, np.uint8)
     video = np.concatenate([gt[:t], sep, gen[:t], sep, floor[:t]], axis=2)  # (T, H, 3W+4, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with Mp4Writer(path, fps, video.shape[2], h, audio=(clip.wave, clip.sr)) as wr:
+    k = max(1.0, SIDE_BY_SIDE_PX / h)
+    size = (int(round(video.shape[2] * k)), int(round(h * k)))
+    with Mp4Writer(path, fps, video.shape[2], h, audio=(clip.wave, clip.sr), out_size=size) as wr:
         for i in range(0, t, 64):
             wr.write(video[i:i + 64])
     return path
