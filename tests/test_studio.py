@@ -7,9 +7,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -30,7 +32,7 @@ def studio(tmp_path_factory):
     (root / "secret.txt").write_text("not for the page\n")
     runs = root / "runs"
     (runs / "fake" / "ckpt" / "step-5").mkdir(parents=True)
-    server = build(str(songs), str(runs), str(root / "out"), 0, log=lambda m: None).start()
+    server = build(str(songs), str(runs), str(root / "out"), 0, log=lambda m: None, max_upload_mb=0.25).start()
     yield server, root
     server.shutdown()
 
@@ -59,6 +61,7 @@ def test_listing_names_the_folder_the_shipped_models_and_the_runs_checkpoints(st
     ("GET", "/files//etc/passwd", None),
     ("POST", "/api/generate", {"audio": "../secret.txt", "models": ["shipped/synesthete-tiny"]}),
     ("POST", "/api/generate", {"audio": "song.wav", "models": ["runs/../../secret.txt"]}),
+    ("POST", "/api/generate", {"audio": "upload/../../secret.txt", "models": ["shipped/synesthete-tiny"]}),
     ("POST", "/api/generate", {"audio": "song.wav", "models": [str(ROOT / "models" / "synesthete-tiny")]}),
 ])
 def test_a_path_outside_the_studios_folders_is_refused(studio, method, path, body):
@@ -72,6 +75,40 @@ def test_a_malformed_generate_request_is_a_400_with_its_reason(studio):
     server, _ = studio
     code, reply = _request(server, "POST", "/api/generate", {"audio": "song.wav", "models": []})
     assert code == 400 and "one or two model ids" in json.loads(reply)["error"]
+
+
+def _upload(server, name, data):
+    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
+    c.request("POST", "/api/upload?name=" + quote(name), body=data)
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+
+
+def test_an_upload_is_kept_under_the_output_folder_with_a_safe_name_and_listed(studio):
+    server, root = studio
+    data = (root / "songs" / "song.wav").read_bytes()
+    code, d = _upload(server, "../../evil song.wav", data)
+    assert code == 200 and d["audio"] == "upload/evil_song.wav", d
+    assert (root / "out" / "uploads" / "evil_song.wav").read_bytes() == data
+    assert d["audio"] in json.loads(_request(server, "GET", "/api/list")[1])["audio"]
+    assert _upload(server, "../../evil song.wav", data)[1]["audio"] == "upload/evil_song-1.wav"  # never overwrites
+
+
+@pytest.mark.parametrize("name,data,why", [("noise.wav", b"not audio at all" * 10, "not readable audio"),
+                                           ("song.txt", b"RIFF", "not an audio file name")])
+def test_an_upload_that_is_not_audio_is_refused_and_not_kept(studio, name, data, why):
+    server, root = studio
+    code, d = _upload(server, name, data)
+    assert code == 403 and why in d["error"], d
+    assert not (root / "out" / "uploads" / name).exists()
+
+
+def test_an_upload_over_the_size_limit_is_refused_unread(studio):
+    server, _ = studio
+    with socket.create_connection(("127.0.0.1", server.httpd.server_address[1]), timeout=10) as s:
+        s.sendall(b"POST /api/upload?name=big.wav HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 413"), head
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
@@ -102,6 +139,12 @@ def test_the_page_generates_an_ab_and_plays_it_beside_the_teacher_with_the_playh
         while time.monotonic() < deadline and not browser.execute_script(
                 "return document.getElementById('modelB').options.length > 2"):
             time.sleep(0.1)
+        browser.find_element("id", "upload").send_keys(str(root / "songs" / "song.wav"))  # the page's upload
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not browser.execute_script(
+                "return document.getElementById('audio').value.startsWith('upload/')"):
+            time.sleep(0.1)
+        assert browser.execute_script("return document.getElementById('audio').value").startswith("upload/song")
         browser.execute_script("document.getElementById('modelA').value = 'shipped/synesthete-tiny';"
                                "document.getElementById('modelB').value = 'shipped/synesthete-tiny-live';"
                                "document.getElementById('seed').value = '3';"
@@ -124,3 +167,4 @@ def test_the_page_generates_an_ab_and_plays_it_beside_the_teacher_with_the_playh
         assert r["advanced"] > 0.5 and max(r["errs"]) <= 1.0 / FPS, r  # within one frame of the video's clock
         browser.save_screenshot(str(root / "studio.png"))
     assert len(list((root / "out").glob("*.mp4"))) == len(srcs)
+    assert len(list((root / "out").glob("*upload_song*.mp4"))) == 2  # A and B of the uploaded song

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"Port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port).")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"The studio's output folder: the generated and teacher mp4s (default {DEFAULT_OUT}).")
+    parser.add_argument("--max-upload-mb", type=float, default=64.0, metavar="MB",
+                        help="The largest song the page accepts as an upload (kept under --out/uploads; default 64).")
     parser.add_argument("--no-teacher", action="store_true",
                         help="Do not render the ground-truth visualizers beside the generated video.")
 
@@ -40,7 +42,8 @@ def file_teacher(cfg, path: Path):
     return file_ground_truth(cfg, path).frames
 
 
-def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool = True, log=print):
+def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool = True, log=print,
+          max_upload_mb: float = 64.0):
     """The catalog, worker and (not yet started) server; a bad folder or port raises a one-line SynestheteError."""
     from trainer.eval.clips import list_audio_files
     from trainer.live.server import ServeError
@@ -51,13 +54,15 @@ def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool =
     list_audio_files(audio_dir)  # AudioError: missing, not a folder, no audio
     if runs is not None and not Path(runs).is_dir():
         raise ServeError(f"--runs {runs}: not a directory")
+    if not max_upload_mb > 0:
+        raise ServeError(f"--max-upload-mb {max_upload_mb:g}: must be > 0")
     if not 0 <= port <= 65535:
         raise ServeError(f"--port {port}: out of range 0-65535")
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ServeError(f"--out {out}: cannot be created ({e.strerror or e})") from None
-    catalog = Catalog(Path(audio_dir), Path(runs) if runs else None, Path(out))
+    catalog = Catalog(Path(audio_dir), Path(runs) if runs else None, Path(out), int(max_upload_mb * 2 ** 20))
     worker = Worker(catalog, file_teacher if teacher else None, log)
     return StudioServer("127.0.0.1", port, worker)
 
@@ -65,7 +70,7 @@ def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool =
 def run(args: argparse.Namespace) -> int:
     try:
         server = build(args.audio_dir, args.runs, args.out, args.port, not args.no_teacher,
-                       log=lambda m: print(m, file=sys.stderr))
+                       log=lambda m: print(m, file=sys.stderr), max_upload_mb=args.max_upload_mb)
     except SynestheteError as e:
         fail(str(e).splitlines()[0])
     server.start()

@@ -23,6 +23,7 @@ a{color:#8cf}
 <h3>Synesthete studio</h3>
 <div id="controls">
 <label>song <select id="audio"></select></label>
+<label>or upload <input id="upload" type="file" accept="audio/*"></label>
 <label>model A <select id="modelA"></select></label>
 <label>model B <select id="modelB"><option value="">(none)</option></select></label>
 <label>guidance <input id="guidance" type="number" step="0.25" style="width:6em" placeholder="model's"></label>
@@ -32,7 +33,7 @@ a{color:#8cf}
 <div id="err"></div>
 </div>
 <div id="videos"></div>
-<canvas id="timeline" width="1100" height="330"></canvas>
+<canvas id="timeline" width="1100" height="345"></canvas>
 <div id="offset"></div>
 <table id="metrics"></table>
 <pre id="state" style="display:none">{}</pre>
@@ -45,10 +46,24 @@ window.S = S;
 let R = null, main = null, followers = [], base = null;
 const COLORS = ["#4cf", "#f6c", "#fc6"];
 function opt(sel, value, text) { const o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o); }
-fetch("/api/list").then(r => r.json()).then(d => {
-  d.audio.forEach(a => opt($("audio"), a, a));
-  d.models.forEach(m => { opt($("modelA"), m.id, m.id); opt($("modelB"), m.id, m.id); });
-}).catch(e => { $("err").textContent = "cannot list: " + e; });
+function list(pick) {
+  return fetch("/api/list").then(r => r.json()).then(d => {
+    $("audio").innerHTML = ""; d.audio.forEach(a => opt($("audio"), a, a));
+    if (pick) $("audio").value = pick;
+    if (!$("modelA").options.length)
+      d.models.forEach(m => { opt($("modelA"), m.id, m.id); opt($("modelB"), m.id, m.id); });
+  }).catch(e => { $("err").textContent = "cannot list: " + e; });
+}
+list(null);
+$("upload").onchange = () => {
+  const f = $("upload").files[0]; if (!f) return;
+  $("msg").textContent = "uploading " + f.name;
+  fetch("/api/upload?name=" + encodeURIComponent(f.name), {method: "POST", body: f})
+    .then(r => r.json().then(d => ({ok: r.ok, d: d}))).then(({ok, d}) => {
+      if (!ok) { $("err").textContent = d.error; return; }
+      $("msg").textContent = "uploaded " + d.audio; list(d.audio);
+    }).catch(e => { $("err").textContent = "upload: " + e; });
+};
 $("go").onclick = () => {
   const models = [$("modelA").value].concat($("modelB").value ? [$("modelB").value] : []);
   const g = $("guidance").value, s = $("seed").value;
@@ -105,16 +120,18 @@ function drawBase(res, all) {
   lab("loud", 30); line(g, tl.loudness, 60, W, 5, 45, "#eee");
   const B = tl.bands.length, top = 55, bh = 90;  // band heat map, low bands at the bottom
   let lo = Infinity, hi = -Infinity; tl.bands.forEach(r => r.forEach(v => { lo = Math.min(lo, v); hi = Math.max(hi, v); }));
+  lo = Math.max(lo, hi - 2.5);  // a 50 dB range under the loudest band value
   lab("bands", top + 45);
   tl.bands.forEach((row, b) => row.forEach((v, i) => {
-    const k = Math.round(255 * (v - lo) / Math.max(1e-9, hi - lo));
+    const k = Math.round(255 * Math.max(0, v - lo) / Math.max(1e-9, hi - lo));
     g.fillStyle = "rgb(" + k + "," + Math.round(k * 0.6) + "," + (255 - k) / 3 + ")";
     g.fillRect(scaleX(i / fps, W), top + bh - (b + 1) * bh / B, (W - 70) / tl.n + 1, bh / B + 1); }));
   lab("onset", 162); g.fillStyle = "#fc6"; tl.onsets_s.forEach(t => g.fillRect(scaleX(t, W), 150, 1, 16));
   lab("beat", 184); g.fillStyle = "#6f6"; tl.beats_s.forEach(t => g.fillRect(scaleX(t, W), 172, 2, 16));
   lab("motion", 225); all.forEach((v, i) => line(g, v.motion, 60, W, 195, 55, COLORS[i % 3]));
   lab("bright", 290); all.forEach((v, i) => line(g, v.brightness, 60, W, 260, 55, COLORS[i % 3]));
-  all.forEach((v, i) => { g.fillStyle = COLORS[i % 3]; g.fillText(v.label, W - 330, 325 - 12 * (all.length - 1 - i)); });
+  let lx = 60; g.fillStyle = "#aaa"; g.fillText("silence shaded; red line: playhead", lx, 338); lx += 280;
+  all.forEach((v, i) => { g.fillStyle = COLORS[i % 3]; g.fillText(v.label, lx, 338); lx += 8 * v.label.length + 20; });
   return c;
 }
 function fmt(x) { return x === null || x === undefined ? "-" : (typeof x === "number" ? x.toFixed(3) : String(x)); }

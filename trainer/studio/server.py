@@ -5,6 +5,8 @@
 ``GET /api/list``          the audio files, models and checkpoints the page may pick;
 ``POST /api/generate``     ``{"audio", "models": [one or two ids], "guidance", "style_seed"}`` -> ``{"job": id}``;
 ``GET /api/jobs/ID``       a job's status, progress (0..1) and, once done, its result (videos, metrics, timeline);
+``POST /api/upload?name=FILE``  the song's bytes -> ``{"audio": "upload/NAME"}`` (kept under the output folder's
+                           uploads/; over the size limit 413, not audio 403);
 ``GET /files/NAME``        an mp4 of the studio's output folder (Range requests served; ``?download=1`` to save).
 
 A name or path that is not one of the listed ones, or that resolves outside the folders the studio was started
@@ -84,15 +86,26 @@ class StudioHandler(_Handler):
             self._send_ranged("video/mp4", data)
 
     def do_POST(self):  # noqa: N802
-        if urlsplit(self.path).path != "/api/generate":
+        url = urlsplit(self.path)
+        if url.path not in ("/api/generate", "/api/upload"):
             self._send(404, "text/plain", b"not found\n")
             return
-        size = int(self.headers.get("Content-Length") or 0)
-        if not 0 < size <= MAX_BODY:
-            self._json(400, {"error": f"a request body of 1..{MAX_BODY} bytes is expected"})
+        limit = MAX_BODY if url.path == "/api/generate" else self.worker.catalog.max_upload
+        try:
+            size = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            size = 0
+        if not 0 < size <= limit:
+            self.close_connection = True  # the body is not read
+            self._json(413 if size > limit else 400, {"error": f"a request body of 1..{limit} bytes is expected"})
             return
         try:
-            req = parse_generate(self.rfile.read(size))
+            body = self.rfile.read(size)
+            if url.path == "/api/upload":
+                name = parse_qs(url.query).get("name", [""])[0]
+                self._json(200, {"audio": self.worker.catalog.store_upload(name, body)})
+                return
+            req = parse_generate(body)
             job = self.worker.submit(req["audio"], req["models"], req["guidance"], req["style_seed"])
         except BadRequest as e:
             self._json(400, {"error": str(e)})

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import queue
-import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +22,7 @@ import numpy as np
 
 from trainer.eval import metrics as M
 from trainer.eval.report import json_number
-from trainer.studio.catalog import Catalog
+from trainer.studio.catalog import Catalog, slug
 
 Teacher = Callable[[Any, Path], np.ndarray]  # (cfg, audio path) -> the ground-truth frames uint8 (T, R, R, 3)
 
@@ -43,10 +43,6 @@ class Job:
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "audio": self.audio, "models": self.models, "status": self.status,
                 "progress": round(self.progress, 3), "message": self.message, "result": self.result}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "x"
 
 
 def curve(x: np.ndarray, digits: int = 5) -> list[float]:
@@ -145,7 +141,7 @@ class Worker:
 
         guidance = job.guidance if job.guidance is not None else cfg.inference.audio_guidance_scale
         settings = SampleSettings(seed=cfg.inference.seed, style_seed=job.style_seed, guidance=guidance)
-        out = self.catalog.out_dir / f"{job.id:04d}_{slug(Path(job.audio).stem)}_{slug(model_id)}.mp4"
+        out = self.catalog.out_dir / f"{job.id:04d}_{slug(str(Path(job.audio).with_suffix('')))}_{slug(model_id)}.mp4"
         job.message = f"generating with {model_id}"
         run = generate_file(model, path, out, settings, progress=False, on_frames=on_frames)
         entry = {"model": model_id, "guidance": guidance, "style_seed": job.style_seed,
@@ -160,12 +156,13 @@ class Worker:
         from trainer.eval.generate import FrameCurves
         from trainer.eval.rows import score_pair
 
-        key = (path.name, cfg.render.fps, cfg.render.resolution)
+        key = (str(path.resolve()), cfg.render.fps, cfg.render.resolution)
         if key not in self._teacher_cache:
             from shared.audio_io import load_audio
 
             frames = self.teacher(cfg, path)
-            out = self.catalog.out_dir / f"teacher_{slug(path.stem)}_{cfg.render.resolution}px.mp4"
+            tag = f"{zlib.crc32(key[0].encode()):08x}"  # a folder song and an upload may share a name
+            out = self.catalog.out_dir / f"teacher_{slug(path.stem)}_{tag}_{cfg.render.resolution}px.mp4"
             wave, sr = load_audio(path)
             with Mp4Writer(out, cfg.render.fps, frames.shape[2], frames.shape[1], audio=(wave, sr)) as w:
                 w.write(frames)
