@@ -111,11 +111,16 @@ def test_an_upload_over_the_size_limit_is_refused_unread(studio):
     assert head.startswith(b"HTTP/1.1 413"), head
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path):
+@pytest.mark.parametrize("extra,why", [([], "not found"), (["inference.steps=zero"], "inference.steps"),
+                                       (["--port", "70000"], "out of range")])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, why):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "trainer", "studio", "--audio-dir", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "not found" in p.stderr, p.stderr
+    songs = tmp_path / "nope" if not extra else ROOT / "tests" / "data" / "real_audio"
+    p = subprocess.run([sys.executable, "-m", "trainer", "studio", "--audio-dir", str(songs), "--out",
+                        str(tmp_path / "out"), *extra], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2 and why in p.stderr, p.stderr
+    if not why.startswith("inference."):  # a config error names the field as every command does (two lines)
+        assert p.stderr.strip().count("\n") == 0, p.stderr
 
 
 PLAYHEAD_JS = """

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.cli import fail
+from shared.cli import add_config_args, config_or_exit, fail, resolve_config
 from shared.errors import SynestheteError
 
 NAME = "studio"
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="The largest song the page accepts as an upload (kept under --out/uploads; default 64).")
     parser.add_argument("--no-teacher", action="store_true",
                         help="Do not render the ground-truth visualizers beside the generated video.")
+    add_config_args(parser)  # layered over each model's saved config when the page loads it
 
 
 def file_teacher(cfg, path: Path):
@@ -43,7 +44,7 @@ def file_teacher(cfg, path: Path):
 
 
 def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool = True, log=print,
-          max_upload_mb: float = 64.0):
+          max_upload_mb: float = 64.0, overrides=None):
     """The catalog, worker and (not yet started) server; a bad folder or port raises a one-line SynestheteError."""
     from trainer.eval.clips import list_audio_files
     from trainer.live.server import ServeError
@@ -63,14 +64,16 @@ def build(audio_dir: str, runs: str | None, out: str, port: int, teacher: bool =
     except OSError as e:
         raise ServeError(f"--out {out}: cannot be created ({e.strerror or e})") from None
     catalog = Catalog(Path(audio_dir), Path(runs) if runs else None, Path(out), int(max_upload_mb * 2 ** 20))
-    worker = Worker(catalog, file_teacher if teacher else None, log)
+    worker = Worker(catalog, file_teacher if teacher else None, log, overrides)
     return StudioServer("127.0.0.1", port, worker)
 
 
 def run(args: argparse.Namespace) -> int:
+    config_or_exit(args)  # a bad --config or override: one line, exit 2 (--dry-run: print it, exit 0)
     try:
         server = build(args.audio_dir, args.runs, args.out, args.port, not args.no_teacher,
-                       log=lambda m: print(m, file=sys.stderr), max_upload_mb=args.max_upload_mb)
+                       log=lambda m: print(m, file=sys.stderr), max_upload_mb=args.max_upload_mb,
+                       overrides=lambda saved: resolve_config(args, base=saved))
     except SynestheteError as e:
         fail(str(e).splitlines()[0])
     server.start()

@@ -52,8 +52,11 @@ def curve(x: np.ndarray, digits: int = 5) -> list[float]:
 class Worker:
     """Jobs in a queue, run by one daemon thread; models stay loaded between jobs."""
 
-    def __init__(self, catalog: Catalog, teacher: Teacher | None, log: Callable[[str], None] = print):
-        self.catalog, self.teacher, self.log = catalog, teacher, log
+    def __init__(self, catalog: Catalog, teacher: Teacher | None, log: Callable[[str], None] = print,
+                 overrides: Callable[[dict], Any] | None = None):
+        """``overrides``: the saved config tree -> the config a model runs with (the command's --config and
+        dotted overrides layered over it); None: as saved."""
+        self.catalog, self.teacher, self.log, self.overrides = catalog, teacher, log, overrides
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._queue: queue.Queue[Job] = queue.Queue()
@@ -91,7 +94,7 @@ class Worker:
             from trainer.runtime import pick_device
             from trainer.sample import load_sampling_model
 
-            model = load_sampling_model(path, "cpu")
+            model = load_sampling_model(path, "cpu", overrides=self.overrides)
             self._models[path] = model.to(pick_device(model.cfg.run.device))
         return self._models[path]
 
