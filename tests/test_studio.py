@@ -165,6 +165,7 @@ def test_the_page_generates_an_ab_and_plays_it_beside_the_teacher_with_the_playh
         teacher = browser.execute_script("return document.getElementById('err').textContent")
         assert len(srcs) == 3 or (len(srcs) == 2 and "no teacher video" in teacher), (srcs, teacher)
         assert all("/files/" in u for u in srcs) and len(set(srcs)) == len(srcs)
+        assert srcs[0].endswith("_shipped_synesthete-tiny.mp4") and srcs[1].endswith("_synesthete-tiny-live.mp4")
         assert browser.execute_script("return document.getElementById('bar').value") == 1
         assert "av_offset_ms" in browser.execute_script("return document.getElementById('metrics').textContent")
         r = browser.execute_async_script(PLAYHEAD_JS)
@@ -172,4 +173,10 @@ def test_the_page_generates_an_ab_and_plays_it_beside_the_teacher_with_the_playh
         assert r["advanced"] > 0.5 and max(r["errs"]) <= 1.0 / FPS, r  # within one frame of the video's clock
         browser.save_screenshot(str(root / "studio.png"))
     assert len(list((root / "out").glob("*.mp4"))) == len(srcs)
+    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
+    c.request("GET", srcs[0][srcs[0].index("/files/"):], headers={"Range": "bytes=4-11"})
+    r = c.getresponse()
+    mp4 = (root / "out" / srcs[0].rsplit("/", 1)[1]).read_bytes()
+    body = r.read()
+    assert r.status == 206 and body == mp4[4:12] and body[:4] == b"ftyp"  # Range served from the file
     assert len(list((root / "out").glob("*upload_song*.mp4"))) == 2  # A and B of the uploaded song

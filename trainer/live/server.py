@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 
@@ -252,15 +253,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_ranged("audio/wav", data)
 
-    def _send_ranged(self, ctype: str, data: bytes) -> None:
-        """``data`` whole, or the part a ``Range`` header asks for (media elements seek with them)."""
-        rng = byte_range(self.headers.get("Range"), len(data))
-        if rng is None:
-            self._send(200, ctype, data, {"Accept-Ranges": "bytes"})
+    def _send_ranged(self, ctype: str, data: bytes | Path) -> None:
+        """``data`` (bytes, or a file read only where asked) whole, or the part a ``Range`` header asks for (media
+        elements seek with them)."""
+        size = len(data) if isinstance(data, bytes) else data.stat().st_size
+        rng = byte_range(self.headers.get("Range"), size)
+        a, b = rng if rng is not None else (0, size - 1)
+        if isinstance(data, bytes):
+            part = data[a:b + 1]
         else:
-            a, b = rng
-            self._send(206, ctype, data[a:b + 1], {"Accept-Ranges": "bytes",
-                                                 "Content-Range": f"bytes {a}-{b}/{len(data)}"})
+            with open(data, "rb") as f:
+                f.seek(a)
+                part = f.read(b + 1 - a)
+        if rng is None:
+            self._send(200, ctype, part, {"Accept-Ranges": "bytes"})
+        else:
+            self._send(206, ctype, part, {"Accept-Ranges": "bytes", "Content-Range": f"bytes {a}-{b}/{size}"})
 
     def _events(self) -> None:
         q = self.live._subscribe()

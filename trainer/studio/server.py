@@ -79,11 +79,10 @@ class StudioHandler(_Handler):
 
     def _file(self, rel: str, download: bool) -> None:
         f = self.worker.catalog.output_file(rel)
-        data = f.read_bytes()
         if download:
-            self._send(200, "video/mp4", data, {"Content-Disposition": f'attachment; filename="{f.name}"'})
+            self._send(200, "video/mp4", f.read_bytes(), {"Content-Disposition": f'attachment; filename="{f.name}"'})
         else:
-            self._send_ranged("video/mp4", data)
+            self._send_ranged("video/mp4", f)
 
     def do_POST(self):  # noqa: N802
         url = urlsplit(self.path)
