@@ -279,7 +279,8 @@ def test_cli_bad_value_fails_naming_field():
 
 
 # The least each command needs besides overrides (`inspect` takes none: it has a positional of its own).
-_REQUIRED = {"visualize": ["--audio", "a.wav", "--out", "a.mp4"], "sample": ["--audio", "a.wav"], "live": ["--audio", "-"]}
+_REQUIRED = {"visualize": ["--audio", "a.wav", "--out", "a.mp4"], "sample": ["--audio", "a.wav"], "live": ["--audio", "-"],
+             "studio": ["--audio-dir", "songs"]}
 
 
 @pytest.mark.parametrize("prog,package", [("datagen", "datagen.commands"), ("trainer", "trainer.commands")])

@@ -172,9 +172,10 @@ class FrameCurves:
         return VideoSide(motion=m, flow=f)
 
 
-def generate_file(model: SamplingModel, path: Path, video_path: Path, settings: SampleSettings, progress: bool
-                  ) -> FileRun:
-    """Sample ``path`` to ``video_path`` and collect its curves. Raises SampleError for unusable audio."""
+def generate_file(model: SamplingModel, path: Path, video_path: Path, settings: SampleSettings, progress: bool,
+                  on_frames: Callable[[np.ndarray], None] | None = None) -> FileRun:
+    """Sample ``path`` to ``video_path`` and collect its curves. Raises SampleError for unusable audio.
+    ``on_frames`` also gets each uint8 chunk as it is written (``trainer studio``'s progress and brightness)."""
     cfg = model.cfg
     fps = cfg.render.fps
     try:
@@ -193,7 +194,8 @@ def generate_file(model: SamplingModel, path: Path, video_path: Path, settings: 
                       onsets_s=audio_onset_times(wave, sr), beats_s=beats, fps=fps,
                       change_env=audio_change_envelope(wave, sr)).cut(n)
     curves = FrameCurves()
-    summary = sample_file(path, video_path, model, settings, progress=progress, on_frames=curves)
+    each = curves if on_frames is None else (lambda chunk: (curves(chunk), on_frames(chunk)))
+    summary = sample_file(path, video_path, model, settings, progress=progress, on_frames=each)
     return FileRun(name=path.name, audio=audio, video=curves.side(), path=video_path,
                    info={"duration_s": round(len(wave) / sr, 4), "sample_rate": sr, "frames": n,
                          "wall_s": round(summary["wall_s"], 3),

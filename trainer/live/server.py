@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 
@@ -96,7 +97,40 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class LiveServer:
+def bind(host: str, port: int, handler: type, flag: str = "--serve") -> _HTTPServer:
+    """A threading HTTP server on (host, port); a port in use or an address that cannot be bound is a ServeError
+    naming ``flag`` (the option that chose it)."""
+    try:
+        return _HTTPServer((host, port), handler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(f"{flag} {host}:{port}: the port is in use (pick another with {flag} PORT)") from None
+        raise ServeError(f"{flag} {host}:{port}: cannot listen there: {e.strerror or e}") from None
+
+
+class Served:
+    """An HTTP server answered by a daemon thread: ``_serve`` binds it, ``start`` starts it, ``url`` names it."""
+
+    def _serve(self, host: str, port: int, handler: type, name: str, flag: str = "--serve") -> None:
+        self.httpd = bind(host, port, handler, flag)
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop_serving(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class LiveServer(Served):
     """Serves the page and fans frames out to every connected client (a sink of the scheduler)."""
 
     def __init__(self, host: str, port: int, fps: float, resolution: int, audio: tuple[np.ndarray, int] | None,
@@ -109,29 +143,11 @@ class LiveServer:
         self._emits: deque[float] = deque(maxlen=256)
         self.counters = {"frames": 0, "dropped": 0, "latency_ms": None, "fps": 0.0, "waiting": False, "ended": False}
         self.client_connected = threading.Event()  # set when the first page subscribes to /events
-        handler = type("Handler", (_Handler,), {"live": self})
-        try:
-            self.httpd = _HTTPServer((host, port), handler)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise ServeError(f"--serve {host}:{port}: the port is in use (pick another with --serve PORT)") from None
-            raise ServeError(f"--serve {host}:{port}: cannot listen there: {e.strerror or e}") from None
-        self.host, self.port = self.httpd.server_address[:2]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="live-http", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in str(self.host) else self.host
-        return f"http://{host}:{self.port}/"
-
-    def start(self) -> "LiveServer":
-        self._thread.start()
-        return self
+        self._serve(host, port, type("Handler", (_Handler,), {"live": self}), "live-http")
 
     def shutdown(self) -> None:
         self._broadcast("status", {"ended": True, "waiting": False}, final=True)
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stop_serving()
 
     # ---------------------------------------------------------------- fan-out
 
@@ -235,13 +251,24 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._send(404, "text/plain", b"no audio: the source is not a file\n")
             return
-        rng = byte_range(self.headers.get("Range"), len(data))
-        if rng is None:
-            self._send(200, "audio/wav", data, {"Accept-Ranges": "bytes"})
+        self._send_ranged("audio/wav", data)
+
+    def _send_ranged(self, ctype: str, data: bytes | Path) -> None:
+        """``data`` (bytes, or a file read only where asked) whole, or the part a ``Range`` header asks for (media
+        elements seek with them)."""
+        size = len(data) if isinstance(data, bytes) else data.stat().st_size
+        rng = byte_range(self.headers.get("Range"), size)
+        a, b = rng if rng is not None else (0, size - 1)
+        if isinstance(data, bytes):
+            part = data[a:b + 1]
         else:
-            a, b = rng
-            self._send(206, "audio/wav", data[a:b + 1], {"Accept-Ranges": "bytes",
-                                                        "Content-Range": f"bytes {a}-{b}/{len(data)}"})
+            with open(data, "rb") as f:
+                f.seek(a)
+                part = f.read(b + 1 - a)
+        if rng is None:
+            self._send(200, ctype, part, {"Accept-Ranges": "bytes"})
+        else:
+            self._send(206, ctype, part, {"Accept-Ranges": "bytes", "Content-Range": f"bytes {a}-{b}/{size}"})
 
     def _events(self) -> None:
         q = self.live._subscribe()
