@@ -34,8 +34,9 @@ import numpy as np
 from shared.cli import ShortFlag, add_config_args, config_or_exit, fail
 
 NAME = "visualize"
-HELP = ("Render an audio file's visualizers to an mp4 with its audio: by default a labelled grid of every primitive "
-        "alone; --composite for the layered composite a model is trained on.")
+HELP = ("Render an audio file's visualizers to an mp4 with its audio: "
+        "by default a labelled grid of every primitive alone; "
+        "--composite for the layered composite a model is trained on.")
 
 SHORT_FLAGS = [
     ShortFlag("--resolution", "render.resolution", int, "Frame size in pixels (the grid's full width for 'all')."),

@@ -29,12 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-dir", default=None, metavar="DIR",
                         help="Instead of the val shards: sample every audio file in DIR (wav/flac/mp3/..., any rate) "
                              "and score what needs no ground truth (settle, loudness-motion, AV-Align, beat score, "
-                             "retrieval, shift test), each beside the ground-truth visualizers rendered on the "
-                             "same files (the ceiling; see --no-teacher). Default --out: CHECKPOINT_RUN/eval/audio_dir (runs/eval-NAME/audio_dir for "
-                             "the shipped model).")
-    parser.add_argument("--no-teacher", action="store_true",
-                        help="With --audio-dir: skip the ceiling (the ground-truth visualizers rendered on each file and "
-                             "scored the same way; a few seconds for a few files). Its ceiling column is then n/a.")
+                             "retrieval, shift test), each beside the ground-truth visualizers rendered on the same "
+                             "files (the ceiling; see --no-teacher). Default --out: CHECKPOINT_RUN/eval/audio_dir "
+                             "(runs/eval-NAME/audio_dir for the shipped model).")
     parser.add_argument("--train-latents", default=None, metavar="LATENT_DIR",
                         help="The training split's latent shards for the memorisation check (a latent set dir or its "
                              "train/), or 'regenerate': remake them from the run's config and VAE (datagen run + "
@@ -44,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="Report dir. Default: CHECKPOINT_RUN/eval (runs/diffusion/eval for the default run; runs/eval-NAME for a "
                              "shipped model, whose folder stays untouched).")
+    parser.add_argument("--no-teacher", action="store_true",
+                        help="With --audio-dir: skip the ceiling (the ground-truth visualizers rendered on each file and "
+                             "scored the same way; a few seconds for a few files). Its ceiling column is then n/a.")
     parser.add_argument("--skip-current", action="store_true",
                         help="Do nothing when the report dir already holds report.json, .md and .html written after "
                              "every file of the checkpoint, the data (--data's val splits or --audio-dir) and the eval "
