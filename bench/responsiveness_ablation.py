@@ -67,6 +67,7 @@ from ablation.calibration import equal_time_steps
 from ablation.presets import CALIBRATION_STEPS, PRESETS, resolved_config
 from ablation.rule import GOALS, choose_levers, entry, goal_value, headline_score, mean_of, seed_spread, value
 from ablation.runner import load_reports, run_ablation
+from ablation.study_runner import BUDGET_S, run_study
 from ablation.ship import DEFAULT_CANDIDATES, SHIP_CANDIDATES, Pair, Sampling, rank_pairs, sampling_of, sweep_for
 from ablation.ship_study import ship
 from ablation.steps import REPO, Log, Paths, Runner
@@ -106,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Start no step after MIN minutes; what is left is written 'not run (session time)'.")
     ap.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=None,
                     help="Run the steps in this process instead of one subprocess each (default: on for smoke).")
+    ap.add_argument("--study", action="store_true",
+                    help="Issue 24's study instead of issue 13's ablation: arms A, B, B0 (B without the hinge) and B+ "
+                         "for equal steps, the registered verdicts in WORK/study.json (bench/ablation/study.py).")
+    ap.add_argument("--study-minutes", type=float, default=BUDGET_S / 60, metavar="MIN",
+                    help="With --study: arm B's training time that sets every arm's steps (default: %(default)g).")
     ap.add_argument("--tune", action="store_true",
                     help="Also run two tuning tries: C with shuffle weight 1; C's checkpoints with interval g = 4.")
     ap.add_argument("--ship", default=None, metavar="NAME",
@@ -157,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                     None if args.stop_after is None else t0 + 60 * args.stop_after)
     p = Paths(work, cfg_file)
     preset_steps = int(tree["diffusion"]["steps"])
+    if args.study:
+        doc = run_study(p, runner, int(tree["diffusion"]["batch_size"]), CALIBRATION_STEPS[args.preset],
+                        60.0 * args.study_minutes)
+        print(f"[study] {doc.get('pressure', 'not decided: B was not calibrated')} (B vs B0; {work / 'study.json'}; "
+              f"{time.time() - t0:.1f} s this run)", file=sys.stderr)
+        return 0
     plan = run_ablation(p, runner, preset_steps, int(tree["diffusion"]["batch_size"]),
                         CALIBRATION_STEPS[args.preset], args.tune)
     out = write_results(results, p, args.preset, plan, runner.log, stills, notes, args.tune)

@@ -27,12 +27,12 @@ def setup_steps(p: Paths) -> list[Step]:
     ]
 
 
-def arm_steps(p: Paths, arm: Arm, steps: int) -> list[Step]:
+def arm_steps(p: Paths, arm: Arm, steps: int, seeds: tuple[int, ...] = SEEDS) -> list[Step]:
     """Train (when the arm trains) and evaluate one arm for every seed (nothing for G as a copy of C or F)."""
     out: list[Step] = []
     if arm.same_as:
         return out
-    for seed in SEEDS:
+    for seed in seeds:
         if arm.train is not None:
             run = p.run_dir(arm, seed)
             out.append(Step(f"{arm.slug}_s{seed}-train", train_argv(p, run, arm.train_overrides(steps, seed)),
@@ -45,9 +45,9 @@ def arm_steps(p: Paths, arm: Arm, steps: int) -> list[Step]:
     return out
 
 
-def load_reports(p: Paths, arm: Arm) -> list[dict[str, Any] | None]:
+def load_reports(p: Paths, arm: Arm, seeds: tuple[int, ...] = SEEDS) -> list[dict[str, Any] | None]:
     """The arm's report.json per seed (None where it was not made)."""
-    return [read_report(p.report(replace(arm, key=arm.same_as) if arm.same_as else arm, seed)) for seed in SEEDS]
+    return [read_report(p.report(replace(arm, key=arm.same_as) if arm.same_as else arm, seed)) for seed in seeds]
 
 
 def run_setup(p: Paths, runner: Runner) -> None:
@@ -57,12 +57,13 @@ def run_setup(p: Paths, runner: Runner) -> None:
             break
 
 
-def run_arms(p: Paths, runner: Runner, arm_list: list[Arm], steps: dict[str, int]) -> None:
+def run_arms(p: Paths, runner: Runner, arm_list: list[Arm], steps: dict[str, int],
+             seeds: tuple[int, ...] = SEEDS) -> None:
     """Train and evaluate each arm whose training recipe has its steps (calibrated)."""
     for arm in arm_list:
         k = arm.ckpt_of or arm.key
         if k in steps:
-            for step in arm_steps(p, arm, steps[k]):
+            for step in arm_steps(p, arm, steps[k], seeds):
                 runner.run(step)
 
 

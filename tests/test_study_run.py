@@ -1,0 +1,34 @@
+"""bench/responsiveness_ablation.py --study --preset smoke, end to end: real datagen, VAE, latents, arm B's
+calibration, arms A, B, B0 and B+ with both seeds, and the registered verdicts in study.json. The smoke preset proves
+the plumbing only; its verdicts mean nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_smoke_study_end_to_end(tmp_path):
+    work = tmp_path / "work"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "responsiveness_ablation.py"), "--preset", "smoke",
+                        "--study", "--study-minutes", "0.05", "--work", str(work)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((work / "study.json").read_text())
+    assert list(doc["arms"]) == ["A", "B", "B0", "B+"] and doc["steps"] >= 1 and doc["s_per_step_B"] > 0
+    assert doc["pressure"].startswith("shuffle pressure ") and doc["seeds"][:2] == [0, 1]
+    assert set(doc["comparisons"]) == {"B vs B0", "B vs A", "B+ vs B"}
+    for arm in ("A", "B", "B0", "B+"):  # every arm trained and evaluated with both seeds, its config as registered
+        for seed in (0, 1):
+            assert (work / "eval" / f"arm{arm}_s{seed}" / "report.json").is_file()
+    cfg = (work / "armB0_s0" / "config.yaml").read_text()
+    assert "audio_shuffle_loss_weight: 0.0" in cfg
+    assert "[study] shuffle pressure" in r.stderr
