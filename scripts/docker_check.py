@@ -247,6 +247,9 @@ def report_markdown(summary: dict) -> str:
     for s in summary["steps"]:
         secs = f"{s['seconds']:.1f}" if s.get("seconds") is not None else ""
         lines.append(f"| {s['name']} | {s['result']} | {secs} | {s['what']} |")
+    for s in summary["steps"]:
+        if s["result"] == "failed" and s.get("error"):
+            lines += ["", f"`{s['name']}` failed:", "", "```", *s["error"].splitlines()[-12:], "```"]
     lines += ["", "| image | size |", "|---|---:|"]
     for name, info in summary["images"].items():
         lines.append(f"| {info['tag']} ({name}) | {human_bytes(info['bytes'])} |")
