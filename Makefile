@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean docker-check
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,11 @@ demo: setup
 
 test: setup
 	@$(PY) -m pytest -q tests
+
+# Build both Docker images from local stand-in bases and run them (root; installs docker.io and
+# debootstrap when missing, starts and stops its own dockerd): scripts/docker_check.py.
+docker-check: setup
+	@$(PY) scripts/docker_check.py $(DOCKER_CHECK_ARGS)
 
 clean:
 	rm -rf out/demo data/ runs/ .pytest_cache

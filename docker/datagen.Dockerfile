@@ -9,13 +9,21 @@
 # here: no Docker engine on the build machine); pin it with
 # `docker buildx imagetools inspect python:3.11.14-slim-bookworm` before a release:
 #   python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
-FROM python:3.11.14-slim-bookworm
+# PYTHON_IMAGE is a build argument only so that `make docker-check` (scripts/docker_check.py) can
+# build this file from a local stand-in base (Debian bookworm + Python 3.11) where no registry of
+# base images is reachable; leave it at its default.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # The torch dependency resolves to the CPU wheel (this image renders with EGL; it runs no CUDA
 # kernels), which saves several GB of CUDA libraries. Build-time only (ARG, not ENV).
+# Where that index cannot be reached, build with `--build-arg PIP_EXTRA_INDEX_URL=` (no extra
+# index) and `--build-arg PIP_FIND_LINKS=URL_OR_DIR` naming a place that holds the CPU wheel of
+# the pinned torch (requirements/cpu.txt); `make docker-check` serves it on loopback.
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS=
 # Every node of a Ray cluster must run the same Ray version: pin the one CI tests with.
 ARG RAY_VERSION=2.60.0
 

@@ -14,12 +14,18 @@
 # hundreds of MB of codec and X libraries. Pinned by tag; digest as recorded by a public project
 # (not resolved here, no Docker engine):
 #   mwader/static-ffmpeg:7.1.1@sha256:11a44711684c0b9f754c047dcd64235b8b52deab251bd0e0a86f22faa160749c
-FROM mwader/static-ffmpeg:7.1.1 AS ffmpeg
-
 # CUDA PyTorch base, pinned by tag; digest as recorded by several public projects (not
 # resolved here; check with `docker buildx imagetools inspect` before a release):
 #   pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime@sha256:b85566342b86d13a67712e9315d40cdc2dad7f8d86df1aff3831f80835edbcca
-FROM pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime
+# Both bases are build arguments only so that `make docker-check` (scripts/docker_check.py) can
+# build this file from local stand-ins where no registry of base images is reachable (a scratch
+# image holding a static ffmpeg/ffprobe; a CPU stand-in of the PyTorch base: Debian bookworm,
+# Python in /opt/conda, the CPU torch wheel); leave them at their defaults.
+ARG FFMPEG_IMAGE=mwader/static-ffmpeg:7.1.1
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime
+FROM ${FFMPEG_IMAGE} AS ffmpeg
+
+FROM ${PYTORCH_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -35,6 +41,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 # Ray comes in as a package dependency (unused by training); pinned like the datagen image.
 ARG RAY_VERSION=2.60.0
+# The compiler pins below are Ubuntu 22.04's (the default base); a stand-in base on another
+# distribution passes its own versions. TORCH_CUDA=required fails the build when the base's torch
+# is not a CUDA build; only the CPU stand-in base of `make docker-check` passes TORCH_CUDA=cpu.
+ARG GCC_VERSION=4:11.2.0-1ubuntu1
+ARG LIBC6_DEV_VERSION=2.35-0ubuntu3.*
+ARG TORCH_CUDA=required
 
 COPY --from=ffmpeg /ffmpeg /ffprobe /usr/local/bin/
 
@@ -46,9 +58,9 @@ COPY --from=ffmpeg /ffmpeg /ffprobe /usr/local/bin/
 # the last step, fails the build when the compilers do not work).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        gcc=4:11.2.0-1ubuntu1 \
-        g++=4:11.2.0-1ubuntu1 \
-        libc6-dev=2.35-0ubuntu3.* \
+        gcc="${GCC_VERSION}" \
+        g++="${GCC_VERSION}" \
+        libc6-dev="${LIBC6_DEV_VERSION}" \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --gid 10001 synesthete \
@@ -68,7 +80,8 @@ RUN ffmpeg -hide_banner -encoders | grep libx264 > /dev/null \
     && printf 'ray==%s\n' "$RAY_VERSION" > /tmp/constraints.txt \
     && PIP_CONSTRAINT=/tmp/constraints.txt bash scripts/setup.sh --python-only --cuda \
     && rm /tmp/constraints.txt \
-    && python -c "import torch; assert torch.version.cuda, 'the base image lost its CUDA torch'" \
+    && if [ "$TORCH_CUDA" = required ]; then \
+        python -c "import torch; assert torch.version.cuda, 'the base image lost its CUDA torch'"; fi \
     && trainer --help > /dev/null \
     && install -d -o synesthete -g synesthete /workspace \
     && ln -s /opt/synesthete/configs /workspace/configs

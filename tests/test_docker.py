@@ -346,6 +346,30 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return out
 
 
+def arg_defaults(dockerfile: Path) -> dict[str, str]:
+    """Every `ARG NAME=default` of a Dockerfile (a later declaration does not override an earlier default)."""
+    out: dict[str, str] = {}
+    for ins, args in instructions(dockerfile):
+        m = re.fullmatch(r"(\w+)=(\S*)", args) if ins == "ARG" else None
+        if m:
+            out.setdefault(m.group(1), m.group(2))
+    return out
+
+
+def with_defaults(text: str, defaults: dict[str, str]) -> str:
+    """`"${NAME}"`, `${NAME}` and `$NAME` replaced by the ARG's default: what a plain `docker build` uses."""
+    def sub(m: re.Match) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        return defaults.get(name, m.group(0))
+    return re.sub(r'"\$\{(\w+)\}"|\$\{(\w+)\}|\$(\w+)', sub, text)
+
+
+def resolved_instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """instructions() with build arguments at their defaults."""
+    defaults = arg_defaults(dockerfile)
+    return [(i, with_defaults(a, defaults)) for i, a in instructions(dockerfile)]
+
+
 def setup_flags() -> set[str]:
     text = (ROOT / "scripts" / "setup.sh").read_text()
     return set(re.findall(r"^\s*(--[a-z-]+)\)", text, re.M))
@@ -398,7 +422,7 @@ def test_entrypoint_user_and_context(dockerfile: Path):
 
 def test_datagen_image_headless_egl():
     text = (DOCKER / "datagen.Dockerfile").read_text()
-    ins = instructions(DOCKER / "datagen.Dockerfile")
+    ins = resolved_instructions(DOCKER / "datagen.Dockerfile")
     env = " ".join(a for i, a in ins if i == "ENV")
     caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", env)
     assert caps and {"compute", "utility", "graphics", "video"} <= set(caps.group(1).split(","))
@@ -421,7 +445,7 @@ def test_datagen_image_headless_egl():
 
 
 def test_trainer_image_cuda_base_without_gl():
-    ins = instructions(DOCKER / "trainer.Dockerfile")
+    ins = resolved_instructions(DOCKER / "trainer.Dockerfile")
     bases = [a.split()[0] for i, a in ins if i == "FROM"]
     assert re.fullmatch(r"pytorch/pytorch:\d+\.\d+\.\d+-cuda12\.\d+-cudnn9-runtime", bases[-1]), bases
     runs = " ".join(a for i, a in ins if i == "RUN")
@@ -434,14 +458,40 @@ def test_trainer_image_cuda_base_without_gl():
 def test_trainer_image_has_compilers_and_ends_with_its_selftest():
     """torch.compile needs gcc (Triton) and g++ (TorchInductor's CPU kernels): pytorch#116696."""
     ins = instructions(DOCKER / "trainer.Dockerfile")
-    runs = " ".join(a for i, a in ins if i == "RUN")
+    runs = " ".join(a for i, a in resolved_instructions(DOCKER / "trainer.Dockerfile") if i == "RUN")
     pins = dict(re.findall(r"\b([a-z0-9][a-z0-9.+-]+)=(\d[^\s]*)", runs))
     for pkg in ("gcc", "g++", "libc6-dev"):
         assert pkg in pins, f"trainer image: {pkg} not installed with a pinned version"
+    assert "ubuntu" in pins["gcc"] and pins["gcc"] == pins["g++"], "Ubuntu 22.04's pins by default"
     # the self-test is the last build step, run as the image's (non-root) user
     last_run = max(n for n, (i, _) in enumerate(ins) if i == "RUN")
     last_user = max(n for n, (i, _) in enumerate(ins) if i == "USER")
     assert ins[last_run][1].startswith("trainer selftest") and last_user < last_run, ins[last_run]
+
+
+@pytest.mark.parametrize("dockerfile,bases", [
+    ("datagen.Dockerfile", {"PYTHON_IMAGE": "python:3.11.14-slim-bookworm"}),
+    ("trainer.Dockerfile", {"FFMPEG_IMAGE": "mwader/static-ffmpeg:7.1.1",
+                            "PYTORCH_IMAGE": "pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime"}),
+])
+def test_bases_are_build_arguments_defaulting_to_the_public_tags(dockerfile: str, bases: dict[str, str]):
+    """`make docker-check` builds from local stand-ins by passing the bases; a plain build gets today's tags."""
+    path = DOCKER / dockerfile
+    ins = instructions(path)
+    first_from = next(n for n, (i, _) in enumerate(ins) if i == "FROM")
+    declared_before = {a.split("=", 1)[0] for i, a in ins[:first_from] if i == "ARG"}
+    assert set(bases) <= declared_before, f"{dockerfile}: base ARGs must come before the first FROM"
+    assert {k: arg_defaults(path)[k] for k in bases} == bases
+    froms = [a.split()[0] for i, a in ins if i == "FROM"]
+    assert froms[-1] == "${%s}" % list(bases)[-1]
+
+
+def test_datagen_image_builds_without_the_extra_index_when_asked():
+    """PIP_EXTRA_INDEX_URL and PIP_FIND_LINKS are build arguments (pip reads them from the environment)."""
+    defaults = arg_defaults(DOCKER / "datagen.Dockerfile")
+    assert defaults["PIP_EXTRA_INDEX_URL"].startswith("https://") and defaults["PIP_FIND_LINKS"] == ""
+    trainer = arg_defaults(DOCKER / "trainer.Dockerfile")
+    assert trainer["TORCH_CUDA"] == "required", "a plain build of the trainer insists on the base's CUDA torch"
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,5 +664,6 @@ def test_cluster_doc_states_what_was_and_was_not_verified():
     text = CLUSTER_DOC.read_text()
     assert "\n## Running on a GPU cluster\n" in text
     text = text.split("\n## Running on a GPU cluster\n", 1)[1]
-    for word in ("hadolint", "tests/test_docker.py", "scripts/setup.sh", "not verified", "no image was ever built"):
+    for word in ("hadolint", "tests/test_docker.py", "scripts/setup.sh", "not verified", "make docker-check",
+                 "stand-in", "docs/results/docker_check.md", "cuda", "egl"):
         assert word in text.lower(), f"README.md's GPU cluster section should mention {word!r}"
