@@ -504,6 +504,11 @@ RUNNERS = {
 assert list(RUNNERS) == STEP_NAMES
 
 
+STORAGE_HELP = "for a dockerd started here: auto (overlay2 where an overlay mount works, else vfs), vfs, overlay2, ..."
+REBUILD_HELP = ("debootstrap the bookworm root again even when its image is there (the other stand-ins are always "
+                "built, from the layer cache when unchanged)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="docker_check.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -521,12 +526,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wheels", default=None, help="folder holding the CPU torch wheel (default: $PIP_FIND_LINKS or /opt/wheels)")
     p.add_argument("--ray-port-base", type=int, default=27100,
                    help="first of the 15 ports of the two-node Ray cluster (inside its own network namespace)")
-    p.add_argument("--storage-driver", default="auto",
-                   help="for a dockerd started here: auto (overlay2 where an overlay mount works, else vfs), vfs, "
-                        "overlay2, ...")
-    p.add_argument("--rebuild-bases", action="store_true",
-                   help="debootstrap the bookworm root again even when its image is there (the other stand-ins are "
-                        "always built, from the layer cache when unchanged)")
+    p.add_argument("--storage-driver", default="auto", help=STORAGE_HELP)
+    p.add_argument("--rebuild-bases", action="store_true", help=REBUILD_HELP)
     p.add_argument("--clean", action="store_true", help="remove every image made here at the end")
     return p.parse_args(argv)
 
