@@ -106,8 +106,9 @@ def init_ray(address: str | None, workers: int | None, connect_timeout_s: float 
         return ray.shutdown
     # CPU slots: one per CPU, or as many as --workers asks for (one actor holds one slot).
     # A short temp dir keeps socket paths under the length limit; address="local" never re-attaches
-    # to a stale cluster left in a temp dir (a bare ray.init() can, and hang).
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    # to a stale cluster left in a temp dir (a bare ray.init() can, and hang). Its name carries this driver's pid
+    # (/tmp/ray<pid>-XXXX), so that what a dead driver left can be told from a running one's.
+    temp_dir = tempfile.mkdtemp(prefix=f"ray{os.getpid()}-", dir="/tmp")
     reaper = start_reaper(temp_dir)  # kills what the cluster leaves behind if this process is killed
 
     def shutdown() -> None:
