@@ -144,7 +144,9 @@ def test_sigkilled_driver_of_the_embedded_cluster_leaves_nothing_behind_then_res
     before = set(Path("/tmp").glob("ray*"))
     started, at_death = kill_datagen_after_first_shard(argv, out, env=ray_env(), timeout=240)
     names = " ".join(p.name() for p in started)
-    assert "raylet" in names and "ShardWorker" in names, names
+    # "ShardWorke": Linux keeps 15 characters of a process name, and psutil gives the full one only while it can
+    # still read the process's command line (not always, once the process is gone: seen under load)
+    assert "raylet" in names and "ShardWorke" in names, names
     left = still_running(started, within_s=10)
     assert left == [], f"outlived the driver: {[p.name() for p in left]}"
     assert set(out.glob("*/shard-*.tar")) == at_death, "a shard was written after the driver's lock was gone"
