@@ -256,13 +256,6 @@ class SnippetBatch(TypedDict, total=False):
     key: list[str]                   # the clips' sample keys
 
 
-def repeat_cond(cond: Cond, n: int) -> Cond:
-    """``cond`` with every tensor stacked ``n`` times along the batch: rows ``[cond; cond; ...]``."""
-    import torch
-
-    return {key: torch.cat([v] * n, dim=0) for key, v in cond.items()}
-
-
 def cond_rows(cond: Cond, rows: slice) -> Cond:
     """The rows ``rows`` of every tensor of ``cond``."""
     return {key: v[rows] for key, v in cond.items()}

@@ -35,7 +35,7 @@ from shared.seeding import derive_seed
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
 from trainer.diffusion.model import style_kl
-from trainer.conditioning import ChannelLayout, Cond, ConditioningSpec, SnippetBatch, cond_rows, repeat_cond
+from trainer.conditioning import ChannelLayout, Cond, ConditioningSpec, SnippetBatch, cond_rows
 from trainer.runtime import unwrap
 
 _APPLY = 41  # derive_seed path id of the per-step shuffle-pressure coin
@@ -149,10 +149,10 @@ def negatives_for(batch: SnippetBatch, cfg: Config, generator: torch.Generator, 
 def candidates_cond(cond: Cond, neg: Sh.Negatives) -> Cond:
     """The (K+1)·B-row conditioning [true audio; negative 1; ...; negative K]: only audio and is_silent change."""
     k = neg.audio.shape[1]
-    out = repeat_cond(cond, k + 1)
-    out["audio"] = torch.cat([cond["audio"], neg.audio.transpose(0, 1).flatten(0, 1).to(cond["audio"].dtype)], 0)
-    out["is_silent"] = torch.cat([cond["is_silent"], neg.is_silent.transpose(0, 1).flatten(0, 1).float()], 0)
-    return out
+    wrong = {"audio": torch.cat([cond["audio"], neg.audio.transpose(0, 1).flatten(0, 1).to(cond["audio"].dtype)], 0),
+             "is_silent": torch.cat([cond["is_silent"], neg.is_silent.transpose(0, 1).flatten(0, 1).float()], 0)}
+    # the other entries repeated K+1 times (audio and is_silent are not: they were concatenated then replaced)
+    return {key: wrong[key] if key in wrong else torch.cat([v] * (k + 1), dim=0) for key, v in cond.items()}
 
 
 def n_negatives(cfg: Config) -> int:
