@@ -32,6 +32,7 @@ end. Images are kept for the next run (layer cache) unless --clean.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -541,6 +542,26 @@ def image_sizes(c: Ctx) -> dict:
     return out
 
 
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "synesthete-docker-check.lock"
+
+
+def hold_machine_lock(path: Path = MACHINE_LOCK) -> int:
+    """One docker check per machine at a time: two would share one dockerd (the first to finish stops the one
+    it started) and one set of image tags (``--clean`` removes them). Waits, saying for whom, while another
+    check holds the lock; returns the open descriptor, whose lock goes with the process."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        print(f"docker-check: waiting for another docker check on this machine (pid {holder}, lock {path})",
+              flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def _terminate(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds through main's finally: containers, wheel server, dockerd
 
@@ -554,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:24} needs {', '.join(s.needs) or '-':40} {s.what}")
         return 0
     steps = plan(args.only, args.skip)
+    hold_machine_lock()
     work = args.work or Path(tempfile.mkdtemp(prefix="docker-check-", dir="/var/tmp"))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -71,3 +71,22 @@ def test_torchrun_cache_latents_splits_shards_across_ranks(tmp_path):
         got = [k for p in sorted((out / split).glob("*.tar")) for k, _ in S.iter_tar_samples(p)]
         assert got == keys[split]
     assert not list(out.rglob("*.partial"))
+
+
+def test_distributed_world_meets_at_a_barrier_only_on_a_normal_exit(monkeypatch):
+    """The barrier before the group's teardown runs when the command finished, never after an error (a failed
+    peer would not reach it, and the others would wait for it forever)."""
+    import trainer.runtime.distributed as rd
+
+    calls: list[str] = []
+    monkeypatch.setattr(rd, "barrier", lambda d: calls.append("barrier"))
+    monkeypatch.setattr(rd, "cleanup_distributed", lambda: calls.append("cleanup"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with rd.distributed_world("cpu") as dist:
+        assert dist.world_size == 1 and dist.is_main
+    assert calls == ["barrier", "cleanup"]
+    calls.clear()
+    with pytest.raises(ValueError, match="boom"):
+        with rd.distributed_world("cpu"):
+            raise ValueError("boom")
+    assert calls == ["cleanup"]

@@ -177,3 +177,24 @@ def test_storage_driver_choice():
     assert dc.choose_storage_driver("auto", False) == "vfs"
     assert dc.choose_storage_driver("vfs", True) == "vfs"
     assert dc.parse_args([]).storage_driver == "auto"
+
+
+def test_a_second_check_waits_for_the_machine_lock(tmp_path, capsys):
+    import fcntl
+    import os
+    import threading
+
+    lock = tmp_path / "check.lock"
+    first = dc.hold_machine_lock(lock)
+    assert lock.read_text().strip() == str(os.getpid())
+    got: list[int] = []
+    second = threading.Thread(target=lambda: got.append(dc.hold_machine_lock(lock)))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and not got, "the second check did not wait"
+    fcntl.flock(first, fcntl.LOCK_UN)
+    os.close(first)
+    second.join(5)
+    assert got and not second.is_alive()
+    os.close(got[0])
+    assert "waiting for another docker check" in capsys.readouterr().out

@@ -182,10 +182,10 @@ def cache_latents(cfg: Config, data: str, vae: str, out: str, force: bool = Fals
     """
     from shared.runlock import dir_lock
 
-    dist = rt.setup_distributed(cfg.run.device)
     out_dir = Path(out)
-    with dir_lock(out_dir, "trainer cache-latents") if dist.is_main else contextlib.nullcontext():
-        return _cache_locked(cfg, data, vae, out_dir, force, dist)
+    with rt.distributed_world(cfg.run.device) as dist:
+        with dir_lock(out_dir, "trainer cache-latents") if dist.is_main else contextlib.nullcontext():
+            return _cache_locked(cfg, data, vae, out_dir, force, dist)
 
 
 def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, dist: Any) -> dict[str, Any]:
@@ -281,6 +281,4 @@ def _cache_locked(cfg: Config, data: str, vae: str, out_dir: Path, force: bool, 
         print(f"cache-latents: {n} clips in {out_dir} (scale {stats['latent_scale']:.4f}); this run wrote "
               f"{totals['shards_written']} shards, skipped {totals['shards_skipped']} finished ones, "
               f"{totals['corrupt_samples']} corrupt samples, {totals['unreadable_shards']} unreadable shards")
-    rt.barrier(dist)
-    rt.cleanup_distributed()
     return manifest

@@ -282,11 +282,8 @@ def audio_channel_count(cfg: Config, latents_dir: Path) -> int:
 def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, force: bool = False,
                      val_batches_n: int = 4) -> dict[str, Any]:
     """``trainer diffusion``: latent shards + manifest -> a trained run in ``out``."""
-    dist = rt.setup_distributed(cfg.run.device)
-    try:
+    with rt.distributed_world(cfg.run.device) as dist:
         return _run_from_latents(cfg, Path(latents_dir), Path(out), force, val_batches_n, dist)
-    finally:
-        rt.cleanup_distributed()
 
 
 def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool, val_batches_n: int,

@@ -12,7 +12,7 @@ functions elsewhere. Everything is re-exported here, so ``from trainer import ru
 """
 
 from trainer.runtime.distributed import (
-    Dist, all_gather_union, all_reduce_mean, all_reduce_sum, barrier, cleanup_distributed, main_first, pick_device,
+    Dist, all_gather_union, all_reduce_mean, all_reduce_sum, barrier, cleanup_distributed, distributed_world, main_first, pick_device,
     setup_distributed, unwrap,
 )
 from trainer.runtime.ema import EMA, ema_decay_at
@@ -21,7 +21,7 @@ from trainer.runtime.precision import autocast, autocast_dtype, enable_tf32
 from trainer.runtime.rng import seed_everything, seed_step, step_generator
 
 __all__ = [
-    "Dist", "all_gather_union", "all_reduce_mean", "all_reduce_sum", "barrier", "cleanup_distributed", "main_first",
+    "Dist", "all_gather_union", "all_reduce_mean", "all_reduce_sum", "barrier", "cleanup_distributed", "distributed_world", "main_first",
     "pick_device", "setup_distributed", "unwrap", "EMA", "ema_decay_at", "MetricsLogger", "RateMeter", "progress",
     "autocast", "autocast_dtype", "enable_tf32", "seed_everything", "seed_step", "step_generator",
 ]

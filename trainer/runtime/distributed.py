@@ -8,8 +8,9 @@ environment and joins the process group through ``env://`` (NCCL on CUDA, gloo o
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as torch_dist
@@ -84,6 +85,25 @@ def setup_distributed(device: str = "auto") -> Dist:
 def cleanup_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_world(device: str = "auto") -> Iterator[Dist]:
+    """The torchrun world for the length of one command (``with distributed_world(dev) as dist: ...``).
+
+    On a normal exit every rank meets at a barrier before its process group is destroyed, so no rank
+    tears down its gloo pairs while a peer still writes to them (a 2-rank CPU run in the docker check once
+    ended with SIGABRT in one rank after both had finished). On an error the group is destroyed without
+    the barrier, which a failed peer might never reach.
+    """
+    dist = setup_distributed(device)
+    try:
+        yield dist
+    except BaseException:
+        cleanup_distributed()
+        raise
+    barrier(dist)
+    cleanup_distributed()
 
 
 def barrier(d: Dist) -> None:

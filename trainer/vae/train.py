@@ -122,8 +122,7 @@ class VaeTask(Task):
 
 def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str, Any]:
     """``trainer vae``: pixel shards -> a trained (or resumed) VAE run in ``out``; returns the summary."""
-    dist = rt.setup_distributed(cfg.run.device)
-    try:
+    with rt.distributed_world(cfg.run.device) as dist:
         resolve_shards(data, "train")  # a missing or empty --data fails here, before the run dir is touched
         summary = train(VaeTask(cfg, data, dist), cfg, out, dist=dist, force=force)
         if dist.is_main:
@@ -132,5 +131,3 @@ def train_vae(cfg: Config, data: str, out: str, force: bool = False) -> dict[str
                   f" dB; skipped {sk['corrupt_samples']} corrupt samples, {sk['unreadable_shards']} unreadable shards; "
                   f"run dir {out}")
         return summary
-    finally:
-        rt.cleanup_distributed()
