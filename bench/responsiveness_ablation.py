@@ -62,15 +62,18 @@ from pathlib import Path
 
 import yaml
 
+from shared.provenance import code_commit
+
 from ablation.arms import FINAL_DEBUG_PROB, arms, combination_arm, legacy_loader, plan_arms
 from ablation.calibration import equal_time_steps
 from ablation.presets import CALIBRATION_STEPS, PRESETS, resolved_config
 from ablation.rule import GOALS, choose_levers, entry, goal_value, headline_score, mean_of, seed_spread, value
 from ablation.runner import load_reports, run_ablation
-from ablation.study_runner import BUDGET_S, run_study
+from ablation.study_runner import BUDGET_S, STUDY_VAE, keep_copy, run_study, runs_load, study_reports
+from ablation.study_writer import write_study_results
 from ablation.ship import DEFAULT_CANDIDATES, SHIP_CANDIDATES, Pair, Sampling, rank_pairs, sampling_of, sweep_for
 from ablation.ship_study import ship
-from ablation.steps import REPO, Log, Paths, Runner
+from ablation.steps import REPO, Log, Paths, Runner, display_command, repo_relative
 from ablation.text import entry_text, fmt
 from ablation.writers import met_text, write_results
 
@@ -112,6 +115,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "for equal steps, the registered verdicts in WORK/study.json (bench/ablation/study.py).")
     ap.add_argument("--study-minutes", type=float, default=BUDGET_S / 60, metavar="MIN",
                     help="With --study: arm B's training time that sets every arm's steps (default: %(default)g).")
+    ap.add_argument("--vae", default=None, metavar="DIR",
+                    help="Encode with this trained VAE (a `trainer vae` run or a packaged one) instead of training one "
+                         f"in WORK/vae. Default with --study --preset cpu: {STUDY_VAE} when it exists.")
+    ap.add_argument("--keep-reports", default=None, metavar="DIR",
+                    help="With --study: copy each arm's report.json here as it is written (default: "
+                         "docs/results/study/reports; WORK/kept_reports for smoke).")
+    ap.add_argument("--config-only", action="store_true",
+                    help="Write the preset's resolved config to WORK/ablation.yaml, print its path and stop.")
     ap.add_argument("--tune", action="store_true",
                     help="Also run two tuning tries: C with shuffle weight 1; C's checkpoints with interval g = 4.")
     ap.add_argument("--ship", default=None, metavar="NAME",
@@ -129,8 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ship-notes", default=None, metavar="FILE.md",
                     help="A hand-written reading of the ship study, included in its section and the model card. "
                          "Default: docs/results/notes_ship_PRESET.md when it exists.")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="Ship study: run up to this many (candidate, seed) chains at once (default 1).")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="Ship study and --study: run up to this many (candidate or arm, seed) chains at once "
+                         "(default: 2 for --study, as issue 24 registered it; else 1; always 1 in-process).")
     ap.add_argument("--models", default=str(REPO / "models"), metavar="DIR", help="Where --ship writes NAME/.")
     ap.add_argument("--verbose", action="store_true", help="Show the subprocesses' output instead of logging it.")
     return ap.parse_args(argv)
@@ -161,11 +173,23 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(threads)
     runner = Runner(Log(work / "commands.jsonl").load(), env, work / "logs", args.verbose, in_process,
                     None if args.stop_after is None else t0 + 60 * args.stop_after)
-    p = Paths(work, cfg_file)
+    if args.config_only:
+        print(cfg_file)
+        return 0
+    vae = args.vae or (str(STUDY_VAE) if args.study and args.preset == "cpu" and STUDY_VAE.is_dir() else None)
+    p = Paths(work, cfg_file, vae=Path(vae).resolve() if vae else None)
+    jobs = 1 if in_process else (args.jobs or (2 if args.study else 1))
     preset_steps = int(tree["diffusion"]["steps"])
     if args.study:
+        keep = Path(args.keep_reports) if args.keep_reports else (
+            work / "kept_reports" if smoke else REPO / "docs" / "results" / "study" / "reports")
         doc = run_study(p, runner, int(tree["diffusion"]["batch_size"]), CALIBRATION_STEPS[args.preset],
-                        60.0 * args.study_minutes)
+                        60.0 * args.study_minutes, jobs, keep)
+        keep_copy(work / "study.json", keep.parent / "study.json")
+        out = write_study_results(results, doc, study_reports(p, doc), repo_relative(str(keep)),
+                                  code_commit() or "unknown", display_command([sys.executable, *sys.argv]),
+                                  runs_load(runner.log))
+        print(f"[study] wrote {out}", file=sys.stderr)
         print(f"[study] {doc.get('pressure', 'not decided: B was not calibrated')} (B vs B0; {work / 'study.json'}; "
               f"{time.time() - t0:.1f} s this run)", file=sys.stderr)
         return 0

@@ -18,7 +18,7 @@ import yaml
 from shared.config import build_config
 from shared.errors import CheckpointError, ConfigError
 from trainer.checkpoint import (
-    ShapeMismatchError, check_run_config, list_checkpoints, load_checkpoint, package_model, prepare_run_dir,
+    ShapeMismatchError, check_run_config, list_checkpoints, load_checkpoint, package_model, package_vae, prepare_run_dir,
     read_checkpoint, read_run_config, remove_stale_temp, save_checkpoint,
 )
 from trainer.runtime import EMA
@@ -271,3 +271,28 @@ def test_a_packaged_model_keeps_the_ema_weights_and_sampling_defaults_and_loads_
         package_model(run, tmp_path / "bad", {"audio_guidance_schedule": "nonsense"})
     with pytest.raises(CheckpointError, match="no checkpoint to package"):
         package_model(tmp_path / "untrained", tmp_path / "none")
+
+
+def test_a_packaged_vae_loads_its_ema_weights_and_nothing_to_resume(tmp_path, micro_cfg):
+    from trainer.vae.model import FrameVAE, load_vae
+
+    torch.manual_seed(0)
+    model, ema_model = FrameVAE(micro_cfg.vae), FrameVAE(micro_cfg.vae)
+    run = tmp_path / "vae-run"
+    prepare_run_dir(run, micro_cfg, ("vae",))
+    for step in (3, 6):
+        save_checkpoint(run, step, {"model": model.state_dict(), "ema": ema_model.state_dict(),
+                                    "optim": {"dummy": torch.zeros(2)}}, {"rng": {"torch": [1]}}, keep=2)
+    dest = tmp_path / "models" / "vae"
+
+    files = package_vae(run, dest)
+
+    step_dir = dest / "ckpt" / "step-00000006"
+    assert files == sorted([dest / "config.yaml", step_dir / "ema.safetensors", step_dir / "state.json"])
+    loaded, cfg, found = load_vae(dest)
+    assert found.resolve() == step_dir.resolve() and cfg.vae == micro_cfg.vae
+    for k, v in ema_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    assert read_checkpoint(dest).state == {} and list(read_checkpoint(dest).tensors) == ["ema"]
+    with pytest.raises(CheckpointError, match="no checkpoint to package"):
+        package_vae(tmp_path / "untrained", tmp_path / "none")

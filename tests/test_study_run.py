@@ -32,3 +32,16 @@ def test_smoke_study_end_to_end(tmp_path):
     cfg = (work / "armB0_s0" / "config.yaml").read_text()
     assert "audio_shuffle_loss_weight: 0.0" in cfg
     assert "[study] shuffle pressure" in r.stderr
+    kept = work / "kept_reports"  # every report copied as it was written, and the verdicts beside them
+    assert sorted(q.name for q in kept.glob("*.json")) == sorted(
+        f"arm{a}_s{s}.json" for a in ("A", "B", "B0", "B+") for s in doc["seeds"] if a in ("B", "B0") or s < 2)
+    assert (kept / "armB0_s1.json").read_bytes() == (work / "eval" / "armB0_s1" / "report.json").read_bytes()
+    assert json.loads((work / "study.json").read_text()) == json.loads((kept.parent / "study.json").read_text())
+    results = (work / "RESULTS.md").read_text()  # the results section, from the reports
+    assert "## Evidence study (issue 24): results" in results and f"**Verdict (B vs B0, loudness → motion): {doc['pressure']}.**" in results
+    assert "| metric | teacher (ground truth) [95% CI] | arm A | arm B | arm B0 | arm B+ |" in results
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "responsiveness_ablation.py"), "--preset", "smoke",
+                            "--study", "--study-minutes", "0.05", "--work", str(work)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)  # every step done: skipped; the section replaced, not repeated
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (work / "RESULTS.md").read_text().count("## Evidence study (issue 24): results") == 1

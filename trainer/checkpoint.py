@@ -408,16 +408,34 @@ def package_model(run_dir: str | os.PathLike, dest: str | os.PathLike, inference
     step_dir = find_checkpoint(run)
     if step_dir is None:
         raise CheckpointError(f"{run}: no checkpoint to package")
-    step_dir = step_dir.resolve()
-    out = Path(dest)
+    out = _package_step(step_dir.resolve(), Path(dest))
+    _package_config(run, out, inference or {})
+    shutil.copytree(run / "vae", out / "vae", symlinks=True)
+    return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
+
+
+def package_vae(run_dir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Package a ``trainer vae`` run as a frame VAE others encode and decode with (``trainer cache-latents --vae
+    DEST``, ``load_vae``): ``DEST/config.yaml`` (the run's), its newest checkpoint's EMA weights with their trimmed
+    state.json under ``DEST/ckpt/step-N/``, ``DEST/latest``. ``dest`` is replaced when it exists; returns the
+    files written, sorted."""
+    run = Path(run_dir)
+    step_dir = find_checkpoint(run)
+    if step_dir is None:
+        raise CheckpointError(f"{run}: no checkpoint to package")
+    out = _package_step(step_dir.resolve(), Path(dest))
+    shutil.copy2(run / CONFIG_FILE, out / CONFIG_FILE)
+    return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
+
+
+def _package_step(step_dir: Path, out: Path) -> Path:
+    """A fresh ``out`` holding ``ckpt/step-N`` (the EMA weights only) and ``latest`` pointing at it."""
     if out.exists():
         shutil.rmtree(out)
     (out / CKPT_DIR / step_dir.name).mkdir(parents=True)
-    _package_config(run, out, inference or {})
     _package_weights(step_dir, out / CKPT_DIR / step_dir.name)
     (out / LATEST).symlink_to(Path(CKPT_DIR) / step_dir.name)
-    shutil.copytree(run / "vae", out / "vae", symlinks=True)
-    return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
+    return out
 
 
 def _package_config(run: Path, out: Path, inference: dict[str, Any]) -> None:

@@ -16,12 +16,15 @@ from .steps import Paths, Runner, Step, train_argv
 
 
 def setup_steps(p: Paths) -> list[Step]:
-    data, vae, lat = p.work / "data", p.work / "vae", p.work / "latents"
+    """datagen, the VAE (unless ``p.vae`` names a trained one) and the latents."""
+    data, vae, lat = p.work / "data", p.vae_dir, p.work / "latents"
+    train_vae = [] if p.vae is not None else [
+        Step("vae", [p.py, "-m", "trainer", "vae", *p.c, "--data", str(data), "--out", str(vae)],
+             vae / "summary.json", "setup")]
     return [
         Step("datagen", [p.py, "-m", "datagen", "run", *p.c, "--out", str(data), "--no-progress"],
              data / "summary.json", "setup"),
-        Step("vae", [p.py, "-m", "trainer", "vae", *p.c, "--data", str(data), "--out", str(vae)],
-             vae / "summary.json", "setup"),
+        *train_vae,
         Step("cache-latents", [p.py, "-m", "trainer", "cache-latents", *p.c, "--data", str(data), "--vae", str(vae),
                                "--out", str(lat)], lat / "manifest.json", "setup"),
     ]

@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .arms import Arm
 
@@ -30,6 +30,7 @@ class Step:
     marker: Path  # the step counts as done when this exists
     group: str    # "setup", "calibration" or an arm key
     env: dict[str, str] | None = None  # extra environment variables for its process
+    then: Callable[[], None] | None = None  # after the step's output is there (run now or before): e.g. keep a copy
 
 
 @dataclass
@@ -102,6 +103,8 @@ class Runner:
         """True when the step's output is there (run now or before); False when it was left out for time."""
         if step.marker.exists():
             print(f"[ablation] skip {step.name} ({step.marker} exists)", file=sys.stderr)
+            if step.then is not None:
+                step.then()
             return True
         if self.out_of_time():
             self.skipped_for_time.append(step.name)
@@ -126,6 +129,8 @@ class Runner:
         if rc != 0:
             tail = "".join(out.read_text(errors="replace").splitlines(keepends=True)[-20:]) if out.is_file() else ""
             raise SystemExit(f"ablation step {step.name!r} failed (exit {rc}); log {out}:\n{tail}")
+        if step.then is not None:
+            step.then()
         return True
 
 
@@ -134,6 +139,11 @@ class Paths:
     work: Path
     cfg_file: Path
     py: str = sys.executable
+    vae: Path | None = None  # a trained VAE to encode with (issue 24's committed one); None: WORK/vae, trained here
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.vae if self.vae is not None else self.work / "vae"
 
     @property
     def c(self) -> list[str]:

@@ -1,0 +1,155 @@
+"""Issue 24's results section in docs/RESULTS.md, written from WORK/study.json and the arms' reports (each also
+copied to docs/results/study/reports/ as it was written): the verdict of the registered rule (study.py), every goal
+metric per arm with each seed's value and 95% CI beside the floor and the teacher, each comparison per seed, and
+the study group's goals per arm. The section replaces its previous version and leaves the rest of the file alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .rule import entry, goal_value, mean_of, value
+from .study import GOALS, PRIMARY
+from .text import entry_text, fmt
+from .writers import met_text
+
+HEADING = "## Evidence study (issue 24): results"
+ARM_ORDER = ("A", "B", "B0", "B+")
+# (variant, metric, label): the rows the issue asks for, the primary metric first; the L_bad - L_good gap is read
+# from the val_loss row (floor = loss with another clip's audio, generated = with the clip's own)
+ROWS = ((*PRIMARY, "loudness → motion Spearman (primary)"),
+        ("normal", "loudness_brightness_spearman", "loudness → brightness Spearman"),
+        ("normal", "bands_colour_geometry_r2", "bands → colour/geometry R²"),
+        ("normal", "av_align", "AV-Align"),
+        ("normal", "beat_alignment_score", "beat alignment score"),
+        ("normal", "retrieval_top1", "retrieval top-1"),
+        ("normal", "style_diversity_siblings", "style diversity at fixed audio"),
+        ("silence", "silence_settle_ratio", "settle ratio (silence clips, ≤ 0.1)"),
+        ("normal", "memorisation_ratio", "memorisation ratio (≥ 0.5: not flagged)"))
+
+
+def loss_gap(rep: dict[str, Any] | None) -> float | None:
+    """L_bad − L_good of one report: the val loss with another clip's audio minus with the clip's own (> 0: the
+    denoiser uses its audio)."""
+    bad, good = value(rep, "normal", "val_loss", "floor"), value(rep, "normal", "val_loss")
+    return None if bad is None or good is None else bad - good
+
+
+def seed_cells(reps: list[dict[str, Any] | None], variant: str, metric: str, kind: str = "generated") -> str:
+    """'mean of seeds (s0: v [lo, hi]; s1: ...)'."""
+    per = [value(r, variant, metric, kind) for r in reps]
+    seeds = "; ".join(f"s{i}: {entry_text(entry(r, variant, metric, kind))}" for i, r in enumerate(reps))
+    return f"**{fmt(mean_of(per))}** ({seeds})"
+
+
+def first(reps: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    return next((r for r in reps if r is not None), None)
+
+
+def metric_table(reports: dict[str, list[dict[str, Any] | None]]) -> list[str]:
+    arms = [k for k in ARM_ORDER if k in reports]
+    teacher_rep = first(reports.get("B", [])) or first([r for reps in reports.values() for r in reps])
+    L = ["| metric | teacher (ground truth) [95% CI] | " + " | ".join(f"arm {k}" for k in arms) + " |",
+         "|---|---|" + "---|" * len(arms)]
+    for variant, metric, label in ROWS:
+        teacher = entry_text(entry(teacher_rep, variant, metric, "ceiling"))
+        L.append(f"| {label} | {teacher} | " + " | ".join(seed_cells(reports[k], variant, metric) for k in arms)
+                 + " |")
+    gaps = [" / ".join(fmt(loss_gap(r)) for r in reports[k]) for k in arms]
+    L.append("| L_bad − L_good (val loss, other clip's audio − own; s0 / s1) | n/a | " + " | ".join(gaps) + " |")
+    return L
+
+
+def floor_table(reports: dict[str, list[dict[str, Any] | None]]) -> list[str]:
+    arms = [k for k in ARM_ORDER if k in reports]
+    L = ["| metric (floor: the arm's video from another clip's audio) | " + " | ".join(f"arm {k}" for k in arms) + " |",
+         "|---|" + "---|" * len(arms)]
+    for variant, metric, label in ROWS:
+        if metric == "memorisation_ratio":
+            continue
+        L.append(f"| {label} | " + " | ".join(seed_cells(reports[k], variant, metric, "floor") for k in arms) + " |")
+    return L
+
+
+def comparison_table(comparisons: dict[str, Any]) -> list[str]:
+    L = ["| comparison | metric | per seed: difference (better > 0) vs combined half-width → verdict | verdict |",
+         "|---|---|---|---|"]
+    for name, comp in comparisons.items():
+        for row in [comp["primary"], *comp["secondary"]]:
+            per = "; ".join(f"s{i}: {fmt(s['difference'])} vs ±{fmt(s['half_width'])} → {s['verdict']}"
+                            for i, s in enumerate(row["per_seed"]))
+            star = "**" if row is comp["primary"] else ""
+            L.append(f"| {name} | {star}{row['variant']} {row['metric']}{star} | {per} | {star}{row['verdict']}{star} |")
+    return L
+
+
+def goals_table(reports: dict[str, list[dict[str, Any] | None]]) -> list[str]:
+    arms = [k for k in ARM_ORDER if k in reports]
+    L = ["| goal (study group, mean of seeds) | rule | " + " | ".join(f"arm {k}" for k in arms) + " |",
+         "|---|---|" + "---|" * len(arms)]
+    for g in GOALS:
+        cells = []
+        for k in arms:
+            gv = goal_value(g, reports[k])
+            cells.append(f"{fmt(gv.generated)}: {met_text(gv)}")
+        L.append(f"| {g.title} | {g.rule} | " + " | ".join(cells) + " |")
+    return L
+
+
+def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str, commit: str,
+            command: str, load: str) -> list[str]:
+    """The results section's lines."""
+    if "steps" not in doc:
+        return [HEADING, "", f"Not run yet: arm B was not calibrated ({command}).", ""]
+    comps = doc["comparisons"]
+    whole = comps["B vs A"]["primary"]["verdict"]
+    stronger = comps["B+ vs B"]["primary"]["verdict"]
+    L = [HEADING, "",
+         f"Measured at commit {commit} on the 2-core CPU box ({load}); command `{command}`. Every arm trained "
+         f"{doc['steps']} steps (arm B's calibrated {fmt(doc['s_per_step_B'])} s/step × {fmt(doc['budget_s'] / 60)} "
+         f"min), seeds {', '.join(map(str, doc['seeds']))}, up to {doc.get('jobs', 1)} runs at once with "
+         f"OMP_NUM_THREADS=1; VAE `{doc.get('vae', 'WORK/vae')}`. Raw reports: `{kept}/arm<K>_s<seed>.json`; the "
+         f"verdicts: `{kept}/../study.json`. The rule is the registered one above; nothing here changes it.",
+         "",
+         f"**Verdict (B vs B0, loudness → motion): {doc['pressure']}.** The whole postmortem recipe (B vs A): "
+         f"{whole}. A stronger hinge (B+ vs B): {stronger}."
+         + (f" Not run for time: {', '.join(doc['not_run'])}." if doc.get("not_run") else ""),
+         "",
+         "### Every goal metric per arm: mean of seeds (each seed's value [95% CI over clips])",
+         "",
+         *metric_table(reports),
+         "",
+         "### The floor: each arm's video scored against another clip's audio",
+         "",
+         *floor_table(reports),
+         "",
+         "### The rule, per comparison and seed",
+         "",
+         *comparison_table(comps),
+         "",
+         "### The shipped model's goals, per arm",
+         "",
+         *goals_table(reports),
+         ""]
+    return L
+
+
+def replace_section(text: str, lines: list[str]) -> str:
+    """``text`` with the section under :data:`HEADING` (up to the next ``## `` heading) replaced, or appended."""
+    body = "\n".join(lines).rstrip("\n") + "\n"
+    start = text.find(HEADING + "\n")
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + body
+    nxt = text.find("\n## ", start + len(HEADING))
+    rest = "" if nxt < 0 else text[nxt + 1:]
+    return text[:start] + body + ("\n" + rest if rest else "")
+
+
+def write_study_results(path: Path, doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str,
+                        commit: str, command: str, load: str) -> Path:
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    path.write_text(replace_section(text, section(doc, reports, kept, commit, command, load)), encoding="utf-8")
+    return path
+
+
+__all__ = ["HEADING", "ROWS", "loss_gap", "replace_section", "section", "write_study_results"]

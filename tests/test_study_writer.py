@@ -1,0 +1,73 @@
+"""Issue 24's results writer (bench/ablation/study_writer.py) and the VAE report's PSNR (bench/study_vae.py):
+the section is replaced in place, the loss gap and PSNR match their definitions (PSNR against OpenCV's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ablation.study_writer import HEADING, loss_gap, replace_section, section  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("study_vae", ROOT / "bench" / "study_vae.py")
+study_vae = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study_vae)
+
+
+def test_the_section_is_appended_once_then_replaced_in_place():
+    text = "# R\n\n## Before\n\nkept\n"
+    once = replace_section(text, [HEADING, "", "first", ""])
+    assert once.startswith(text.rstrip("\n")) and once.count(HEADING) == 1 and "first" in once
+    after = once + "\n## After\n\nalso kept\n"
+    twice = replace_section(after, [HEADING, "", "second", ""])
+    assert twice.count(HEADING) == 1 and "second" in twice and "first" not in twice
+    assert "## Before\n\nkept" in twice and twice.endswith("## After\n\nalso kept\n")
+
+
+def _report(gen: float, floor: float, ceil: float, loss: float = 0.1, loss_bad: float = 0.15) -> dict:
+    def e(m):
+        return {"mean": m, "ci": [m - 0.05, m + 0.05], "n": 72}
+    metrics = {m: {"generated": e(gen), "floor": e(floor), "ceiling": e(ceil)}
+               for m in ("loudness_motion_spearman", "loudness_brightness_spearman", "bands_colour_geometry_r2",
+                         "av_align", "beat_alignment_score", "retrieval_top1", "style_diversity_siblings",
+                         "memorisation_ratio")}
+    metrics["val_loss"] = {"generated": e(loss), "floor": e(loss_bad), "ceiling": None}
+    silence = {"silence_settle_ratio": {"generated": e(0.05), "floor": e(0.9), "ceiling": e(0.001)}}
+    return {"variants": {"normal": {"metrics": metrics}, "silence": {"metrics": silence}}}
+
+
+def test_loss_gap_is_the_loss_with_other_audio_minus_with_its_own():
+    assert loss_gap(_report(0.5, 0.0, 0.7, loss=0.1, loss_bad=0.16)) == pytest.approx(0.06)
+    assert loss_gap(None) is None
+
+
+def test_section_states_the_verdict_and_every_arm():
+    reps = {"A": [_report(0.2, 0, 0.7)] * 2, "B": [_report(0.5, 0, 0.7)] * 2, "B0": [_report(0.3, 0, 0.7)] * 2,
+            "B+": [_report(0.5, 0, 0.7)] * 2}
+    verdict = {"verdict": "helps", "variant": "normal", "metric": "loudness_motion_spearman",
+               "per_seed": [{"difference": 0.2, "half_width": 0.07, "verdict": "helps"}] * 2}
+    comp = {"primary": verdict, "secondary": []}
+    doc = {"steps": 1300, "s_per_step_B": 0.69, "budget_s": 900.0, "seeds": [0, 1], "jobs": 2,
+           "pressure": "shuffle pressure helps", "comparisons": {"B vs B0": comp, "B vs A": comp, "B+ vs B": comp},
+           "not_run": []}
+    text = "\n".join(section(doc, reps, "docs/results/study/reports", "abc123", "python x", "load average 2.0"))
+    assert "**Verdict (B vs B0, loudness → motion): shuffle pressure helps.**" in text
+    assert "| loudness → motion Spearman (primary) | 0.7 [0.65, 0.75] | **0.2** (s0: 0.2 [0.15, 0.25]; s1: 0.2 " in text
+    assert "commit abc123" in text and "1300 steps" in text
+    assert "Not run yet" in "\n".join(section({}, {}, "k", "c", "cmd", "l"))
+
+
+def test_clip_psnr_matches_opencv():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    flat_a, flat_b = a.reshape(-1, 16, 3), b.reshape(-1, 16, 3)  # one image holding every frame: the same MSE
+    assert study_vae.clip_psnr(a, b) == pytest.approx(cv2.PSNR(flat_a, flat_b), abs=1e-9)
+    assert study_vae.clip_psnr(a, a) == float("inf")
