@@ -152,6 +152,13 @@ def wide_section(live: dict, offline: dict) -> list[str]:
         f"Silence/dropout: {ci_reading(SILENCE, silence, off_silence)}", ""]
 
 
+def use_work_of(report: dict) -> None:
+    """Name the work dir the evals ran in (their data's parent) in the card's commands."""
+    global EVAL, WIDE_DATA
+    EVAL = str(Path(report["info"]["data"]).parent)
+    WIDE_DATA = f"{EVAL}/val18"
+
+
 def eval_note(commit: str) -> str:
     """What data the evals ran on, and on which commit: not the data the models were trained on."""
     from datagen.manifest import content_versions
@@ -296,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for name, path in zip(REPORT_NAMES, paths):
         keep_report(path, KEPT / f"{name}.json")
-    global EVAL, WIDE_DATA
-    EVAL = str(Path(reports[0]["info"]["data"]).parent)  # the work dir the evals ran in (their data's parent)
-    WIDE_DATA = f"{EVAL}/val18"
+    use_work_of(reports[0])
     model = Path(args.model)
     out = model / "MODEL_CARD.md"
     wide = (reports[2], reports[3]) if len(reports) == 4 else None

@@ -138,6 +138,12 @@ def headline(reps: list[dict]) -> dict[str, dict]:
     return out
 
 
+def use_work_of(report: dict) -> None:
+    """Name the work dir the evals ran in (their data's parent) in the card's commands."""
+    global WORK
+    WORK = str(Path(report["info"]["data"]).parent)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--commit", required=True, help="The commit the evals ran on (git rev-parse --short HEAD then).")
@@ -151,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --wide-s0 and --wide-s1 go together", file=sys.stderr)
         return 2
     paths = [args.s0, args.s1] + ([args.wide_s0, args.wide_s1] if args.wide_s0 else [])
-    global WORK
-    WORK = str(Path(json.loads(Path(args.s0).read_text())["info"]["data"]).parent)
+    use_work_of(json.loads(Path(args.s0).read_text()))
     reps = []
     for name, path in zip(REPORT_NAMES, paths):
         reps.append(json.loads(keep_report(path, KEPT / f"{name}.json").read_text()))
