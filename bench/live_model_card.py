@@ -166,7 +166,7 @@ def eval_note(commit: str) -> str:
     v = content_versions()
     return (f"Evaluated on commit `{commit}` on the data today's generator makes (content versions timeline "
             f"{v['timeline']}, audio {v['audio']}, visual {v['visual']}) from the `tiny` preset at the models' own 8 fps "
-            f"(`bash bench/reeval_shipped.sh` makes it and runs every eval of this card; two runs gave the same reports, "
+            f"(`bash bench/reeval_shipped.sh {EVAL}` makes it and runs every eval of this card; two runs gave the same reports, "
             "timings aside). Both models were trained on "
             "the generator of an earlier commit (content versions timeline 2, audio 1, visual 1, before issue 29 changed "
             "the songs and the drive; that data cannot be remade), so these are the shipped checkpoints on data they "

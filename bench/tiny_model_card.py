@@ -79,7 +79,7 @@ def generated(reps: list[dict], wide: list[dict] | None, commit: str) -> str:
          "generator of an earlier commit (content versions timeline 2, audio 1, visual 1, before issue 29 changed the "
          "songs and the drive; that data cannot be remade), so this is the shipped checkpoint on data it was not "
          "trained for: its ground-truth and floor columns are today's, not those of its training data. "
-         "`bash bench/reeval_shipped.sh` makes the data and runs every eval of this card and of "
+         f"`bash bench/reeval_shipped.sh {WORK}` makes the data and runs every eval of this card and of "
          "`models/synesthete-tiny-live` (its figures are deterministic: two runs gave the same reports, timings aside); "
          "the ones behind the tables below:", "",
          "```", f"python -m datagen run --config {WORK}/tiny.yaml render.fps=8 --executor local --no-progress "
