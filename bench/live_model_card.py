@@ -24,6 +24,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from trainer.eval.report import fmt_entry, keep_report  # noqa: E402
 
@@ -159,22 +160,22 @@ def use_work_of(report: dict) -> None:
     WIDE_DATA = f"{EVAL}/val18"
 
 
-def eval_note(commit: str) -> str:
-    """What data the evals ran on, and on which commit: not the data the models were trained on."""
-    from datagen.manifest import content_versions
-
-    v = content_versions()
+def eval_note(prov: dict) -> str:
+    """What data the evals ran on, and on which commit (tiny_model_card.eval_record): not the training data."""
+    commit, v = prov["commit"], prov["content_versions"]
     return (f"Evaluated on commit `{commit}` on the data today's generator makes (content versions timeline "
             f"{v['timeline']}, audio {v['audio']}, visual {v['visual']}) from the `tiny` preset at the models' own 8 fps "
             f"(`bash bench/reeval_shipped.sh {EVAL}` makes it and runs every eval of this card; two runs gave the same reports, "
             "timings aside). Both models were trained on "
             "the generator of an earlier commit (content versions timeline 2, audio 1, visual 1, before issue 29 changed "
             "the songs and the drive; that data cannot be remade), so these are the shipped checkpoints on data they "
-            "were not trained for, and the ground-truth and floor columns are today's data's.")
+            "were not trained for, and the ground-truth and floor columns are today's data's. The evals' record (commit, "
+            f"content versions and id of the data): `{(KEPT / 'eval.json').relative_to(ROOT)}`.")
 
 
-def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple[dict, dict] | None = None,
-         commit: str = "unknown") -> str:
+def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple[dict, dict] | None,
+         prov: dict) -> str:
+    commit = prov["commit"]
     cfg = yaml.safe_load((model / "config.yaml").read_text())
     cfg = cfg.get("config", cfg)
     d, df, inf, r = cfg["data"], cfg["diffusion"], cfg["inference"], cfg["render"]
@@ -226,7 +227,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "(bench/ablation/ship_study.py)",
          "```", "",
          "## Evaluation beside the offline model (per variant, normal music first)", "",
-         eval_note(commit), "",
+         eval_note(prov), "",
          f"`trainer eval` on the preset's val data ({EVAL}/data): {n_normal} normal-music and {n_silence} "
          f"silence/dropout clips with distinct audio, {ev.get('seeds', 1)} seed, guidance {ev.get('guidance')} (the "
          f"offline model at its own setting, {offline.get('info', {}).get('guidance')}), "
@@ -307,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     model = Path(args.model)
     out = model / "MODEL_CARD.md"
     wide = (reports[2], reports[3]) if len(reports) == 4 else None
-    out.write_text(card(model, reports[0], reports[1], args.offline_label, wide, args.commit), encoding="utf-8")
+    from tiny_model_card import eval_record
+
+    prov = eval_record(reports, args.commit)
+    (KEPT / "eval.json").write_text(json.dumps(prov, indent=1) + "\n", encoding="utf-8")
+    out.write_text(card(model, reports[0], reports[1], args.offline_label, wide, prov), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

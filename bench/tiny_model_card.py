@@ -71,11 +71,13 @@ def commands(data: str, n: str, prefix: str) -> list[str]:
             f"--out {WORK}/eval/{prefix}tiny-s{s} eval.write_videos=false" for s in (0, 1)]
 
 
-def generated(reps: list[dict], wide: list[dict] | None, commit: str) -> str:
+def generated(reps: list[dict], wide: list[dict] | None, prov: dict) -> str:
+    """The card's GENERATED part from the reports and the eval's record (:func:`eval_record`)."""
+    commit = prov["commit"]
     n_normal = reps[0]["variants"]["normal"]["n_clips"]
     L = [BEGIN, "", "## Evaluation on today's data (`trainer eval`, this model)", "",
          f"Evaluated on commit `{commit}` on the data today's generator makes (content versions "
-         f"{versions_text(reps[0])}) from the `tiny` preset at the model's own 8 fps: the model was trained on the "
+         f"{versions_text(prov)}) from the `tiny` preset at the model's own 8 fps: the model was trained on the "
          "generator of an earlier commit (content versions timeline 2, audio 1, visual 1, before issue 29 changed the "
          "songs and the drive; that data cannot be remade), so this is the shipped checkpoint on data it was not "
          "trained for: its ground-truth and floor columns are today's, not those of its training data. "
@@ -88,7 +90,8 @@ def generated(reps: list[dict], wide: list[dict] | None, commit: str) -> str:
          "writes it.) Then `python bench/tiny_model_card.py` (its docstring) copies the reports and writes these "
          "tables.", "",
          f"Raw reports behind the tables of this section: {kept('s0')} (sampling seed 0: the table below and the "
-         f"silence line) and {kept('s1')} (sampling seed 1).", "",
+         f"silence line) and {kept('s1')} (sampling seed 1); the evals' record (commit, content versions and id of the "
+         f"data): {kept('eval')}.", "",
          f"{n_normal} normal-music val clips (music frames only: without labelled silence and the 0.5 s after it), "
          "sampling seed 0, 95% bootstrap CIs over clips in brackets. *Floor* = the same metric for video generated "
          "from another clip's audio with the same style and noise (chance for retrieval); *ground truth* = the data's "
@@ -121,11 +124,22 @@ VERDICT_NOTE = ("The verdicts above are issue 13's rule: the mean of the seeds a
                 "clears the target (its goals also include loudness → motion above the floor): ")
 
 
-def versions_text(rep: dict) -> str:
-    from datagen.manifest import content_versions
-
-    v = content_versions()
+def versions_text(prov: dict) -> str:
+    v = prov["content_versions"]
     return f"timeline {v['timeline']}, audio {v['audio']}, visual {v['visual']}"
+
+
+def eval_record(reports: list[dict], commit: str) -> dict:
+    """What the card says about the evals that is not in their reports: the commit they ran on and the content
+    versions and id of the data they read (from its manifest.json). Kept as KEPT/eval.json beside the reports."""
+    data = {}
+    for r in reports:
+        d = r["info"]["data"]
+        fp = json.loads((Path(d) / "manifest.json").read_text())
+        data[d] = {"content_id": fp["content_id"], "versions": fp["content_fingerprint"]["versions"]}
+    versions = {json.dumps(v["versions"], sort_keys=True) for v in data.values()}
+    assert len(versions) == 1, f"the evals read data of different generators: {data}"
+    return {"commit": commit, "content_versions": next(iter(data.values()))["versions"], "data": data}
 
 
 def headline(reps: list[dict]) -> dict[str, dict]:
@@ -168,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    body = generated(reps[:2], reps[2:] or None, args.commit)
+    prov = eval_record(reps, args.commit)
+    (KEPT / "eval.json").write_text(json.dumps(prov, indent=1) + "\n", encoding="utf-8")
+    body = generated(reps[:2], reps[2:] or None, prov)
     card.write_text(head + body + tail, encoding="utf-8")
     print(json.dumps({"preset": headline(reps[:2]), **({"val18": headline(reps[2:])} if reps[2:] else {})},
                      indent=1, default=str))

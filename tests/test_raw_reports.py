@@ -62,12 +62,6 @@ def _load_bench(name: str):
     return mod
 
 
-def _card_commit(text: str) -> str:
-    m = re.search(r"Evaluated on commit `([0-9a-f]+)`", text)
-    assert m, "the card names no eval commit"
-    return m.group(1)
-
-
 def test_synesthete_tiny_card_tables_are_its_kept_reports():
     """The card's GENERATED part is what bench/tiny_model_card.py writes from the committed reports, byte for byte."""
     import json
@@ -76,7 +70,7 @@ def test_synesthete_tiny_card_tables_are_its_kept_reports():
     text = mod.CARD.read_text(encoding="utf-8")
     reps = [json.loads((mod.KEPT / f"{n}.json").read_text()) for n in mod.REPORT_NAMES]
     mod.use_work_of(reps[0])
-    body = mod.generated(reps[:2], reps[2:], _card_commit(text))
+    body = mod.generated(reps[:2], reps[2:], json.loads((mod.KEPT / "eval.json").read_text()))
     assert body in text
 
 
@@ -90,4 +84,5 @@ def test_synesthete_tiny_live_card_is_its_kept_reports():
     reps = [json.loads((mod.KEPT / f"{n}.json").read_text()) for n in mod.REPORT_NAMES]
     mod.use_work_of(reps[0])
     label = "`models/synesthete-tiny`, evaluated by the third command (sampling seed 0, its own guidance)"
-    assert mod.card(model, reps[0], reps[1], label, (reps[2], reps[3]), _card_commit(text)) == text
+    prov = json.loads((mod.KEPT / "eval.json").read_text())
+    assert mod.card(model, reps[0], reps[1], label, (reps[2], reps[3]), prov) == text
