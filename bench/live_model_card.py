@@ -1,10 +1,12 @@
 """Write models/synesthete-tiny-live/MODEL_CARD.md from the evals of the live and the offline model.
 
-    python bench/live_model_card.py --live-report runs/live-cpu/eval-live/report.json \\
-        --offline-report runs/live-cpu/eval-offline/report.json \\
-        [--wide-live-report runs/val18/eval-live/report.json --wide-offline-report runs/val18/eval-offline/report.json]
+    python bench/live_model_card.py --commit COMMIT --live-report runs/reeval/eval/live/report.json \\
+        --offline-report runs/reeval/eval/tiny-s0/report.json \\
+        [--wide-live-report runs/reeval/eval/val18-live/report.json \\
+         --wide-offline-report runs/reeval/eval/val18-tiny-s0/report.json]
 
-Both reports are ``trainer eval`` runs on the same val data (report.json); the card puts the offline model's
+Both reports are ``trainer eval`` runs on the same val data (report.json; bench/reeval_shipped.sh makes the
+data and runs them, COMMIT is the commit they ran on); the card puts the offline model's
 figures beside the live model's, per variant (normal music first), with the 95% CIs the reports hold. The live
 latency figures come from the summaries bench/live_latency.py keeps (``bench/live_latency_*_cpu.json``). The
 reports read are copied to docs/results/reports/synesthete-tiny-live/ (committed with the card). So
@@ -22,11 +24,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from trainer.eval.report import fmt_entry, keep_report  # noqa: E402
 
 NAME = "synesthete-tiny-live"
-DATA = "runs/live-cpu"
+DATA = "runs/live-cpu"  # where the model was trained (its data, VAE and latents; not remade: an earlier generator)
+EVAL = "runs/reeval"  # bench/reeval_shipped.sh's work dir: today's generator, the tiny preset at the model's 8 fps
 NORMAL = ("loudness_motion_spearman", "loudness_brightness_spearman", "loudness_bright_area_spearman",
           "bands_colour_geometry_r2", "av_align", "beat_alignment_score", "av_align_proxy", "retrieval_top1",
           "retrieval_mean_rank", "mean_motion_energy", "style_diversity", "output_sensitivity_motion", "val_loss")
@@ -116,7 +120,7 @@ def raw_reports_line(*names: str) -> str:
     return f"Raw reports behind this table: {kept} (copied there by bench/live_model_card.py from the reports it read)."
 
 
-WIDE_DATA = "runs/val18"  # the preset's generator with 18 val shards: 32 distinct normal and 32 silence clips
+WIDE_DATA = f"{EVAL}/val18"  # the preset's generator with 18 val shards: 32 distinct normal and 32 silence clips
 
 
 def wide_section(live: dict, offline: dict) -> list[str]:
@@ -129,13 +133,16 @@ def wide_section(live: dict, offline: dict) -> list[str]:
     return [
         f"### On more val clips: {n_normal} normal, {n_silence} silence/dropout", "",
         "8 clips per variant leave every CI wide, so both models were evaluated again on 18 val shards of the same "
-        "generator (val shards 0-5 are the preset's own, byte for byte; 6-17 are new clips never trained on), "
+        "generator (val shards 0-5 are the preset's own, byte for byte; 6-17 are clips the preset never made), "
         f"{ev.get('seeds', 1)} seed, guidance {ev.get('guidance')} (offline: "
         f"{offline.get('info', {}).get('guidance')}):", "",
         "```",
-        f"python -m datagen run --config {DATA}/ablation.yaml --shards 1 data.val_shards=18 --out {WIDE_DATA}",
-        f"python -m trainer eval --checkpoint models/{NAME} --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-live",
-        f"python -m trainer eval --checkpoint models/synesthete-tiny --data {WIDE_DATA} --n 32 --out {WIDE_DATA}/eval-offline",
+        f"python -m datagen run --config {EVAL}/tiny.yaml --shards 1 data.val_shards=18 render.fps=8 --executor local "
+        f"--no-progress --out {WIDE_DATA}",
+        f"python -m trainer eval --checkpoint models/{NAME} --data {WIDE_DATA} --n 32 --out {EVAL}/eval/val18-live "
+        "eval.write_videos=false",
+        f"python -m trainer eval --checkpoint models/synesthete-tiny --data {WIDE_DATA} --n 32 --seed 0 "
+        f"--out {EVAL}/eval/val18-tiny-s0 eval.write_videos=false",
         "```", "",
         raw_reports_line("wide-live", "wide-offline"), "",
         f"Normal music, n = {n_normal} clips:", "",
@@ -146,7 +153,29 @@ def wide_section(live: dict, offline: dict) -> list[str]:
         f"Silence/dropout: {ci_reading(SILENCE, silence, off_silence)}", ""]
 
 
-def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple[dict, dict] | None = None) -> str:
+def use_work_of(report: dict) -> None:
+    """Name the work dir the evals ran in (their data's parent) in the card's commands."""
+    global EVAL, WIDE_DATA
+    EVAL = str(Path(report["info"]["data"]).parent)
+    WIDE_DATA = f"{EVAL}/val18"
+
+
+def eval_note(prov: dict) -> str:
+    """What data the evals ran on, and on which commit (tiny_model_card.eval_record): not the training data."""
+    commit, v = prov["commit"], prov["content_versions"]
+    return (f"Evaluated on commit `{commit}` on the data today's generator makes (content versions timeline "
+            f"{v['timeline']}, audio {v['audio']}, visual {v['visual']}) from the `tiny` preset at the models' own 8 fps "
+            f"(`bash bench/reeval_shipped.sh {EVAL}` makes it and runs every eval of this card; two runs gave the same reports, "
+            "timings aside). Both models were trained on "
+            "the generator of an earlier commit (content versions timeline 2, audio 1, visual 1, before issue 29 changed "
+            "the songs and the drive; that data cannot be remade), so these are the shipped checkpoints on data they "
+            "were not trained for, and the ground-truth and floor columns are today's data's. The evals' record (commit, "
+            f"content versions and id of the data): `{(KEPT / 'eval.json').relative_to(ROOT)}`.")
+
+
+def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple[dict, dict] | None,
+         prov: dict) -> str:
+    commit = prov["commit"]
     cfg = yaml.safe_load((model / "config.yaml").read_text())
     cfg = cfg.get("config", cfg)
     d, df, inf, r = cfg["data"], cfg["diffusion"], cfg["inference"], cfg["render"]
@@ -173,7 +202,7 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "one frame per snippet, back to back: a frame never waits for later frames of its snippet.",
          f"- `diffusion.audio_context_frames={k}`, `diffusion.audio_context_future={df['audio_context_future']}`: each "
          f"frame's audio window is timeline frames t-{k} .. t ({1000 * k / fps:.0f} ms of past, no look-ahead).",
-         f"- Causal channels (`audio_context_future=0` makes the model causal, trainer/conditioning.py): "
+         f"- Causal channels (`audio_context_future=0` makes the model causal, trainer/live/features.py): "
          f"`diffusion.audio_channels` = {', '.join(channels)} ({len(channels)} of the timeline's "
          f"{len(channels) + 2}: no beat_phase / downbeat, whose causal values need the audio that latent shards do "
          "not store; live, the beat tracker is then not run at all). The loader takes these columns from the stored "
@@ -198,7 +227,8 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "(bench/ablation/ship_study.py)",
          "```", "",
          "## Evaluation beside the offline model (per variant, normal music first)", "",
-         f"`trainer eval` on the preset's val data ({DATA}/data): {n_normal} normal-music and {n_silence} "
+         eval_note(prov), "",
+         f"`trainer eval` on the preset's val data ({EVAL}/data): {n_normal} normal-music and {n_silence} "
          f"silence/dropout clips with distinct audio, {ev.get('seeds', 1)} seed, guidance {ev.get('guidance')} (the "
          f"offline model at its own setting, {offline.get('info', {}).get('guidance')}), "
          f"{ev.get('steps')} {ev.get('sampler', '').upper()} steps, 95% percentile-bootstrap CIs over clips "
@@ -207,10 +237,14 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "different clip's audio, scored against this clip's audio; *ground truth* = the visualizers' frames. "
          f"Offline column: {offline_label}. Commands:", "",
          "```",
-         f"python -m trainer eval --checkpoint models/{NAME} --data {DATA}/data --out {DATA}/eval-live",
-         f"python -m trainer eval --checkpoint models/synesthete-tiny --data {DATA}/data --out {DATA}/eval-offline",
-         f"python bench/live_model_card.py --live-report {DATA}/eval-live/report.json "
-         f"--offline-report {DATA}/eval-offline/report.json",
+         f"python -m datagen run --config {EVAL}/tiny.yaml render.fps=8 --executor local --no-progress --out {EVAL}/data",
+         f"python -m trainer eval --checkpoint models/{NAME} --data {EVAL}/data --out {EVAL}/eval/live "
+         "eval.write_videos=false",
+         f"python -m trainer eval --checkpoint models/synesthete-tiny --data {EVAL}/data --seed 0 "
+         f"--out {EVAL}/eval/tiny-s0 eval.write_videos=false",
+         f"python bench/live_model_card.py --commit {commit} --live-report {EVAL}/eval/live/report.json "
+         f"--offline-report {EVAL}/eval/tiny-s0/report.json --wide-live-report {EVAL}/eval/val18-live/report.json "
+         f"--wide-offline-report {EVAL}/eval/val18-tiny-s0/report.json",
          "```", "",
          raw_reports_line("live", "offline"), "",
          f"Normal music (the headline; music frames only), n = {n_normal} clips:", "",
@@ -227,7 +261,8 @@ def card(model: Path, live: dict, offline: dict, offline_label: str, wide: tuple
          "`python bench/live_latency.py --minutes 10 --checkpoint models/<model> --write` (a click track through a "
          "real-time pipe, the path of `trainer live --audio -`; details and the machine in bench/RESULTS.md, *Live "
          "latency*). Goals: >= 1x real time for 10 minutes, click latency <= 1 frame + 150 ms = "
-         f"{1000 / fps + 150:.0f} ms, 0 dropped, drift < 1 frame, flat memory.", "",
+         f"{1000 / fps + 150:.0f} ms, 0 dropped, drift < 1 frame, flat memory. Raw records: "
+         "`bench/live_latency_*_cpu.json` (one per row, committed, each with the load average it ran under; they name no commit).", "",
          *latency_rows(), "",
          "## Files", "", "| file | bytes |", "|---|---|",
          *[f"| {q.relative_to(model)} | {q.stat().st_size} |" for q in files],
@@ -245,12 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-report", required=True, help="report.json of `trainer eval` on the live model.")
     p.add_argument("--offline-report", required=True, help="report.json of `trainer eval` on models/synesthete-tiny, "
                    "same data.")
-    p.add_argument("--offline-label", default="`models/synesthete-tiny`, evaluated by the second command",
+    p.add_argument("--offline-label",
+                   default="`models/synesthete-tiny`, evaluated by the third command (sampling seed 0, its own guidance)",
                    help="What the offline column is (a sentence for the card).")
     p.add_argument("--wide-live-report", default=None, help="Optional: report.json of the live model on the larger "
-                   f"val set ({WIDE_DATA}, see the card); needs --wide-offline-report.")
+                   f"val set (WORK/val18 of bench/reeval_shipped.sh, see the card); needs --wide-offline-report.")
     p.add_argument("--wide-offline-report", default=None, help="Optional: the offline model's on the same larger set.")
     p.add_argument("--model", default=str(ROOT / "models" / NAME))
+    p.add_argument("--commit", required=True, help="The commit the evals ran on (git rev-parse --short HEAD then).")
     args = p.parse_args(argv)
     if (args.wide_live_report is None) != (args.wide_offline_report is None):
         print("error: --wide-live-report and --wide-offline-report go together", file=sys.stderr)
@@ -267,10 +304,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for name, path in zip(REPORT_NAMES, paths):
         keep_report(path, KEPT / f"{name}.json")
+    use_work_of(reports[0])
     model = Path(args.model)
     out = model / "MODEL_CARD.md"
     wide = (reports[2], reports[3]) if len(reports) == 4 else None
-    out.write_text(card(model, reports[0], reports[1], args.offline_label, wide), encoding="utf-8")
+    from tiny_model_card import eval_record
+
+    prov = eval_record(reports, args.commit)
+    (KEPT / "eval.json").write_text(json.dumps(prov, indent=1) + "\n", encoding="utf-8")
+    out.write_text(card(model, reports[0], reports[1], args.offline_label, wide, prov), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
