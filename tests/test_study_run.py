@@ -45,3 +45,16 @@ def test_smoke_study_end_to_end(tmp_path):
                            text=True, timeout=300)  # every step done: skipped; the section replaced, not repeated
     assert again.returncode == 0, again.stderr[-3000:]
     assert (work / "RESULTS.md").read_text().count("## Evidence study (issue 24): results") == 1
+
+    # A later session whose WORK is gone: the plan and the kept reports stand; nothing is trained or evaluated again
+    work2 = tmp_path / "work2"
+    later = subprocess.run([sys.executable, str(ROOT / "bench" / "responsiveness_ablation.py"), "--preset", "smoke",
+                            "--study", "--study-minutes", "0.05", "--work", str(work2), "--vae", str(work / "vae"),
+                            "--keep-reports", str(kept)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert later.returncode == 0, later.stderr[-3000:]
+    ran = [json.loads(line)["name"] for line in (work2 / "commands.jsonl").read_text().splitlines()]
+    assert ran == ["datagen", "cache-latents"], ran  # no VAE (given), no calibration, no arm trained or evaluated
+    doc2 = json.loads((work2 / "study.json").read_text())
+    assert doc2["steps"] == doc["steps"] and doc2["pressure"] == doc["pressure"]
+    assert doc2["comparisons"] == doc["comparisons"]
+

@@ -6,7 +6,9 @@ copied to ``keep`` as it is written; the verdicts of the rule registered in stud
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from .study import compare, needs_third_seed, pressure_verdict, study_arms
 STUDY_VAE = REPO / "models" / "synesthete-vae-64"  # issue 24's committed VAE (bench/study_vae.py packages it)
 BUDGET_S = 15 * 60.0  # training time of arm B that sets every arm's steps (issue 24: "worth ~15 minutes of arm B")
 THIRD_SEED = 2
+PLAN = "plan.json"  # the calibrated steps per arm, fixed once for the whole study (WORK/ and beside the kept reports)
 
 
 def study_steps(b_seconds_per_step: float, budget_s: float) -> int:
@@ -28,16 +31,34 @@ def study_steps(b_seconds_per_step: float, budget_s: float) -> int:
     return max(1, round(budget_s / b_seconds_per_step))
 
 
+def kept_report_fits(path: Path, run_name: str, steps: int, seed: int) -> bool:
+    """A kept report (an earlier session's) stands for this (arm, seed) when it evaluated a checkpoint of ``steps``
+    steps in a run dir of this name (arm and training seed) with this sampling seed (the plan it belongs to was
+    checked before: :func:`study_plan`)."""
+    if not path.is_file():
+        return False
+    rep = json.loads(path.read_text())
+    return (rep.get("info", {}).get("step") == steps and run_name in Path(str(rep.get("checkpoint", ""))).parts
+            and rep.get("config", {}).get("inference", {}).get("seed") == seed)
+
+
 def arm_chains(p: Paths, arms: list[Arm], steps: int, seeds: tuple[int, ...], keep: Path | None) -> list[list[Step]]:
     """One chain per (arm, seed): its training, then its eval, whose report is copied to ``keep`` (when given) as
-    ``arm<K>_s<seed>.json`` once it is there."""
+    ``arm<K>_s<seed>.json`` once it is there. A (arm, seed) whose kept report fits (:func:`kept_report_fits`) is not
+    run again: its report is copied back into WORK, so a study spans sessions whose WORK did not survive."""
     chains = []
     for arm in arms:
         for seed in seeds:
+            src = p.report(arm, seed)
+            dst = keep / f"{arm.slug}_s{seed}.json" if keep is not None else None
+            if dst is not None and not src.is_file() and kept_report_fits(dst, p.run_dir(arm, seed).name, steps, seed):
+                keep_copy(dst, src)
+                print(f"[study] {arm.slug}_s{seed}: the kept report {dst} stands (not run again)", file=sys.stderr)
             chain = arm_steps(p, arm, steps, (seed,))
-            if keep is not None and chain:
-                src, dst = p.report(arm, seed), keep / f"{arm.slug}_s{seed}.json"
+            if dst is not None and chain:
                 chain[-1] = replace(chain[-1], then=lambda src=src, dst=dst: keep_copy(src, dst))
+            if src.is_file():  # done (in this WORK, or a kept report copied back): only its copy to keep is left
+                chain = chain[-1:]
             chains.append(chain)
     return chains
 
@@ -50,29 +71,81 @@ def keep_copy(src: Path, dst: Path) -> None:
         dst.write_bytes(data)
 
 
+def complete(reps: list[dict[str, Any] | None]) -> bool:
+    """Every seed's report is there (a comparison is only made, and a verdict only given, between complete arms)."""
+    return bool(reps) and all(r is not None for r in reps)
+
+
+def file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def study_plan(p: Paths, runner: Runner, arm_b: Arm, calib_k: int, batch_size: int, budget_s: float,
+               keep: Path | None) -> dict[str, Any] | None:
+    """The steps every arm gets, fixed once: an earlier session's plan (``keep``/../plan.json) when it was made for
+    the same resolved config, VAE weights and budget, else arm B's calibration now (None when it was left out for
+    time). The plan is written to WORK and beside the kept reports."""
+    from trainer.checkpoint import find_checkpoint
+
+    vae_step = find_checkpoint(p.vae_dir)
+    ident = {"config_sha256": file_sha256(p.cfg_file), "budget_s": budget_s,
+             "vae_sha256": file_sha256(vae_step / "ema.safetensors") if vae_step else None}
+    saved = keep.parent / PLAN if keep is not None else None
+    if saved is not None and saved.is_file():
+        plan = json.loads(saved.read_text())
+        if all(plan.get(k) == v for k, v in ident.items()):
+            print(f"[study] the plan of {plan.get('calibrated_utc')} stands: {plan['steps']} steps per arm ({saved})",
+                  file=sys.stderr)
+            keep_copy(saved, p.work / PLAN)
+            return plan
+    sps = measure(p, runner, [arm_b], calib_k, batch_size)
+    if "B" not in sps:
+        return None
+    rec = runner.log.last_ok(f"calibrate-{arm_b.slug}") or {}
+    plan = {**ident, "s_per_step_B": sps["B"], "steps": study_steps(sps["B"], budget_s), "calibration_steps": calib_k,
+            "calibration_load1": rec.get("load1"), "calibrated_utc": rec.get("finished_utc")}
+    (p.work / PLAN).write_text(json.dumps(plan, indent=2), encoding="utf-8")
+    if saved is not None:
+        keep_copy(p.work / PLAN, saved)
+    return plan
+
+
+# The order the (arm, seed) chains start in: the question's pair first (B vs B0), then the whole recipe's baseline,
+# then the extra arm, so that a study cut short by time has answered the most.
+CHAIN_ORDER = ("B", "B0", "A", "B+")
+
+
 def run_study(p: Paths, runner: Runner, batch_size: int, calib_k: int, budget_s: float = BUDGET_S, jobs: int = 1,
               keep: Path | None = None) -> dict[str, Any]:
     """Every step of the study in order; returns WORK/study.json's content (also written there)."""
     run_setup(p, runner)
     arms = {a.key: a for a in study_arms()}
-    sps = measure(p, runner, [arms["B"]], calib_k, batch_size)
+    plan = study_plan(p, runner, arms["B"], calib_k, batch_size, budget_s, keep)
     doc: dict[str, Any] = {"arms": {k: {"title": a.title, "train": list(a.train or []), "infer": list(a.infer)}
                                     for k, a in arms.items()},
-                           "budget_s": budget_s, "s_per_step_B": sps.get("B"), "jobs": jobs,
+                           "budget_s": budget_s, "s_per_step_B": plan and plan["s_per_step_B"], "jobs": jobs,
                            "vae": str(p.vae_dir)}
-    if "B" in sps:
-        steps = study_steps(sps["B"], budget_s)
-        run_chains(runner, arm_chains(p, list(arms.values()), steps, tuple(SEEDS), keep), jobs)
+    if plan is not None:
+        steps = plan["steps"]
+        ordered = [arms[k] for k in CHAIN_ORDER]
+        chains = arm_chains(p, ordered, steps, tuple(SEEDS), keep)
+        by_seed = [c for s in SEEDS for c in chains[s::len(SEEDS)]]  # B s0, B0 s0, A s0, B+ s0, B s1, ...
+        run_chains(runner, by_seed, jobs)
         reports = {k: load_reports(p, a) for k, a in arms.items()}
         seeds = tuple(SEEDS)
-        if needs_third_seed(reports["B"], reports["B0"]):
+        if complete(reports["B"]) and complete(reports["B0"]) and needs_third_seed(reports["B"], reports["B0"]):
             seeds += (THIRD_SEED,)
             run_chains(runner, arm_chains(p, [arms["B"], arms["B0"]], steps, (THIRD_SEED,), keep), jobs)
             reports.update({k: load_reports(p, arms[k], seeds) for k in ("B", "B0")})
-        doc.update(steps=steps, seeds=list(seeds), pressure=pressure_verdict(reports["B"], reports["B0"]),
-                   comparisons={"B vs B0": compare(reports["B"], reports["B0"]),
-                                "B vs A": compare(reports["B"], reports["A"]),
-                                "B+ vs B": compare(reports["B+"], reports["B"])})
+        done = {k: sum(r is not None for r in reps) for k, reps in reports.items()}
+        doc.update(steps=steps, seeds=list(seeds), reports_done=done,
+                   pressure=(pressure_verdict(reports["B"], reports["B0"])
+                             if complete(reports["B"]) and complete(reports["B0"]) else
+                             f"not decided yet: arms B and B0 have {done['B'] + done['B0']} of "
+                             f"{len(reports['B']) + len(reports['B0'])} reports"),
+                   comparisons={f"{x} vs {y}": (compare(reports[x], reports[y])
+                                                if complete(reports[x]) and complete(reports[y]) else None)
+                                for x, y in (("B", "B0"), ("B", "A"), ("B+", "B"))})
     doc["not_run"] = runner.skipped_for_time
     (p.work / "study.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return doc

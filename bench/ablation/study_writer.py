@@ -75,6 +75,9 @@ def comparison_table(comparisons: dict[str, Any]) -> list[str]:
     L = ["| comparison | metric | per seed: difference (better > 0) vs combined half-width → verdict | verdict |",
          "|---|---|---|---|"]
     for name, comp in comparisons.items():
+        if comp is None:
+            L.append(f"| {name} | all | an arm's reports are missing | not decided yet |")
+            continue
         for row in [comp["primary"], *comp["secondary"]]:
             per = "; ".join(f"s{i}: {fmt(s['difference'])} vs ±{fmt(s['half_width'])} → {s['verdict']}"
                             for i, s in enumerate(row["per_seed"]))
@@ -102,8 +105,10 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
     if "steps" not in doc:
         return [HEADING, "", f"Not run yet: arm B was not calibrated ({command}).", ""]
     comps = doc["comparisons"]
-    whole = comps["B vs A"]["primary"]["verdict"]
-    stronger = comps["B+ vs B"]["primary"]["verdict"]
+    pending = "not decided yet (an arm's reports are missing)"
+    whole = comps["B vs A"]["primary"]["verdict"] if comps.get("B vs A") else pending
+    stronger = comps["B+ vs B"]["primary"]["verdict"] if comps.get("B+ vs B") else pending
+    done = doc.get("reports_done")
     L = [HEADING, "",
          f"Measured at commit {commit} on the 2-core CPU box ({load}); command `{command}`. Every arm trained "
          f"{doc['steps']} steps (arm B's calibrated {fmt(doc['s_per_step_B'])} s/step × {fmt(doc['budget_s'] / 60)} "
@@ -113,7 +118,8 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
          "",
          f"**Verdict (B vs B0, loudness → motion): {doc['pressure']}.** The whole postmortem recipe (B vs A): "
          f"{whole}. A stronger hinge (B+ vs B): {stronger}."
-         + (f" Not run for time: {', '.join(doc['not_run'])}." if doc.get("not_run") else ""),
+         + (f" Not run for time: {', '.join(doc['not_run'])}." if doc.get("not_run") else "")
+         + (" Reports so far: " + ", ".join(f"{k} {n}" for k, n in done.items()) + "." if done else ""),
          "",
          "### Every goal metric per arm: mean of seeds (each seed's value [95% CI over clips])",
          "",
