@@ -86,3 +86,12 @@ def test_synesthete_tiny_live_card_is_its_kept_reports():
     label = "`models/synesthete-tiny`, evaluated by the third command (sampling seed 0, its own guidance)"
     prov = json.loads((mod.KEPT / "eval.json").read_text())
     assert mod.card(model, reps[0], reps[1], label, (reps[2], reps[3]), prov) == text
+
+
+def test_every_bench_results_section_with_a_table_names_its_commit():
+    """issue 26 item 7: a generated table says which code it measured (a commit hash in its section)."""
+    text = (ROOT / "bench" / "RESULTS.md").read_text()
+    for part in re.split(r"(?m)^## ", text)[1:]:
+        title = part.split("\n", 1)[0]
+        if re.search(r"(?m)^\|.*\|$", part):
+            assert re.search(r"commit[^\n]{0,60}`?[0-9a-f]{7,40}", part, re.I), f"bench/RESULTS.md '{title}': no commit"

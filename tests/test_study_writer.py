@@ -14,20 +14,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ablation.study_writer import HEADING, loss_gap, replace_section, section  # noqa: E402
+from ablation.study_writer import HEADING, loss_gap, section, write_study_results  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("study_vae", ROOT / "bench" / "study_vae.py")
 study_vae = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(study_vae)
 
 
-def test_the_section_is_appended_once_then_replaced_in_place():
-    text = "# R\n\n## Before\n\nkept\n"
-    once = replace_section(text, [HEADING, "", "first", ""])
-    assert once.startswith(text.rstrip("\n")) and once.count(HEADING) == 1 and "first" in once
-    after = once + "\n## After\n\nalso kept\n"
-    twice = replace_section(after, [HEADING, "", "second", ""])
-    assert twice.count(HEADING) == 1 and "second" in twice and "first" not in twice
+def test_the_section_is_appended_once_then_replaced_in_place_with_its_commit(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# R\n\n## Before\n\nkept\n")
+    doc = {}  # not calibrated yet: the section says so
+    write_study_results(md, doc, {}, "k", "abc123", "python x", "load")
+    once = md.read_text()
+    assert once.startswith("# R\n\n## Before\n\nkept\n") and once.count(HEADING) == 1
+    assert "Measured on commit `abc123`" in once and "Not run yet" in once
+    md.write_text(once + "\n## After\n\nalso kept\n")
+    write_study_results(md, doc, {}, "k", "def456", "python x", "load")
+    twice = md.read_text()
+    assert twice.count(HEADING) == 1 and "def456" in twice and "abc123" not in twice
     assert "## Before\n\nkept" in twice and twice.endswith("## After\n\nalso kept\n")
 
 
@@ -57,11 +62,10 @@ def test_section_states_the_verdict_and_every_arm():
     doc = {"steps": 1300, "s_per_step_B": 0.69, "budget_s": 900.0, "seeds": [0, 1], "jobs": 2,
            "pressure": "shuffle pressure helps", "comparisons": {"B vs B0": comp, "B vs A": comp, "B+ vs B": comp},
            "not_run": []}
-    text = "\n".join(section(doc, reps, "docs/results/study/reports", "abc123", "python x", "load average 2.0"))
+    text = "\n".join(section(doc, reps, "docs/results/study/reports", "python x", "load average 2.0"))
     assert "**Verdict (B vs B0, loudness → motion): shuffle pressure helps.**" in text
     assert "| loudness → motion Spearman (primary) | 0.7 [0.65, 0.75] | **0.2** (s0: 0.2 [0.15, 0.25]; s1: 0.2 " in text
-    assert "commit abc123" in text and "1300 steps" in text
-    assert "Not run yet" in "\n".join(section({}, {}, "k", "c", "cmd", "l"))
+    assert "1300 steps" in text and "load average 2.0" in text
 
 
 def test_clip_psnr_matches_opencv():

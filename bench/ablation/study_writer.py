@@ -1,7 +1,7 @@
 """Issue 24's results section in docs/RESULTS.md, written from WORK/study.json and the arms' reports (each also
-copied to docs/results/study/reports/ as it was written): the verdict of the registered rule (study.py), every goal
+copied to docs/results/study/reports/ as it was written), stamped with the commit measured on: the verdict of the registered rule (study.py), every goal
 metric per arm with each seed's value and 95% CI beside the floor and the teacher, each comparison per seed, and
-the study group's goals per arm. The section replaces its previous version and leaves the rest of the file alone."""
+the study group's goals per arm. shared.markdown.replace_section puts it in place of its previous version."""
 
 from __future__ import annotations
 
@@ -99,8 +99,8 @@ def goals_table(reports: dict[str, list[dict[str, Any] | None]]) -> list[str]:
     return L
 
 
-def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str, commit: str,
-            command: str, load: str) -> list[str]:
+def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str, command: str,
+            load: str) -> list[str]:
     """The results section's lines."""
     if "steps" not in doc:
         return [HEADING, "", f"Not run yet: arm B was not calibrated ({command}).", ""]
@@ -110,7 +110,7 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
     stronger = comps["B+ vs B"]["primary"]["verdict"] if comps.get("B+ vs B") else pending
     done = doc.get("reports_done")
     L = [HEADING, "",
-         f"Measured at commit {commit} on the 2-core CPU box ({load}); command `{command}`. Every arm trained "
+         f"On the 2-core CPU box ({load}); command `{command}`. Every arm trained "
          f"{doc['steps']} steps (arm B's calibrated {fmt(doc['s_per_step_B'])} s/step × {fmt(doc['budget_s'] / 60)} "
          f"min), seeds {', '.join(map(str, doc['seeds']))}, up to {doc.get('jobs', 1)} runs at once with "
          f"OMP_NUM_THREADS=1; VAE `{doc.get('vae', 'WORK/vae')}`. Raw reports: `{kept}/arm<K>_s<seed>.json`; the "
@@ -140,22 +140,13 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
     return L
 
 
-def replace_section(text: str, lines: list[str]) -> str:
-    """``text`` with the section under :data:`HEADING` (up to the next ``## `` heading) replaced, or appended."""
-    body = "\n".join(lines).rstrip("\n") + "\n"
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        return text.rstrip("\n") + "\n\n" + body
-    nxt = text.find("\n## ", start + len(HEADING))
-    rest = "" if nxt < 0 else text[nxt + 1:]
-    return text[:start] + body + ("\n" + rest if rest else "")
-
-
 def write_study_results(path: Path, doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str,
                         commit: str, command: str, load: str) -> Path:
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    path.write_text(replace_section(text, section(doc, reports, kept, commit, command, load)), encoding="utf-8")
-    return path
+    """Replace (or append) the section in ``path``, stamped with the commit measured on (shared.markdown)."""
+    from shared.markdown import replace_section
+
+    body = "\n".join(section(doc, reports, kept, command, load))
+    return replace_section(path, HEADING, body, title="# Results", commit=commit)
 
 
-__all__ = ["HEADING", "ROWS", "loss_gap", "replace_section", "section", "write_study_results"]
+__all__ = ["HEADING", "ROWS", "loss_gap", "section", "write_study_results"]
