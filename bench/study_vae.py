@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 GOAL_DB = 28.0  # issue 24: "val PSNR >= 28 dB" at 64 px on the study's data
 PICTURE_CLIPS = 8
+DEFAULT_TRAIN = "python -m trainer vae --config runs/ablation-cpu/ablation.yaml --data runs/study/data --out runs/study/vae"
 N_BOOT = 1000
 
 
@@ -120,7 +121,7 @@ def training_facts(run: Path) -> dict[str, Any]:
     if not f.is_file():
         return {}
     s = json.loads(f.read_text())
-    keep = ("steps", "seconds", "samples_per_s", "val", "skipped")
+    keep = ("steps", "seconds_this_session", "samples_per_s", "val", "skipped")
     return {k: s[k] for k in keep if k in s}
 
 
@@ -160,16 +161,15 @@ def card(report: dict[str, Any], pic: str, commit: str, report_path: str, comman
         "",
         f"![originals above reconstructions]({pic})",
         "",
-        "Training: " + (f"{tr.get('steps')} steps at batch {vc['batch_size']}, "
-                        f"{tr['seconds'] / 60:.1f} min on the 2-core CPU box"
-                        if tr.get("seconds") else f"{tr.get('steps', '?')} steps at batch {vc['batch_size']}") + ".",
+        f"Training: {tr.get('steps', '?')} steps at batch {vc['batch_size']} on the 2-core CPU box"
+        + (f"; {report['schedule']}" if report.get("schedule") else "") + " (the commands below).",
         "",
         "Reproduce:",
         "",
         "```",
         "python bench/responsiveness_ablation.py --preset cpu --config-only   # writes runs/ablation-cpu/ablation.yaml",
         "python -m datagen run --config runs/ablation-cpu/ablation.yaml --out runs/study/data",
-        "python -m trainer vae --config runs/ablation-cpu/ablation.yaml --data runs/study/data --out runs/study/vae",
+        *report.get("train_commands", [DEFAULT_TRAIN]),
         command,
         "```",
         "",
@@ -192,11 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--package", type=Path, default=None, metavar="DEST",
                     help="package --vae (a run dir) here with its MODEL_CARD.md")
     ap.add_argument("--limit", type=int, default=None, help="only the first N val clips (for a quick check)")
+    ap.add_argument("--train-command", action="append", default=[], metavar="CMD",
+                    help="a command that trained --vae, in order (repeatable; the card's reproduce block; default: one "
+                         "`trainer vae` run of the preset)")
+    ap.add_argument("--schedule", default=None, help="one line on the training schedule, for the card")
     args = ap.parse_args(argv)
     if not args.vae.exists():
         raise SystemExit(f"--vae {args.vae}: not found")
     report, shown = measure(args.vae, args.data, args.limit)
     report["training"] = training_facts(args.vae)
+    report["train_commands"] = args.train_command or [DEFAULT_TRAIN]
+    if args.schedule:
+        report["schedule"] = args.schedule
     from shared.provenance import code_commit
 
     report["commit"] = code_commit(REPO) or "unknown"
