@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                    default="`models/synesthete-tiny`, evaluated by the third command (sampling seed 0, its own guidance)",
                    help="What the offline column is (a sentence for the card).")
     p.add_argument("--wide-live-report", default=None, help="Optional: report.json of the live model on the larger "
-                   f"val set (WORK/val18 of bench/reeval_shipped.sh, see the card); needs --wide-offline-report.")
+                   "val set (WORK/val18 of bench/reeval_shipped.sh, see the card); needs --wide-offline-report.")
     p.add_argument("--wide-offline-report", default=None, help="Optional: the offline model's on the same larger set.")
     p.add_argument("--model", default=str(ROOT / "models" / NAME))
     p.add_argument("--commit", required=True, help="The commit the evals ran on (git rev-parse --short HEAD then).")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ablation.rule import GOALS, entry, goal_value, headline_score, value  # noqa: E402
 from ablation.ship_writers import card_metrics  # noqa: E402
-from ablation.text import entry_text, fmt, seeds_text  # noqa: E402
+from ablation.text import fmt, seeds_text  # noqa: E402
 from ablation.writers import goal_cells, met_text  # noqa: E402
 from trainer.eval.report import keep_report  # noqa: E402
 
