@@ -6,7 +6,6 @@ copied to ``keep`` as it is written; the verdicts of the rule registered in stud
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -76,20 +75,18 @@ def complete(reps: list[dict[str, Any] | None]) -> bool:
     return bool(reps) and all(r is not None for r in reps)
 
 
-def file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def study_plan(p: Paths, runner: Runner, arm_b: Arm, calib_k: int, batch_size: int, budget_s: float,
                keep: Path | None) -> dict[str, Any] | None:
     """The steps every arm gets, fixed once: an earlier session's plan (``keep``/../plan.json) when it was made for
     the same resolved config, VAE weights and budget, else arm B's calibration now (None when it was left out for
     time). The plan is written to WORK and beside the kept reports."""
+    from shared.shards import file_sha256
     from trainer.checkpoint import find_checkpoint
 
     vae_step = find_checkpoint(p.vae_dir)
+    vae_weights = vae_step / "ema.safetensors" if vae_step else None
     ident = {"config_sha256": file_sha256(p.cfg_file), "budget_s": budget_s,
-             "vae_sha256": file_sha256(vae_step / "ema.safetensors") if vae_step else None}
+             "vae_sha256": file_sha256(vae_weights) if vae_weights and vae_weights.is_file() else None}
     saved = keep.parent / PLAN if keep is not None else None
     if saved is not None and saved.is_file():
         plan = json.loads(saved.read_text())
