@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from shared.config import build_config
 from trainer.diffusion.losses import diffusion_loss
 from trainer.diffusion.model import Denoiser, style_kl, style_kl_free_bits
 from trainer.diffusion.synthetic import n_audio_channels, synthetic_batch
+from bench_scripts import load_bench
 from model_helpers import wake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,9 +115,7 @@ def test_the_loss_uses_the_floored_kl_and_logs_the_true_one():
 
 
 def test_style_probe_on_the_shipped_model(tmp_path):
-    sys.path.insert(0, str(ROOT / "bench"))
-    import style_probe
-
+    style_probe = load_bench("style_probe")
     out = tmp_path / "probe.json"
     audio = str(ROOT / "tests" / "data" / "real_audio" / "speech_gettysburg.wav")
     assert style_probe.main(["--checkpoint", str(ROOT / "models" / "synesthete-tiny"), "--audio", audio,
@@ -135,10 +134,8 @@ def test_style_probe_on_the_shipped_model(tmp_path):
 
 def test_style_probe_videos_follow_the_seeds():
     """The same seeds give the same video; another style seed at the same noise seed is another video."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import style_probe
+    style_probe = load_bench("style_probe")
     from trainer.sample import SampleSettings, load_sampling_model, read_item
-    import os
 
     model = load_sampling_model(ROOT / "models" / "synesthete-tiny")
     item = read_item(0, ROOT / "tests" / "data" / "real_audio" / "speech_gettysburg.wav", os.devnull, model.cfg)
@@ -150,3 +147,22 @@ def test_style_probe_videos_follow_the_seeds():
     assert not (a == style_probe.sample_video(model, item, 6, 0, 1, s)).all()
     p = style_probe.pairwise_psnr([a, a.copy(), 255 - a])
     assert p["pairs"] == 3 and p["identical_pairs"] == 1 and p["mean_db"] is not None
+
+
+def test_style_probe_posterior_of_the_shipped_model_is_the_prior(tmp_path):
+    """The posterior over latent shards (written as tests/test_diffusion_train.py writes them, at the shipped model's
+    latent shape): the shipped model's has collapsed, KL ~ 0, the same mean for every clip, sigma ~ 1."""
+    from shared.config import build_config
+    from trainer.sample import load_sampling_model
+    from test_diffusion_train import _write_latent_dataset
+
+    style_probe = load_bench("style_probe")
+    model = load_sampling_model(ROOT / "models" / "synesthete-tiny")
+    # the shards hold debug clips only: draw what they hold (no curriculum reweighting)
+    model.cfg = build_config(base=model.cfg.model_dump(mode="json"), overrides=["data.audio_debug_mix_schedule_steps=0"])
+    _write_latent_dataset(tmp_path, model.cfg, tmp_path / "vae")
+    post = style_probe.posterior_stats(model, str(tmp_path), "val", 2, batch_size=4)
+    assert post["snippets"] == 8 and len(post["kl_per_dim"]) == len(post["mu_spread_per_dim"]) == 8
+    assert post["kl_per_clip"] == pytest.approx(sum(post["kl_per_dim"]), abs=1e-4)
+    assert post["kl_per_clip"] < 0.02 and max(post["mu_spread_per_dim"]) < 0.02
+    assert post["mean_posterior_std"] == pytest.approx(1.0, abs=0.05)
