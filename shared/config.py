@@ -229,6 +229,12 @@ class DiffusionConfig(_Section):
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
     style_kl_weight: float = Field(1e-3, ge=0, description="KL weight pulling the style posterior toward N(0, I).")
+    style_kl_free_bits: float = Field(
+        0.0, ge=0,
+        description="Free bits of the style KL (Kingma et al. 2016, IAF): nats per style dimension that cost nothing. The "
+        "KL term becomes sum_j max(free_bits, KL_j), KL_j averaged over the batch, so a dimension under the floor is not "
+        "pulled to the prior (against posterior collapse: a collapsed style latent makes --style-seed change nothing). "
+        "0 keeps the plain KL exactly.")
     p_audio_drop: float = Field(
         0.1, ge=0, le=1,
         description="Probability of replacing the audio embedding by a learned null (trains audio classifier-free guidance).",

@@ -372,7 +372,8 @@ def fixed():
     "diffusion.audio_shuffle_negatives=hard", "diffusion.audio_shuffle_negatives=timeshift",
     "diffusion.audio_shuffle_loss_space=x0", "diffusion.silence_motion_loss_weight=1.0",
     "diffusion.audio_shuffle_loss_weight=5.0", "diffusion.audio_shuffle_loss_margin=1.0",
-    "diffusion.audio_shuffle_loss_prob=0", "diffusion.style_kl_weight=1.0", "diffusion.min_snr_gamma=0",
+    "diffusion.audio_shuffle_loss_prob=0", "diffusion.style_kl_weight=1.0", "diffusion.style_kl_free_bits=1.0",
+    "diffusion.min_snr_gamma=0",
     "diffusion.prediction=eps", "diffusion.audio_shuffle_negatives=band_permuted",
     "diffusion.audio_shuffle_negatives=loudness_matched", "diffusion.audio_shuffle_loss_type=infonce",
 ])

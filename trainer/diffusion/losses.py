@@ -12,13 +12,15 @@ Per sample i (t_i ~ U[0, 1], eps_i ~ N(0, I), x_t = alpha x0 + sigma eps, schedu
   the network output against its target (the training loss itself); in ``x0`` space both are the plain
   MSE of the x0 prediction, which weighs high-noise steps most: the steps where the audio must decide
   what the frame becomes. One forward over the (K+1)·B rows [true audio; negative 1; ...; negative K].
-- total = mean_i L_diff_i + style_kl_weight * KL + [applied] pressure
+- total = mean_i L_diff_i + style_kl_weight * KL_fb + [applied] pressure
   + [applied] proxy_weight * mean_use relu(m + Lf_good - Lf_bad) + silence_motion_loss_weight * M, with
   pressure = weight * mean_use relu(m + L_good - L_bad_1) (``hinge``) or
   weight * mean_use InfoNCE(-L_good / T, -L_bad_1 / T, ..., -L_bad_K / T) (``infonce``).
   The pressure is applied on a step with probability ``audio_shuffle_loss_prob``; ``use`` leaves out
   samples whose audio was dropped for CFG and those without a valid negative. The negatives are still
   computed (without gradient) on other steps so that L_good, L_bad and the gap are logged every step.
+  KL_fb is the style KL with ``style_kl_free_bits`` nats free per dimension (model.style_kl_free_bits; the plain
+  batch-mean KL at 0); the metric ``style_kl`` stays the true KL and ``style_kl_term`` is KL_fb.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from shared.errors import ConfigError
 from shared.seeding import derive_seed
 from trainer.diffusion import schedule as S
 from trainer.diffusion import shuffle as Sh
-from trainer.diffusion.model import style_kl
+from trainer.diffusion.model import style_kl, style_kl_free_bits
 from trainer.conditioning import ChannelLayout, Cond, ConditioningSpec, SnippetBatch, cond_rows
 from trainer.runtime import unwrap
 
@@ -200,9 +202,10 @@ def diffusion_loss(model: Callable, batch: SnippetBatch, cfg: Config, generator:
     nce_pen, nce, nce_acc = Sh.contrastive_penalty(l_good, l_bad_all, neg.valid, ~core.audio_null,
                                                    d.audio_shuffle_loss_weight, d.audio_contrastive_temperature)
     penalty = nce_pen if d.audio_shuffle_loss_type == "infonce" else hinge_pen
-    kl = style_kl(core.mu, core.logvar).mean()
+    kl = style_kl(core.mu, core.logvar).mean()  # the true KL (logged)
+    kl_term = style_kl_free_bits(core.mu, core.logvar, d.style_kl_free_bits)  # what is optimised (= kl at 0)
 
-    loss = l_diff.mean() + d.style_kl_weight * kl
+    loss = l_diff.mean() + d.style_kl_weight * kl_term
     if apply:
         loss = loss + penalty
 
@@ -232,7 +235,7 @@ def diffusion_loss(model: Callable, batch: SnippetBatch, cfg: Config, generator:
         "hinge": hinge_pen.detach(), "hinge_active_frac": active.detach(), "infonce": nce.detach(),
         "infonce_acc": nce_acc.detach(), "pressure": penalty.detach(), "shuffle_applied": torch.full((), float(apply), device=x0.device),
         "neg_valid_frac": (neg.valid & kept[:, None]).float().sum() / (kept.float().sum() * k).clamp(min=1.0),
-        "style_kl": kl.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
+        "style_kl": kl.detach(), "style_kl_term": kl_term.detach(), "frame_proxy": proxy.detach(), "silence_motion": silence.detach(),
         "audio_drop_frac": core.audio_null.float().mean(),
     }
     return loss, metrics

@@ -183,6 +183,24 @@ def style_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
+def style_kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The style KL with a "free bits" floor per latent dimension (Kingma et al. 2016, "Improved variational
+    inference with inverse autoregressive flow", eq. 15): ``sum_j max(lambda, mean_batch KL_j)`` (a scalar).
+
+    The KL of each dimension j is averaged over the batch first, then floored at ``free_bits`` = lambda nats, as in
+    the paper (the floor acts on the minibatch average, not per sample). A dimension whose average KL is under the
+    floor contributes the constant lambda, so it gets no gradient toward the prior: the encoder may use up to lambda
+    nats in it for free, which keeps the posterior from collapsing onto N(0, I). ``free_bits = 0`` is exactly
+    ``style_kl(mu, logvar).mean()`` (each dimension's KL is >= 0). (B, S) -> ().
+    """
+    if free_bits < 0:
+        raise ValueError(f"free_bits must be >= 0, got {free_bits}")
+    if free_bits == 0:
+        return style_kl(mu, logvar).mean()  # today's term, bit for bit
+    per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=0)  # (S,) batch-mean KL per dimension
+    return per_dim.clamp(min=free_bits).sum()
+
+
 class Denoiser(nn.Module):
     """``Denoiser(cfg, latent_channels, latent_size, n_audio_channels)``; ``model(x_t, t, cond) -> prediction``.
 
