@@ -55,19 +55,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 1,024 training clips, so that a 2 M-parameter denoiser cannot memorise them; 40 val shards of 8 = 320 clips, of
     # which slots 0 and 1 of every 4 are forced to silence and debug and the rest follow the mix (normal 0.5): about
     # 80 normal-music clips for the eval's 72 (loudness -> motion resolved to about +-0.05: docs/results/study/power.json)
-    # and far more than 16 silence / dropout clips. VAE: 0.34 M parameters, 16x16x4 latents; denoiser: width 128,
-    # depth 4 (2.0 M parameters, 0.69 s/step at batch 16 measured by the issue); arms get equal steps by calibration.
+    # and far more than 16 silence / dropout clips. VAE: 16x16x8 latents (with 4 channels it reached only 27.0 dB val
+    # PSNR: docs/results/study/vae_lc4_s7500.json); denoiser: width 128, depth 4 (2.0 M parameters, 0.69 s/step at
+    # batch 16 measured by the issue); arms get equal steps by calibration. Every arm keeps its style latent with free
+    # bits 0.5 (without, the posterior collapses and --style-seed does nothing: docs/results/style/README.md).
     "cpu": {
         "data": {"sample_rate": 16000, "clip_seconds": 4.0, "train_shards": 128, "val_shards": 40,
                  "samples_per_shard": 8, "debug_set_size": 8, "audio_debug_mix_prob": 0.2,
                  "audio_silence_mix_prob": 0.3},
         "timeline": {"n_bands": 8, "n_fft": 512},
         "render": {"resolution": 64, "fps": 12.0, "chunk_frames": 16},
-        "vae": {"downsample": 4, "base_channels": 24, "max_channels": 48, "batch_size": 32, "steps": 6000,
-                "warmup_steps": 200, "lr": 1e-3, "ema_decay": 0.995},
+        "vae": {"downsample": 4, "latent_channels": 8, "base_channels": 24, "max_channels": 48, "batch_size": 32,
+                "steps": 6000, "warmup_steps": 200, "lr": 1e-3, "ema_decay": 0.995},
         "diffusion": {"snippet_frames": 4, "audio_context_frames": 2, "width": 128, "depth": 4, "heads": 4,
-                      "patch_size": 2, "style_dim": 8, "batch_size": 16, "steps": 1300, "warmup_steps": 100,
-                      "lr": 1e-3, "ema_decay": 0.995, "compile": False, "val_every": 400},
+                      "patch_size": 2, "style_dim": 8, "style_kl_free_bits": 0.5, "batch_size": 16, "steps": 1300,
+                      "warmup_steps": 100, "lr": 1e-3, "ema_decay": 0.995, "compile": False, "val_every": 400},
         "inference": {"steps": 10, "batch_snippets": 8},
         "eval": {"clips_per_variant": 72, "n_style_samples": 2},
         "run": {**_COMMON_RUN, "log_every": 50, "checkpoint_every": 400, "workers": 2, "device": "cpu"},
