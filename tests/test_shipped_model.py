@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from shared.video import probe
-from trainer.models import MODELS_DIR as SHIPPED_MODEL, SHIPPED
+from trainer.models import MODELS_DIR as SHIPPED_MODEL, SAMPLE30_RECORD, SHIPPED, cpu_default_order
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / SHIPPED_MODEL / SHIPPED[0]
@@ -59,3 +60,32 @@ def test_shipped_config_spells_out_every_field_so_schema_defaults_do_not_reach_i
     for section in SECTIONS:
         fields = set(type(getattr(Config(), section)).model_fields)
         assert set(saved[section]) == fields, f"{section}: missing {sorted(fields - set(saved[section]))}"
+
+
+def _parameters(model: Path) -> int:
+    """Denoiser + VAE parameters of a shipped model, read from its weights."""
+    from safetensors import safe_open
+
+    total = 0
+    for part in ("latest", "vae/latest"):
+        with safe_open(str(model / part / "ema.safetensors"), "np") as f:
+            total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    return total
+
+
+def test_cpu_default_order_puts_the_largest_model_within_the_limit_first():
+    sizes = {"a": 10, "b": 30, "c": 20, "d": 40}
+    secs = {"a": 5.0, "b": 70.0, "c": 59.0, "d": 61.0}
+    assert cpu_default_order(sizes, secs) == ("c", "a", "d", "b")
+    assert cpu_default_order(sizes, secs, limit_s=80.0) == ("d", "b", "c", "a")
+
+
+def test_the_shipped_order_is_the_cpu_rule_over_the_committed_timings():
+    """SHIPPED is what the rule makes of each shipped model's size and its committed 30 s sampling record."""
+    sizes, secs = {}, {}
+    for name in SHIPPED:
+        record = json.loads((ROOT / SAMPLE30_RECORD.format(name=name)).read_text())
+        assert record["rc"] == 0 and f"models/{name}" in record["command"]
+        sizes[name], secs[name] = _parameters(ROOT / SHIPPED_MODEL / name), float(record["wall_s"])
+    assert SHIPPED == cpu_default_order(sizes, secs)
+    assert secs[SHIPPED[0]] <= 60.0

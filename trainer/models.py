@@ -22,8 +22,15 @@ from shared.provenance import read_run_config
 DEFAULT_RUN = "runs/diffusion"
 MODELS_DIR = "models"
 CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / MODELS_DIR  # the checkout's own models/
-# The shipped models, in the order a command falls back to them (others add theirs here; MODEL_CARD.md in each).
+# The shipped models, in the order a command falls back to them (MODEL_CARD.md in each). The order is the rule of
+# issue 24 (:func:`cpu_default_order`): the models that sample 30 s of audio on the 2-core CPU in at most
+# SAMPLE30_LIMIT_S (one command, start-up and the default output size included; bench/sample30_time.py's record
+# docs/results/reports/NAME/sample30.json), largest (denoiser + VAE parameters) first; tests/test_shipped_model.py
+# checks it against the committed records. Measured: synesthete-tiny 453,387 parameters, 8.4 s;
+# synesthete-tiny-live 450,891 parameters, see its record.
 SHIPPED = ("synesthete-tiny", "synesthete-tiny-live")
+SAMPLE30_LIMIT_S = 60.0
+SAMPLE30_RECORD = "docs/results/reports/{name}/sample30.json"
 LIVE_PREFERENCE = ("synesthete-tiny-live",) + tuple(n for n in SHIPPED if n != "synesthete-tiny-live")
 
 
@@ -57,6 +64,15 @@ def resolve_model(checkpoint: str | None = None, model: str | None = None, prefe
             return found
     raise ModelNotFound(f"no checkpoint given, no {DEFAULT_RUN}/ and no shipped model under {MODELS_DIR}/: train one "
                         "with `trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
+
+
+def cpu_default_order(parameters: dict[str, int], sample30_s: dict[str, float],
+                      limit_s: float = SAMPLE30_LIMIT_S) -> tuple[str, ...]:
+    """The shipped models in the CPU's fallback order: those whose 30 s sampling took at most ``limit_s``, by
+    parameters, largest first; then the slower ones, fastest first (ties keep the given order)."""
+    fast = sorted((n for n in parameters if sample30_s[n] <= limit_s), key=lambda n: -parameters[n])
+    slow = sorted((n for n in parameters if sample30_s[n] > limit_s), key=lambda n: sample30_s[n])
+    return tuple(fast + slow)
 
 
 def model_defaults(path: str | Path) -> dict[str, Any]:
