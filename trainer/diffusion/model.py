@@ -180,7 +180,12 @@ class StyleEncoder(nn.Module):
 
 def style_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per sample (Kingma & Welling 2014, appendix B): (B, S) -> (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return style_kl_per_dim(mu, logvar).sum(dim=-1)
+
+
+def style_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of each latent dimension j (same source): (B, S) -> (B, S)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def style_kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -197,7 +202,7 @@ def style_kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float)
         raise ValueError(f"free_bits must be >= 0, got {free_bits}")
     if free_bits == 0:
         return style_kl(mu, logvar).mean()  # today's term, bit for bit
-    per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=0)  # (S,) batch-mean KL per dimension
+    per_dim = style_kl_per_dim(mu, logvar).mean(dim=0)  # (S,) batch-mean KL per dimension
     return per_dim.clamp(min=free_bits).sum()
 
 
