@@ -107,7 +107,7 @@ def study_plan(p: Paths, runner: Runner, arm_b: Arm, calib_k: int, batch_size: i
     return plan
 
 
-# The order the (arm, seed) chains start in: the question's pair first (B vs B0), then the whole recipe's baseline,
+# The order the arms' chains start in: the question's pair first (B vs B0), then the whole recipe's baseline,
 # then the extra arm, so that a study cut short by time has answered the most.
 CHAIN_ORDER = ("B", "B0", "A", "B+")
 
@@ -125,9 +125,9 @@ def run_study(p: Paths, runner: Runner, batch_size: int, calib_k: int, budget_s:
     if plan is not None:
         steps = plan["steps"]
         ordered = [arms[k] for k in CHAIN_ORDER]
-        chains = arm_chains(p, ordered, steps, tuple(SEEDS), keep)
-        by_seed = [c for s in SEEDS for c in chains[s::len(SEEDS)]]  # B s0, B0 s0, A s0, B+ s0, B s1, ...
-        run_chains(runner, by_seed, jobs)
+        # arm by arm, both seeds of one arm before the next (B s0, B s1, B0 s0, B0 s1, A s0, ...): a study cut short
+        # has complete arms to compare, and an arm with one seed decides nothing under the rule
+        run_chains(runner, arm_chains(p, ordered, steps, tuple(SEEDS), keep), jobs)
         reports = {k: load_reports(p, a) for k, a in arms.items()}
         seeds = tuple(SEEDS)
         if complete(reports["B"]) and complete(reports["B0"]) and needs_third_seed(reports["B"], reports["B0"]):
