@@ -273,6 +273,34 @@ def test_a_packaged_model_keeps_the_ema_weights_and_sampling_defaults_and_loads_
         package_model(tmp_path / "untrained", tmp_path / "none")
 
 
+def test_a_model_packaged_half_stores_float16_and_loads_into_float32(tmp_path, micro_cfg):
+    """``half=True`` (the study-sized shipped model, issue 24): float16 weights listed by their own size and sha256,
+    loaded into a float32 model within float16's rounding of the EMA weights."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+    ema = EMA(model, 0.9)
+    run = tmp_path / "run"
+    prepare_run_dir(run, micro_cfg, ("diffusion",), extra={"latent_scale": 0.5, "vae": "vae"})
+    save_checkpoint(run, 5, {"model": model.state_dict(), "ema": ema.state_dict()}, {"ema_updates": 0}, keep=1)
+    save_checkpoint(run / "vae", 7, {"ema": model.state_dict()}, {"latent_scale": 0.5}, keep=1)
+
+    package_model(run, tmp_path / "full")
+    package_model(run, tmp_path / "half", half=True)
+
+    full_f = tmp_path / "full" / "ckpt" / "step-00000005" / "ema.safetensors"
+    half_f = tmp_path / "half" / "ckpt" / "step-00000005" / "ema.safetensors"
+    assert half_f.stat().st_size < 0.55 * full_f.stat().st_size
+    packaged = read_checkpoint(tmp_path / "half")  # the listing (size, sha256) is the half file's: checked on load
+    assert {v.dtype for v in packaged.tensors["ema"].values()} == {torch.float16}
+    assert json.loads((half_f.parent / "state.json").read_text())["weights_dtype"] == "float16"
+    loaded = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+    loaded.load_state_dict(packaged.tensors["ema"])
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == torch.float32
+        assert torch.equal(v, ema.shadow[k].half().float())  # exactly float16's rounding, nothing else
+        assert torch.allclose(v, ema.shadow[k], rtol=1e-3, atol=1e-4)
+    assert load_checkpoint(tmp_path / "half" / "vae")[0] == 7  # the VAE copy is not halved
+
 def test_a_packaged_vae_loads_its_ema_weights_and_nothing_to_resume(tmp_path, micro_cfg):
     from trainer.vae.model import FrameVAE, load_vae
 

@@ -387,15 +387,16 @@ PACKAGED_WEIGHTS = "ema"  # a packaged model samples with the EMA weights
 RESUME_STATE = ("rng", "latents", "vae_source")  # state.json's "state" keys only a resumed run or this machine uses
 
 
-def package_model(run_dir: str | os.PathLike, dest: str | os.PathLike, inference: dict[str, Any] | None = None
-                  ) -> list[Path]:
+def package_model(run_dir: str | os.PathLike, dest: str | os.PathLike, inference: dict[str, Any] | None = None,
+                  half: bool = False) -> list[Path]:
     """Package a diffusion run as a model: what ``trainer sample`` and ``trainer eval`` need, nothing to resume.
 
     A packaged model is a run dir of its own::
 
         DEST/config.yaml                   the run's (provenance kept), its inference section updated with
                                            ``inference`` (the sampling defaults); the edited config must still build
-        DEST/ckpt/step-N/ema.safetensors   the run's newest checkpoint's EMA weights, copied
+        DEST/ckpt/step-N/ema.safetensors   the run's newest checkpoint's EMA weights, copied (``half``: stored as
+                                           float16, half the bytes; loading casts them back to the model's float32)
         DEST/ckpt/step-N/state.json        its state.json listing and describing only that file, without the
                                            resume state (RNG, latents and VAE source paths)
         DEST/latest -> ckpt/step-N
@@ -408,7 +409,7 @@ def package_model(run_dir: str | os.PathLike, dest: str | os.PathLike, inference
     step_dir = find_checkpoint(run)
     if step_dir is None:
         raise CheckpointError(f"{run}: no checkpoint to package")
-    out = _package_step(step_dir.resolve(), Path(dest))
+    out = _package_step(step_dir.resolve(), Path(dest), half)
     _package_config(run, out, inference or {})
     shutil.copytree(run / "vae", out / "vae", symlinks=True)
     return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
@@ -428,12 +429,12 @@ def package_vae(run_dir: str | os.PathLike, dest: str | os.PathLike) -> list[Pat
     return sorted(q for q in out.rglob("*") if q.is_file() and not q.is_symlink())
 
 
-def _package_step(step_dir: Path, out: Path) -> Path:
+def _package_step(step_dir: Path, out: Path, half: bool = False) -> Path:
     """A fresh ``out`` holding ``ckpt/step-N`` (the EMA weights only) and ``latest`` pointing at it."""
     if out.exists():
         shutil.rmtree(out)
     (out / CKPT_DIR / step_dir.name).mkdir(parents=True)
-    _package_weights(step_dir, out / CKPT_DIR / step_dir.name)
+    _package_weights(step_dir, out / CKPT_DIR / step_dir.name, half)
     (out / LATEST).symlink_to(Path(CKPT_DIR) / step_dir.name)
     return out
 
@@ -451,14 +452,23 @@ def _package_config(run: Path, out: Path, inference: dict[str, Any]) -> None:
         checked.unlink()
 
 
-def _package_weights(step_dir: Path, out: Path) -> None:
+def half_tensors(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32/float64 tensors as float16 (integer and other tensors as they are)."""
+    return {k: v.to(torch.float16) if v.dtype in (torch.float32, torch.float64) else v for k, v in flat.items()}
+
+
+def _package_weights(step_dir: Path, out: Path, half: bool = False) -> None:
     """The EMA weights of a step dir and its state.json trimmed to them (no other weights, no resume state)."""
     weights = f"{PACKAGED_WEIGHTS}.safetensors"
     state = json.loads((step_dir / STATE_FILE).read_text())
     state["structure"] = {PACKAGED_WEIGHTS: state["structure"][PACKAGED_WEIGHTS]}
-    if "files" in state:  # the listing (size, sha256) of the one weights file shipped, so that loading checks it
-        state["files"] = {weights: state["files"][weights]}
     for k in RESUME_STATE:
         state.get("state", {}).pop(k, None)
+    if half:
+        save_file(half_tensors(load_file(str(step_dir / weights))), str(out / weights))
+        state["weights_dtype"] = "float16"
+    else:
+        shutil.copy2(step_dir / weights, out / weights)
+    if "files" in state:  # the listing (size, sha256) of the one weights file shipped, so that loading checks it
+        state["files"] = {weights: {"size": (out / weights).stat().st_size, "sha256": file_digest(out / weights)}}
     (out / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
-    shutil.copy2(step_dir / weights, out / weights)

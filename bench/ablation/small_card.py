@@ -1,0 +1,142 @@
+"""models/NAME/MODEL_CARD.md of a model shipped by bench/ship_small.py (issue 24 step 3), written only from the
+reports kept in docs/results/reports/NAME/ and the run's log, so that every figure on the card names its raw file:
+what the model is and how it was trained; the eval's verdict and its normal-music table (floor, generated, ground
+truth) with the memorisation check and silence; the real-audio folder beside the teacher on the same files; the
+30 s sampling time; what ``--style-seed`` does; the contact sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .ship_writers import card_metrics
+from .steps import Log, REPO, repo_relative
+from .text import entry_text, fmt
+
+
+def read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def shown(path: Path) -> str:
+    """A path as the card names it: relative to the repo when it lies inside."""
+    p = path.resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
+def weights_parameters(model: Path) -> dict[str, int]:
+    """Parameters of the denoiser (``latest``) and the VAE (``vae/latest``), read from the weights."""
+    import numpy as np
+    from safetensors import safe_open
+
+    out = {}
+    for key, part in (("denoiser", "latest"), ("vae", "vae/latest")):
+        with safe_open(str(model / part / "ema.safetensors"), "np") as f:
+            out[key] = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    return out
+
+
+def verdict_lines(rep: dict[str, Any]) -> list[str]:
+    """The eval's own verdict block (trainer/eval/goals.py): its summary and one row per goal."""
+    v = rep.get("verdict") or {}
+    L = [f"**{v.get('question', 'Does it follow the music?')}** {v.get('summary', 'n/a')}.", "",
+         "| goal | rule | clips | generated [95% CI] | target [95% CI] | status |", "|---|---|---|---|---|---|"]
+    for g in v.get("goals", []):
+        L.append(f"| {g['goal']} | {g['rule']} | {g['variant']} ({g.get('n')}) | {entry_text(g.get('generated'))} | "
+                 f"{entry_text(g.get('target'))} | {g['status']} |")
+    return L
+
+
+def folder_rows(rep: dict[str, Any]) -> list[str]:
+    """The real-audio report's rows: floor, this model, the teacher on the same files."""
+    L = ["| metric | floor (other audio) | this model | teacher (same files) | n |", "|---|---|---|---|---|"]
+    for name, row in rep.get("variants", {}).get("audio_dir", {}).get("metrics", {}).items():
+        gen = row.get("generated") or {}
+        if gen.get("n"):
+            L.append(f"| {name} | {entry_text(row.get('floor'))} | {entry_text(gen)} | "
+                     f"{entry_text(row.get('ceiling'))} | {gen.get('n')} |")
+    return L
+
+
+def style_lines(probe: dict[str, Any]) -> list[str]:
+    s, post = probe["summary"], probe.get("posterior") or {}
+    return [f"`bench/style_probe.py` on {len(probe['files'])} real recording(s), their first {fmt(probe['seconds'])} s, "
+            f"guidance {fmt(probe.get('guidance'))}: {probe['k']} **style** seeds at one noise seed "
+            f"give videos {fmt(s['style_only']['mean_psnr_db'])} dB apart (style diversity "
+            f"{fmt(s['style_only']['mean_style_diversity'])}); {probe['k']} **noise** seeds at one style seed "
+            f"{fmt(s['noise_only']['mean_psnr_db'])} dB apart (diversity {fmt(s['noise_only']['mean_style_diversity'])}); "
+            f"style over noise diversity {fmt(s['diversity_ratio_style_over_noise'])}. The shipped tiny models, whose "
+            "style posterior collapsed, gave 37-41 dB and 0.12-0.24 (docs/results/style/README.md)."
+            + (f" Style posterior on {post.get('snippets')} val snippets: KL {fmt(post.get('kl_per_clip'))} nats per "
+               f"clip, mean posterior sigma {fmt(post.get('mean_posterior_std'))}." if post else "")]
+
+
+def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, train_cmd: str, data_cmd: str,
+               preset: str, vae_desc: str) -> Path:
+    """Write dest/MODEL_CARD.md from the kept reports (absent ones are said to be missing) and return its path.
+    ``preset``: the bench/ablation/presets.py preset the data came from; ``vae_desc``: where the VAE came from."""
+    val, real = read(keep / "val.json"), read(keep / "real_audio.json")
+    s30, probe, sheet = read(keep / "sample30.json"), read(keep / "style_probe.json"), read(keep / "showcase.json")
+    cfg = yaml.safe_load((dest / "config.yaml").read_text())["config"]
+    n = weights_parameters(dest)
+    rec = log.last_ok("train") or {}
+    r, d, inf = cfg["render"], cfg["diffusion"], cfg["inference"]
+    name = dest.name
+    L = [f"# {name}", "",
+         f"A {r['resolution']}×{r['resolution']} px, {fmt(r['fps'])} fps audio-to-video latent diffusion model: "
+         f"denoiser {n['denoiser']:,} parameters (width {d['width']}, depth {d['depth']}), frame VAE "
+         f"{n['vae']:,} parameters (`vae/`, {vae_desc}), "
+         f"{n['denoiser'] + n['vae']:,} in all. Its EMA weights are stored as float16 (loaded into float32). It "
+         f"samples with audio guidance {fmt(inf['audio_guidance_scale'])} ({inf['audio_guidance_schedule']}), "
+         f"{inf['steps']} steps (its `config.yaml`).", "",
+         "## Training", "",
+         f"Recipe: issue 24's arm {arm.key} ({arm.title}); why this arm: docs/RESULTS.md, \"Evidence study (issue "
+         "24): results\". "
+         f"{plan['steps']} steps at batch {d['batch_size']}: {fmt(plan['budget_s'] / 60)} minutes at the calibrated "
+         f"{fmt(plan['s_per_step'])} s/step ({plan['calibration_steps']} calibration steps, {plan['threads']} threads, "
+         f"load {fmt(plan.get('calibration_load1'))}; `{shown(keep / 'plan.json')}`). The training run took "
+         f"{fmt(rec.get('wall_s'))} s (load average {fmt(rec.get('load1'))} at its end). Its data: the `{preset}` preset of "
+         f"bench/ablation/presets.py ({cfg['data']['train_shards'] * cfg['data']['samples_per_shard']:,} training "
+         "clips), regenerated from config. The data and training commands (`python bench/ship_small.py` runs "
+         "every step, then writes this card):", "",
+         "```", data_cmd, train_cmd, "```", ""]
+    L += ["## Evaluation: the study's val clips (`trainer eval`, this packaged model)", ""]
+    if val:
+        L += [f"Raw report: `{shown(keep / 'val.json')}` (commit of the eval: see its `info`; sampling seed "
+              f"{val['info'].get('seed')}, {val['info'].get('frames_per_clip')} frames per clip). 95% bootstrap CIs "
+              "over clips in brackets. *Floor* = video generated from another clip's audio (chance for retrieval); "
+              "*ground truth* = the teacher's frames.", ""]
+        mem = val["variants"]["normal"]["metrics"].get("memorisation_ratio", {}).get("generated")
+        L += verdict_lines(val) + ["",
+              "Memorisation check (`memorisation_ratio`): the generated clips' latent distance to their nearest "
+              f"training clip over the ground truth's is {entry_text(mem)} (a model is flagged below 0.5).", ""]
+        L += ["| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
+        L += card_metrics(val)
+    else:
+        L += ["Missing: the val eval did not run (see WORK/commands.jsonl).", ""]
+    L += ["## Real recordings (`trainer eval --audio-dir tests/data/real_audio`)", ""]
+    if real:
+        L += [f"Raw report: `{shown(keep / 'real_audio.json')}`. The teacher column is the ground-truth visualizers "
+              "on the same files (the ceiling).", ""] + folder_rows(real) + [""]
+    else:
+        L += ["Missing: the real-audio eval did not run.", ""]
+    L += ["## Sampling time", ""]
+    L += ([f"30 s of audio sampled in {fmt(s30['wall_s'])} s on {s30.get('device')} (one command, start-up and the "
+           f"default output size included; load {fmt((s30.get('load_before') or [None])[0])} before, commit "
+           f"{s30.get('commit')}): `{shown(keep / 'sample30.json')}`.", ""] if s30 else ["Missing.", ""])
+    L += ["## `--style-seed`", ""]
+    L += (style_lines(probe) + [f"Raw record: `{shown(keep / 'style_probe.json')}`.", ""] if probe else ["Missing.", ""])
+    L += ["## Contact sheet", ""]
+    if sheet and (dest / "contact_sheet.png").is_file():
+        rows = "; ".join(f"{s['label']} {fmt(s['loudness_motion_spearman'])}" for s in sheet["sources"])
+        L += [f"![the teacher above this model on {sheet['audio']}](contact_sheet.png)", "",
+              f"{fmt(sheet['seconds'])} s of `{sheet['audio']}`; loudness → motion Spearman over them: {rows} "
+              f"(`{shown(keep / 'showcase.json')}`).", ""]
+    else:
+        L += ["Missing.", ""]
+    card = dest / "MODEL_CARD.md"
+    card.write_text(repo_relative("\n".join(L)), encoding="utf-8")
+    return card

@@ -1,0 +1,248 @@
+"""Issue 24 step 3: the study's winning recipe trained as one model and shipped as models/NAME, in one command.
+
+    python bench/ship_small.py --arm B --minutes 95               # about 2.5 h alone on the 2-core CPU
+    python bench/ship_small.py --smoke --work /tmp/ship-smoke     # the same chain at the smoke preset's size
+
+Each step is one command, logged to WORK/commands.jsonl and skipped when its output is there, so a run cut short
+goes on where it stopped (a cut training run resumes from its last checkpoint, bit-exactly):
+
+1. data and latents: the preset's shards (a pure function of config and seed), encoded with the study's committed
+   VAE (models/synesthete-vae-64; the smoke preset trains its own tiny one);
+2. calibration: a short run of the arm's recipe at this run's thread count gives s/step; the training steps are the
+   budget over it, fixed in plan.json beside the kept reports, so that a later session trains the same model;
+3. training (seed 0), then packaging as models/NAME: EMA weights stored as float16, config.yaml sampling with the
+   arm's setting (trainer.checkpoint.package_model);
+4. the packaged model's eval on the val split (the study's 72 normal-music clips, silence and debug), sampling seed 0;
+5. its eval on a folder of real recordings (tests/data/real_audio), whose ceiling is the teacher on the same files;
+6. 30 s of audio sampled with the packaged model (bench/sample30_time.py): the record trainer/models.py's order reads;
+7. the style probe (bench/style_probe.py): does ``--style-seed`` change the video at fixed audio (issue 23);
+8. the contact sheet: the teacher above the model on a real song (bench/showcase.py).
+
+Then the reports are copied to docs/results/reports/NAME/ and models/NAME/MODEL_CARD.md is written from them
+(bench/ablation/small_card.py). The default-model order (trainer.models.SHIPPED) is edited by hand: the command
+prints what the rule (``cpu_default_order``) makes of the shipped models with this one among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ablation.calibration import calibration_step, seconds_per_step  # noqa: E402
+from ablation.presets import CALIBRATION_STEPS, resolved_config  # noqa: E402
+from ablation.runner import setup_steps  # noqa: E402
+from ablation.ship import sampling_of  # noqa: E402
+from ablation.small_card import write_card  # noqa: E402
+from ablation.steps import Log, Paths, Runner, Step, display_command, train_argv  # noqa: E402
+from ablation.study import study_arms  # noqa: E402
+from ablation.study_runner import STUDY_VAE  # noqa: E402
+
+CPU_MINUTES = 95.0  # issue 24 step 3: "as long as a step allows (about two hours)", with setup and evals in 3 h
+SMOKE_MINUTES = 0.02  # about a second of smoke-sized steps
+AUDIO_DIR = ROOT / "tests" / "data" / "real_audio"
+SONG = AUDIO_DIR / "joplin_maple_leaf_rag.mp3"
+# what each kept file is (WORK-relative source -> name under the kept folder)
+KEPT = {"eval/val/report.json": "val.json", "eval/real/report.json": "real_audio.json",
+        "sample30.json": "sample30.json", "style_probe.json": "style_probe.json", "showcase/song.json": "showcase.json"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arm", default="B", choices=[a.key for a in study_arms()],
+                    help="The study arm whose recipe is trained (bench/ablation/study.py). Default: %(default)s.")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="Training budget: the steps are this many minutes at the calibrated s/step. "
+                         f"Default: {CPU_MINUTES:g} ({SMOKE_MINUTES:g} with --smoke).")
+    ap.add_argument("--name", default="synesthete-small", help="The shipped model's name. Default: %(default)s.")
+    ap.add_argument("--smoke", action="store_true",
+                    help="The smoke preset (seconds per step): proves the chain; writes nothing outside WORK.")
+    ap.add_argument("--work", default=None, help="Work dir (data, run, evals, logs). Default: runs/ship-NAME.")
+    ap.add_argument("--models", default=None, help="Where NAME/ is written. Default: models/ (WORK/models with --smoke).")
+    ap.add_argument("--keep", default=None,
+                    help="Where the reports are kept. Default: docs/results/reports/NAME (WORK/kept with --smoke).")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="OMP_NUM_THREADS of every step (the run is alone on the box). Default: %(default)s.")
+    ap.add_argument("--stop-after", type=float, default=None, metavar="MIN",
+                    help="Start no step after MIN minutes (what is left is listed; run again to go on).")
+    ap.add_argument("--verbose", action="store_true", help="Show the steps' output instead of logging it.")
+    return ap.parse_args(argv)
+
+
+def plan_steps(p: Paths, runner: Runner, arm, calib_k: int, batch_size: int, budget_s: float, keep: Path,
+               threads: int) -> dict[str, Any] | None:
+    """The training steps, fixed once: a kept plan.json made for the same config, VAE, arm, budget and threads,
+    else the arm's calibration now (None when it was left out for time)."""
+    from shared.shards import file_sha256
+    from trainer.checkpoint import find_checkpoint
+
+    vae_step = find_checkpoint(p.vae_dir)
+    ident = {"config_sha256": file_sha256(p.cfg_file), "arm": arm.key, "budget_s": budget_s, "threads": threads,
+             "vae_sha256": file_sha256(vae_step / "ema.safetensors") if vae_step else None}
+    saved = keep / "plan.json"
+    if saved.is_file():
+        plan = json.loads(saved.read_text())
+        if all(plan.get(k) == v for k, v in ident.items()):
+            print(f"[ship] the plan of {plan['calibrated_utc']} stands: {plan['steps']} steps ({saved})",
+                  file=sys.stderr)
+            return plan
+    step = calibration_step(p, arm, calib_k)
+    if not runner.run(step):
+        return None
+    sps = seconds_per_step(step.marker.parent, batch_size)
+    rec = runner.log.last_ok(step.name) or {}
+    plan = {**ident, "s_per_step": sps, "steps": max(1, round(budget_s / sps)), "calibration_steps": calib_k,
+            "calibration_load1": rec.get("load1"), "calibrated_utc": rec.get("finished_utc")}
+    keep.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    return plan
+
+
+def packaged_step(dest: Path) -> int | None:
+    """The training step of the model packaged at ``dest`` (None when there is none)."""
+    state = dest / "latest" / "state.json"
+    return int(json.loads(state.read_text())["step"]) if state.is_file() else None
+
+
+def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
+    """models/NAME from the run's newest checkpoint (float16 EMA weights), unless that step is packaged already."""
+    from trainer.checkpoint import find_checkpoint, package_model
+
+    step = int(json.loads((find_checkpoint(run) / "state.json").read_text())["step"])
+    if packaged_step(dest) == step and (dest / "config.yaml").is_file():
+        print(f"[ship] skip package ({dest} holds step {step})", file=sys.stderr)
+        return
+    card = dest / "MODEL_CARD.md"
+    kept_card = card.read_text() if card.is_file() else None  # package_model replaces dest; the card is rewritten
+    files = package_model(run, dest, sampling_of(infer).inference, half=True)
+    if kept_card is not None:
+        card.write_text(kept_card, encoding="utf-8")
+    print(f"[ship] packaged step {step} as {dest}: {sum(f.stat().st_size for f in files) / 1e6:.2f} MB",
+          file=sys.stderr)
+
+
+def after_steps(p: Paths, dest: Path, arm, smoke: bool) -> list[Step]:
+    """Steps 4-8 of the module docstring, on the packaged model."""
+    py, w = p.py, p.work
+    audio = [str(SONG)] if smoke else []  # the smoke run probes one file for a short while
+    return [
+        Step("eval-val", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", str(dest), "--data", str(w / "data"),
+                          "--out", str(w / "eval" / "val"), *arm.eval_overrides(0)], w / "eval/val/report.json",
+             "eval"),
+        Step("eval-real", [py, "-m", "trainer", "eval", "--checkpoint", str(dest), "--audio-dir", str(AUDIO_DIR),
+                           "--out", str(w / "eval" / "real"), "eval.write_videos=false"]
+             + (["eval.bootstrap=50"] if smoke else []), w / "eval/real/report.json", "eval"),
+        Step("sample30", [py, str(ROOT / "bench" / "sample30_time.py"), "--checkpoint", str(dest),
+                          "--work", str(w / "sample30"), "--record", str(w / "sample30.json")],
+             w / "sample30.json", "eval"),
+        Step("style-probe", [py, str(ROOT / "bench" / "style_probe.py"), "--checkpoint", str(dest),
+                             "--latents", str(w / "latents"), "--out", str(w / "style_probe.json")]
+             + (["--audio", *audio, "--k", "2", "--seconds", "2", "--posterior-batches", "1"] if smoke else []),
+             w / "style_probe.json", "eval"),
+        Step("showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", str(SONG), "--model",
+                          f"{dest.name}={dest}", "--out", str(w / "showcase" / "song")]
+             + (["--seconds", "4", "--panel", "64"] if smoke else []), w / "showcase/song.json", "eval"),
+    ]
+
+
+def keep_outputs(work: Path, keep: Path, dest: Path) -> None:
+    """The reports to the kept folder; the contact sheet beside the card."""
+    from trainer.eval.report import keep_report
+
+    for src, name in KEPT.items():
+        if (work / src).is_file():
+            keep_report(work / src, keep / name)
+    sheet = work / "showcase" / "song.png"
+    if sheet.is_file():
+        shutil.copy2(sheet, dest / "contact_sheet.png")
+
+
+def shipped_order(dest: Path, keep: Path) -> tuple[str, ...] | None:
+    """What trainer.models.cpu_default_order makes of the shipped models with this one (None without its record)."""
+    import numpy as np
+    from safetensors import safe_open
+
+    from trainer.models import SAMPLE30_RECORD, SHIPPED, cpu_default_order, shipped_model
+
+    def params(model: Path) -> int:
+        n = 0
+        for part in ("latest", "vae/latest"):
+            with safe_open(str(model / part / "ema.safetensors"), "np") as f:
+                n += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+        return n
+
+    if not (keep / "sample30.json").is_file():
+        return None
+    sizes, secs = {dest.name: params(dest)}, {dest.name: json.loads((keep / "sample30.json").read_text())["wall_s"]}
+    for name in SHIPPED:
+        rec, path = ROOT / SAMPLE30_RECORD.format(name=name), shipped_model(name)
+        if name != dest.name and rec.is_file() and path is not None:
+            sizes[name], secs[name] = params(path), json.loads(rec.read_text())["wall_s"]
+    return cpu_default_order(sizes, secs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.time()
+    args = parse_args(argv)
+    preset = "smoke" if args.smoke else "cpu"
+    work = Path(args.work or ROOT / "runs" / f"ship-{args.name}").resolve()
+    models = Path(args.models or (work / "models" if args.smoke else ROOT / "models")).resolve()
+    keep = Path(args.keep or (work / "kept" if args.smoke else ROOT / "docs" / "results" / "reports" / args.name))
+    dest = models / args.name
+    cfg_file = resolved_config(preset, [], work / "ship.yaml")
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    runner = Runner(Log(work / "commands.jsonl").load(), dict(os.environ), work / "logs", args.verbose, False,
+                    None if args.stop_after is None else t0 + 60 * args.stop_after)
+    vae = None if args.smoke else STUDY_VAE
+    p = Paths(work, cfg_file, vae=vae)
+    arm = {a.key: a for a in study_arms()}[args.arm]
+    for step in setup_steps(p):
+        if not runner.run(step):
+            return left_out(runner)
+    import yaml
+
+    batch = int(yaml.safe_load(cfg_file.read_text())["diffusion"]["batch_size"])
+    minutes = args.minutes if args.minutes is not None else (SMOKE_MINUTES if args.smoke else CPU_MINUTES)
+    plan = plan_steps(p, runner, arm, CALIBRATION_STEPS[preset], batch, 60.0 * minutes, keep, args.threads)
+    if plan is None:
+        return left_out(runner)
+    run = work / "run"
+    train = Step("train", train_argv(p, run, arm.train_overrides(plan["steps"], 0)), run / "summary.json", arm.key)
+    if not runner.run(train):
+        return left_out(runner)
+    package(run, dest, arm.infer)
+    for step in after_steps(p, dest, arm, args.smoke):
+        runner.run(step)
+    keep_outputs(work, keep, dest)
+    data_cmd = display_command(setup_steps(p)[0].argv)
+    vae_desc = f"the study's committed VAE {STUDY_VAE.relative_to(ROOT)}" if vae else "trained by this run"
+    card = write_card(dest, keep, arm, plan, runner.log, display_command(train.argv), data_cmd, preset, vae_desc)
+    order = shipped_order(dest, keep)
+    print(f"[ship] wrote {card}; reports in {keep}", file=sys.stderr)
+    if order is not None:
+        print(f"[ship] the CPU default-model order with {args.name} (trainer/models.py SHIPPED): {order}",
+              file=sys.stderr)
+    return left_out(runner)
+
+
+def left_out(runner: Runner) -> int:
+    """0; the steps left out for time are named (run the command again to go on)."""
+    if runner.skipped_for_time:
+        print(f"[ship] not run (session time): {', '.join(runner.skipped_for_time)}; run again to go on",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""bench/ship_small.py (issue 24 step 3) end to end at the smoke preset's size: every step runs through the real
+commands (datagen, trainer, the bench scripts, EGL for the teacher), the packaged model is float16 and loads, the
+card names every kept report, a second run repeats no step, and nothing is written outside the work dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(work: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "ship_small.py"), "--smoke", "--work", str(work),
+                           "--threads", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _tracked_outputs() -> dict[str, float]:
+    """What a real run writes (models/, the kept reports): every file with its mtime."""
+    roots = (ROOT / "models", ROOT / "docs" / "results" / "reports")
+    return {str(p): p.stat().st_mtime for r in roots for p in r.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ship-small")
+    before = _tracked_outputs()
+    r = _run(work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return work, before, r
+
+
+def test_every_step_ran_and_the_model_is_packaged_half(shipped):
+    import torch
+
+    from trainer.checkpoint import read_checkpoint
+    from trainer.sample import load_sampling_model
+
+    work, _, _ = shipped
+    names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
+    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB", "train", "eval-val", "eval-real",
+                     "sample30", "style-probe", "showcase"]
+    plan = json.loads((work / "kept" / "plan.json").read_text())
+    summary = json.loads((work / "run" / "summary.json").read_text())
+    assert summary["steps"] == plan["steps"] == max(1, round(plan["budget_s"] / plan["s_per_step"]))
+    dest = work / "models" / "synesthete-small"
+    ckpt = read_checkpoint(dest)
+    assert ckpt.step == plan["steps"] and {t.dtype for t in ckpt.tensors["ema"].values()} == {torch.float16}
+    model = load_sampling_model(str(dest), "cpu")  # loads into the float32 denoiser
+    assert next(model.denoiser.parameters()).dtype == torch.float32
+    assert model.cfg.inference.audio_guidance_scale == 2.0  # arm B's sampling setting, written into config.yaml
+
+
+def test_the_card_names_every_kept_report_and_its_figures(shipped):
+    work, _, _ = shipped
+    kept, dest = work / "kept", work / "models" / "synesthete-small"
+    card = (dest / "MODEL_CARD.md").read_text()
+    for name in ("plan.json", "val.json", "real_audio.json", "sample30.json", "style_probe.json", "showcase.json"):
+        assert (kept / name).is_file() and f"{kept / name}" in card, name
+    assert (dest / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG" and "](contact_sheet.png)" in card
+    val = json.loads((kept / "val.json").read_text())
+    assert val["verdict"]["summary"] in card
+    rho = val["variants"]["normal"]["metrics"]["loudness_motion_spearman"]["generated"]["mean"]
+    assert f"{rho:.3g}" in card
+    s30 = json.loads((kept / "sample30.json").read_text())
+    assert s30["rc"] == 0 and f"{s30['wall_s']:.3g} s" in card
+    assert "Missing" not in card
+
+
+def test_a_second_run_repeats_no_step_and_nothing_is_written_outside_work(shipped):
+    work, before, _ = shipped
+    lines = (work / "commands.jsonl").read_text().splitlines()
+    r = _run(work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (work / "commands.jsonl").read_text().splitlines() == lines  # every step skipped, the plan reused
+    assert "the plan of" in r.stderr and "skip package" in r.stderr
+    assert _tracked_outputs() == before
