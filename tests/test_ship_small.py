@@ -44,7 +44,7 @@ def test_every_step_ran_and_the_model_is_packaged_half(shipped):
 
     work, _, _ = shipped
     names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
-    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB", "train", "eval-val", "eval-real",
+    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB", "train", "eval-val", "eval-val_s1", "eval-real",
                      "sample30", "style-probe", "showcase"]
     plan = json.loads((work / "kept" / "plan.json").read_text())
     summary = json.loads((work / "run" / "summary.json").read_text())
@@ -61,7 +61,7 @@ def test_the_card_names_every_kept_report_and_its_figures(shipped):
     work, _, _ = shipped
     kept, dest = work / "kept", work / "models" / "synesthete-small"
     card = (dest / "MODEL_CARD.md").read_text()
-    for name in ("plan.json", "val.json", "real_audio.json", "sample30.json", "style_probe.json", "showcase.json"):
+    for name in ("plan.json", "val.json", "val_s1.json", "real_audio.json", "sample30.json", "style_probe.json", "showcase.json"):
         assert (kept / name).is_file() and f"{kept / name}" in card, name
     assert (dest / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG" and "](contact_sheet.png)" in card
     val = json.loads((kept / "val.json").read_text())

@@ -12,9 +12,12 @@ from typing import Any
 
 import yaml
 
+from .rule import goal_value
 from .ship_writers import card_metrics
 from .steps import Log, REPO, repo_relative
-from .text import entry_text, fmt
+from .study import GOALS
+from .text import entry_text, fmt, seeds_text
+from .writers import met_text
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -50,6 +53,17 @@ def verdict_lines(rep: dict[str, Any]) -> list[str]:
     return L
 
 
+def goal_lines(reps: list[dict[str, Any] | None]) -> list[str]:
+    """Issue 24's goals for the shipped model (the study group of trainer/eval/goals.py), each on the mean of the
+    sampling seeds' reports against its target (bench/ablation/rule.py's goal_value)."""
+    L = ["| goal | rule | clips | mean of seeds | per seed | target | verdict |", "|---|---|---|---|---|---|---|"]
+    for g in GOALS:
+        gv = goal_value(g, reps)
+        L.append(f"| {g.title} | {g.rule} | {g.variant} | {fmt(gv.generated)} | {seeds_text(gv.per_seed)} | "
+                 f"{fmt(gv.target)} | {met_text(gv)} |")
+    return L
+
+
 def folder_rows(rep: dict[str, Any]) -> list[str]:
     """The real-audio report's rows: floor, this model, the teacher on the same files."""
     L = ["| metric | floor (other audio) | this model | teacher (same files) | n |", "|---|---|---|---|---|"]
@@ -78,7 +92,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
                preset: str, vae_desc: str) -> Path:
     """Write dest/MODEL_CARD.md from the kept reports (absent ones are said to be missing) and return its path.
     ``preset``: the bench/ablation/presets.py preset the data came from; ``vae_desc``: where the VAE came from."""
-    val, real = read(keep / "val.json"), read(keep / "real_audio.json")
+    val, val1, real = read(keep / "val.json"), read(keep / "val_s1.json"), read(keep / "real_audio.json")
     s30, probe, sheet = read(keep / "sample30.json"), read(keep / "style_probe.json"), read(keep / "showcase.json")
     cfg = yaml.safe_load((dest / "config.yaml").read_text())["config"]
     n = weights_parameters(dest)
@@ -113,6 +127,10 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
         L += verdict_lines(val) + ["",
               "Memorisation check (`memorisation_ratio`): the generated clips' latent distance to their nearest "
               f"training clip over the ground truth's is {entry_text(mem)} (a model is flagged below 0.5).", ""]
+        L += ["### Issue 24's goals: mean of sampling seeds 0 and 1", "",
+              f"Raw reports: `{shown(keep / 'val.json')}` (seed 0) and `{shown(keep / 'val_s1.json')}` (seed 1; "
+              f"{'missing' if val1 is None else 'same clips'}). A goal is met when the mean clears its target.", ""]
+        L += goal_lines([val, val1]) + ["", "### Every metric, sampling seed 0", ""]
         L += ["| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
         L += card_metrics(val)
     else:
