@@ -132,15 +132,22 @@ def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
           file=sys.stderr)
 
 
-def after_steps(p: Paths, dest: Path, arm, smoke: bool) -> list[Step]:
+def repo_arg(path: Path) -> str:
+    """A path as a command-line argument: relative to the repo root (the steps' working directory) when inside it,
+    so that the kept records name ``models/NAME`` as a reader would type it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def after_steps(p: Paths, dest_path: Path, arm, smoke: bool) -> list[Step]:
     """Steps 4-8 of the module docstring, on the packaged model."""
-    py, w = p.py, p.work
-    audio = [str(SONG)] if smoke else []  # the smoke run probes one file for a short while
+    py, w, dest = p.py, p.work, repo_arg(dest_path)
+    audio = [repo_arg(SONG)] if smoke else []  # the smoke run probes one file for a short while
     return [
         *[Step(f"eval-{name}", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", str(dest), "--data",
                                 str(w / "data"), "--out", str(w / "eval" / name), *arm.eval_overrides(seed)],
                w / "eval" / name / "report.json", "eval") for seed, name in ((0, "val"), (1, "val_s1"))],
-        Step("eval-real", [py, "-m", "trainer", "eval", "--checkpoint", str(dest), "--audio-dir", str(AUDIO_DIR),
+        Step("eval-real", [py, "-m", "trainer", "eval", "--checkpoint", str(dest), "--audio-dir", repo_arg(AUDIO_DIR),
                            "--out", str(w / "eval" / "real"), "eval.write_videos=false"]
              + (["eval.bootstrap=50"] if smoke else []), w / "eval/real/report.json", "eval"),
         Step("sample30", [py, str(ROOT / "bench" / "sample30_time.py"), "--checkpoint", str(dest),
@@ -150,8 +157,8 @@ def after_steps(p: Paths, dest: Path, arm, smoke: bool) -> list[Step]:
                              "--latents", str(w / "latents"), "--out", str(w / "style_probe.json")]
              + (["--audio", *audio, "--k", "2", "--seconds", "2", "--posterior-batches", "1"] if smoke else []),
              w / "style_probe.json", "eval"),
-        Step("showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", str(SONG), "--model",
-                          f"{dest.name}={dest}", "--out", str(w / "showcase" / "song")]
+        Step("showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", repo_arg(SONG), "--model",
+                          f"{dest_path.name}={dest}", "--out", str(w / "showcase" / "song")]
              + (["--seconds", "4", "--panel", "64"] if smoke else []), w / "showcase/song.json", "eval"),
     ]
 
