@@ -16,6 +16,15 @@ state.json, and with ``--latents DIR`` (a ``trainer cache-latents`` output) the 
 per-dimension batch-mean KL, the spread (std over clips) of the posterior means and the mean posterior std. A
 collapsed posterior has KL ~ 0, means ~ 0 with no spread and std ~ 1 (it is the prior, whatever the clip).
 
+Where the style latents come from (``--style-draw``; the noise-only variation uses the same draw at ``--style-seed``):
+
+* ``prior`` (default): N(0, I) with the style seed, what ``trainer sample --style-seed`` does;
+* ``aggregate``: the aggregate posterior of the training split (``--latents``), moment-matched by a diagonal Gaussian
+  (:func:`aggregate_gaussian`), the style seed's N(0, I) draw scaled and shifted into it: the styles training saw,
+  without a prior mismatch (ex-post density estimation: Ghosh et al. 2020, "From variational to deterministic
+  autoencoders");
+* ``posterior``: one training snippet's posterior (mean + sigma times the seed's draw), snippet ``seed * 13 mod n``.
+
     python bench/style_probe.py --checkpoint models/synesthete-tiny --out docs/results/style/probe-tiny.json
 """
 
@@ -49,11 +58,40 @@ DEFAULT_AUDIO = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "data
                        if p.suffix in (".flac", ".mp3", ".wav"))
 
 
+STYLE_DRAWS = ("prior", "aggregate", "posterior")
+
+
+def aggregate_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std per dimension of the mixture of the posteriors N(mu_i, exp(logvar_i)) (N, S), each weighted
+    1/N: the mean of the means, and by the law of total variance var = var_i(mu_i) + mean_i(exp(logvar_i))
+    (population variance). (S,), (S,)."""
+    var = mu.var(dim=0, unbiased=False) + logvar.exp().mean(dim=0)
+    return mu.mean(dim=0), var.sqrt()
+
+
+def style_draw(kind: str, seed: int, style_dim: int, post: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+    """Style latent (1, style_dim) of ``seed`` drawn as ``kind`` says (module docstring); ``post`` = the training
+    split's posterior (mu, logvar), (N, S) each, for ``aggregate`` and ``posterior``."""
+    eps = style_from_prior(style_dim, seed)
+    if kind == "prior":
+        return eps
+    if post is None:
+        raise ValueError(f"--style-draw {kind} needs the training posterior (--latents)")
+    mu, logvar = post
+    if kind == "aggregate":
+        mean, std = aggregate_gaussian(mu, logvar)
+        return mean[None] + std[None] * eps
+    i = seed * 13 % mu.shape[0]
+    return mu[i][None] + (0.5 * logvar[i]).exp()[None] * eps
+
+
 def sample_video(model: SamplingModel, item: dict[str, Any], n_frames: int, style_seed: int, noise_seed: int,
-                 settings: SampleSettings) -> np.ndarray:
+                 settings: SampleSettings, draw: str = "prior", post: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> np.ndarray:
     """One uint8 video (T, H, W, 3) of the item's first ``n_frames`` frames, at the model's native size."""
     spec = stream_spec(model, settings)
-    style_z = style_from_prior(model.cfg.diffusion.style_dim, style_seed)
+    style_z = style_draw(draw, style_seed, model.cfg.diffusion.style_dim, post)
     windows, silent = item["windows"][None, :n_frames], item["silent"][None, :n_frames]
     chunks = list(generate_frames(model, windows, silent, style_z, spec, noise_seed))
     return np.concatenate(chunks, axis=1)[0]
@@ -72,11 +110,12 @@ def variation(videos: list[np.ndarray]) -> dict[str, Any]:
 
 
 def probe_file(model: SamplingModel, path: str, k: int, seconds: float, noise_seed: int, style_seed: int,
-               settings: SampleSettings) -> dict[str, Any]:
+               settings: SampleSettings, draw: str = "prior", post: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> dict[str, Any]:
     item = read_item(0, path, os.devnull, model.cfg)
     n = max(1, min(item["frames"], int(round(seconds * model.cfg.render.fps))))
-    by_style = [sample_video(model, item, n, s, noise_seed, settings) for s in range(k)]
-    by_noise = [sample_video(model, item, n, style_seed, s, settings) for s in range(k)]
+    by_style = [sample_video(model, item, n, s, noise_seed, settings, draw, post) for s in range(k)]
+    by_noise = [sample_video(model, item, n, style_seed, s, settings, draw, post) for s in range(k)]
     return {"file": path, "frames": n, "style_only": variation(by_style), "noise_only": variation(by_noise)}
 
 
@@ -104,10 +143,10 @@ def trained_kl(model: SamplingModel) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def posterior_stats(model: SamplingModel, latents: str, split: str, batches: int, batch_size: int = 16
-                    ) -> dict[str, Any]:
-    """The style posterior over ``batches`` snippet batches of a latent cache's ``split`` (each snippet's style
-    frames as in training, the training loader's own draw)."""
+def encode_posterior(model: SamplingModel, latents: str, split: str, batches: int, batch_size: int = 16
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The style posterior (mu, logvar), (N, S) each, of ``batches`` snippet batches of a latent cache's ``split``
+    (each snippet's style frames as in training, the training loader's own draw)."""
     scale = latent_scale_of(read_latent_manifest(latents))
     loader = snippet_loader(latents, model.cfg, split, batch_size, seed=0, latent_scale=scale, drop_last=False)
     mus, logvars = [], []
@@ -115,12 +154,21 @@ def posterior_stats(model: SamplingModel, latents: str, split: str, batches: int
         mu, logvar = model.denoiser.encode_style(batch["style"].float().to(model.device))
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
-    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def posterior_stats(model: SamplingModel, latents: str, split: str, batches: int, batch_size: int = 16
+                    ) -> dict[str, Any]:
+    """The style posterior over ``batches`` snippet batches of a latent cache's ``split``: KL, spread of the means,
+    mean sigma, and its aggregate's moment-matched Gaussian (:func:`aggregate_gaussian`)."""
+    mu, logvar = encode_posterior(model, latents, split, batches, batch_size)
+    mean, std = aggregate_gaussian(mu, logvar)
     per_dim = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(dim=0)
     return {"split": split, "snippets": int(mu.shape[0]), "kl_per_clip": float(style_kl(mu, logvar).mean()),
             "kl_per_dim": [round(float(v), 5) for v in per_dim],
             "mu_spread_per_dim": [round(float(v), 5) for v in mu.std(dim=0)],
-            "mean_posterior_std": float((0.5 * logvar).exp().mean())}
+            "mean_posterior_std": float((0.5 * logvar).exp().mean()),
+            "aggregate_mean": [round(float(v), 5) for v in mean], "aggregate_std": [round(float(v), 5) for v in std]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,17 +183,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latents", default=None, help="A latent cache: also measure the style posterior on its clips.")
     p.add_argument("--split", default="val")
     p.add_argument("--posterior-batches", type=int, default=4)
+    p.add_argument("--style-draw", choices=STYLE_DRAWS, default="prior",
+                   help="Where the style latents come from (module docstring; aggregate and posterior need --latents: "
+                        "the training split's posterior, --posterior-batches x 16 snippets).")
     p.add_argument("--out", required=True, help="The JSON to write.")
     args = p.parse_args(argv)
     if args.k < 2:
         p.error("--k must be at least 2")
+    if args.style_draw != "prior" and not args.latents:
+        p.error(f"--style-draw {args.style_draw} needs --latents (the training split's posterior)")
     torch.manual_seed(0)
     model = load_sampling_model(args.checkpoint, "cpu")
     settings = SampleSettings(guidance=args.guidance)
-    files = [probe_file(model, a, args.k, args.seconds, args.noise_seed, args.style_seed, settings)
-             for a in args.audio]
+    post = encode_posterior(model, args.latents, "train", args.posterior_batches) if args.style_draw != "prior" \
+        else None
+    files = [probe_file(model, a, args.k, args.seconds, args.noise_seed, args.style_seed, settings, args.style_draw,
+                        post) for a in args.audio]
     out = {"checkpoint": str(args.checkpoint), "step": model.step, "k": args.k, "seconds": args.seconds,
-           "noise_seed": args.noise_seed, "style_seed": args.style_seed,
+           "noise_seed": args.noise_seed, "style_seed": args.style_seed, "style_draw": args.style_draw,
            "guidance": stream_spec(model, settings).guidance, "resolution": model.cfg.render.resolution,
            "fps": model.cfg.render.fps, "summary": summary(files), "files": files, "trained": trained_kl(model),
            "posterior": posterior_stats(model, args.latents, args.split, args.posterior_batches) if args.latents

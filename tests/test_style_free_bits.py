@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,37 @@ def test_style_probe_posterior_of_the_shipped_model_is_the_prior(tmp_path):
     assert post["kl_per_clip"] == pytest.approx(sum(post["kl_per_dim"]), abs=1e-4)
     assert post["kl_per_clip"] < 0.02 and max(post["mu_spread_per_dim"]) < 0.02
     assert post["mean_posterior_std"] == pytest.approx(1.0, abs=0.05)
+    # the aggregate of a collapsed posterior is the prior itself
+    mean, std = (torch.tensor(post["aggregate_mean"]), torch.tensor(post["aggregate_std"]))
+    assert mean.abs().max() < 0.02 and (std - 1).abs().max() < 0.05
+
+
+def test_aggregate_gaussian_matches_sampling_the_mixture():
+    """Oracle: draw many samples from the mixture of the posteriors (pick a component, then sample it) with numpy;
+    their mean and std are the moment-matched Gaussian's."""
+    style_probe = load_bench("style_probe")
+    rng = np.random.default_rng(0)
+    mu = rng.normal(0.5, 0.7, size=(5, 3))
+    logvar = rng.normal(-1.0, 0.5, size=(5, 3))
+    comp = rng.integers(0, 5, size=400_000)
+    x = mu[comp] + np.exp(0.5 * logvar[comp]) * rng.standard_normal((400_000, 3))
+    mean, std = style_probe.aggregate_gaussian(torch.tensor(mu), torch.tensor(logvar))
+    np.testing.assert_allclose(mean.numpy(), x.mean(axis=0), atol=5e-3)
+    np.testing.assert_allclose(std.numpy(), x.std(axis=0), rtol=5e-3)
+
+
+def test_style_draws_prior_aggregate_and_one_posterior():
+    style_probe = load_bench("style_probe")
+    from trainer.sample import style_from_prior
+
+    mu = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
+    logvar = torch.log(torch.tensor([[0.25, 1.0], [0.25, 1.0]]))
+    eps = style_from_prior(2, 7)
+    assert torch.equal(style_probe.style_draw("prior", 7, 2), eps)  # what trainer sample --style-seed 7 draws
+    mean, std = torch.tensor([2.0, -1.0]), torch.sqrt(torch.tensor([1.0 + 0.25, 1.0 + 1.0]))
+    torch.testing.assert_close(style_probe.style_draw("aggregate", 7, 2, (mu, logvar)), mean[None] + std[None] * eps)
+    i = 7 * 13 % 2  # snippet 1
+    torch.testing.assert_close(style_probe.style_draw("posterior", 7, 2, (mu, logvar)),
+                               mu[i][None] + torch.tensor([0.5, 1.0])[None] * eps)
+    with pytest.raises(ValueError, match="--latents"):
+        style_probe.style_draw("aggregate", 7, 2)
