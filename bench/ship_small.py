@@ -19,7 +19,8 @@ goes on where it stopped (a cut training run resumes from its last checkpoint, b
 7. the style probe (bench/style_probe.py): does ``--style-seed`` change the video at fixed audio (issue 23);
 8. the contact sheet: the teacher above the model on a real song (bench/showcase.py).
 
-Then the reports are copied to docs/results/reports/NAME/ and models/NAME/MODEL_CARD.md is written from them
+The training run is WORK/runs/ARM_STEPSsteps and the evals' outputs WORK/after/ARM_STEPSsteps/, so that nothing made
+for another arm or plan is taken for this one. Then the reports are copied to docs/results/reports/NAME/ and models/NAME/MODEL_CARD.md is written from them
 (bench/ablation/small_card.py). The default-model order (trainer.models.SHIPPED) is edited by hand: the command
 prints what the rule (``cpu_default_order``) makes of the shipped models with this one among them.
 """
@@ -46,10 +47,11 @@ from ablation.ship import sampling_of  # noqa: E402
 from ablation.small_card import write_card  # noqa: E402
 from ablation.steps import Log, Paths, Runner, Step, display_command, train_argv  # noqa: E402
 from ablation.study import study_arms  # noqa: E402
-from ablation.study_runner import STUDY_VAE  # noqa: E402
+from ablation.study_runner import STUDY_VAE, plan_ident, saved_plan  # noqa: E402
 
 CPU_MINUTES = 80.0  # issue 24 step 3: "as long as a step allows (about two hours)": setup, evals and CI in 3 h
 SMOKE_MINUTES = 0.02  # about a second of smoke-sized steps
+PROTECTED = ("synesthete-tiny", "synesthete-tiny-live", STUDY_VAE.name)  # shipped models other commands made
 AUDIO_DIR = ROOT / "tests" / "data" / "real_audio"
 SONG = AUDIO_DIR / "joplin_maple_leaf_rag.mp3"
 # what each kept file is (WORK-relative source -> name under the kept folder)
@@ -82,22 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def plan_steps(p: Paths, runner: Runner, arm, calib_k: int, batch_size: int, budget_s: float, keep: Path,
                threads: int) -> dict[str, Any] | None:
-    """The training steps, fixed once: a kept plan.json made for the same config, VAE, arm, budget and threads,
-    else the arm's calibration now (None when it was left out for time)."""
-    from shared.shards import file_sha256
-    from trainer.checkpoint import find_checkpoint
-
-    vae_step = find_checkpoint(p.vae_dir)
-    ident = {"config_sha256": file_sha256(p.cfg_file), "arm": arm.key, "budget_s": budget_s, "threads": threads,
-             "vae_sha256": file_sha256(vae_step / "ema.safetensors") if vae_step else None}
-    saved = keep / "plan.json"
-    if saved.is_file():
-        plan = json.loads(saved.read_text())
-        if all(plan.get(k) == v for k, v in ident.items()):
-            print(f"[ship] the plan of {plan['calibrated_utc']} stands: {plan['steps']} steps ({saved})",
-                  file=sys.stderr)
-            return plan
+    """The training steps, fixed once: a kept plan.json made for the same config, VAE, budget, arm and threads
+    (study_runner.saved_plan), else the arm's calibration now (None when it was left out for time)."""
+    ident = plan_ident(p, budget_s, arm=arm.key, threads=threads)
+    plan = saved_plan(keep / "plan.json", ident)
+    if plan is not None:
+        return plan
     step = calibration_step(p, arm, calib_k)
+    shutil.rmtree(step.marker.parent, ignore_errors=True)  # a calibration made for another plan is not reused
     if not runner.run(step):
         return None
     sps = seconds_per_step(step.marker.parent, batch_size)
@@ -105,30 +99,29 @@ def plan_steps(p: Paths, runner: Runner, arm, calib_k: int, batch_size: int, bud
     plan = {**ident, "s_per_step": sps, "steps": max(1, round(budget_s / sps)), "calibration_steps": calib_k,
             "calibration_load1": rec.get("load1"), "calibrated_utc": rec.get("finished_utc")}
     keep.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    (keep / "plan.json").write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
     return plan
 
 
-def packaged_step(dest: Path) -> int | None:
-    """The training step of the model packaged at ``dest`` (None when there is none)."""
-    state = dest / "latest" / "state.json"
-    return int(json.loads(state.read_text())["step"]) if state.is_file() else None
+def run_name(arm, plan: dict[str, Any]) -> str:
+    """The training run's name: its arm and steps, so that a run made for another plan is never taken for it."""
+    return f"{arm.slug}_{plan['steps']}steps"
 
 
 def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
-    """models/NAME from the run's newest checkpoint (float16 EMA weights), unless that step is packaged already."""
-    from trainer.checkpoint import find_checkpoint, package_model
+    """models/NAME from the run's newest checkpoint (float16 EMA weights), unless ``dest`` already holds exactly
+    those weights (its state.json's ``source_sha256``, halved)."""
+    from trainer.checkpoint import file_digest, find_checkpoint, package_model
 
-    step = int(json.loads((find_checkpoint(run) / "state.json").read_text())["step"])
-    if packaged_step(dest) == step and (dest / "config.yaml").is_file():
-        print(f"[ship] skip package ({dest} holds step {step})", file=sys.stderr)
+    src = find_checkpoint(run)
+    state = dest / "latest" / "state.json"
+    held = json.loads(state.read_text()) if state.is_file() else {}
+    if (held.get("source_sha256") == file_digest(src / "ema.safetensors") and held.get("weights_dtype") == "float16"
+            and (dest / "config.yaml").is_file()):
+        print(f"[ship] skip package ({dest} holds {src.name} of {run.name})", file=sys.stderr)
         return
-    card = dest / "MODEL_CARD.md"
-    kept_card = card.read_text() if card.is_file() else None  # package_model replaces dest; the card is rewritten
     files = package_model(run, dest, sampling_of(infer).inference, half=True)
-    if kept_card is not None:
-        card.write_text(kept_card, encoding="utf-8")
-    print(f"[ship] packaged step {step} as {dest}: {sum(f.stat().st_size for f in files) / 1e6:.2f} MB",
+    print(f"[ship] packaged {src.name} of {run.name} as {dest}: {sum(f.stat().st_size for f in files) / 1e6:.2f} MB",
           file=sys.stderr)
 
 
@@ -139,63 +132,71 @@ def repo_arg(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def after_steps(p: Paths, dest_path: Path, arm, smoke: bool) -> list[Step]:
-    """Steps 4-8 of the module docstring, on the packaged model."""
-    py, w, dest = p.py, p.work, repo_arg(dest_path)
+def after_steps(p: Paths, dest_path: Path, arm, out: Path, smoke: bool) -> list[Step]:
+    """Steps 4-8 of the module docstring, on the packaged model; their outputs under ``out`` (one folder per training
+    run, so that a report of another run is never taken for this one's)."""
+    py, dest = p.py, repo_arg(dest_path)
     audio = [repo_arg(SONG)] if smoke else []  # the smoke run probes one file for a short while
     return [
-        *[Step(f"eval-{name}", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", str(dest), "--data",
-                                str(w / "data"), "--out", str(w / "eval" / name), *arm.eval_overrides(seed)],
-               w / "eval" / name / "report.json", "eval") for seed, name in ((0, "val"), (1, "val_s1"))],
-        Step("eval-real", [py, "-m", "trainer", "eval", "--checkpoint", str(dest), "--audio-dir", repo_arg(AUDIO_DIR),
-                           "--out", str(w / "eval" / "real"), "eval.write_videos=false"]
-             + (["eval.bootstrap=50"] if smoke else []), w / "eval/real/report.json", "eval"),
-        Step("sample30", [py, str(ROOT / "bench" / "sample30_time.py"), "--checkpoint", str(dest),
-                          "--work", str(w / "sample30"), "--record", str(w / "sample30.json")],
-             w / "sample30.json", "eval"),
-        Step("style-probe", [py, str(ROOT / "bench" / "style_probe.py"), "--checkpoint", str(dest),
-                             "--latents", str(w / "latents"), "--out", str(w / "style_probe.json")]
+        *[Step(f"{out.name}-eval-{name}", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", dest, "--data",
+                                           str(p.work / "data"), "--out", str(out / "eval" / name),
+                                           *arm.eval_overrides(seed)],
+               out / "eval" / name / "report.json", "eval") for seed, name in ((0, "val"), (1, "val_s1"))],
+        Step(f"{out.name}-eval-real", [py, "-m", "trainer", "eval", "--checkpoint", dest, "--audio-dir",
+                                       repo_arg(AUDIO_DIR), "--out", str(out / "eval" / "real"),
+                                       "eval.write_videos=false"] + (["eval.bootstrap=50"] if smoke else []),
+             out / "eval/real/report.json", "eval"),
+        Step(f"{out.name}-sample30", [py, str(ROOT / "bench" / "sample30_time.py"), "--checkpoint", dest,
+                                      "--work", str(out / "sample30"), "--record", str(out / "sample30.json")],
+             out / "sample30.json", "eval"),
+        Step(f"{out.name}-style-probe", [py, str(ROOT / "bench" / "style_probe.py"), "--checkpoint", dest,
+                                         "--latents", str(p.work / "latents"), "--out", str(out / "style_probe.json")]
              + (["--audio", *audio, "--k", "2", "--seconds", "2", "--posterior-batches", "1"] if smoke else []),
-             w / "style_probe.json", "eval"),
-        Step("showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", repo_arg(SONG), "--model",
-                          f"{dest_path.name}={dest}", "--out", str(w / "showcase" / "song")]
-             + (["--seconds", "4", "--panel", "64"] if smoke else []), w / "showcase/song.json", "eval"),
+             out / "style_probe.json", "eval"),
+        Step(f"{out.name}-showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", repo_arg(SONG), "--model",
+                                      f"{dest_path.name}={dest}", "--out", str(out / "showcase" / "song")]
+             + (["--seconds", "4", "--panel", "64"] if smoke else []), out / "showcase/song.json", "eval"),
     ]
 
 
-def keep_outputs(work: Path, keep: Path, dest: Path) -> None:
-    """The reports to the kept folder; the contact sheet beside the card."""
+def drop_failed_record(record: Path) -> None:
+    """bench/sample30_time.py writes its record even when sampling failed (rc != 0): such a record is removed, so
+    that the step runs again instead of being skipped as done."""
+    if record.is_file() and json.loads(record.read_text()).get("rc") != 0:
+        record.unlink()
+
+
+def keep_outputs(out: Path, keep: Path, dest: Path) -> None:
+    """This run's reports to the kept folder, each replacing the previous one; a report this run does not have is
+    removed there (the card then says it is missing), so that no figure of an earlier model stays. The contact sheet
+    goes beside the card."""
     from trainer.eval.report import keep_report
 
     for src, name in KEPT.items():
-        if (work / src).is_file():
-            keep_report(work / src, keep / name)
-    sheet = work / "showcase" / "song.png"
+        if (out / src).is_file():
+            keep_report(out / src, keep / name)
+        else:
+            (keep / name).unlink(missing_ok=True)
+    sheet, copy = out / "showcase" / "song.png", dest / "contact_sheet.png"
     if sheet.is_file():
-        shutil.copy2(sheet, dest / "contact_sheet.png")
+        shutil.copy2(sheet, copy)
+    else:
+        copy.unlink(missing_ok=True)
 
 
 def shipped_order(dest: Path, keep: Path) -> tuple[str, ...] | None:
     """What trainer.models.cpu_default_order makes of the shipped models with this one (None without its record)."""
-    import numpy as np
-    from safetensors import safe_open
+    from trainer.models import SAMPLE30_RECORD, SHIPPED, cpu_default_order, model_parameters, shipped_model
 
-    from trainer.models import SAMPLE30_RECORD, SHIPPED, cpu_default_order, shipped_model
-
-    def params(model: Path) -> int:
-        n = 0
-        for part in ("latest", "vae/latest"):
-            with safe_open(str(model / part / "ema.safetensors"), "np") as f:
-                n += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
-        return n
-
-    if not (keep / "sample30.json").is_file():
+    record = keep / "sample30.json"
+    if not record.is_file():
         return None
-    sizes, secs = {dest.name: params(dest)}, {dest.name: json.loads((keep / "sample30.json").read_text())["wall_s"]}
+    sizes = {dest.name: model_parameters(dest)["total"]}
+    secs = {dest.name: json.loads(record.read_text())["wall_s"]}
     for name in SHIPPED:
         rec, path = ROOT / SAMPLE30_RECORD.format(name=name), shipped_model(name)
         if name != dest.name and rec.is_file() and path is not None:
-            sizes[name], secs[name] = params(path), json.loads(rec.read_text())["wall_s"]
+            sizes[name], secs[name] = model_parameters(path)["total"], json.loads(rec.read_text())["wall_s"]
     return cpu_default_order(sizes, secs)
 
 
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or ROOT / "runs" / f"ship-{args.name}").resolve()
     models = Path(args.models or (work / "models" if args.smoke else ROOT / "models")).resolve()
     keep = Path(args.keep or (work / "kept" if args.smoke else ROOT / "docs" / "results" / "reports" / args.name))
+    if args.name in PROTECTED:
+        raise SystemExit(f"--name {args.name}: that model is shipped and not made by this command (pick another name)")
     dest = models / args.name
     cfg_file = resolved_config(preset, [], work / "ship.yaml")
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
@@ -226,17 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_steps(p, runner, arm, CALIBRATION_STEPS[preset], batch, 60.0 * minutes, keep, args.threads)
     if plan is None:
         return left_out(runner)
-    run = work / "run"
-    train = Step("train", train_argv(p, run, arm.train_overrides(plan["steps"], 0)), run / "summary.json", arm.key)
+    name = run_name(arm, plan)
+    run, out = work / "runs" / name, work / "after" / name
+    train = Step(f"{name}-train", train_argv(p, run, arm.train_overrides(plan["steps"], 0)), run / "summary.json",
+                 arm.key)
     if not runner.run(train):
         return left_out(runner)
     package(run, dest, arm.infer)
-    for step in after_steps(p, dest, arm, args.smoke):
-        runner.run(step)
-    keep_outputs(work, keep, dest)
+    drop_failed_record(out / "sample30.json")
+    for step in after_steps(p, dest, arm, out, args.smoke):
+        if not runner.run(step):
+            break
+    keep_outputs(out, keep, dest)
     data_cmd = display_command(setup_steps(p)[0].argv)
     vae_desc = f"the study's committed VAE {STUDY_VAE.relative_to(ROOT)}" if vae else "trained by this run"
-    card = write_card(dest, keep, arm, plan, runner.log, display_command(train.argv), data_cmd, preset, vae_desc)
+    card = write_card(dest, keep, arm, plan, runner.log, train, data_cmd, preset, vae_desc)
     order = shipped_order(dest, keep)
     print(f"[ship] wrote {card}; reports in {keep}", file=sys.stderr)
     if order is not None:

@@ -86,6 +86,14 @@ def style_draw(kind: str, seed: int, style_dim: int, post: tuple[torch.Tensor, t
     return mu[i][None] + (0.5 * logvar[i]).exp()[None] * eps
 
 
+def draw_fit(post: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """What the aggregate and posterior draws read: the training split's posterior, its size and moment-matched
+    Gaussian (the record of ``--style-draw`` other than prior)."""
+    mean, std = aggregate_gaussian(*post)
+    return {"split": "train", "snippets": int(post[0].shape[0]), "aggregate_mean": [round(float(v), 5) for v in mean],
+            "aggregate_std": [round(float(v), 5) for v in std]}
+
+
 def sample_video(model: SamplingModel, item: dict[str, Any], n_frames: int, style_seed: int, noise_seed: int,
                  settings: SampleSettings, draw: str = "prior", post: tuple[torch.Tensor, torch.Tensor] | None = None
                  ) -> np.ndarray:
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                         post) for a in args.audio]
     out = {"checkpoint": str(args.checkpoint), "step": model.step, "k": args.k, "seconds": args.seconds,
            "noise_seed": args.noise_seed, "style_seed": args.style_seed, "style_draw": args.style_draw,
+           "style_draw_fit": None if post is None else draw_fit(post),
            "guidance": stream_spec(model, settings).guidance, "resolution": model.cfg.render.resolution,
            "fps": model.cfg.render.fps, "summary": summary(files), "files": files, "trained": trained_kl(model),
            "posterior": posterior_stats(model, args.latents, args.split, args.posterior_batches) if args.latents

@@ -277,8 +277,10 @@ def test_a_model_packaged_half_stores_float16_and_loads_into_float32(tmp_path, m
     """``half=True`` (the study-sized shipped model, issue 24): float16 weights listed by their own size and sha256,
     loaded into a float32 model within float16's rounding of the EMA weights."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.Linear(64, 2))
+    model(torch.randn(8, 64))  # BatchNorm's running stats and its int64 num_batches_tracked move
     ema = EMA(model, 0.9)
+    ema.update(model)
     run = tmp_path / "run"
     prepare_run_dir(run, micro_cfg, ("diffusion",), extra={"latent_scale": 0.5, "vae": "vae"})
     save_checkpoint(run, 5, {"model": model.state_dict(), "ema": ema.state_dict()}, {"ema_updates": 0}, keep=1)
@@ -291,15 +293,38 @@ def test_a_model_packaged_half_stores_float16_and_loads_into_float32(tmp_path, m
     half_f = tmp_path / "half" / "ckpt" / "step-00000005" / "ema.safetensors"
     assert half_f.stat().st_size < 0.55 * full_f.stat().st_size
     packaged = read_checkpoint(tmp_path / "half")  # the listing (size, sha256) is the half file's: checked on load
-    assert {v.dtype for v in packaged.tensors["ema"].values()} == {torch.float16}
-    assert json.loads((half_f.parent / "state.json").read_text())["weights_dtype"] == "float16"
-    loaded = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+    dtypes = {k: v.dtype for k, v in packaged.tensors["ema"].items()}
+    assert dtypes.pop("1.num_batches_tracked") == torch.int64 and set(dtypes.values()) == {torch.float16}
+    state = json.loads((half_f.parent / "state.json").read_text())
+    assert state["weights_dtype"] == "float16"
+    assert state["source_sha256"] == hashlib.sha256((run / "ckpt" / "step-00000005" / "ema.safetensors").read_bytes()
+                                                    ).hexdigest()
+    loaded = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.Linear(64, 2))
     loaded.load_state_dict(packaged.tensors["ema"])
     for k, v in loaded.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            assert v.dtype == torch.int64 and torch.equal(v, ema.shadow[k])
+            continue
         assert v.dtype == torch.float32
         assert torch.equal(v, ema.shadow[k].half().float())  # exactly float16's rounding, nothing else
         assert torch.allclose(v, ema.shadow[k], rtol=1e-3, atol=1e-4)
-    assert load_checkpoint(tmp_path / "half" / "vae")[0] == 7  # the VAE copy is not halved
+    _, vae_tensors, _ = load_checkpoint(tmp_path / "half" / "vae")
+    assert {v.dtype for v in vae_tensors["ema"].values() if v.is_floating_point()} == {torch.float32}  # not halved
+
+    # a damaged source is refused, not repackaged with a fresh listing that vouches for it
+    src = run / "ckpt" / "step-00000005" / "ema.safetensors"
+    src.write_bytes(src.read_bytes()[:-8] + b"\x00" * 8)
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        package_model(run, tmp_path / "damaged", half=True)
+
+
+def test_half_refuses_values_beyond_float16():
+    from trainer.checkpoint import half_tensors
+
+    ok = half_tensors({"a": torch.tensor([1.0, -65504.0, float("inf")]), "n": torch.tensor(3)})
+    assert ok["a"].dtype == torch.float16 and ok["n"].dtype == torch.int64
+    with pytest.raises(CheckpointError, match="'w' has values beyond float16"):
+        half_tensors({"w": torch.tensor([1.0, 7e4])})
 
 def test_a_packaged_vae_loads_its_ema_weights_and_nothing_to_resume(tmp_path, micro_cfg):
     from trainer.vae.model import FrameVAE, load_vae

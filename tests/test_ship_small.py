@@ -15,10 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(work: Path) -> subprocess.CompletedProcess:
+def _run(work: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "bench" / "ship_small.py"), "--smoke", "--work", str(work),
-                           "--threads", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                           "--threads", "1", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _tracked_outputs() -> dict[str, float]:
@@ -44,10 +44,11 @@ def test_every_step_ran_and_the_model_is_packaged_half(shipped):
 
     work, _, _ = shipped
     names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
-    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB", "train", "eval-val", "eval-val_s1", "eval-real",
-                     "sample30", "style-probe", "showcase"]
     plan = json.loads((work / "kept" / "plan.json").read_text())
-    summary = json.loads((work / "run" / "summary.json").read_text())
+    run = f"armB_{plan['steps']}steps"
+    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB"] + [
+        f"{run}-{s}" for s in ("train", "eval-val", "eval-val_s1", "eval-real", "sample30", "style-probe", "showcase")]
+    summary = json.loads((work / "runs" / run / "summary.json").read_text())
     assert summary["steps"] == plan["steps"] == max(1, round(plan["budget_s"] / plan["s_per_step"]))
     dest = work / "models" / "synesthete-small"
     ckpt = read_checkpoint(dest)
@@ -80,4 +81,23 @@ def test_a_second_run_repeats_no_step_and_nothing_is_written_outside_work(shippe
     assert r.returncode == 0, r.stderr[-3000:]
     assert (work / "commands.jsonl").read_text().splitlines() == lines  # every step skipped, the plan reused
     assert "the plan of" in r.stderr and "skip package" in r.stderr
+    assert _tracked_outputs() == before
+
+
+def test_another_budget_trains_packages_and_evaluates_anew(shipped):
+    """A plan for another budget is another run: nothing of the first run's model or reports is reused."""
+    work, before, _ = shipped
+    first = json.loads((work / "kept" / "plan.json").read_text())
+    r = _run(work, "--minutes", "0.01")
+    assert r.returncode == 0, r.stderr[-3000:]
+    plan = json.loads((work / "kept" / "plan.json").read_text())
+    assert plan["budget_s"] == 0.6 and plan["steps"] != first["steps"]
+    names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
+    run = f"armB_{plan['steps']}steps"
+    assert f"{run}-train" in names and f"{run}-eval-val" in names and names.count("calibrate-armB") == 2
+    dest = work / "models" / "synesthete-small"
+    assert json.loads((dest / "latest" / "state.json").read_text())["step"] == plan["steps"]
+    for name in ("val.json", "val_s1.json"):
+        assert json.loads((work / "kept" / name).read_text())["info"]["step"] == plan["steps"]
+    assert f"(step {plan['steps']})" in (dest / "MODEL_CARD.md").read_text()
     assert _tracked_outputs() == before

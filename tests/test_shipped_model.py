@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from shared.video import probe
-from trainer.models import MODELS_DIR as SHIPPED_MODEL, SAMPLE30_RECORD, SHIPPED, cpu_default_order
+from trainer.models import MODELS_DIR as SHIPPED_MODEL, SAMPLE30_RECORD, SHIPPED, cpu_default_order, model_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / SHIPPED_MODEL / SHIPPED[0]
@@ -62,17 +62,6 @@ def test_shipped_config_spells_out_every_field_so_schema_defaults_do_not_reach_i
         assert set(saved[section]) == fields, f"{section}: missing {sorted(fields - set(saved[section]))}"
 
 
-def _parameters(model: Path) -> int:
-    """Denoiser + VAE parameters of a shipped model, read from its weights."""
-    from safetensors import safe_open
-
-    total = 0
-    for part in ("latest", "vae/latest"):
-        with safe_open(str(model / part / "ema.safetensors"), "np") as f:
-            total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
-    return total
-
-
 def test_cpu_default_order_puts_the_largest_model_within_the_limit_first():
     sizes = {"a": 10, "b": 30, "c": 20, "d": 40}
     secs = {"a": 5.0, "b": 70.0, "c": 59.0, "d": 61.0}
@@ -86,6 +75,6 @@ def test_the_shipped_order_is_the_cpu_rule_over_the_committed_timings():
     for name in SHIPPED:
         record = json.loads((ROOT / SAMPLE30_RECORD.format(name=name)).read_text())
         assert record["rc"] == 0 and f"models/{name}" in record["command"]
-        sizes[name], secs[name] = _parameters(ROOT / SHIPPED_MODEL / name), float(record["wall_s"])
+        sizes[name], secs[name] = model_parameters(ROOT / SHIPPED_MODEL / name)["total"], float(record["wall_s"])
     assert SHIPPED == cpu_default_order(sizes, secs)
     assert secs[SHIPPED[0]] <= 60.0

@@ -453,17 +453,30 @@ def _package_config(run: Path, out: Path, inference: dict[str, Any]) -> None:
 
 
 def half_tensors(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float32/float64 tensors as float16 (integer and other tensors as they are)."""
-    return {k: v.to(torch.float16) if v.dtype in (torch.float32, torch.float64) else v for k, v in flat.items()}
+    """float32/float64 tensors as float16 (integer and other tensors as they are). Raises CheckpointError when a
+    finite value does not fit float16 (|x| > 65504 would become inf)."""
+    out = {}
+    for k, v in flat.items():
+        if v.dtype in (torch.float32, torch.float64):
+            h = v.to(torch.float16)
+            if not torch.equal(torch.isfinite(h), torch.isfinite(v)):
+                raise CheckpointError(f"tensor {k!r} has values beyond float16's range (max |x| "
+                                      f"{v[torch.isfinite(v)].abs().max().item():.4g}): package it without half")
+            v = h
+        out[k] = v
+    return out
 
 
 def _package_weights(step_dir: Path, out: Path, half: bool = False) -> None:
-    """The EMA weights of a step dir and its state.json trimmed to them (no other weights, no resume state)."""
+    """The EMA weights of a step dir and its state.json trimmed to them (no other weights, no resume state). The
+    source file is checked against its listing first; ``source_sha256`` records which weights were packaged."""
     weights = f"{PACKAGED_WEIGHTS}.safetensors"
+    read_step_dir(step_dir, [PACKAGED_WEIGHTS])  # a damaged source is refused (CheckpointError), not repackaged
     state = json.loads((step_dir / STATE_FILE).read_text())
     state["structure"] = {PACKAGED_WEIGHTS: state["structure"][PACKAGED_WEIGHTS]}
     for k in RESUME_STATE:
         state.get("state", {}).pop(k, None)
+    state["source_sha256"] = file_digest(step_dir / weights)
     if half:
         save_file(half_tensors(load_file(str(step_dir / weights))), str(out / weights))
         state["weights_dtype"] = "float16"

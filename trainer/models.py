@@ -66,6 +66,22 @@ def resolve_model(checkpoint: str | None = None, model: str | None = None, prefe
                         "with `trainer diffusion` or pass --checkpoint RUN_OR_STEP_DIR")
 
 
+def weights_parameters(step_or_run: str | Path) -> int:
+    """Parameters in a checkpoint's ``ema.safetensors`` (a run dir's ``latest`` or a step dir), from its header."""
+    import numpy as np
+    from safetensors import safe_open
+
+    with safe_open(str(Path(step_or_run) / "ema.safetensors"), "np") as f:
+        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
+def model_parameters(model: str | Path) -> dict[str, int]:
+    """A shipped model's parameters: ``denoiser`` (``latest``), ``vae`` (``vae/latest``) and their ``total``, the
+    size :func:`cpu_default_order` ranks by."""
+    n = {"denoiser": weights_parameters(Path(model) / "latest"), "vae": weights_parameters(Path(model) / "vae" / "latest")}
+    return {**n, "total": n["denoiser"] + n["vae"]}
+
+
 def cpu_default_order(parameters: dict[str, int], sample30_s: dict[str, float],
                       limit_s: float = SAMPLE30_LIMIT_S) -> tuple[str, ...]:
     """The shipped models in the CPU's fallback order: those whose 30 s sampling took at most ``limit_s``, by

@@ -12,9 +12,11 @@ from typing import Any
 
 import yaml
 
+from trainer.models import model_parameters
+
 from .rule import goal_value
 from .ship_writers import card_metrics
-from .steps import Log, REPO, repo_relative
+from .steps import Log, REPO, display_command, repo_relative
 from .study import GOALS
 from .text import entry_text, fmt, seeds_text
 from .writers import met_text
@@ -30,18 +32,6 @@ def shown(path: Path) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
-def weights_parameters(model: Path) -> dict[str, int]:
-    """Parameters of the denoiser (``latest``) and the VAE (``vae/latest``), read from the weights."""
-    import numpy as np
-    from safetensors import safe_open
-
-    out = {}
-    for key, part in (("denoiser", "latest"), ("vae", "vae/latest")):
-        with safe_open(str(model / part / "ema.safetensors"), "np") as f:
-            out[key] = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
-    return out
-
-
 def verdict_lines(rep: dict[str, Any]) -> list[str]:
     """The eval's own verdict block (trainer/eval/goals.py): its summary and one row per goal."""
     v = rep.get("verdict") or {}
@@ -55,12 +45,15 @@ def verdict_lines(rep: dict[str, Any]) -> list[str]:
 
 def goal_lines(reps: list[dict[str, Any] | None]) -> list[str]:
     """Issue 24's goals for the shipped model (the study group of trainer/eval/goals.py), each on the mean of the
-    sampling seeds' reports against its target (bench/ablation/rule.py's goal_value)."""
+    sampling seeds' reports against its target (bench/ablation/rule.py's goal_value); no verdict unless every seed's
+    report is there."""
+    complete = all(r is not None for r in reps)
     L = ["| goal | rule | clips | mean of seeds | per seed | target | verdict |", "|---|---|---|---|---|---|---|"]
     for g in GOALS:
         gv = goal_value(g, reps)
+        verdict = met_text(gv) if complete else "n/a (a seed's report is missing)"
         L.append(f"| {g.title} | {g.rule} | {g.variant} | {fmt(gv.generated)} | {seeds_text(gv.per_seed)} | "
-                 f"{fmt(gv.target)} | {met_text(gv)} |")
+                 f"{fmt(gv.target)} | {verdict} |")
     return L
 
 
@@ -75,6 +68,16 @@ def folder_rows(rep: dict[str, Any]) -> list[str]:
     return L
 
 
+TINY_PROBES = ("docs/results/style/probe-synesthete-tiny.json", "docs/results/style/probe-synesthete-tiny-live.json")
+
+
+def tiny_probe_text() -> str:
+    """The shipped tiny models' style-only PSNR and style / noise diversity, from their committed probe records."""
+    recs = [json.loads((REPO / f).read_text())["summary"] for f in TINY_PROBES]
+    return (f"{' / '.join(fmt(r['style_only']['mean_psnr_db']) for r in recs)} dB and "
+            f"{' / '.join(fmt(r['diversity_ratio_style_over_noise']) for r in recs)} ({', '.join(TINY_PROBES)})")
+
+
 def style_lines(probe: dict[str, Any]) -> list[str]:
     s, post = probe["summary"], probe.get("posterior") or {}
     return [f"`bench/style_probe.py` on {len(probe['files'])} real recording(s), their first {fmt(probe['seconds'])} s, "
@@ -83,27 +86,38 @@ def style_lines(probe: dict[str, Any]) -> list[str]:
             f"{fmt(s['style_only']['mean_style_diversity'])}); {probe['k']} **noise** seeds at one style seed "
             f"{fmt(s['noise_only']['mean_psnr_db'])} dB apart (diversity {fmt(s['noise_only']['mean_style_diversity'])}); "
             f"style over noise diversity {fmt(s['diversity_ratio_style_over_noise'])}. The shipped tiny models, whose "
-            "style posterior collapsed, gave 37-41 dB and 0.12-0.24 (docs/results/style/README.md)."
+            f"style posterior collapsed, gave {tiny_probe_text()}."
             + (f" Style posterior on {post.get('snippets')} val snippets: KL {fmt(post.get('kl_per_clip'))} nats per "
                f"clip, mean posterior sigma {fmt(post.get('mean_posterior_std'))}." if post else "")]
 
 
-def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, train_cmd: str, data_cmd: str,
+def of_model(rep: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
+    """A kept eval report when it evaluated the packaged model's step (None otherwise: the card says missing)."""
+    return rep if rep is not None and rep.get("info", {}).get("step", step) == step else None
+
+
+def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, train, data_cmd: str,
                preset: str, vae_desc: str) -> Path:
     """Write dest/MODEL_CARD.md from the kept reports (absent ones are said to be missing) and return its path.
-    ``preset``: the bench/ablation/presets.py preset the data came from; ``vae_desc``: where the VAE came from."""
-    val, val1, real = read(keep / "val.json"), read(keep / "val_s1.json"), read(keep / "real_audio.json")
-    s30, probe, sheet = read(keep / "sample30.json"), read(keep / "style_probe.json"), read(keep / "showcase.json")
+    ``train``: the training Step (its name finds its log records, its argv is quoted); ``preset``: the
+    bench/ablation/presets.py preset the data came from; ``vae_desc``: where the VAE came from."""
+    state = json.loads((dest / "latest" / "state.json").read_text())
+    step = int(state["step"])
+    val, val1 = of_model(read(keep / "val.json"), step), of_model(read(keep / "val_s1.json"), step)
+    real, s30 = read(keep / "real_audio.json"), read(keep / "sample30.json")
+    probe, sheet = read(keep / "style_probe.json"), read(keep / "showcase.json")
     cfg = yaml.safe_load((dest / "config.yaml").read_text())["config"]
-    n = weights_parameters(dest)
-    rec = log.last_ok("train") or {}
+    n = model_parameters(dest)
+    runs = [r for r in log.records if r["name"] == train.name]  # each session's part of a resumed run
+    train_cmd = display_command(train.argv)
     r, d, inf = cfg["render"], cfg["diffusion"], cfg["inference"]
     name = dest.name
     L = [f"# {name}", "",
          f"A {r['resolution']}×{r['resolution']} px, {fmt(r['fps'])} fps audio-to-video latent diffusion model: "
          f"denoiser {n['denoiser']:,} parameters (width {d['width']}, depth {d['depth']}), frame VAE "
          f"{n['vae']:,} parameters (`vae/`, {vae_desc}), "
-         f"{n['denoiser'] + n['vae']:,} in all. Its EMA weights are stored as float16 (loaded into float32). It "
+         f"{n['total']:,} in all. Its EMA weights (step {step}) are stored as "
+         f"{state.get('weights_dtype', 'float32')}{' (loaded into float32)' if state.get('weights_dtype') else ''}. It "
          f"samples with audio guidance {fmt(inf['audio_guidance_scale'])} ({inf['audio_guidance_schedule']}), "
          f"{inf['steps']} steps (its `config.yaml`).", "",
          "## Training", "",
@@ -111,8 +125,9 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
          "24): results\". "
          f"{plan['steps']} steps at batch {d['batch_size']}: {fmt(plan['budget_s'] / 60)} minutes at the calibrated "
          f"{fmt(plan['s_per_step'])} s/step ({plan['calibration_steps']} calibration steps, {plan['threads']} threads, "
-         f"load {fmt(plan.get('calibration_load1'))}; `{shown(keep / 'plan.json')}`). The training run took "
-         f"{fmt(rec.get('wall_s'))} s (load average {fmt(rec.get('load1'))} at its end). Its data: the `{preset}` preset of "
+         f"load {fmt(plan.get('calibration_load1'))}; `{shown(keep / 'plan.json')}`). The training took "
+         f"{fmt(sum(r['wall_s'] for r in runs))} s in {len(runs)} command(s) (load average "
+         f"{', '.join(fmt(r.get('load1')) for r in runs)} at their ends). Its data: the `{preset}` preset of "
          f"bench/ablation/presets.py ({cfg['data']['train_shards'] * cfg['data']['samples_per_shard']:,} training "
          "clips), regenerated from config. The data and training commands (`python bench/ship_small.py` runs "
          "every step, then writes this card):", "",
@@ -142,9 +157,12 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
     else:
         L += ["Missing: the real-audio eval did not run.", ""]
     L += ["## Sampling time", ""]
-    L += ([f"30 s of audio sampled in {fmt(s30['wall_s'])} s on {s30.get('device')} (one command, start-up and the "
-           f"default output size included; load {fmt((s30.get('load_before') or [None])[0])} before, commit "
-           f"{s30.get('commit')}): `{shown(keep / 'sample30.json')}`.", ""] if s30 else ["Missing.", ""])
+    if s30 and s30.get("rc") == 0:
+        L += [f"30 s of audio sampled in {fmt(s30['wall_s'])} s on {s30.get('device')} (one command, start-up and the "
+              f"default output size included; load {fmt((s30.get('load_before') or [None])[0])} before, commit "
+              f"{s30.get('commit')}): `{shown(keep / 'sample30.json')}`.", ""]
+    else:
+        L += ["Missing." if not s30 else f"Failed (exit {s30.get('rc')}): `{shown(keep / 'sample30.json')}`.", ""]
     L += ["## `--style-seed`", ""]
     L += (style_lines(probe) + [f"Raw record: `{shown(keep / 'style_probe.json')}`.", ""] if probe else ["Missing.", ""])
     L += ["## Contact sheet", ""]

@@ -75,26 +75,40 @@ def complete(reps: list[dict[str, Any] | None]) -> bool:
     return bool(reps) and all(r is not None for r in reps)
 
 
-def study_plan(p: Paths, runner: Runner, arm_b: Arm, calib_k: int, batch_size: int, budget_s: float,
-               keep: Path | None) -> dict[str, Any] | None:
-    """The steps every arm gets, fixed once: an earlier session's plan (``keep``/../plan.json) when it was made for
-    the same resolved config, VAE weights and budget, else arm B's calibration now (None when it was left out for
-    time). The plan is written to WORK and beside the kept reports."""
+def plan_ident(p: Paths, budget_s: float, **extra: Any) -> dict[str, Any]:
+    """What a calibrated plan is made for: the resolved config and the VAE weights (sha256), the training budget, and
+    the caller's own fields (e.g. the arm and the thread count)."""
     from shared.shards import file_sha256
     from trainer.checkpoint import find_checkpoint
 
     vae_step = find_checkpoint(p.vae_dir)
     vae_weights = vae_step / "ema.safetensors" if vae_step else None
-    ident = {"config_sha256": file_sha256(p.cfg_file), "budget_s": budget_s,
-             "vae_sha256": file_sha256(vae_weights) if vae_weights and vae_weights.is_file() else None}
+    return {"config_sha256": file_sha256(p.cfg_file), "budget_s": budget_s,
+            "vae_sha256": file_sha256(vae_weights) if vae_weights and vae_weights.is_file() else None, **extra}
+
+
+def saved_plan(saved: Path | None, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan saved at ``saved`` (an earlier session's) when it was made for ``ident``, else None."""
+    if saved is None or not saved.is_file():
+        return None
+    plan = json.loads(saved.read_text())
+    if not all(plan.get(k) == v for k, v in ident.items()):
+        return None
+    print(f"[plan] the plan of {plan.get('calibrated_utc')} stands: {plan['steps']} steps ({saved})", file=sys.stderr)
+    return plan
+
+
+def study_plan(p: Paths, runner: Runner, arm_b: Arm, calib_k: int, batch_size: int, budget_s: float,
+               keep: Path | None) -> dict[str, Any] | None:
+    """The steps every arm gets, fixed once: an earlier session's plan (``keep``/../plan.json) when it was made for
+    the same resolved config, VAE weights and budget, else arm B's calibration now (None when it was left out for
+    time). The plan is written to WORK and beside the kept reports."""
+    ident = plan_ident(p, budget_s)
     saved = keep.parent / PLAN if keep is not None else None
-    if saved is not None and saved.is_file():
-        plan = json.loads(saved.read_text())
-        if all(plan.get(k) == v for k, v in ident.items()):
-            print(f"[study] the plan of {plan.get('calibrated_utc')} stands: {plan['steps']} steps per arm ({saved})",
-                  file=sys.stderr)
-            keep_copy(saved, p.work / PLAN)
-            return plan
+    plan = saved_plan(saved, ident)
+    if plan is not None:
+        keep_copy(saved, p.work / PLAN)
+        return plan
     sps = measure(p, runner, [arm_b], calib_k, batch_size)
     if "B" not in sps:
         return None
