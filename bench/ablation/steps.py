@@ -122,8 +122,11 @@ class Runner:
                                     stdout=None if self.verbose else f,
                                     stderr=None if self.verbose else subprocess.STDOUT).returncode
         wall = time.perf_counter() - t0
+        from shared.provenance import code_commit
+
         self.log.add({"name": step.name, "group": step.group, "command": display_command(step.argv),
                       "wall_s": round(wall, 2), "rc": rc, "load1": round(os.getloadavg()[0], 2),
+                      "commit": code_commit(),  # at the step's end (the code it started on may be older)
                       "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         print(f"[ablation] {step.name}: exit {rc} in {wall:.1f} s", file=sys.stderr)
         if rc != 0:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .rule import entry, goal_value, mean_of, value
 from .study import GOALS, PRIMARY
+from .steps import repo_relative
 from .text import entry_text, fmt
 from .writers import met_text
 
@@ -99,9 +100,12 @@ def goals_table(reports: dict[str, list[dict[str, Any] | None]]) -> list[str]:
     return L
 
 
+NOTES = "docs/results/notes_study.md"  # the hand-written reading of the tables, quoted in the section when it exists
+
+
 def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str, command: str,
-            load: str) -> list[str]:
-    """The results section's lines."""
+            load: str, notes: str = "") -> list[str]:
+    """The results section's lines (``notes``: the hand-written reading, :data:`NOTES`)."""
     if "steps" not in doc:
         return [HEADING, "", f"Not run yet: arm B was not calibrated ({command}).", ""]
     comps = doc["comparisons"]
@@ -113,9 +117,11 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
          f"On the 2-core CPU box ({load}); command `{command}`. Every arm trained "
          f"{doc['steps']} steps (arm B's calibrated {fmt(doc['s_per_step_B'])} s/step × {fmt(doc['budget_s'] / 60)} "
          f"min), seeds {', '.join(map(str, doc['seeds']))}, up to {doc.get('jobs', 1)} runs at once with "
-         f"OMP_NUM_THREADS=1; VAE `{doc.get('vae', 'WORK/vae')}`. Raw reports: `{kept}/arm<K>_s<seed>.json`; the "
-         f"verdicts: `{kept}/../study.json`. The rule is the registered one above; nothing here changes it.",
+         f"OMP_NUM_THREADS=1; VAE `{repo_relative(str(doc.get('vae', 'WORK/vae')))}`. Raw reports: "
+         f"`{kept}/arm<K>_s<seed>.json`; the verdicts: `{Path(kept).parent / 'study.json'}`. The rule is the "
+         "registered one above; nothing here changes it.",
          "",
+         *([f"**Reading** (hand-written, `{NOTES}`): {notes}", ""] if notes else []),
          f"**Verdict (B vs B0, loudness → motion): {doc['pressure']}.** The whole postmortem recipe (B vs A): "
          f"{whole}. A stronger hinge (B+ vs B): {stronger}."
          + (f" Not run for time: {', '.join(doc['not_run'])}." if doc.get("not_run") else "")
@@ -145,7 +151,11 @@ def write_study_results(path: Path, doc: dict[str, Any], reports: dict[str, list
     """Replace (or append) the section in ``path``, stamped with the commit measured on (shared.markdown)."""
     from shared.markdown import replace_section
 
-    body = "\n".join(section(doc, reports, kept, command, load))
+    from .steps import REPO
+
+    notes_file = REPO / NOTES
+    notes = " ".join(notes_file.read_text().split()) if notes_file.is_file() else ""
+    body = "\n".join(section(doc, reports, kept, command, load, notes))
     return replace_section(path, HEADING, body, title="# Results", commit=commit)
 
 
