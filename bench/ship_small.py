@@ -45,7 +45,7 @@ from ablation.presets import CALIBRATION_STEPS, resolved_config  # noqa: E402
 from ablation.runner import setup_steps  # noqa: E402
 from ablation.ship import sampling_of  # noqa: E402
 from ablation.small_card import write_card  # noqa: E402
-from ablation.steps import Log, Paths, Runner, Step, display_command, train_argv  # noqa: E402
+from ablation.steps import Log, Paths, Runner, Step, display_command, repo_path, train_argv  # noqa: E402
 from ablation.study import study_arms  # noqa: E402
 from ablation.study_runner import STUDY_VAE, plan_ident, saved_plan  # noqa: E402
 
@@ -125,25 +125,18 @@ def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
           file=sys.stderr)
 
 
-def repo_arg(path: Path) -> str:
-    """A path as a command-line argument: relative to the repo root (the steps' working directory) when inside it,
-    so that the kept records name ``models/NAME`` as a reader would type it."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def after_steps(p: Paths, dest_path: Path, arm, out: Path, smoke: bool) -> list[Step]:
     """Steps 4-8 of the module docstring, on the packaged model; their outputs under ``out`` (one folder per training
     run, so that a report of another run is never taken for this one's)."""
-    py, dest = p.py, repo_arg(dest_path)
-    audio = [repo_arg(SONG)] if smoke else []  # the smoke run probes one file for a short while
+    py, dest = p.py, repo_path(dest_path)
+    audio = [repo_path(SONG)] if smoke else []  # the smoke run probes one file for a short while
     return [
         *[Step(f"{out.name}-eval-{name}", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", dest, "--data",
                                            str(p.work / "data"), "--out", str(out / "eval" / name),
                                            *arm.eval_overrides(seed)],
                out / "eval" / name / "report.json", "eval") for seed, name in ((0, "val"), (1, "val_s1"))],
         Step(f"{out.name}-eval-real", [py, "-m", "trainer", "eval", "--checkpoint", dest, "--audio-dir",
-                                       repo_arg(AUDIO_DIR), "--out", str(out / "eval" / "real"),
+                                       repo_path(AUDIO_DIR), "--out", str(out / "eval" / "real"),
                                        "eval.write_videos=false"] + (["eval.bootstrap=50"] if smoke else []),
              out / "eval/real/report.json", "eval"),
         Step(f"{out.name}-sample30", [py, str(ROOT / "bench" / "sample30_time.py"), "--checkpoint", dest,
@@ -153,7 +146,7 @@ def after_steps(p: Paths, dest_path: Path, arm, out: Path, smoke: bool) -> list[
                                          "--latents", str(p.work / "latents"), "--out", str(out / "style_probe.json")]
              + (["--audio", *audio, "--k", "2", "--seconds", "2", "--posterior-batches", "1"] if smoke else []),
              out / "style_probe.json", "eval"),
-        Step(f"{out.name}-showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", repo_arg(SONG), "--model",
+        Step(f"{out.name}-showcase", [py, str(ROOT / "bench" / "showcase.py"), "--audio", repo_path(SONG), "--model",
                                       f"{dest_path.name}={dest}", "--out", str(out / "showcase" / "song")]
              + (["--seconds", "4", "--panel", "64"] if smoke else []), out / "showcase/song.json", "eval"),
     ]

@@ -14,22 +14,12 @@ import yaml
 
 from trainer.models import model_parameters
 
-from .rule import goal_value
+from .rule import goal_value, read_report
 from .ship_writers import card_metrics
-from .steps import Log, REPO, display_command, repo_relative
+from .steps import Log, REPO, display_command, repo_path, repo_relative
 from .study import GOALS
 from .text import entry_text, fmt, seeds_text
 from .writers import met_text
-
-
-def read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def shown(path: Path) -> str:
-    """A path as the card names it: relative to the repo when it lies inside."""
-    p = path.resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def verdict_lines(rep: dict[str, Any]) -> list[str]:
@@ -103,9 +93,9 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
     bench/ablation/presets.py preset the data came from; ``vae_desc``: where the VAE came from."""
     state = json.loads((dest / "latest" / "state.json").read_text())
     step = int(state["step"])
-    val, val1 = of_model(read(keep / "val.json"), step), of_model(read(keep / "val_s1.json"), step)
-    real, s30 = read(keep / "real_audio.json"), read(keep / "sample30.json")
-    probe, sheet = read(keep / "style_probe.json"), read(keep / "showcase.json")
+    val, val1 = of_model(read_report(keep / "val.json"), step), of_model(read_report(keep / "val_s1.json"), step)
+    real, s30 = read_report(keep / "real_audio.json"), read_report(keep / "sample30.json")
+    probe, sheet = read_report(keep / "style_probe.json"), read_report(keep / "showcase.json")
     cfg = yaml.safe_load((dest / "config.yaml").read_text())["config"]
     n = model_parameters(dest)
     runs = [r for r in log.records if r["name"] == train.name]  # each session's part of a resumed run
@@ -125,7 +115,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
          "24): results\". "
          f"{plan['steps']} steps at batch {d['batch_size']}: {fmt(plan['budget_s'] / 60)} minutes at the calibrated "
          f"{fmt(plan['s_per_step'])} s/step ({plan['calibration_steps']} calibration steps, {plan['threads']} threads, "
-         f"load {fmt(plan.get('calibration_load1'))}; `{shown(keep / 'plan.json')}`). The training took "
+         f"load {fmt(plan.get('calibration_load1'))}; `{repo_path(keep / 'plan.json')}`). The training took "
          f"{fmt(sum(r['wall_s'] for r in runs))} s in {len(runs)} command(s) (load average "
          f"{', '.join(fmt(r.get('load1')) for r in runs)} at their ends). Its data: the `{preset}` preset of "
          f"bench/ablation/presets.py ({cfg['data']['train_shards'] * cfg['data']['samples_per_shard']:,} training "
@@ -134,7 +124,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
          "```", data_cmd, train_cmd, "```", ""]
     L += ["## Evaluation: the study's val clips (`trainer eval`, this packaged model)", ""]
     if val:
-        L += [f"Raw report: `{shown(keep / 'val.json')}` (commit of the eval: see its `info`; sampling seed "
+        L += [f"Raw report: `{repo_path(keep / 'val.json')}` (commit of the eval: see its `info`; sampling seed "
               f"{val['info'].get('seed')}, {val['info'].get('frames_per_clip')} frames per clip). 95% bootstrap CIs "
               "over clips in brackets. *Floor* = video generated from another clip's audio (chance for retrieval); "
               "*ground truth* = the teacher's frames.", ""]
@@ -143,7 +133,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
               "Memorisation check (`memorisation_ratio`): the generated clips' latent distance to their nearest "
               f"training clip over the ground truth's is {entry_text(mem)} (a model is flagged below 0.5).", ""]
         L += ["### Issue 24's goals: mean of sampling seeds 0 and 1", "",
-              f"Raw reports: `{shown(keep / 'val.json')}` (seed 0) and `{shown(keep / 'val_s1.json')}` (seed 1; "
+              f"Raw reports: `{repo_path(keep / 'val.json')}` (seed 0) and `{repo_path(keep / 'val_s1.json')}` (seed 1; "
               f"{'missing' if val1 is None else 'same clips'}). A goal is met when the mean clears its target.", ""]
         L += goal_lines([val, val1]) + ["", "### Every metric, sampling seed 0", ""]
         L += ["| metric | floor (other audio) | generated | ground truth | n |", "|---|---|---|---|---|"]
@@ -152,7 +142,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
         L += ["Missing: the val eval did not run (see WORK/commands.jsonl).", ""]
     L += ["## Real recordings (`trainer eval --audio-dir tests/data/real_audio`)", ""]
     if real:
-        L += [f"Raw report: `{shown(keep / 'real_audio.json')}`. The teacher column is the ground-truth visualizers "
+        L += [f"Raw report: `{repo_path(keep / 'real_audio.json')}`. The teacher column is the ground-truth visualizers "
               "on the same files (the ceiling).", ""] + folder_rows(real) + [""]
     else:
         L += ["Missing: the real-audio eval did not run.", ""]
@@ -160,17 +150,17 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
     if s30 and s30.get("rc") == 0:
         L += [f"30 s of audio sampled in {fmt(s30['wall_s'])} s on {s30.get('device')} (one command, start-up and the "
               f"default output size included; load {fmt((s30.get('load_before') or [None])[0])} before, commit "
-              f"{s30.get('commit')}): `{shown(keep / 'sample30.json')}`.", ""]
+              f"{s30.get('commit')}): `{repo_path(keep / 'sample30.json')}`.", ""]
     else:
-        L += ["Missing." if not s30 else f"Failed (exit {s30.get('rc')}): `{shown(keep / 'sample30.json')}`.", ""]
+        L += ["Missing." if not s30 else f"Failed (exit {s30.get('rc')}): `{repo_path(keep / 'sample30.json')}`.", ""]
     L += ["## `--style-seed`", ""]
-    L += (style_lines(probe) + [f"Raw record: `{shown(keep / 'style_probe.json')}`.", ""] if probe else ["Missing.", ""])
+    L += (style_lines(probe) + [f"Raw record: `{repo_path(keep / 'style_probe.json')}`.", ""] if probe else ["Missing.", ""])
     L += ["## Contact sheet", ""]
     if sheet and (dest / "contact_sheet.png").is_file():
         rows = "; ".join(f"{s['label']} {fmt(s['loudness_motion_spearman'])}" for s in sheet["sources"])
         L += [f"![the teacher above this model on {sheet['audio']}](contact_sheet.png)", "",
               f"{fmt(sheet['seconds'])} s of `{sheet['audio']}`; loudness → motion Spearman over them: {rows} "
-              f"(`{shown(keep / 'showcase.json')}`).", ""]
+              f"(`{repo_path(keep / 'showcase.json')}`).", ""]
     else:
         L += ["Missing.", ""]
     card = dest / "MODEL_CARD.md"

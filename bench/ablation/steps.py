@@ -63,6 +63,12 @@ def display_command(argv: list[str]) -> str:
     return repo_relative(shlex.join(shown))
 
 
+def repo_path(path: Path) -> str:
+    """A path as it is named from the repo root (the steps' working directory): relative when inside the repo."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def repo_relative(text: str) -> str:
     """Paths under the repo root written relative to it (commands are run from the root)."""
     return text.replace(str(REPO) + "/", "")
