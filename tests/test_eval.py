@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared.provenance import code_commit
 from shared.video import probe
 from trainer.cli import main
 from trainer.eval.clips import Clip, choose_clips, floor_partners
@@ -187,6 +188,7 @@ def test_an_audio_blind_model_scores_chance_and_no_floor_gap(tmp_path):
     with torch_threads(1), torch.no_grad():
         rep, _, _ = evaluate(model, data, tmp_path / "eval", per_variant=4, log=lambda m: None)
     assert rep["info"]["seeds"] == 2
+    assert rep["info"]["commit"] == code_commit()  # the code that measured it, for the figures quoted from it
     m = rep["variants"]["normal"]["metrics"]
     gaps = 0
     for name, row in m.items():

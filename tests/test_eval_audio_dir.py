@@ -16,6 +16,7 @@ import soundfile as sf
 
 from shared.audio_io import resample
 from shared.config import build_config
+from shared.provenance import code_commit
 from shared.video import probe
 from trainer.cli import main
 from trainer.eval.clips import list_audio_files
@@ -73,6 +74,7 @@ def test_audio_dir_report_on_real_audio(real_run):
     out, rep = real_run
     labels = json.loads((REAL / "labels.json").read_text())["files"]
     v = rep["variants"]["audio_dir"]
+    assert rep["commit"] == code_commit()  # the code that measured it (the cwd was elsewhere)
     assert v["n_clips"] == 3 and v["clips"] == sorted(FILES)
     fps = rep["config"]["render"]["fps"]
     for name, r in v["metrics"].items():

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ablation.study_writer import HEADING, loss_gap, section, write_study_results  # noqa: E402
+from ablation.study_writer import HEADING, commit_stamp, loss_gap, section, write_study_results  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("study_vae", ROOT / "bench" / "study_vae.py")
 study_vae = importlib.util.module_from_spec(_spec)
@@ -28,12 +28,20 @@ def test_the_section_is_appended_once_then_replaced_in_place_with_its_commit(tmp
     write_study_results(md, doc, {}, "k", "abc123", "python x", "load")
     once = md.read_text()
     assert once.startswith("# R\n\n## Before\n\nkept\n") and once.count(HEADING) == 1
-    assert "Measured on commit `abc123`" in once and "Not run yet" in once
+    assert "Written on commit `abc123`" in once and "Not run yet" in once
     md.write_text(once + "\n## After\n\nalso kept\n")
     write_study_results(md, doc, {}, "k", "def456", "python x", "load")
     twice = md.read_text()
     assert twice.count(HEADING) == 1 and "def456" in twice and "abc123" not in twice
     assert "## Before\n\nkept" in twice and twice.endswith("## After\n\nalso kept\n")
+
+
+def test_the_commit_line_names_each_reports_own_commit_and_those_not_recorded():
+    line = commit_stamp("fff000", {"B": [{"info": {"commit": "aaa111"}}, {"info": {}}], "A": [None, {"info": {
+        "commit": "bbb222-dirty"}}]})
+    assert line.startswith("Written on commit `fff000`")
+    assert "A s1 `bbb222-dirty`, B s0 `aaa111`; B s1: not recorded" in line and "A s0" not in line
+    assert "not recorded" not in commit_stamp("fff000", {"B": [{"info": {"commit": "aaa111"}}]})
 
 
 def _report(gen: float, floor: float, ceil: float, loss: float = 0.1, loss_bad: float = 0.15) -> dict:

@@ -146,6 +146,21 @@ def section(doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]]
     return L
 
 
+def commit_stamp(commit: str, reports: dict[str, list[dict[str, Any] | None]]) -> str:
+    """The section's commit line: the runs were measured over several commits, so it names the one that wrote the
+    section and, per report, the commit its eval recorded (``info.commit``; reports made before the eval recorded
+    it say so, and the hand-written reading names theirs)."""
+    seen = [f"{arm} s{seed} `{rep['info']['commit']}`" for arm in ARM_ORDER for seed, rep in
+            enumerate(reports.get(arm, [])) if rep and (rep.get("info") or {}).get("commit")]
+    missing = [f"{arm} s{seed}" for arm in ARM_ORDER for seed, rep in enumerate(reports.get(arm, []))
+               if rep and not (rep.get("info") or {}).get("commit")]
+    return (f"Written on commit `{commit}` by its generator (`-dirty`: with uncommitted code changes); the figures "
+            "come from the arms' reports, each measured on the commit its eval ran on"
+            + (f": {', '.join(seen)}" if seen else "")
+            + (f"{'; ' if seen else ': '}{', '.join(missing)}: not recorded in the report (made before the eval "
+               "recorded its commit; the reading names it)" if missing else "") + ".")
+
+
 def write_study_results(path: Path, doc: dict[str, Any], reports: dict[str, list[dict[str, Any] | None]], kept: str,
                         commit: str, command: str, load: str) -> Path:
     """Replace (or append) the section in ``path``, stamped with the commit measured on (shared.markdown)."""
@@ -156,7 +171,7 @@ def write_study_results(path: Path, doc: dict[str, Any], reports: dict[str, list
     notes_file = REPO / NOTES
     notes = " ".join(notes_file.read_text().split()) if notes_file.is_file() else ""
     body = "\n".join(section(doc, reports, kept, command, load, notes))
-    return replace_section(path, HEADING, body, title="# Results", commit=commit)
+    return replace_section(path, HEADING, body, title="# Results", stamp=commit_stamp(commit, reports))
 
 
-__all__ = ["HEADING", "ROWS", "loss_gap", "section", "write_study_results"]
+__all__ = ["HEADING", "ROWS", "commit_stamp", "loss_gap", "section", "write_study_results"]

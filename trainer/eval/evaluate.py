@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from shared.errors import AudioError, DataError, OutputPathError
+from shared.provenance import code_commit
 from shared.timeline import channel_names
 from trainer.eval import artifacts, rows
 from trainer.eval import metrics as M
@@ -244,7 +245,7 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
             "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": seed,
             "seeds": ev.seeds, "bootstrap": ev.bootstrap, "music_guard_s": MUSIC_GUARD_S,
             "beat_sigma_s": ev.beat_sigma_s, "ridge_lambda": RIDGE_LAMBDA, "generation_seconds": round(gen.seconds, 2),
-            "total_seconds": round(time.perf_counter() - t_start, 2)}
+            "total_seconds": round(time.perf_counter() - t_start, 2), "commit": code_commit()}
     rep = {"config": cfg.model_dump(mode="json"), "checkpoint": str(model.step_dir), "info": info,
            "variants": variants, "vae_diagnostic": vae, "videos": videos, "plots": plots_out,
            "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS},
@@ -306,6 +307,7 @@ def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path
     rep = {"verdict": verdict(rep, vae_psnr, "the teacher's frames of these files encoded and decoded"), **rep}
     rep["plots"] = artifacts.folder_plots(out, runs, rep["per_file"], rep["retrieval"], MAX_TIMELINE_PLOTS)
     rep["seconds"] = round(time.perf_counter() - t0, 2)
+    rep["commit"] = code_commit()  # the code that measured it (None outside git)
     rep = json_number(rep)
     pj, _ = write_report(out, rep)
     return rep, pj
