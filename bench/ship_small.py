@@ -12,7 +12,8 @@ goes on where it stopped (a cut training run resumes from its last checkpoint, b
    budget over it, fixed in plan.json beside the kept reports, so that a later session trains the same model;
 3. training (seed 0), then packaging as models/NAME: EMA weights stored as float16, config.yaml sampling with the
    arm's setting (trainer.checkpoint.package_model);
-4. the packaged model's eval on the val split (the study's 72 normal-music clips, silence and debug) with sampling
+4. (after 6, which is timed and runs alone; 4, 5, 7 and 8 then run as ``--jobs`` chains at one thread each)
+   the packaged model's eval on the val split (the study's 72 normal-music clips, silence and debug) with sampling
    seeds 0 and 1 (the study's goals are decided on the mean of seeds);
 5. its eval on a folder of real recordings (tests/data/real_audio), whose ceiling is the teacher on the same files;
 6. 30 s of audio sampled with the packaged model (bench/sample30_time.py): the record trainer/models.py's order reads;
@@ -33,6 +34,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ from ablation.presets import CALIBRATION_STEPS, resolved_config  # noqa: E402
 from ablation.runner import setup_steps  # noqa: E402
 from ablation.ship import sampling_of  # noqa: E402
 from ablation.small_card import write_card  # noqa: E402
-from ablation.steps import Log, Paths, Runner, Step, display_command, repo_path, train_argv  # noqa: E402
+from ablation.steps import (Log, Paths, Runner, Step, display_command, repo_path, run_chains,  # noqa: E402
+                            train_argv)
 from ablation.study import study_arms  # noqa: E402
 from ablation.study_runner import STUDY_VAE, plan_ident, saved_plan  # noqa: E402
 
@@ -76,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Where the reports are kept. Default: docs/results/reports/NAME (WORK/kept with --smoke).")
     ap.add_argument("--threads", type=int, default=2,
                     help="OMP_NUM_THREADS of every step (the run is alone on the box). Default: %(default)s.")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="After the timed 30 s sample (alone, at --threads), the evals, style probe and contact sheet "
+                         "run as this many chains at once, one thread each (1: in order, at --threads). "
+                         "Default: %(default)s.")
     ap.add_argument("--stop-after", type=float, default=None, metavar="MIN",
                     help="Start no step after MIN minutes (what is left is listed; run again to go on).")
     ap.add_argument("--verbose", action="store_true", help="Show the steps' output instead of logging it.")
@@ -150,6 +157,23 @@ def after_steps(p: Paths, dest_path: Path, arm, out: Path, smoke: bool) -> list[
                                       f"{dest_path.name}={dest}", "--out", str(out / "showcase" / "song")]
              + (["--seconds", "4", "--panel", "64"] if smoke else []), out / "showcase/song.json", "eval"),
     ]
+
+
+def run_after(runner: Runner, steps: list[Step], jobs: int) -> None:
+    """The after-steps: the 30 s sampling record first and alone (a time the default-model order reads), then the
+    others in ``jobs`` chains at one thread each (two one-thread processes get more from the two cores than one
+    two-thread process; the figures do not depend on it), dealt round-robin so that the two val evals run at once."""
+    timed = [s for s in steps if s.name.endswith("-sample30")]
+    rest = [s for s in steps if s not in timed]
+    for step in timed:
+        if not runner.run(step):
+            return
+    if jobs <= 1:
+        run_chains(runner, [rest], 1)
+        return
+    one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    rest = [replace(s, env={**(s.env or {}), **one}) for s in rest]
+    run_chains(runner, [rest[i::jobs] for i in range(jobs)], jobs)
 
 
 def drop_failed_record(record: Path) -> None:
@@ -230,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return left_out(runner)
     package(run, dest, arm.infer)
     drop_failed_record(out / "sample30.json")
-    for step in after_steps(p, dest, arm, out, args.smoke):
-        if not runner.run(step):
-            break
+    run_after(runner, after_steps(p, dest, arm, out, args.smoke), args.jobs)
     keep_outputs(out, keep, dest)
     data_cmd = display_command(setup_steps(p)[0].argv)
     vae_desc = f"the study's committed VAE {STUDY_VAE.relative_to(ROOT)}" if vae else "trained by this run"

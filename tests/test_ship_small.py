@@ -21,6 +21,12 @@ def _run(work: Path, *extra: str) -> subprocess.CompletedProcess:
                            "--threads", "1", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+def _utc(stamp: str) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
 def _tracked_outputs() -> dict[str, float]:
     """What a real run writes (models/, the kept reports): every file with its mtime."""
     roots = (ROOT / "models", ROOT / "docs" / "results" / "reports")
@@ -43,11 +49,20 @@ def test_every_step_ran_and_the_model_is_packaged_half(shipped):
     from trainer.sample import load_sampling_model
 
     work, _, _ = shipped
-    names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (work / "commands.jsonl").read_text().splitlines()]
+    names = [r["name"] for r in log]
     plan = json.loads((work / "kept" / "plan.json").read_text())
     run = f"armB_{plan['steps']}steps"
-    assert names == ["datagen", "vae", "cache-latents", "calibrate-armB"] + [
-        f"{run}-{s}" for s in ("train", "eval-val", "eval-val_s1", "eval-real", "sample30", "style-probe", "showcase")]
+    # the timed 30 s sample first and alone, then the rest in two chains (their order in the log is their ends')
+    assert names[:6] == ["datagen", "vae", "cache-latents", "calibrate-armB", f"{run}-train", f"{run}-sample30"]
+    assert sorted(names[6:]) == sorted(f"{run}-{s}" for s in ("eval-val", "eval-val_s1", "eval-real", "style-probe",
+                                                               "showcase"))
+    spans = {r["name"].removeprefix(f"{run}-"): (_utc(r["finished_utc"]) - r["wall_s"], _utc(r["finished_utc"]))
+             for r in log[5:]}
+    # nothing else ran beside the timed step (the stamps are whole seconds: 1 s of slack)
+    assert spans["sample30"][1] <= min(a for k, (a, _) in spans.items() if k != "sample30") + 1.0
+    (a0, b0), (a1, b1) = spans["eval-val"], spans["eval-val_s1"]
+    assert min(b0, b1) - max(a0, a1) > 0.5 * min(b0 - a0, b1 - a1) - 1.0  # the two val evals ran at once
     summary = json.loads((work / "runs" / run / "summary.json").read_text())
     assert summary["steps"] == plan["steps"] == max(1, round(plan["budget_s"] / plan["s_per_step"]))
     dest = work / "models" / "synesthete-small"

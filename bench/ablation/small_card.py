@@ -124,7 +124,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
          "```", data_cmd, train_cmd, "```", ""]
     L += ["## Evaluation: the study's val clips (`trainer eval`, this packaged model)", ""]
     if val:
-        L += [f"Raw report: `{repo_path(keep / 'val.json')}` (commit of the eval: see its `info`; sampling seed "
+        L += [f"Raw report: `{repo_path(keep / 'val.json')}` (measured on commit `{val['info'].get('commit') or 'not recorded'}`; sampling seed "
               f"{val['info'].get('seed')}, {val['info'].get('frames_per_clip')} frames per clip). 95% bootstrap CIs "
               "over clips in brackets. *Floor* = video generated from another clip's audio (chance for retrieval); "
               "*ground truth* = the teacher's frames.", ""]
