@@ -35,8 +35,9 @@ def git_sha(cwd: str | Path | None = None) -> str | None:
 
 
 def code_commit(cwd: str | Path | None = None) -> str | None:
-    """The short commit of this checkout's code, ``-dirty`` when tracked files other than markdown differ from
-    it (a results file being rewritten is not a change of the code that measured it); None outside git."""
+    """The short commit of this checkout's code, ``-dirty`` when tracked files other than markdown and docs/
+    (results: reports, tables, pictures; no code) differ from it (a results file being rewritten is not a change
+    of the code that measured it); None outside git."""
     here = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -44,7 +45,8 @@ def code_commit(cwd: str | Path | None = None) -> str | None:
         if head.returncode != 0:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
-                                ":(exclude,top)*.md"], cwd=here, capture_output=True, text=True, timeout=5).stdout
+                                ":(exclude,top)*.md", ":(exclude,top)docs"],
+                               cwd=here, capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
