@@ -44,13 +44,13 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,12 +167,6 @@ def step_bf16(ctx: Context) -> dict:
     return r
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def step_ddp(ctx: Context) -> dict:
     import torch
     import torch.distributed as td
@@ -183,8 +177,11 @@ def step_ddp(ctx: Context) -> dict:
     rt, diffusion_loss, synthetic_batch, n_audio_channels, step_generator, param_groups, to_device, _ = loop_api()
     dev = ctx.device
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    td.init_process_group(backend, rank=0, world_size=1, **({"device_id": dev} if dev.type == "cuda" else {}))
+    # one process: an in-process store, no TCP port (a port picked free and bound later raced with other
+    # processes' servers, and the rendezvous then waited on a foreign socket: a CI run hung here), and a bound on
+    # any wait, so that a stuck collective costs a minute of the GPU call, not all of it
+    td.init_process_group(backend, store=td.HashStore(), rank=0, world_size=1, timeout=timedelta(seconds=60),
+                          **({"device_id": dev} if dev.type == "cuda" else {}))
     try:
         cfg = tiny_config(dev)
         torch.manual_seed(0)
