@@ -140,7 +140,9 @@ def after_steps(p: Paths, dest_path: Path, arm, out: Path, smoke: bool) -> list[
     return [
         *[Step(f"{out.name}-eval-{name}", [py, "-m", "trainer", "eval", *p.c, "--checkpoint", dest, "--data",
                                            str(p.work / "data"), "--out", str(out / "eval" / name),
-                                           *arm.eval_overrides(seed)],
+                                           # a packaged model records no training latents: the memorisation
+                                           # check is given the ones it trained on
+                                           "--train-latents", str(p.work / "latents"), *arm.eval_overrides(seed)],
                out / "eval" / name / "report.json", "eval") for seed, name in ((0, "val"), (1, "val_s1"))],
         Step(f"{out.name}-eval-real", [py, "-m", "trainer", "eval", "--checkpoint", dest, "--audio-dir",
                                        repo_path(AUDIO_DIR), "--out", str(out / "eval" / "real"),
@@ -254,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         return left_out(runner)
     package(run, dest, arm.infer)
     drop_failed_record(out / "sample30.json")
-    run_after(runner, after_steps(p, dest, arm, out, args.smoke), args.jobs)
-    keep_outputs(out, keep, dest)
-    data_cmd = display_command(setup_steps(p)[0].argv)
-    vae_desc = f"the study's committed VAE {STUDY_VAE.relative_to(ROOT)}" if vae else "trained by this run"
-    card = write_card(dest, keep, arm, plan, runner.log, train, data_cmd, preset, vae_desc)
+    try:
+        run_after(runner, after_steps(p, dest, arm, out, args.smoke), args.jobs)
+    finally:  # a failed step still leaves the reports made so far and a card that names what is missing
+        keep_outputs(out, keep, dest)
+        data_cmd = display_command(setup_steps(p)[0].argv)
+        vae_desc = f"the study's committed VAE {STUDY_VAE.relative_to(ROOT)}" if vae else "trained by this run"
+        card = write_card(dest, keep, arm, plan, runner.log, train, data_cmd, preset, vae_desc)
     order = shipped_order(dest, keep)
     print(f"[ship] wrote {card}; reports in {keep}", file=sys.stderr)
     if order is not None:

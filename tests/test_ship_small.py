@@ -84,6 +84,9 @@ def test_the_card_names_every_kept_report_and_its_figures(shipped):
     assert val["verdict"]["summary"] in card
     rho = val["variants"]["normal"]["metrics"]["loudness_motion_spearman"]["generated"]["mean"]
     assert f"{rho:.3g}" in card
+    for report in ("val.json", "val_s1.json"):  # the packaged model records no latents: the eval was given them
+        mem = json.loads((kept / report).read_text())["variants"]["normal"]["metrics"]["memorisation_ratio"]
+        assert mem["generated"]["n"] > 0, report
     s30 = json.loads((kept / "sample30.json").read_text())
     assert s30["rc"] == 0 and f"{s30['wall_s']:.3g} s" in card
     assert "Missing" not in card
@@ -116,3 +119,12 @@ def test_another_budget_trains_packages_and_evaluates_anew(shipped):
         assert json.loads((work / "kept" / name).read_text())["info"]["step"] == plan["steps"]
     assert f"(step {plan['steps']})" in (dest / "MODEL_CARD.md").read_text()
     assert _tracked_outputs() == before
+
+
+def test_the_card_says_when_a_training_part_was_stopped_and_resumed():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ablation.small_card import stopped_text
+
+    assert stopped_text([{"rc": 0, "wall_s": 10.0}]) == ""
+    text = stopped_text([{"rc": -15, "wall_s": 3000.0}, {"rc": 0, "wall_s": 1800.0}])
+    assert "1 of them stopped (exit -15)" in text and "resumed" in text

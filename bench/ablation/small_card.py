@@ -86,6 +86,15 @@ def of_model(rep: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
     return rep if rep is not None and rep.get("info", {}).get("step", step) == step else None
 
 
+def stopped_text(runs: list[dict[str, Any]]) -> str:
+    """What the training time includes when a part of the run was stopped (a session's end) and resumed."""
+    stopped = [r for r in runs if r.get("rc") != 0]
+    if not stopped:
+        return ""
+    return (f"; {len(stopped)} of them stopped (exit {', '.join(str(r.get('rc')) for r in stopped)}) and resumed "
+            "bit-exactly from the last checkpoint, so the time includes the steps redone since it")
+
+
 def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, train, data_cmd: str,
                preset: str, vae_desc: str) -> Path:
     """Write dest/MODEL_CARD.md from the kept reports (absent ones are said to be missing) and return its path.
@@ -117,7 +126,7 @@ def write_card(dest: Path, keep: Path, arm, plan: dict[str, Any], log: Log, trai
          f"{fmt(plan['s_per_step'])} s/step ({plan['calibration_steps']} calibration steps, {plan['threads']} threads, "
          f"load {fmt(plan.get('calibration_load1'))}; `{repo_path(keep / 'plan.json')}`). The training took "
          f"{fmt(sum(r['wall_s'] for r in runs))} s in {len(runs)} command(s) (load average "
-         f"{', '.join(fmt(r.get('load1')) for r in runs)} at their ends). Its data: the `{preset}` preset of "
+         f"{', '.join(fmt(r.get('load1')) for r in runs)} at their ends){stopped_text(runs)}. Its data: the `{preset}` preset of "
          f"bench/ablation/presets.py ({cfg['data']['train_shards'] * cfg['data']['samples_per_shard']:,} training "
          "clips), regenerated from config. The data and training commands (`python bench/ship_small.py` runs "
          "every step, then writes this card):", "",

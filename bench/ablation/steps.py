@@ -123,7 +123,7 @@ class Runner:
         if self.in_process:
             rc = run_in_process(step.argv, out)
         else:
-            with out.open("w", encoding="utf-8") as f:
+            with out.open("a", encoding="utf-8") as f:  # a resumed step's parts, one after another
                 rc = subprocess.run(step.argv, cwd=REPO, env={**self.env, **(step.env or {})},
                                     stdout=None if self.verbose else f,
                                     stderr=None if self.verbose else subprocess.STDOUT).returncode
