@@ -106,10 +106,12 @@ def test_another_budget_trains_packages_and_evaluates_anew(shipped):
     """A plan for another budget is another run: nothing of the first run's model or reports is reused."""
     work, before, _ = shipped
     first = json.loads((work / "kept" / "plan.json").read_text())
-    r = _run(work, "--minutes", "0.01")
+    # five times the first budget, so that the steps differ even at a loaded box's s/step (at 0.01 min the two budgets
+    # rounded to the same step count once smoke steps took over 0.8 s)
+    r = _run(work, "--minutes", "0.1")
     assert r.returncode == 0, r.stderr[-3000:]
     plan = json.loads((work / "kept" / "plan.json").read_text())
-    assert plan["budget_s"] == 0.6 and plan["steps"] != first["steps"]
+    assert plan["budget_s"] == 6.0 and plan["steps"] != first["steps"]
     names = [json.loads(line)["name"] for line in (work / "commands.jsonl").read_text().splitlines()]
     run = f"armB_{plan['steps']}steps"
     assert f"{run}-train" in names and f"{run}-eval-val" in names and names.count("calibrate-armB") == 2
