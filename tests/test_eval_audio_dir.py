@@ -1,4 +1,4 @@
-"""`trainer eval --audio-dir`: the shipped tiny model on real audio (tests/data/real_audio: wav/flac/mp3 at
+"""`trainer eval --audio-dir`: the default shipped model on real audio (tests/data/real_audio: wav/flac/mp3 at
 16 / 22.05 / 48 kHz), its report (json, md, html with playing videos), the shift test and retrieval on
 oracle curves, and bad input."""
 
@@ -28,6 +28,7 @@ from trainer.eval.metrics import motion_energy
 from trainer.eval.registry import FileAudio, FileRun, VideoSide
 from trainer.eval.rows import SHIFTS_S, shift_frames
 from trainer.eval.scalars import eval_run_dir, log_eval_scalars
+from trainer.models import SHIPPED
 from trainer.sample import audio_inputs
 from trainer.teacher import file_plan_seed
 
@@ -35,7 +36,8 @@ from browser import headless_chromium, play_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real_audio"
-MODEL = ROOT / "models" / "synesthete-tiny"
+DEFAULT = ROOT / "models" / SHIPPED[0]  # what eval runs without --checkpoint (trainer/models.py)
+MODEL = ROOT / "models" / "synesthete-tiny"  # the fast one, named with --checkpoint: 8 fps, 32 px
 FILES = ("bach_bwv66.6_organ.flac", "joplin_maple_leaf_rag.mp3", "speech_gettysburg.wav")  # 22.05 / 48 / 16 kHz
 
 
@@ -66,7 +68,7 @@ def real_run(tmp_path_factory):
         os.chdir(here)
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert Path(report["checkpoint"]).resolve().parent.parent == MODEL.resolve()  # MODEL/ckpt/step-N
+    assert Path(report["checkpoint"]).resolve().parent.parent == DEFAULT.resolve()  # DEFAULT/ckpt/step-N
     return out, report
 
 

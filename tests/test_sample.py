@@ -377,14 +377,16 @@ def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     # from a directory without models/: the checkout's shipped model (trainer sample works from anywhere) ...
-    checkout = Path(models.__file__).resolve().parents[1] / "models" / "synesthete-tiny"
+    checkout = Path(models.__file__).resolve().parents[1] / "models" / models.SHIPPED[0]
     assert resolve_model() == checkout and (checkout / "config.yaml").is_file()
     assert resolve_model(model="synesthete-tiny-live") == checkout.parent / "synesthete-tiny-live"
-    # the settings --help shows are the model's own (the shipped model samples at guidance 1.0, 10 steps)
-    own = model_defaults(checkout)
-    assert (own["inference.audio_guidance_scale"], own["inference.steps"]) == (1.0, 10)
-    step_dir = next((checkout / "ckpt").glob("step-*"))
-    assert model_defaults(step_dir) == own  # a step dir: its run's config
+    # the settings --help shows are the model's own (synesthete-tiny samples at guidance 1.0, synesthete-small at 2.0;
+    # both at 10 steps)
+    for name, guidance in (("synesthete-tiny", 1.0), ("synesthete-small", 2.0)):
+        own = model_defaults(checkout.parent / name)
+        assert (own["inference.audio_guidance_scale"], own["inference.steps"]) == (guidance, 10)
+        step_dir = next((checkout.parent / name / "ckpt").glob("step-*"))
+        assert model_defaults(step_dir) == own  # a step dir: its run's config
     # ... and where the package runs without a checkout beside it, one line naming what is missing
     monkeypatch.setattr(models, "CHECKOUT_MODELS", tmp_path / "no-checkout" / "models")
     with pytest.raises(ModelNotFound, match="runs/diffusion.*models"):
@@ -392,7 +394,7 @@ def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, m
     with pytest.raises(ModelNotFound, match="--model 'synesthete-tiny': not a shipped model"):
         resolve_model(model="synesthete-tiny")
     (tmp_path / "models").symlink_to(checkout.parent, target_is_directory=True)
-    assert resolve_model() == Path("models/synesthete-tiny")  # the working directory's models/ first
+    assert resolve_model() == Path("models") / models.SHIPPED[0]  # the working directory's models/ first
     (tmp_path / "runs" / "diffusion").mkdir(parents=True)
     assert str(resolve_model()) == "runs/diffusion"
     assert str(resolve_model("elsewhere")) == "elsewhere"
@@ -403,4 +405,4 @@ def test_help_shows_the_settings_of_the_model_it_will_run(capsys):
         main(["sample", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 10, from" in text and "schema default 25" in text  # --steps: the shipped model's own
-    assert "(default: 1.0, from" in text and "schema default 2.0" in text  # --guidance
+    assert "(default: 2.0, from models/synesthete-small)" in text  # --guidance (the same as the schema's)
