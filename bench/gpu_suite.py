@@ -334,7 +334,7 @@ def step_sampling_paths(ctx: Context) -> dict:
     import torch
 
     from trainer.diffusion.sampler import SamplingNet
-    from trainer.sample import SampleSettings, generate_frames, stream_spec, style_from_prior
+    from trainer.sample import SampleSettings, generate_frames, stream_spec, style_for_seed
 
     cfg = sample_throughput.bench_config("tiny", ctx.device.type, ["inference.steps=4", "render.resolution=32"])
     model = sample_throughput.random_model(cfg, ctx.device)
@@ -347,7 +347,7 @@ def step_sampling_paths(ctx: Context) -> dict:
     rng = np.random.default_rng(0)
     windows = rng.standard_normal((2, n, model.denoiser.window, model.denoiser.n_audio_channels)).astype(np.float32)
     silent = np.zeros((2, n), np.float32)
-    style = torch.cat([style_from_prior(cfg.diffusion.style_dim, i) for i in range(2)])
+    style = torch.cat([style_for_seed(cfg, i) for i in range(2)])
 
     def frames(compile_mode, overlap: bool) -> np.ndarray:
         model._net = SamplingNet(model.denoiser, compile_mode)

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.live.scheduler import LiveScheduler
     from trainer.live.sources import PipeSource, RealClock
     from trainer.runtime import pick_device
-    from trainer.sample import load_sampling_model, style_from_prior
+    from trainer.sample import load_sampling_model, style_for_seed
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     feeder = Feeder(w_fd, data, header, FEED_SR * 4)
     with os.fdopen(r_fd, "rb", buffering=0) as r:
         source = PipeSource(r, sr, clock, name="the bench pipe")
-        gen = SnippetGenerator(model, live_spec(model), style_from_prior(cfg.diffusion.style_dim, 0), 0)
+        gen = SnippetGenerator(model, live_spec(model), style_for_seed(cfg, 0), 0)
         sink = BenchSink(int(len(wave) / FEED_SR * fps) + 1, len(wave) / FEED_SR + 60)
         tcfg, channels = live_timeline(cfg)  # as `trainer live` streams it for this model
         sched = LiveScheduler(source, gen, [sink], clock, sr, fps, tcfg, realtime=True, channels=channels,
@@ -310,7 +310,7 @@ def profile(args: argparse.Namespace, snippets: int = 80, seconds: float = 20.0)
     from trainer.live.features import StreamingTimeline, live_timeline
     from trainer.live.generator import SnippetGenerator, live_spec
     from trainer.live.sources import PipeSource, RealClock
-    from trainer.sample import load_sampling_model, style_from_prior
+    from trainer.sample import load_sampling_model, style_for_seed
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -318,7 +318,7 @@ def profile(args: argparse.Namespace, snippets: int = 80, seconds: float = 20.0)
                                 overrides=lambda saved: build_config(base=saved, overrides=args.overrides))
     cfg = model.cfg
     sr, fps = cfg.data.sample_rate, cfg.render.fps
-    gen = SnippetGenerator(model, live_spec(model), style_from_prior(cfg.diffusion.style_dim, 0), 0)
+    gen = SnippetGenerator(model, live_spec(model), style_for_seed(cfg, 0), 0)
     gen.warm_up()
     win = np.zeros((gen.snippet_frames, gen.past + 1 + gen.future, model.denoiser.n_audio_channels), np.float32)
     total, sample = [], []

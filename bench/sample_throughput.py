@@ -48,7 +48,7 @@ from shared.timeline import channel_names, frame_count  # noqa: E402
 from trainer.diffusion.model import Denoiser, count_parameters  # noqa: E402
 from trainer.runtime import pick_device  # noqa: E402
 from trainer.sample import (SampleSettings, SamplingModel, audio_conditioning, generate_frames,  # noqa: E402
-                            sample_file, stream_spec, style_from_prior)
+                            sample_file, stream_spec, style_for_seed)
 from trainer.vae.model import FrameVAE  # noqa: E402
 from shared.markdown import replace_section  # noqa: E402
 
@@ -134,7 +134,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
 
     # warm-up (allocator, kernels): one short stream
     win, sil, _ = audio_conditioning(wave[: sr * 2], sr, cfg, frame_count(sr * 2, sr, cfg.render.fps))
-    for _ in generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0):
+    for _ in generate_frames(model, win[None], sil[None], style_for_seed(cfg, 0), spec, 0):
         pass
 
     # single stream, end to end through the mp4 writer
@@ -149,7 +149,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
 
     # snippet latency in one stream (no mp4 writer): the first snippet, then the median of the next ones
     win, sil, _ = audio_conditioning(wave, sr, cfg, n)
-    stream = generate_frames(model, win[None], sil[None], style_from_prior(cfg.diffusion.style_dim, 0), spec, 0,
+    stream = generate_frames(model, win[None], sil[None], style_for_seed(cfg, 0), spec, 0,
                              overlap=False)
     times, _ = snippet_times(itertools.islice(stream, args.latency_snippets))
     stream.close()
@@ -157,7 +157,7 @@ def measure(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
 
     # batched streams (as evaluation runs them)
     b = cfg.inference.batch_snippets
-    style = torch.cat([style_from_prior(cfg.diffusion.style_dim, i) for i in range(b)])
+    style = torch.cat([style_for_seed(cfg, i) for i in range(b)])
     sync(device)
     t0 = time.perf_counter()
     batch_times, made = snippet_times(

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ablation.calibration import calibration_step, seconds_per_step  # noqa: E402
+from ablation.arms import with_overrides  # noqa: E402
 from ablation.presets import CALIBRATION_STEPS, resolved_config  # noqa: E402
 from ablation.runner import setup_steps  # noqa: E402
 from ablation.ship import sampling_of  # noqa: E402
@@ -71,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Training budget: the steps are this many minutes at the calibrated s/step. "
                          f"Default: {CPU_MINUTES:g} ({SMOKE_MINUTES:g} with --smoke).")
     ap.add_argument("--name", default="synesthete-small", help="The shipped model's name. Default: %(default)s.")
+    ap.add_argument("--style-source", choices=("posterior", "plan"), default="posterior",
+                    help="diffusion.style_source of the trained model (issue 23): posterior = the arm as the study ran "
+                         "it; plan = the same arm conditioned on the teacher's visual plan (trainer/style.py). The "
+                         "training steps are the arm's plan either way, so the two compare at equal steps. "
+                         "Default: %(default)s.")
     ap.add_argument("--smoke", action="store_true",
                     help="The smoke preset (seconds per step): proves the chain; writes nothing outside WORK.")
     ap.add_argument("--work", default=None, help="Work dir (data, run, evals, logs). Default: runs/ship-NAME.")
@@ -110,9 +116,19 @@ def plan_steps(p: Paths, runner: Runner, arm, calib_k: int, batch_size: int, bud
     return plan
 
 
-def run_name(arm, plan: dict[str, Any]) -> str:
-    """The training run's name: its arm and steps, so that a run made for another plan is never taken for it."""
-    return f"{arm.slug}_{plan['steps']}steps"
+def with_style_source(arm, source: str):
+    """The arm trained with ``diffusion.style_source=source`` (the arm itself for the default, posterior)."""
+    if source == "posterior":
+        return arm
+    return replace(arm, title=f"{arm.title}; style from the teacher's plan (diffusion.style_source={source})",
+                   train=with_overrides(arm.train, (f"diffusion.style_source={source}",)))
+
+
+def run_name(arm, plan: dict[str, Any], style_source: str = "posterior") -> str:
+    """The training run's name: its arm, style source and steps, so that a run made for another plan is never
+    taken for it."""
+    tag = "" if style_source == "posterior" else f"_{style_source}"
+    return f"{arm.slug}{tag}_{plan['steps']}steps"
 
 
 def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
@@ -248,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_steps(p, runner, arm, CALIBRATION_STEPS[preset], batch, 60.0 * minutes, keep, args.threads)
     if plan is None:
         return left_out(runner)
-    name = run_name(arm, plan)
+    name = run_name(arm, plan, args.style_source)
+    arm = with_style_source(arm, args.style_source)
     run, out = work / "runs" / name, work / "after" / name
     train = Step(f"{name}-train", train_argv(p, run, arm.train_overrides(plan["steps"], 0)), run / "summary.json",
                  arm.key)

@@ -1,7 +1,7 @@
 """Does ``--style-seed`` change the video? Style-only against noise-only variation at fixed audio (issue 23).
 
 For a diffusion checkpoint and a few audio files, each file is sampled at the model's native size with the project's
-own sampling path (trainer.sample: ``read_item`` -> ``generate_frames``, the style from ``style_from_prior``):
+own sampling path (trainer.sample: ``read_item`` -> ``generate_frames``, the style from ``style_for_seed``):
 
 * **style**: one noise seed (``--noise-seed``), style seeds 0..K-1 (what ``trainer sample --style-seed`` varies);
 * **noise**: one style seed (``--style-seed``), noise seeds 0..K-1 (what ``trainer sample --seed`` varies).
@@ -52,7 +52,7 @@ from trainer.diffusion.model import style_kl  # noqa: E402
 from trainer.diffusion.train import latent_scale_of, read_latent_manifest  # noqa: E402
 from trainer.eval.metrics import psnr, style_diversity  # noqa: E402
 from trainer.sample import (SampleSettings, SamplingModel, generate_frames, load_sampling_model, read_item,  # noqa: E402
-                            stream_spec, style_from_prior)
+                            stream_spec, style_for_seed, style_from_prior)
 
 DEFAULT_AUDIO = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "data" / "real_audio").iterdir()
                        if p.suffix in (".flac", ".mp3", ".wav"))
@@ -69,13 +69,15 @@ def aggregate_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Te
     return mu.mean(dim=0), var.sqrt()
 
 
-def style_draw(kind: str, seed: int, style_dim: int, post: tuple[torch.Tensor, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-    """Style latent (1, style_dim) of ``seed`` drawn as ``kind`` says (module docstring); ``post`` = the training
-    split's posterior (mu, logvar), (N, S) each, for ``aggregate`` and ``posterior``."""
-    eps = style_from_prior(style_dim, seed)
+def style_draw(kind: str, seed: int, cfg, post: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Style input (1, D) of ``seed`` drawn as ``kind`` says (module docstring); ``post`` = the training split's
+    posterior (mu, logvar), (N, S) each, for ``aggregate`` and ``posterior``. ``prior`` is what ``--style-seed``
+    gives (trainer.style.style_for_seed: a N(0, I) draw, or the teacher's plan of the seed for a plan model)."""
     if kind == "prior":
-        return eps
+        return style_for_seed(cfg, seed)
+    if cfg.diffusion.style_source != "posterior":
+        raise ValueError(f"--style-draw {kind} needs a model with a style posterior (diffusion.style_source=posterior)")
+    eps = style_from_prior(cfg.diffusion.style_dim, seed)
     if post is None:
         raise ValueError(f"--style-draw {kind} needs the training posterior (--latents)")
     mu, logvar = post
@@ -99,7 +101,7 @@ def sample_video(model: SamplingModel, item: dict[str, Any], n_frames: int, styl
                  ) -> np.ndarray:
     """One uint8 video (T, H, W, 3) of the item's first ``n_frames`` frames, at the model's native size."""
     spec = stream_spec(model, settings)
-    style_z = style_draw(draw, style_seed, model.cfg.diffusion.style_dim, post)
+    style_z = style_draw(draw, style_seed, model.cfg, post)
     windows, silent = item["windows"][None, :n_frames], item["silent"][None, :n_frames]
     chunks = list(generate_frames(model, windows, silent, style_z, spec, noise_seed))
     return np.concatenate(chunks, axis=1)[0]
@@ -144,7 +146,8 @@ def trained_kl(model: SamplingModel) -> dict[str, Any]:
     """The checkpoint's last logged training style KL (nats per clip, summed over the dimensions)."""
     state = json.loads((model.step_dir / STATE_FILE).read_text()).get("state", {})
     metrics = state.get("metrics", {})
-    return {"style_kl": metrics.get("style_kl"), "style_kl_term": metrics.get("style_kl_term"),
+    return {"style_source": model.cfg.diffusion.style_source,
+            "style_kl": metrics.get("style_kl"), "style_kl_term": metrics.get("style_kl_term"),
             "style_dim": model.cfg.diffusion.style_dim, "step": model.step,
             "style_kl_weight": model.cfg.diffusion.style_kl_weight,
             "style_kl_free_bits": model.cfg.diffusion.style_kl_free_bits}
@@ -212,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
            "style_draw_fit": None if post is None else draw_fit(post),
            "guidance": stream_spec(model, settings).guidance, "resolution": model.cfg.render.resolution,
            "fps": model.cfg.render.fps, "summary": summary(files), "files": files, "trained": trained_kl(model),
-           "posterior": posterior_stats(model, args.latents, args.split, args.posterior_batches) if args.latents
-           else None,
+           # a plan model has no posterior to measure (its style is the teacher's plan)
+           "posterior": posterior_stats(model, args.latents, args.split, args.posterior_batches)
+           if args.latents and model.cfg.diffusion.style_source == "posterior" else None,
            "command": " ".join(["python", "bench/style_probe.py", *(argv if argv is not None else sys.argv[1:])]),
            "commit": code_commit(), "load_1min": round(os.getloadavg()[0], 2)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,14 @@ class DiffusionConfig(_Section):
         "attention. Ablate with `trainer eval` before a preset uses false.", json_schema_extra=SHAPE)
     patch_size: int = Field(2, ge=1, description="Latent patch size.", json_schema_extra=SHAPE)
     style_dim: int = Field(16, ge=1, description="Dimension of the clip-level continuous style latent.", json_schema_extra=SHAPE)
+    style_source: Literal["posterior", "plan"] = Field(
+        "posterior",
+        description="Where the style input comes from. posterior: a style_dim latent, the style encoder's posterior over "
+        "clean latents of the clip in training, N(0, I) with --style-seed at sampling (a learned, unsupervised style). "
+        "plan: the teacher's own visual plan of the clip (meta.json visual_plan -> shared.style_features, its palette "
+        "colours, background, knobs and primitives), and at sampling the plan the teacher draws for --style-seed, so a "
+        "style seed picks a palette and primitives as the teacher would (no style encoder, no KL; style_dim unused).",
+        json_schema_extra=SHAPE)
     p_style_drop: float = Field(0.1, ge=0, le=1, description="Probability of replacing the style latent by a learned null (postmortem Phase 2).")
     style_kl_weight: float = Field(1e-3, ge=0, description="KL weight pulling the style posterior toward N(0, I).")
     style_kl_free_bits: float = Field(

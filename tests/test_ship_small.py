@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench_scripts import load_bench
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -130,3 +132,19 @@ def test_the_card_says_when_a_training_part_was_stopped_and_resumed():
     assert stopped_text([{"rc": 0, "wall_s": 10.0}]) == ""
     text = stopped_text([{"rc": -15, "wall_s": 3000.0}, {"rc": 0, "wall_s": 1800.0}])
     assert "1 of them stopped (exit -15)" in text and "resumed" in text
+
+
+def test_the_style_source_changes_the_run_name_and_one_override_only():
+    """--style-source plan: the arm's own overrides plus diffusion.style_source=plan, in a run of its own name, at
+    the arm's planned steps (the two style sources compare at equal steps)."""
+    ship_small = load_bench("ship_small")
+    from ablation.study import study_arms
+
+    arm = {a.key: a for a in study_arms()}["B+"]
+    plan = {"steps": 2451}
+    assert ship_small.run_name(arm, plan) == "armB+_2451steps"
+    assert ship_small.run_name(arm, plan, "plan") == "armB+_plan_2451steps"
+    assert ship_small.with_style_source(arm, "posterior") is arm
+    planned = ship_small.with_style_source(arm, "plan")
+    assert planned.train == arm.train + ("diffusion.style_source=plan",) and planned.infer == arm.infer
+    assert "diffusion.style_source=plan" in planned.train_overrides(10, 0)

@@ -190,14 +190,21 @@ def test_style_draws_prior_aggregate_and_one_posterior():
     style_probe = load_bench("style_probe")
     from trainer.sample import style_from_prior
 
+    cfg = build_config(overrides=["diffusion.style_dim=2"])
     mu = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
     logvar = torch.log(torch.tensor([[0.25, 1.0], [0.25, 1.0]]))
     eps = style_from_prior(2, 7)
-    assert torch.equal(style_probe.style_draw("prior", 7, 2), eps)  # what trainer sample --style-seed 7 draws
+    assert torch.equal(style_probe.style_draw("prior", 7, cfg), eps)  # what trainer sample --style-seed 7 draws
     mean, std = torch.tensor([2.0, -1.0]), torch.sqrt(torch.tensor([1.0 + 0.25, 1.0 + 1.0]))
-    torch.testing.assert_close(style_probe.style_draw("aggregate", 7, 2, (mu, logvar)), mean[None] + std[None] * eps)
+    torch.testing.assert_close(style_probe.style_draw("aggregate", 7, cfg, (mu, logvar)), mean[None] + std[None] * eps)
     i = 7 * 13 % 2  # snippet 1
-    torch.testing.assert_close(style_probe.style_draw("posterior", 7, 2, (mu, logvar)),
+    torch.testing.assert_close(style_probe.style_draw("posterior", 7, cfg, (mu, logvar)),
                                mu[i][None] + torch.tensor([0.5, 1.0])[None] * eps)
     with pytest.raises(ValueError, match="--latents"):
-        style_probe.style_draw("aggregate", 7, 2)
+        style_probe.style_draw("aggregate", 7, cfg)
+    # a plan model: the prior draw is the teacher's plan of the seed; it has no posterior to draw from
+    plan_cfg = build_config(overrides=["diffusion.style_source=plan"])
+    from trainer.style import style_for_seed
+    assert torch.equal(style_probe.style_draw("prior", 7, plan_cfg), style_for_seed(plan_cfg, 7))
+    with pytest.raises(ValueError, match="style_source=posterior"):
+        style_probe.style_draw("aggregate", 7, plan_cfg, (mu, logvar))

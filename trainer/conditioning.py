@@ -251,6 +251,7 @@ class SnippetBatch(TypedDict, total=False):
     frame_index: "torch.Tensor"      # (B, F) int64
     is_silent: "torch.Tensor"        # (B, F) float32
     style: "torch.Tensor"            # (B, S, C, h, w) frames of the clip outside the snippet
+    style_plan: "torch.Tensor"       # (B, PLAN_STYLE_DIM) the clip's visual-plan features (diffusion.style_source=plan only)
     variant: "torch.Tensor"          # (B,) int64: shared.shards.VARIANTS index
     audio_id: "torch.Tensor"         # (B,) int64: audio_content_id of the clip
     key: list[str]                   # the clips' sample keys

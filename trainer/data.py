@@ -47,6 +47,7 @@ from shared.runlock import exit_with_owner
 from shared.shards import VARIANTS, is_url
 from shared.seeding import derive_seed
 from trainer.conditioning import ConditioningSpec, audio_content_id
+from trainer.style import plan_features_of
 from trainer.variant_mix import check_variants_present, mix_or_fail, mix_text, reweights_variants
 
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}
@@ -385,6 +386,7 @@ class SnippetSpec:
         self.latent_scale = float(latent_scale)
         self.fps = cfg.render.fps
         self.default_channels = list(self.conditioning.timeline_channels)  # when meta.json does not list them
+        self.style_plan = cfg.diffusion.style_source == "plan"  # snippets carry the clip's plan features
 
 
 def _frames_source(sample: dict, source: str, scale: float) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
@@ -425,6 +427,7 @@ def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.G
     windows, silent = spec.conditioning.model_audio(feats[:n_frames], names)  # (T, k+1+f, Ch), (T,)
     audio_id = audio_content_id(feats)  # same for copies of one debug clip: never each other's negative
     tempo, fps = float(meta.get("tempo") or 120.0), float(meta.get("fps") or spec.fps)
+    plan = plan_features_of(meta, key) if spec.style_plan else None  # (PLAN_STYLE_DIM,)
     out = []
     for start in starts:
         if start is None:
@@ -447,6 +450,7 @@ def make_snippets(sample: dict, spec: SnippetSpec, source: str, rng: np.random.G
             "variant": VARIANT_CODE[meta.get("variant", "normal")],
             "audio_id": audio_id,
             "key": key,
+            **({"style_plan": plan} if plan is not None else {}),
         })
     return out
 
@@ -624,20 +628,27 @@ def snippet_loader(spec: str | list[str], cfg: Config, split: str, batch_size: i
     return make_loader(ds, batch_size, num_workers, pin_memory, drop_last)
 
 
-def stored_channel_names(spec: str | os.PathLike, split: str) -> list[str] | None:
-    """The timeline channel names a shard set stores (the first sample's ``meta.json``), or None where they cannot
-    be read cheaply (a URL, a sample without the list)."""
+def first_meta(spec: str | os.PathLike, split: str) -> dict | None:
+    """The first sample's ``meta.json`` of a shard set's split, or None where it cannot be read cheaply (a URL, no
+    meta, a damaged first shard: the loader reports those)."""
     url = resolve_shards(spec, split)[0]
     if is_url(url) or not os.path.isfile(url):
         return None
     try:
         for _, members in S.iter_tar_samples(url):
             if S.META in members:
-                names = S.decode_json(members[S.META]).get("timeline_channels")
-                return list(names) if names else None
+                meta = S.decode_json(members[S.META])
+                return meta if isinstance(meta, dict) else None
     except (tarfile.TarError, OSError, ValueError, AttributeError):
         return None
     return None
+
+
+def stored_channel_names(spec: str | os.PathLike, split: str) -> list[str] | None:
+    """The timeline channel names a shard set stores (the first sample's ``meta.json``), or None where they cannot
+    be read cheaply (a URL, a sample without the list)."""
+    names = (first_meta(spec, split) or {}).get("timeline_channels")
+    return list(names) if names else None
 
 
 def read_pixel_clip(members: dict[str, bytes]) -> tuple[np.ndarray, dict]:

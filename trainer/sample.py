@@ -42,6 +42,7 @@ from trainer.diffusion.sampler import SamplingNet
 from trainer.runtime import autocast, enable_tf32
 from trainer.runtime import progress as progress_bar
 from trainer.sample_core import StreamSpec, latent_stream, pad_to
+from trainer.style import style_for_seed, style_from_prior  # noqa: F401 (style_from_prior re-exported)
 from trainer.vae.model import load_vae
 
 
@@ -186,12 +187,6 @@ def audio_conditioning(wave: np.ndarray, sr: int, cfg: Config, n_frames: int) ->
 # ------------------------------------------------------------------ style
 
 
-def style_from_prior(style_dim: int, seed: int) -> torch.Tensor:
-    """A style latent (1, style_dim) drawn from its N(0, I) prior with its own seed."""
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randn(1, style_dim, generator=g)
-
-
 def read_reference_frames(path: str | Path, resolution: int, max_frames: int = 8) -> np.ndarray:
     """An image or a video -> up to ``max_frames`` uint8 frames (n, R, R, 3), evenly spaced, resized."""
     path = Path(path)
@@ -215,6 +210,9 @@ def read_reference_frames(path: str | Path, resolution: int, max_frames: int = 8
 @torch.no_grad()
 def style_from_reference(model: SamplingModel, path: str | Path) -> torch.Tensor:
     """Style latent (1, style_dim): the style encoder's posterior mean over the reference's latents."""
+    if model.cfg.diffusion.style_source != "posterior":
+        raise SampleError(f"--style-from needs a model with a style encoder (diffusion.style_source=posterior); "
+                          f"this one takes the teacher's plan ({model.cfg.diffusion.style_source}): use --style-seed")
     frames = read_reference_frames(path, model.cfg.render.resolution)
     lat = model.encode(frames)  # (S, C, h, w)
     mu, _ = model.denoiser.encode_style(lat[None])
@@ -419,8 +417,7 @@ def sample_files(audio_paths: list[str | Path], out_paths: list[str | Path], mod
     if settings.style_from:
         style_one = style_from_reference(model, settings.style_from)
     else:
-        style_one = style_from_prior(cfg.diffusion.style_dim,
-                                     settings.style_seed if settings.style_seed is not None else settings.seed)
+        style_one = style_for_seed(cfg, settings.style_seed if settings.style_seed is not None else settings.seed)
     size = max(1, batch or cfg.inference.batch_snippets)
     summaries: list[dict[str, Any]] = []
     for items in batches(readable_items(audio_paths, out_paths, cfg, skipped), size):

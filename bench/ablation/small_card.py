@@ -77,6 +77,9 @@ def style_lines(probe: dict[str, Any]) -> list[str]:
             f"{fmt(s['noise_only']['mean_psnr_db'])} dB apart (diversity {fmt(s['noise_only']['mean_style_diversity'])}); "
             f"style over noise diversity {fmt(s['diversity_ratio_style_over_noise'])}. The shipped tiny models, whose "
             f"style posterior collapsed, gave {tiny_probe_text()}."
+            + (" This model takes the teacher's visual plan as its style (`diffusion.style_source: plan`): style seed N "
+               "is the palette, background, knobs and primitives the teacher draws for a clip of seed N "
+               "(`trainer/style.py`)." if (probe.get("trained") or {}).get("style_source") == "plan" else "")
             + (f" Style posterior on {post.get('snippets')} val snippets: KL {fmt(post.get('kl_per_clip'))} nats per "
                f"clip, mean posterior sigma {fmt(post.get('mean_posterior_std'))}." if post else "")]
 

@@ -21,12 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from shared.shards import VARIANTS
+from shared.style_features import DEBUG_PRIMITIVES, PRIMITIVES  # noqa: F401 - the names live beside the features
 
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 
-PRIMITIVES = ("rings", "bars_linear", "bars_radial", "particles", "tunnel", "kaleidoscope", "plasma",
-              "ribbon", "metaballs", "lissajous", "starfield", "gridwarp")
-DEBUG_PRIMITIVES = ("debug_disc", "debug_flash")
 BLEND_MODES = ("alpha", "add", "screen", "multiply")
 PLAN_VERSION = 1
 

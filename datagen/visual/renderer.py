@@ -30,6 +30,7 @@ import numpy as np
 from datagen.visual.drive import DRIVE_NAMES, DRIVE_SCALARS, SHADER_BANDS, DriveIntegrator, check_timeline
 from datagen.visual.plan import DEBUG_PRIMITIVES, SHADER_DIR, validate_plan
 from datagen.visual.points import POINT_UNIFORMS
+from shared.style_features import hue_rotation_matrix
 from datagen.visual.shaders import ShaderError, assemble, compile_error
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,6 @@ def create_egl_context(gpu_index: int | None = None, egl_device: int | None = No
 
 
 # ---------------------------------------------------------------------------------- pure helpers
-
-
-def hue_rotation_matrix(degrees: float) -> np.ndarray:
-    """3x3 rotation about the grey axis (1, 1, 1)/sqrt(3) by ``degrees`` (Rodrigues' formula)."""
-    th = math.radians(degrees)
-    k = np.full(3, 1.0 / math.sqrt(3.0))
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) * math.cos(th) + math.sin(th) * kx + (1 - math.cos(th)) * np.outer(k, k)
 
 
 def layer_transform(augment: dict, spin: float, size: float = 1.0) -> np.ndarray:

@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
     from trainer.live.scheduler import LiveScheduler
     from trainer.live.sources import DeviceSource, FileSource, PipeSource, RealClock
     from trainer.runtime import pick_device
-    from trainer.sample import SampleError, load_sampling_model, style_from_prior
+    from trainer.sample import SampleError, load_sampling_model, style_for_seed
 
     model = load_sampling_model(ckpt, "cpu", overrides=lambda saved: config_or_exit(args, base=saved))
     model.to(pick_device(model.cfg.run.device))
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, ckpt: Path, serve: tuple[str, int] | None) ->
                           f"the live timeline gives {n_ch}")
     spec = live_spec(model)
     inf = cfg.inference
-    gen = SnippetGenerator(model, spec, style_from_prior(cfg.diffusion.style_dim, inf.seed), inf.seed)
+    gen = SnippetGenerator(model, spec, style_for_seed(cfg, inf.seed), inf.seed)
     print(f"live: {ckpt} at {res} px, {fps:g} fps, snippets of {gen.snippet_frames} frames, look-ahead "
           f"{gen.lookahead} frames ({1000 * gen.lookahead / fps:.0f} ms) before compute"
           + ("" if gen.lookahead == 0 else " (this model is not causal: its windows and snippets see ahead)"),

@@ -94,8 +94,8 @@ class Draw:
     logsnr: torch.Tensor      # (B,)
     x_t: torch.Tensor         # (B, F, C, h, w) the noisy latents
     cond: Cond                # the true-audio conditioning
-    mu: torch.Tensor          # (B, style_dim) the style posterior
-    logvar: torch.Tensor      # (B, style_dim)
+    mu: torch.Tensor          # (B, D) the style posterior mean (style_source=plan: the plan features)
+    logvar: torch.Tensor      # (B, D) (plan: zeros, unused)
     audio_null: torch.Tensor  # (B,) bool: the snippets whose audio was dropped for CFG
 
 
@@ -122,8 +122,13 @@ def _core(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Ge
     prev_valid = batch["prev_valid"].bool() & ~(u_prev < p_prev)[:, None]
     prev = batch["prev"].float() + aug * prev_noise
 
-    mu, logvar = net.encode_style(batch["style"].float())
-    style_z = mu + (0.5 * logvar).exp() * style_noise if train else mu
+    if d.style_source == "plan":  # the teacher's plan features: known, not inferred (trainer/style.py); KL 0
+        mu = batch["style_plan"].float()
+        logvar = torch.zeros_like(mu)
+        style_z = mu
+    else:
+        mu, logvar = net.encode_style(batch["style"].float())
+        style_z = mu + (0.5 * logvar).exp() * style_noise if train else mu
     cond = net.make_cond(batch["audio"].float(), batch["is_silent"], batch["frame_index"], prev=prev,
                          prev_valid=prev_valid, style_z=style_z, style_null=style_null, audio_null=audio_null)
     return Draw(x0=x0, t=t, eps=eps, logsnr=logsnr, x_t=x_t, cond=cond, mu=mu, logvar=logvar, audio_null=audio_null)
@@ -202,8 +207,11 @@ def diffusion_loss(model: Callable, batch: SnippetBatch, cfg: Config, generator:
     nce_pen, nce, nce_acc = Sh.contrastive_penalty(l_good, l_bad_all, neg.valid, ~core.audio_null,
                                                    d.audio_shuffle_loss_weight, d.audio_contrastive_temperature)
     penalty = nce_pen if d.audio_shuffle_loss_type == "infonce" else hinge_pen
-    kl = style_kl(core.mu, core.logvar).mean()  # the true KL (logged)
-    kl_term = style_kl_free_bits(core.mu, core.logvar, d.style_kl_free_bits)  # what is optimised (= kl at 0)
+    if d.style_source == "plan":  # no posterior, no KL
+        kl = kl_term = torch.zeros((), device=x0.device)
+    else:
+        kl = style_kl(core.mu, core.logvar).mean()  # the true KL (logged)
+        kl_term = style_kl_free_bits(core.mu, core.logvar, d.style_kl_free_bits)  # what is optimised (= kl at 0)
 
     loss = l_diff.mean() + d.style_kl_weight * kl_term
     if apply:

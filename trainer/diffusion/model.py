@@ -40,6 +40,7 @@ from torch import nn
 
 from shared.config import Config
 from trainer.conditioning import Cond, ConditioningSpec
+from trainer.style import style_input_dim
 
 
 def timestep_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -226,7 +227,6 @@ class Denoiser(nn.Module):
         self.frames, self.prev_frames = d.snippet_frames, d.prev_frames
         self.window = ConditioningSpec.from_config(cfg).window  # k past + the frame + f future (2k+1 by default)
         self.n_audio_channels = n_audio_channels
-        self.style_dim = d.style_dim
         self.prediction = d.prediction
         self.cond_token = d.cond_token_in_spatial  # one conditioning token before the patches of every frame
         dim = d.width
@@ -246,8 +246,11 @@ class Denoiser(nn.Module):
         self.prev_marker = nn.Parameter(torch.zeros(dim))  # the conditioning slot of previous frames (unused without it)
         self.null_prev = nn.Parameter(torch.zeros(dim))  # replaces a dropped / absent previous frame
 
-        self.style_encoder = StyleEncoder(latent_channels, min(dim, 128), d.style_dim)
-        self.style_proj = nn.Sequential(nn.Linear(d.style_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        # posterior: a learned style latent (encoder + KL); plan: the teacher's plan features, no encoder (trainer/style.py)
+        self.style_source = d.style_source
+        self.style_dim = style_input_dim(cfg)
+        self.style_encoder = StyleEncoder(latent_channels, min(dim, 128), d.style_dim) if d.style_source == "posterior" else None
+        self.style_proj = nn.Sequential(nn.Linear(self.style_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.null_style = nn.Parameter(torch.zeros(dim))
 
         self.blocks = nn.ModuleList([SpaceTimeBlock(dim, d.heads) for _ in range(d.depth)])
@@ -275,6 +278,8 @@ class Denoiser(nn.Module):
 
     def encode_style(self, style_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, C, h, w) clean latents of the clip -> posterior (mu, logvar), each (B, style_dim)."""
+        if self.style_encoder is None:
+            raise ValueError("this denoiser has no style encoder: diffusion.style_source=plan takes the teacher's plan")
         if style_latents.dim() != 5 or style_latents.shape[2] != self.c:
             raise ValueError(f"style latents must be (B, S, {self.c}, h, w), got {tuple(style_latents.shape)}")
         return self.style_encoder(style_latents)

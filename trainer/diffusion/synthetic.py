@@ -14,6 +14,7 @@ import torch
 
 from shared.config import Config
 from shared.timeline import channel_index, channel_names
+from trainer.style import style_for_seed
 
 
 def synthetic_timeline(n_frames: int, names: list[str], g: torch.Generator) -> torch.Tensor:
@@ -87,6 +88,8 @@ def synthetic_batch(cfg: Config, batch_size: int, latent_channels: int, latent_s
         out["key"].append(f"synthetic-{i:05d}")
     batch = {key: torch.stack(out[key]) for key in keys}
     batch["key"] = out["key"]
+    if d.style_source == "plan":  # the teacher's plans of seeds 0..B-1 (trainer.style), like a shard's clips
+        batch["style_plan"] = torch.cat([style_for_seed(cfg, i) for i in range(batch_size)])
     return batch
 
 

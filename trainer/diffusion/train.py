@@ -31,7 +31,7 @@ from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
 from trainer import runtime as rt
 from trainer.conditioning import ConditioningSpec
-from trainer.data import snippet_loader, stored_channel_names, unit_to_frame
+from trainer.data import first_meta, snippet_loader, stored_channel_names, unit_to_frame
 from trainer.diffusion.losses import diffusion_loss, shuffle_layout, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
@@ -74,7 +74,7 @@ def sample_grid(model: Denoiser, batch: dict, cfg: Config, decoder: Callable[[to
     """Sample val snippets with ``model`` (the EMA weights): per clip, the decoded true latents above the
     decoded sample, frames left to right, as one uint8 image (H, W, 3)."""
     b = {k: v[:n_clips] for k, v in to_device(batch, device).items()}
-    mu, _ = model.encode_style(b["style"].float())
+    mu = b["style_plan"].float() if cfg.diffusion.style_source == "plan" else model.encode_style(b["style"].float())[0]
     cond = model.make_cond(b["audio"].float(), b["is_silent"], b["frame_index"], prev=b["prev"].float(),
                            prev_valid=b["prev_valid"], style_z=mu)
     inf = cfg.inference
@@ -279,6 +279,17 @@ def audio_channel_count(cfg: Config, latents_dir: Path) -> int:
     return len(stored) if picked is None else len(picked)
 
 
+def check_style_source(cfg: Config, latents_dir: Path) -> None:
+    """``diffusion.style_source=plan`` reads each clip's ``visual_plan`` from its meta.json: shards whose first val
+    sample has none are a DataError before any step (every clip would be skipped as corrupt)."""
+    if cfg.diffusion.style_source != "plan":
+        return
+    meta = first_meta(str(latents_dir), "val")
+    if meta is not None and "visual_plan" not in meta:
+        raise DataError(f"latent shards in {latents_dir} record no visual_plan in meta.json, which "
+                        "diffusion.style_source=plan needs (cache the latents from datagen shards, or use posterior)")
+
+
 def run_from_latents(cfg: Config, latents_dir: str | Path, out: str | Path, force: bool = False,
                      val_batches_n: int = 4) -> dict[str, Any]:
     """``trainer diffusion``: latent shards + manifest -> a trained run in ``out``."""
@@ -292,6 +303,7 @@ def _run_from_latents(cfg: Config, latents_dir: Path, run_dir: Path, force: bool
     scale = latent_scale_of(manifest)
     vae_src = vae_path_of(manifest, latents_dir)
     n_want = audio_channel_count(cfg, latents_dir)  # a bad diffusion.audio_channels fails here, before any step
+    check_style_source(cfg, latents_dir)
 
     def loader(split: str, seed: int, start_step: int) -> Iterator[dict]:
         return iter(snippet_loader(str(latents_dir), cfg, split, cfg.diffusion.batch_size, seed=seed, rank=dist.rank,

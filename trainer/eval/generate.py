@@ -40,8 +40,9 @@ from trainer.eval.rhythm import audio_onset_times, farneback_flow_magnitude
 from trainer.runtime import autocast
 from trainer.eval.rows import FOLDER_VARIANT
 from trainer.sample import (SampleError, SampleSettings, SamplingModel, audio_conditioning, one_line, sample_file,
-                            stream_spec, style_from_prior)
+                            stream_spec)
 from trainer.sample_core import StreamSpec, latent_stream
+from trainer.style import style_for_seed
 
 
 @dataclass
@@ -79,9 +80,10 @@ def generate_group(model: SamplingModel, spec: StreamSpec, windows: np.ndarray, 
     return np.concatenate(frames_out), np.concatenate(lat_out)
 
 
-def style_latent(style_dim: int, k: int, base_seed: int) -> torch.Tensor:
-    """Style latent k (1, style_dim) from the prior, shared by every clip."""
-    return style_from_prior(style_dim, base_seed * 7919 + 1000 * k)
+def style_latent(cfg, k: int, base_seed: int) -> torch.Tensor:
+    """Style input k (1, D), shared by every clip: what ``--style-seed`` gives for seed ``base_seed * 7919 + 1000 k``
+    (a prior draw, or the teacher's plan of that seed: trainer.style)."""
+    return style_for_seed(cfg, base_seed * 7919 + 1000 * k)
 
 
 def generate_all(model: SamplingModel, clips: list[Clip], partners: list[int | None], seed: int, log=print
@@ -92,11 +94,10 @@ def generate_all(model: SamplingModel, clips: list[Clip], partners: list[int | N
     idx = np.array([i if p is None else p for i, p in enumerate(partners)])
     spec = stream_spec(model, SampleSettings())
     batch = ev.batch_clips
-    sd = cfg.diffusion.style_dim
     t0 = time.perf_counter()
     own, floor, own_l, floor_l = [], [], [], []
     for k in range(max(ev.seeds, ev.n_style_samples)):
-        z = style_latent(sd, k, seed)
+        z = style_latent(cfg, k, seed)
         f, lat = generate_group(model, spec, windows, silent, z, seed + k, batch)
         own.append(f)
         own_l.append(lat)
