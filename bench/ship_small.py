@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "it; plan = the same arm conditioned on the teacher's visual plan (trainer/style.py). The "
                          "training steps are the arm's plan either way, so the two compare at equal steps. "
                          "Default: %(default)s.")
+    ap.add_argument("--style-guidance", type=float, default=None, metavar="S",
+                    help="inference.style_guidance_scale the model ships with and is evaluated at (issue 23; its "
+                         "evals go to an after-folder of their own). Default: the schema's (1 = off).")
     ap.add_argument("--smoke", action="store_true",
                     help="The smoke preset (seconds per step): proves the chain; writes nothing outside WORK.")
     ap.add_argument("--work", default=None, help="Work dir (data, run, evals, logs). Default: runs/ship-NAME.")
@@ -116,12 +119,31 @@ def plan_steps(p: Paths, runner: Runner, arm, calib_k: int, batch_size: int, bud
     return plan
 
 
-def with_style_source(arm, source: str):
-    """The arm trained with ``diffusion.style_source=source`` (the arm itself for the default, posterior)."""
-    if source == "posterior":
-        return arm
-    return replace(arm, title=f"{arm.title}; style from the teacher's plan (diffusion.style_source={source})",
-                   train=with_overrides(arm.train, (f"diffusion.style_source={source}",)))
+def with_style_source(arm, source: str, style_guidance: float | None = None):
+    """The arm trained with ``diffusion.style_source=source`` and sampled with ``style_guidance`` (the arm itself for
+    the defaults: posterior, no style guidance)."""
+    if source != "posterior":
+        arm = replace(arm, title=f"{arm.title}; style from the teacher's plan (diffusion.style_source={source})",
+                      train=with_overrides(arm.train, (f"diffusion.style_source={source}",)))
+    if style_guidance is not None:
+        arm = replace(arm, title=f"{arm.title}; style guidance {style_guidance:g}",
+                      infer=with_overrides(arm.infer, (f"inference.style_guidance_scale={style_guidance:g}",)))
+    return arm
+
+
+def inference_of(infer: tuple[str, ...]) -> dict[str, Any]:
+    """The inference section a packaged model's config.yaml gets from the arm's inference overrides: the audio
+    guidance (ablation.ship.sampling_of) and, where set, the style guidance."""
+    kv = dict(o.split("=", 1) for o in infer)
+    out = sampling_of(infer).inference
+    if "inference.style_guidance_scale" in kv:
+        out["style_guidance_scale"] = float(kv["inference.style_guidance_scale"])
+    return out
+
+
+def after_name(name: str, style_guidance: float | None) -> str:
+    """The after-folder of a training run's evals: one per sampling setting the model ships with."""
+    return name if style_guidance is None else f"{name}_sg{style_guidance:g}"
 
 
 def run_name(arm, plan: dict[str, Any], style_source: str = "posterior") -> str:
@@ -136,14 +158,18 @@ def package(run: Path, dest: Path, infer: tuple[str, ...]) -> None:
     those weights (its state.json's ``source_sha256``, halved)."""
     from trainer.checkpoint import file_digest, find_checkpoint, package_model
 
+    from trainer.checkpoint import read_run_config
+
     src = find_checkpoint(run)
     state = dest / "latest" / "state.json"
     held = json.loads(state.read_text()) if state.is_file() else {}
+    inference = inference_of(infer)
+    saved = ((read_run_config(dest) or {}).get("inference") or {}) if (dest / "config.yaml").is_file() else None
     if (held.get("source_sha256") == file_digest(src / "ema.safetensors") and held.get("weights_dtype") == "float16"
-            and (dest / "config.yaml").is_file()):
+            and saved is not None and all(saved.get(k) == v for k, v in inference.items())):
         print(f"[ship] skip package ({dest} holds {src.name} of {run.name})", file=sys.stderr)
         return
-    files = package_model(run, dest, sampling_of(infer).inference, half=True)
+    files = package_model(run, dest, inference, half=True)
     print(f"[ship] packaged {src.name} of {run.name} as {dest}: {sum(f.stat().st_size for f in files) / 1e6:.2f} MB",
           file=sys.stderr)
 
@@ -265,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if plan is None:
         return left_out(runner)
     name = run_name(arm, plan, args.style_source)
-    arm = with_style_source(arm, args.style_source)
-    run, out = work / "runs" / name, work / "after" / name
+    arm = with_style_source(arm, args.style_source, args.style_guidance)
+    run, out = work / "runs" / name, work / "after" / after_name(name, args.style_guidance)
     train = Step(f"{name}-train", train_argv(p, run, arm.train_overrides(plan["steps"], 0)), run / "summary.json",
                  arm.key)
     if not runner.run(train):

@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"checkpoint": str(args.checkpoint), "step": model.step, "k": args.k, "seconds": args.seconds,
            "noise_seed": args.noise_seed, "style_seed": args.style_seed, "style_draw": args.style_draw,
            "style_draw_fit": None if post is None else draw_fit(post),
-           "guidance": stream_spec(model, settings).guidance, "resolution": model.cfg.render.resolution,
+           "guidance": stream_spec(model, settings).guidance,
+           "style_guidance": stream_spec(model, settings).style_guidance, "resolution": model.cfg.render.resolution,
            "fps": model.cfg.render.fps, "summary": summary(files), "files": files, "trained": trained_kl(model),
            # a plan model has no posterior to measure (its style is the teacher's plan)
            "posterior": posterior_stats(model, args.latents, args.split, args.posterior_batches)

@@ -333,6 +333,12 @@ class InferenceConfig(_Section):
         (0.17, 0.88), description="[lo, hi] of tau where the interval schedule guides (0 <= lo < hi <= 1). The default is "
         "the range Kynkaenniemi et al. 2024 found best, sigma in (0.28, 5.42], mapped to this cosine schedule's tau.",
     )
+    style_guidance_scale: float = Field(
+        1.0, ge=0, description="Style classifier-free guidance scale s (1 = off, the conditional pass only): the "
+        "prediction moves by (s - 1)(cond - cond with the learned null style) on top of the audio guidance "
+        "(composable guidance, Liu et al. 2022), one more pass per step. Widens what --style-seed changes; the null "
+        "style is trained by diffusion.p_style_drop.",
+    )
     sampler: SamplerName = Field("ddim", description="Sampler.")
     steps: int = Field(25, ge=1, description="Sampling steps per snippet.")
     seed: int = Field(0, ge=0, description="Noise seed.")

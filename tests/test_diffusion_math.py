@@ -9,7 +9,8 @@ import torch
 
 from trainer.diffusion import schedule as S
 from trainer.diffusion.losses import comparison_loss, denoising_loss
-from trainer.diffusion.sampler import Guidance, apply_guidance, ddim, guidance_weight, guided_denoiser, heun, time_grid
+from trainer.diffusion.sampler import (Guidance, apply_guidance, compose_guidance, ddim, guidance_weight, guided_denoiser,
+                                      heun, time_grid)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -177,6 +178,48 @@ def test_guided_denoiser_applies_the_weight_of_its_step():
         c = model(x, tt, cond)
         u = model(x, tt, {**cond, "audio_null": torch.ones(b, dtype=torch.bool)})
         torch.testing.assert_close(denoise(x, tau), apply_guidance(c, u, 1.0 + 3.0 * (1 - tau)))
+
+
+class StyleDenoiser(CountingDenoiser):
+    """As CountingDenoiser, plus a term the style moves (zero under the null style)."""
+
+    def __call__(self, x_t, t, cond):
+        shape = (-1, *([1] * (x_t.dim() - 1)))
+        keep = (1 - cond["style_null"].float()).view(shape)
+        return super().__call__(x_t, t, cond) + keep * cond["style_z"].sum(dim=1).view(shape)
+
+
+def test_composed_guidance_oracle():
+    c, ua, us = torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([0.25])
+    # c + (w_a - 1)(c - ua) + (w_s - 1)(c - us) = 1 + 1 * 0.5 + 2 * 0.75
+    assert compose_guidance(c, ua, us, 2.0, 3.0).item() == pytest.approx(3.0)
+    assert compose_guidance(c, None, us, 2.0, 3.0).item() == pytest.approx(2.5)  # no audio pass: w_a = 1
+    torch.testing.assert_close(compose_guidance(c, ua, us, 2.5, 1.0), apply_guidance(c, ua, 2.5))
+    with pytest.raises(ValueError, match="style_guidance_scale"):
+        Guidance(2.0, style=-1.0)
+
+
+def test_style_guidance_adds_a_pass_and_moves_along_the_style():
+    b = 2
+    cond = {"audio": torch.ones(b, 2) * 3.0, "audio_null": torch.zeros(b, dtype=torch.bool),
+            "style_z": torch.tensor([[1.0, 2.0], [-1.0, 0.5]]), "style_null": torch.zeros(b, dtype=torch.bool)}
+    x = torch.randn(b, 4, generator=torch.Generator().manual_seed(0))
+    model = StyleDenoiser()
+    denoise = guided_denoiser(model, cond, Guidance(4.0, "linear", style=3.0))
+    for tau in (1.0, 0.5):
+        w = 1.0 + 3.0 * (1 - tau)
+        tt = torch.full((b,), tau)
+        c = model(x, tt, cond)
+        ua = model(x, tt, {**cond, "audio_null": torch.ones(b, dtype=torch.bool)})
+        us = model(x, tt, {**cond, "style_null": torch.ones(b, dtype=torch.bool)})
+        model.rows.clear()
+        torch.testing.assert_close(denoise(x, tau), compose_guidance(c, ua if w != 1 else None, us, w, 3.0))
+        assert model.rows == [2 * b if w == 1 else 3 * b]  # tau = 1: w = 1, only the style's null pass is added
+    # style guidance 1 is the audio guidance alone, with its two passes
+    plain = StyleDenoiser()
+    same = guided_denoiser(plain, cond, Guidance(4.0, "linear", style=1.0))(x, 0.5)
+    assert plain.rows == [2 * b]
+    torch.testing.assert_close(same, guided_denoiser(StyleDenoiser(), cond, Guidance(4.0, "linear"))(x, 0.5))
 
 
 @pytest.mark.parametrize("sampler", [ddim, heun])

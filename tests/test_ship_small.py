@@ -148,3 +148,20 @@ def test_the_style_source_changes_the_run_name_and_one_override_only():
     planned = ship_small.with_style_source(arm, "plan")
     assert planned.train == arm.train + ("diffusion.style_source=plan",) and planned.infer == arm.infer
     assert "diffusion.style_source=plan" in planned.train_overrides(10, 0)
+
+
+def test_the_style_guidance_goes_into_the_evals_the_packaged_config_and_its_own_folder():
+    ship_small = load_bench("ship_small")
+    from ablation.study import study_arms
+
+    arm = {a.key: a for a in study_arms()}["B+"]
+    guided = ship_small.with_style_source(arm, "plan", 2.5)
+    assert "inference.style_guidance_scale=2.5" in guided.eval_overrides(0)
+    assert ship_small.inference_of(guided.infer) == {"audio_guidance_scale": 2.0, "audio_guidance_schedule": "constant",
+                                                     "style_guidance_scale": 2.5}
+    assert "style_guidance_scale" not in ship_small.inference_of(arm.infer)
+    assert ship_small.after_name("armB+_plan_2451steps", 2.5) == "armB+_plan_2451steps_sg2.5"
+    assert ship_small.after_name("armB+_plan_2451steps", None) == "armB+_plan_2451steps"
+    from shared.config import build_config
+    cfg = build_config(overrides=list(guided.eval_overrides(0)))
+    assert cfg.inference.style_guidance_scale == 2.5

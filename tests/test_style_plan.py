@@ -150,6 +150,7 @@ def test_a_plan_model_trains_samples_two_styles_and_refuses_a_reference(plan_lat
     from safetensors.torch import load_file
 
     from shared.command_line import run_cli
+    from shared.video import read_video_frames
     from trainer.sample import SampleSettings, load_sampling_model, sample_file
 
     root, cfg_file = plan_latents
@@ -173,9 +174,13 @@ def test_a_plan_model_trains_samples_two_styles_and_refuses_a_reference(plan_lat
     for s in (0, 1):
         out = tmp_path / f"s{s}.mp4"
         sample_file(str(wav), str(out), model, SampleSettings(style_seed=s, steps=2), progress=False)
-        from shared.video import read_video_frames
         videos.append(np.stack(list(read_video_frames(out))))
     assert videos[0].shape == videos[1].shape and not np.array_equal(videos[0], videos[1])
+    # style guidance (inference.style_guidance_scale) moves the same seeds' video along the style (a large scale: after
+    # two steps the adaLN-zero blocks barely read the style yet)
+    guided = tmp_path / "g.mp4"
+    sample_file(str(wav), str(guided), model, SampleSettings(style_seed=0, steps=2, style_guidance=50.0), progress=False)
+    assert not np.array_equal(np.stack(list(read_video_frames(guided))), videos[0])
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:

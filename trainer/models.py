@@ -128,9 +128,11 @@ def add_model_arguments(parser, prefer: tuple[str, ...] = SHIPPED) -> str | None
 
 
 def sampling_flags(seed_help: str = "Noise seed.", steps_help: str = "Sampling steps per snippet.") -> list[ShortFlag]:
-    """The short flags of every command that samples a model: --seed, --guidance, --steps."""
+    """The short flags of every command that samples a model: --seed, --guidance, --style-guidance, --steps."""
     return [ShortFlag("--seed", "inference.seed", int, seed_help),
             ShortFlag("--guidance", "inference.audio_guidance_scale", float, "Audio classifier-free guidance scale."),
+            ShortFlag("--style-guidance", "inference.style_guidance_scale", float,
+                      "Style classifier-free guidance scale (1 = off; more: --style-seed changes more)."),
             ShortFlag("--steps", "inference.steps", int, steps_help)]
 
 

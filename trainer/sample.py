@@ -228,6 +228,7 @@ class SampleSettings:
     style_seed: int | None = None
     style_from: str | None = None
     guidance: float | None = None
+    style_guidance: float | None = None  # inference.style_guidance_scale unless given
     steps: int | None = None
     sampler: str | None = None
     overlap: int | None = None
@@ -248,6 +249,7 @@ def stream_spec(model: SamplingModel, settings: SampleSettings) -> StreamSpec:
         overlap=overlap, steps=settings.steps or inf.steps,
         guidance=inf.audio_guidance_scale if settings.guidance is None else float(settings.guidance),
         guidance_schedule=inf.audio_guidance_schedule, guidance_interval=tuple(inf.audio_guidance_interval),
+        style_guidance=inf.style_guidance_scale if settings.style_guidance is None else float(settings.style_guidance),
         sampler=settings.sampler or inf.sampler)
 
 

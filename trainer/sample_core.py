@@ -84,9 +84,10 @@ class StreamSpec:
     sampler: str
     guidance_schedule: str = "constant"  # inference.audio_guidance_schedule (sampler.guidance_weight)
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # inference.audio_guidance_interval
+    style_guidance: float = 1.0         # inference.style_guidance_scale (1 = off)
 
     def guidance_rule(self) -> Guidance:
-        return Guidance(self.guidance, self.guidance_schedule, tuple(self.guidance_interval))
+        return Guidance(self.guidance, self.guidance_schedule, tuple(self.guidance_interval), self.style_guidance)
 
 
 def latent_stream(model: Callable, spec: StreamSpec, audio: torch.Tensor, is_silent: torch.Tensor,

@@ -71,7 +71,9 @@ def tiny_probe_text() -> str:
 def style_lines(probe: dict[str, Any]) -> list[str]:
     s, post = probe["summary"], probe.get("posterior") or {}
     return [f"`bench/style_probe.py` on {len(probe['files'])} real recording(s), their first {fmt(probe['seconds'])} s, "
-            f"guidance {fmt(probe.get('guidance'))}: {probe['k']} **style** seeds at one noise seed "
+            f"guidance {fmt(probe.get('guidance'))}"
+            + (f", style guidance {fmt(probe['style_guidance'])}" if probe.get("style_guidance", 1.0) != 1.0 else "")
+            + f": {probe['k']} **style** seeds at one noise seed "
             f"give videos {fmt(s['style_only']['mean_psnr_db'])} dB apart (style diversity "
             f"{fmt(s['style_only']['mean_style_diversity'])}); {probe['k']} **noise** seeds at one style seed "
             f"{fmt(s['noise_only']['mean_psnr_db'])} dB apart (diversity {fmt(s['noise_only']['mean_style_diversity'])}); "

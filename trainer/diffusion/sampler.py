@@ -47,6 +47,18 @@ def apply_guidance(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: fl
     return uncond_pred + scale * (cond_pred - uncond_pred)
 
 
+def compose_guidance(cond_pred: torch.Tensor, audio_uncond: torch.Tensor | None, style_uncond: torch.Tensor,
+                     audio_scale: float, style_scale: float) -> torch.Tensor:
+    """Audio and style classifier-free guidance together (Liu et al. 2022, "Compositional Visual Generation with
+    Composable Diffusion Models", eq. 10: the conjunction of two conditions, each against its own unconditional):
+    ``cond + (w_a - 1)(cond - audio_uncond) + (w_s - 1)(cond - style_uncond)``. With ``w_s = 1`` it is
+    :func:`apply_guidance` up to rounding; ``audio_uncond`` may be None where ``w_a = 1``."""
+    out = cond_pred + (style_scale - 1.0) * (cond_pred - style_uncond)
+    if audio_uncond is not None:
+        out = out + (audio_scale - 1.0) * (cond_pred - audio_uncond)
+    return out
+
+
 def guidance_weight(tau: float, scale: float, schedule: str = "constant",
                     interval: tuple[float, float] = (0.0, 1.0)) -> float:
     """The audio-CFG weight at sampler time ``tau`` (1 = pure noise, 0 = clean) with peak ``scale`` = g.
@@ -76,8 +88,11 @@ class Guidance:
     scale: float
     schedule: str = "constant"
     interval: tuple[float, float] = (0.0, 1.0)
+    style: float = 1.0  # style CFG scale s (inference.style_guidance_scale), constant; 1 = off
 
     def __post_init__(self) -> None:
+        if self.style < 0:
+            raise ValueError(f"inference.style_guidance_scale must be >= 0, got {self.style}")
         if self.schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(f"inference.audio_guidance_schedule must be one of {GUIDANCE_SCHEDULES}, "
                              f"got {self.schedule!r}")
@@ -92,7 +107,8 @@ class Guidance:
     def from_config(cls, inference, scale: float | None = None) -> "Guidance":
         """From ``cfg.inference`` (an explicit ``scale``, e.g. ``--guidance``, replaces the configured peak)."""
         g = inference.audio_guidance_scale if scale is None else float(scale)
-        return cls(g, inference.audio_guidance_schedule, tuple(inference.audio_guidance_interval))
+        return cls(g, inference.audio_guidance_schedule, tuple(inference.audio_guidance_interval),
+                   float(inference.style_guidance_scale))
 
 
 def as_guidance(guidance: "float | Guidance") -> Guidance:
@@ -168,13 +184,21 @@ def guided_denoiser(model: Callable, cond: Cond, guidance: "float | Guidance") -
     g = as_guidance(guidance)
     split = _split_model(model)
     cache: dict[str, dict] = {}
+    # (rows that already have the null style get cond - style_uncond = 0: a wasted pass, not a wrong one; checking
+    # would read a device value, a host sync per snippet)
+    style_on = g.style != 1.0 and "style_null" in cond
+    null = {"a": {"audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}}
+    if style_on:
+        null["s"] = {"style_null": torch.ones_like(cond["style_null"], dtype=torch.bool)}
 
     def conditioning(which: str) -> dict:
+        """``cond`` (which = "cond") or the rows [cond; cond with each null named in ``which``], e.g. "both" = audio
+        ("a"), "as" = audio then style, "s" = style."""
         if which not in cache:
             c = cond
-            if which == "both":
-                uncond = {**cond, "audio_null": torch.ones_like(cond["audio_null"], dtype=torch.bool)}
-                c = {k: torch.cat([v, uncond[k]]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+            if which != "cond":
+                parts = [cond] + [{**cond, **null[n]} for n in ("a" if which == "both" else which)]
+                c = {k: torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
             cache[which] = c if split is None else split[0](c)
         return cache[which]
 
@@ -187,6 +211,11 @@ def guided_denoiser(model: Callable, cond: Cond, guidance: "float | Guidance") -
         if split is not None and split[2] is not None and not cache:  # checked once per snippet, as forward does
             split[2](x_t, tt, cond)
         w = g.weight(float(t))
+        if style_on:
+            which = "as" if w != 1.0 else "s"
+            n = len(which) + 1
+            out = run(torch.cat([x_t] * n), torch.cat([tt] * n), which).float()
+            return compose_guidance(out[:b], out[b:2 * b] if which == "as" else None, out[-b:], w, g.style)
         if w == 1.0:
             return run(x_t, tt, "cond")
         out = run(torch.cat([x_t, x_t]), torch.cat([tt, tt]), "both").float()
