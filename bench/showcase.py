@@ -10,7 +10,7 @@ The contact sheet has one strip per source (the teachers' and the README's :func
 evenly spaced frames above the song's loudness and the video's motion). A JSON beside them records the commit, the
 command, and per source its step, size, frame rate and the Spearman of loudness against motion over the song.
 
-    .venv/bin/python bench/showcase.py --model "arm A=runs/study/arms/A_s0" --model "shipped=models/synesthete-small" \\
+    .venv/bin/python bench/showcase.py --model "arm A=runs/study/arms/A_s0" --model "shipped=models/synesthete-small-plan" \\
         --out docs/results/showcase/joplin      # -> joplin.mp4, joplin.png, joplin.json
 """
 

@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-seed", type=int, default=0, help="The noise seed of the style-only variation.")
     p.add_argument("--style-seed", type=int, default=0, help="The style seed of the noise-only variation.")
     p.add_argument("--guidance", type=float, default=None, help="Audio CFG scale (default: the checkpoint's).")
+    p.add_argument("--style-guidance", type=float, default=None,
+                   help="Style CFG scale (inference.style_guidance_scale; default: the checkpoint's).")
     p.add_argument("--latents", default=None, help="A latent cache: also measure the style posterior on its clips.")
     p.add_argument("--split", default="val")
     p.add_argument("--posterior-batches", type=int, default=4)
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--style-draw {args.style_draw} needs --latents (the training split's posterior)")
     torch.manual_seed(0)
     model = load_sampling_model(args.checkpoint, "cpu")
-    settings = SampleSettings(guidance=args.guidance)
+    settings = SampleSettings(guidance=args.guidance, style_guidance=args.style_guidance)
     post = encode_posterior(model, args.latents, "train", args.posterior_batches) if args.style_draw != "prior" \
         else None
     files = [probe_file(model, a, args.k, args.seconds, args.noise_seed, args.style_seed, settings, args.style_draw,

@@ -380,9 +380,9 @@ def test_default_checkpoint_is_runs_diffusion_then_the_shipped_model(tmp_path, m
     checkout = Path(models.__file__).resolve().parents[1] / "models" / models.SHIPPED[0]
     assert resolve_model() == checkout and (checkout / "config.yaml").is_file()
     assert resolve_model(model="synesthete-tiny-live") == checkout.parent / "synesthete-tiny-live"
-    # the settings --help shows are the model's own (synesthete-tiny samples at guidance 1.0, synesthete-small at 2.0;
-    # both at 10 steps)
-    for name, guidance in (("synesthete-tiny", 1.0), ("synesthete-small", 2.0)):
+    # the settings --help shows are the model's own (synesthete-tiny samples at guidance 1.0, synesthete-small-plan at
+    # 2.0; both at 10 steps)
+    for name, guidance in (("synesthete-tiny", 1.0), ("synesthete-small-plan", 2.0)):
         own = model_defaults(checkout.parent / name)
         assert (own["inference.audio_guidance_scale"], own["inference.steps"]) == (guidance, 10)
         step_dir = next((checkout.parent / name / "ckpt").glob("step-*"))
@@ -405,4 +405,4 @@ def test_help_shows_the_settings_of_the_model_it_will_run(capsys):
         main(["sample", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 10, from" in text and "schema default 25" in text  # --steps: the shipped model's own
-    assert "(default: 2.0, from models/synesthete-small)" in text  # --guidance (the same as the schema's)
+    assert "(default: 2.0, from models/synesthete-small-plan)" in text  # --guidance (the same as the schema's)

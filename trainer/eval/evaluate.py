@@ -215,6 +215,7 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
     out = Path(out)
     seed = cfg.inference.seed if seed is None else seed
     t_start = time.perf_counter()
+    commit = code_commit()  # the code that measures: read at the start (a commit made during a long eval is not it)
 
     # 1. choose clips
     chosen = read_val_clips(data, per_variant or ev.clips_per_variant, cfg.render.resolution, model.step_dir)
@@ -245,7 +246,7 @@ def evaluate(model: SamplingModel, data: str | Path, out: str | Path, per_varian
             "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": seed,
             "seeds": ev.seeds, "bootstrap": ev.bootstrap, "music_guard_s": MUSIC_GUARD_S,
             "beat_sigma_s": ev.beat_sigma_s, "ridge_lambda": RIDGE_LAMBDA, "generation_seconds": round(gen.seconds, 2),
-            "total_seconds": round(time.perf_counter() - t_start, 2), "commit": code_commit()}
+            "total_seconds": round(time.perf_counter() - t_start, 2), "commit": commit}
     rep = {"config": cfg.model_dump(mode="json"), "checkpoint": str(model.step_dir), "info": info,
            "variants": variants, "vae_diagnostic": vae, "videos": videos, "plots": plots_out,
            "definitions": {**definitions(cfg), **rows.EXTRA_DEFINITIONS},
@@ -290,6 +291,7 @@ def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path
     listed with its reason; a folder with no usable audio file is an AudioError (exit 2). ``teacher`` renders the
     ground-truth visualizers on a file: the ceiling (:mod:`trainer.eval.folder_ceiling`); None: no ceiling."""
     t0 = time.perf_counter()
+    commit = code_commit()  # the code that measures: read at the start
     folder, out = Path(folder), Path(out)
     files = list_audio_files(folder)
     try:
@@ -307,7 +309,7 @@ def evaluate_audio_dir(model: SamplingModel, folder: str | Path, out: str | Path
     rep = {"verdict": verdict(rep, vae_psnr, "the teacher's frames of these files encoded and decoded"), **rep}
     rep["plots"] = artifacts.folder_plots(out, runs, rep["per_file"], rep["retrieval"], MAX_TIMELINE_PLOTS)
     rep["seconds"] = round(time.perf_counter() - t0, 2)
-    rep["commit"] = code_commit()  # the code that measured it (None outside git)
+    rep["commit"] = commit  # the code that measured it (None outside git)
     rep = json_number(rep)
     pj, _ = write_report(out, rep)
     return rep, pj
