@@ -17,14 +17,13 @@ import torch
 from shared import shards as S
 from shared.config import build_config
 from shared.errors import DataError
-from shared.provenance import write_resolved_config
 from shared.seeding import derive_seed
 from shared.timeline import channel_index, channel_names
 from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import audio_to_latent_map, n_audio_channels, synthetic_batch, synthetic_timeline
 from trainer.diffusion.train import train
 from killing import KILLED, run_killed
-from trainer_shards import rewrite_member
+from trainer_shards import rewrite_member, tiny_latent_config_and_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 C, H = 2, 4
@@ -124,17 +123,8 @@ def _write_latent_dataset(root: Path, cfg, vae_run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def latent_data(tmp_path_factory):
-    from trainer.vae.model import FrameVAE
-
-    cfg = build_config([ROOT / "configs" / "tiny.yaml"], overrides=[
-        "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=16", "render.fps=8", "timeline.n_fft=256",
-        "vae.base_channels=8", "vae.max_channels=8", "vae.latent_channels=2"])
     root = tmp_path_factory.mktemp("diffusion_cli")
-    vae_run = root / "vae_run"
-    torch.manual_seed(0)
-    sd = FrameVAE(cfg.vae).state_dict()
-    write_resolved_config(vae_run / "config.yaml", cfg)
-    ckpt.save_checkpoint(vae_run, 5, {"model": sd, "ema": sd}, {}, keep=1)
+    cfg, vae_run = tiny_latent_config_and_vae(root)
     _write_latent_dataset(root / "latents", cfg, vae_run)
     cfg_file = root / "cfg.yaml"
     # JSON is YAML; only the keys given (a full dump would give the variant mix knobs explicitly, and the loader

@@ -16,13 +16,13 @@ import torch
 
 from shared import shards as S
 from shared.config import build_config
-from shared.provenance import write_resolved_config
 from shared.style_features import (PALETTE_POINTS, PLAN_STYLE_DIM, VISUALIZERS, cosine_palette, hue_rotation_matrix,
                                    plan_style_features)
 from shared.timeline import channel_names
 from trainer import checkpoint as ckpt
 from trainer.diffusion.synthetic import synthetic_timeline
 from trainer.style import plan_features_of, style_for_seed, style_from_prior, style_input_dim
+from trainer_shards import tiny_latent_config_and_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -112,17 +112,9 @@ def test_a_style_seed_is_the_teachers_plan_of_that_seed_or_a_prior_draw():
 def plan_latents(tmp_path_factory):
     """Tiny latent shards whose meta.json carries the teacher's plan of each clip, and a random tiny VAE."""
     from datagen.visual.plan import sample_visual_plan
-    from trainer.vae.model import FrameVAE
 
-    cfg = build_config([ROOT / "configs" / "tiny.yaml"], overrides=[
-        "data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=16", "render.fps=8", "timeline.n_fft=256",
-        "vae.base_channels=8", "vae.max_channels=8", "vae.latent_channels=2"])
     root = tmp_path_factory.mktemp("style_plan")
-    vae_run = root / "vae_run"
-    torch.manual_seed(0)
-    sd = FrameVAE(cfg.vae).state_dict()
-    write_resolved_config(vae_run / "config.yaml", cfg)
-    ckpt.save_checkpoint(vae_run, 5, {"model": sd, "ema": sd}, {}, keep=1)
+    cfg, vae_run = tiny_latent_config_and_vae(root)
     names, n_frames, res = channel_names(cfg.timeline), int(cfg.data.clip_seconds * cfg.render.fps), 4
     g = torch.Generator().manual_seed(0)
     for split in ("train", "val"):

@@ -109,3 +109,26 @@ def rewrite_member(src: str | Path, dst: str | Path, name: str, damage: Callable
                 data = damage(data)
                 info.size = len(data)
             tout.addfile(info, io.BytesIO(data))
+
+
+TINY_LATENT_OVERRIDES = ["data.sample_rate=8000", "data.clip_seconds=2.0", "render.resolution=16", "render.fps=8",
+                         "timeline.n_fft=256", "vae.base_channels=8", "vae.max_channels=8", "vae.latent_channels=2"]
+
+
+def tiny_latent_config_and_vae(root: Path):
+    """``(cfg, vae_run)``: configs/tiny.yaml at 16 px with 2 latent channels, and a randomly initialised frame VAE
+    saved as a run at step 5 under ``root/vae_run`` (what latent shards' manifests and diffusion runs point at)."""
+    import torch
+
+    from shared.config import build_config
+    from shared.provenance import write_resolved_config
+    from trainer import checkpoint as ckpt
+    from trainer.vae.model import FrameVAE
+
+    cfg = build_config([Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"], overrides=TINY_LATENT_OVERRIDES)
+    vae_run = root / "vae_run"
+    torch.manual_seed(0)
+    sd = FrameVAE(cfg.vae).state_dict()
+    write_resolved_config(vae_run / "config.yaml", cfg)
+    ckpt.save_checkpoint(vae_run, 5, {"model": sd, "ema": sd}, {}, keep=1)
+    return cfg, vae_run

@@ -99,6 +99,15 @@ class Draw:
     audio_null: torch.Tensor  # (B,) bool: the snippets whose audio was dropped for CFG
 
 
+def style_posterior(net, batch: SnippetBatch, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's style input as ``(mu, logvar)``, each (B, D): the style encoder's posterior over the clip's style
+    frames, or for ``diffusion.style_source=plan`` the clip's plan features, known exactly (logvar 0, no KL)."""
+    if cfg.diffusion.style_source == "plan":  # the teacher's plan features (trainer/style.py)
+        mu = batch["style_plan"].float()
+        return mu, torch.zeros_like(mu)
+    return net.encode_style(batch["style"].float())
+
+
 def _core(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Generator, *, train: bool) -> Draw:
     """Draw noise/timesteps/dropouts and build the true-audio conditioning (shared by train and val)."""
     d = cfg.diffusion
@@ -122,13 +131,8 @@ def _core(model: Callable, batch: SnippetBatch, cfg: Config, generator: torch.Ge
     prev_valid = batch["prev_valid"].bool() & ~(u_prev < p_prev)[:, None]
     prev = batch["prev"].float() + aug * prev_noise
 
-    if d.style_source == "plan":  # the teacher's plan features: known, not inferred (trainer/style.py); KL 0
-        mu = batch["style_plan"].float()
-        logvar = torch.zeros_like(mu)
-        style_z = mu
-    else:
-        mu, logvar = net.encode_style(batch["style"].float())
-        style_z = mu + (0.5 * logvar).exp() * style_noise if train else mu
+    mu, logvar = style_posterior(net, batch, cfg)
+    style_z = mu + (0.5 * logvar).exp() * style_noise if train and d.style_source == "posterior" else mu
     cond = net.make_cond(batch["audio"].float(), batch["is_silent"], batch["frame_index"], prev=prev,
                          prev_valid=prev_valid, style_z=style_z, style_null=style_null, audio_null=audio_null)
     return Draw(x0=x0, t=t, eps=eps, logsnr=logsnr, x_t=x_t, cond=cond, mu=mu, logvar=logvar, audio_null=audio_null)

@@ -192,12 +192,12 @@ def guided_denoiser(model: Callable, cond: Cond, guidance: "float | Guidance") -
         null["s"] = {"style_null": torch.ones_like(cond["style_null"], dtype=torch.bool)}
 
     def conditioning(which: str) -> dict:
-        """``cond`` (which = "cond") or the rows [cond; cond with each null named in ``which``], e.g. "both" = audio
-        ("a"), "as" = audio then style, "s" = style."""
+        """``cond`` (which = "cond") or the rows [cond; cond with each null named in ``which``]: "a" = audio,
+        "s" = style, "as" = audio then style."""
         if which not in cache:
             c = cond
             if which != "cond":
-                parts = [cond] + [{**cond, **null[n]} for n in ("a" if which == "both" else which)]
+                parts = [cond] + [{**cond, **null[n]} for n in which]
                 c = {k: torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
             cache[which] = c if split is None else split[0](c)
         return cache[which]
@@ -218,7 +218,7 @@ def guided_denoiser(model: Callable, cond: Cond, guidance: "float | Guidance") -
             return compose_guidance(out[:b], out[b:2 * b] if which == "as" else None, out[-b:], w, g.style)
         if w == 1.0:
             return run(x_t, tt, "cond")
-        out = run(torch.cat([x_t, x_t]), torch.cat([tt, tt]), "both").float()
+        out = run(torch.cat([x_t, x_t]), torch.cat([tt, tt]), "a").float()
         return apply_guidance(out[:b], out[b:], w)
 
     return denoise

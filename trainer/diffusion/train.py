@@ -32,7 +32,7 @@ from trainer import checkpoint as ckpt
 from trainer import runtime as rt
 from trainer.conditioning import ConditioningSpec
 from trainer.data import first_meta, snippet_loader, stored_channel_names, unit_to_frame
-from trainer.diffusion.losses import diffusion_loss, shuffle_layout, val_losses
+from trainer.diffusion.losses import diffusion_loss, shuffle_layout, style_posterior, val_losses
 from trainer.diffusion.model import Denoiser
 from trainer.diffusion.sampler import sample_snippet
 from trainer import loop
@@ -74,7 +74,7 @@ def sample_grid(model: Denoiser, batch: dict, cfg: Config, decoder: Callable[[to
     """Sample val snippets with ``model`` (the EMA weights): per clip, the decoded true latents above the
     decoded sample, frames left to right, as one uint8 image (H, W, 3)."""
     b = {k: v[:n_clips] for k, v in to_device(batch, device).items()}
-    mu = b["style_plan"].float() if cfg.diffusion.style_source == "plan" else model.encode_style(b["style"].float())[0]
+    mu, _ = style_posterior(model, b, cfg)
     cond = model.make_cond(b["audio"].float(), b["is_silent"], b["frame_index"], prev=b["prev"].float(),
                            prev_valid=b["prev_valid"], style_z=mu)
     inf = cfg.inference
